@@ -1,0 +1,127 @@
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
+import type { CompiledConfig, CompiledFunction } from "../config/types.ts";
+
+/** A handler that did not bundle: syntax error, missing import, and the like. */
+export class BundleError extends Error {
+  override readonly name = "BundleError";
+}
+
+/** Where `jetfn build` writes and `jetfn start` looks for bundles. */
+export function buildDir(config: CompiledConfig): string {
+  return path.join(config.rootDir, ".jetfn", "build");
+}
+
+export interface BuiltHandler {
+  readonly function: string;
+  /** Absolute path of the bundle (its name carries the content hash). */
+  readonly file: string;
+  /** True when an earlier build whose inputs are unchanged was reused. */
+  readonly reused: boolean;
+}
+
+interface Manifest {
+  readonly esbuild: string;
+  readonly handler: string;
+  readonly bundle: string;
+  /** Every input file (path relative to the root) with its sha256. */
+  readonly inputs: Record<string, string>;
+}
+
+const SDK_ENTRY = fileURLToPath(new URL("../sdk/index.ts", import.meta.url));
+
+/** Resolves `import ... from "jetfn"` in handler files to the SDK, bundled in. */
+const sdkPlugin: esbuild.Plugin = {
+  name: "jetfn-sdk",
+  setup(build) {
+    build.onResolve({ filter: /^jetfn$/ }, () => ({ path: SDK_ENTRY }));
+  },
+};
+
+/**
+ * Bundles every function's handler with esbuild (ESM, node, inline source maps so stack
+ * traces name the user's `.ts` lines). A bundle whose inputs hash the same as at its last
+ * build is reused. Throws one {@link BundleError} listing every handler that failed.
+ */
+export async function buildHandlers(config: CompiledConfig, options: { force?: boolean } = {}): Promise<BuiltHandler[]> {
+  const outDir = buildDir(config);
+  mkdirSync(outDir, { recursive: true });
+  const results = await Promise.allSettled(config.functions.map((fn) => buildOne(config, fn, outDir, options.force ?? false)));
+  const failures = results.flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error).message)] : []));
+  if (failures.length > 0) throw new BundleError(failures.join("\n"));
+  return results.map((r) => (r as PromiseFulfilledResult<BuiltHandler>).value);
+}
+
+async function buildOne(config: CompiledConfig, fn: CompiledFunction, outDir: string, force: boolean): Promise<BuiltHandler> {
+  const manifestFile = path.join(outDir, `${fn.name}.json`);
+  const previous = force ? undefined : readManifest(manifestFile);
+  if (previous && previous.handler === fn.handlerPath && isFresh(config.rootDir, outDir, previous)) {
+    return { function: fn.name, file: path.join(outDir, previous.bundle), reused: true };
+  }
+  let result: esbuild.BuildResult<{ write: false; metafile: true }>;
+  try {
+    result = await esbuild.build({
+      absWorkingDir: config.rootDir,
+      entryPoints: [fn.handlerPath],
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      sourcemap: "inline",
+      sourcesContent: false,
+      write: false,
+      metafile: true,
+      logLevel: "silent",
+      outfile: path.join(outDir, `${fn.name}.mjs`),
+      plugins: [sdkPlugin],
+      // Bundled CommonJS dependencies may call require(): give ESM output one.
+      banner: { js: "import { createRequire as __jetfnRequire } from 'node:module'; const require = __jetfnRequire(import.meta.url);" },
+    });
+  } catch (error) {
+    throw new BundleError(formatBuildFailure(config.rootDir, fn, error));
+  }
+  const code = result.outputFiles[0]!.contents;
+  const hash = createHash("sha256").update(code).digest("hex").slice(0, 12);
+  const bundle = `${fn.name}.${hash}.mjs`;
+  writeFileSync(path.join(outDir, bundle), code);
+  const inputs: Record<string, string> = {};
+  for (const input of Object.keys(result.metafile.inputs)) inputs[input] = hashFile(path.resolve(config.rootDir, input));
+  const manifest: Manifest = { esbuild: esbuild.version, handler: fn.handlerPath, bundle, inputs };
+  writeFileSync(manifestFile, JSON.stringify(manifest, null, 2));
+  return { function: fn.name, file: path.join(outDir, bundle), reused: false };
+}
+
+function readManifest(file: string): Manifest | undefined {
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as Manifest;
+  } catch {
+    return undefined;
+  }
+}
+
+function isFresh(rootDir: string, outDir: string, manifest: Manifest): boolean {
+  if (manifest.esbuild !== esbuild.version || !existsSync(path.join(outDir, manifest.bundle))) return false;
+  return Object.entries(manifest.inputs).every(([input, sha]) => hashFile(path.resolve(rootDir, input)) === sha);
+}
+
+function hashFile(file: string): string {
+  try {
+    return createHash("sha256").update(readFileSync(file)).digest("hex");
+  } catch {
+    return "missing";
+  }
+}
+
+function formatBuildFailure(rootDir: string, fn: CompiledFunction, error: unknown): string {
+  const errors = (error as { errors?: esbuild.Message[] }).errors;
+  if (!errors?.length) return `${path.relative(rootDir, fn.handlerPath)}: ${(error as Error).message}`;
+  return errors
+    .map((m) => {
+      const where = m.location ? `${m.location.file}:${m.location.line}:${m.location.column + 1}` : path.relative(rootDir, fn.handlerPath);
+      return `${where}: ${m.text} (function ${fn.name})`;
+    })
+    .join("\n");
+}

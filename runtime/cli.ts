@@ -1,0 +1,150 @@
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { jetstream } from "@nats-io/jetstream";
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import { BundleError, buildHandlers } from "./bundle/build.ts";
+import { loadHandler } from "./bundle/load.ts";
+import { ConfigError } from "./config/errors.ts";
+import { loadEnv } from "./config/env.ts";
+import { loadConfig } from "./config/load.ts";
+import { Host } from "./host.ts";
+import { connectNats } from "./nats/connect.ts";
+import { resolveNats } from "./nats/embedded.ts";
+import { ProvisionError } from "./nats/provision.ts";
+import { createLogger } from "./telemetry/logger.ts";
+
+const USAGE = `Usage: jetfn <command> [options]
+
+Commands:
+  start                         run every function in functions.yaml
+  build                         bundle every handler into .jetfn/build
+  validate                      check functions.yaml, the environment and every handler; no connection
+  publish <subject> <json|@file> [--header k=v]... [--msg-id id]
+                                publish one event to JetStream
+
+Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
+Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.`;
+
+class UsageError extends Error {}
+
+/** Runs one CLI command; resolves with the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "start":
+        return await start();
+      case "build":
+        return await build();
+      case "validate":
+        return await validate();
+      case "publish":
+        return await publish(rest);
+      case "help":
+      case "--help":
+      case "-h":
+        console.log(USAGE);
+        return 0;
+      default:
+        throw new UsageError(command ? `unknown command: ${command}` : "no command given");
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`jetfn: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (error instanceof ConfigError || error instanceof BundleError || error instanceof ProvisionError) {
+      console.error(`jetfn: ${error.message}`);
+      return 2;
+    }
+    console.error(`jetfn: ${(error as Error).message ?? String(error)}`);
+    return 1;
+  }
+}
+
+async function start(): Promise<number> {
+  const env = loadEnv();
+  const host = await Host.create({ env });
+  let signals = 0;
+  const stopped = new Promise<void>((resolve, reject) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (++signals > 1) {
+        host.log.warn({ signal }, "second signal: exiting now");
+        process.exit(1);
+      }
+      host.log.info({ signal }, "signal received: shutting down");
+      host.shutdown().then(resolve, reject);
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+  try {
+    await host.start();
+  } catch (error) {
+    await host.shutdown();
+    throw error;
+  }
+  await stopped;
+  return 0;
+}
+
+async function build(): Promise<number> {
+  const env = loadEnv();
+  const config = loadConfig(env.configFile);
+  for (const built of await buildHandlers(config, { force: true })) console.log(`${built.function}: ${built.file}`);
+  return 0;
+}
+
+async function validate(): Promise<number> {
+  const env = loadEnv();
+  const config = loadConfig(env.configFile);
+  process.setSourceMapsEnabled(true);
+  const built = await buildHandlers(config);
+  for (const bundle of built) {
+    const fn = config.functions.find((f) => f.name === bundle.function)!;
+    await loadHandler(fn, bundle.file, config.rootDir);
+  }
+  console.log(`${config.file}: ${config.functions.length} function(s), ${config.streams.length} stream(s): ok`);
+  return 0;
+}
+
+async function publish(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { header: { type: "string", multiple: true, short: "H" }, "msg-id": { type: "string" } },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const [subject, body] = parsed.positionals;
+  if (!subject || body === undefined || parsed.positionals.length > 2) throw new UsageError("publish needs <subject> <json|@file>");
+  const text = body.startsWith("@") ? readFileSync(body.slice(1), "utf8") : body;
+  try {
+    JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`the event is not valid JSON: ${(error as Error).message}`);
+  }
+  const h = natsHeaders();
+  for (const header of parsed.values.header ?? []) {
+    const eq = header.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--header expects key=value, got ${header}`);
+    h.set(header.slice(0, eq), header.slice(eq + 1));
+  }
+  const env = loadEnv();
+  const log = createLogger(env.logLevel === "info" ? "warn" : env.logLevel);
+  const endpoint = await resolveNats(env.natsUrl ?? ["nats://127.0.0.1:4222"], process.cwd(), log);
+  const nc = await connectNats(env, endpoint.servers, log);
+  try {
+    const ack = await jetstream(nc).publish(subject, text, {
+      headers: h,
+      ...(parsed.values["msg-id"] ? { msgID: parsed.values["msg-id"] } : {}),
+    });
+    console.log(JSON.stringify({ stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate }));
+    return 0;
+  } finally {
+    await nc.drain();
+  }
+}

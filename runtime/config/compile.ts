@@ -1,0 +1,180 @@
+import path from "node:path";
+import ms from "ms";
+import type {
+  CompiledBreaker,
+  CompiledDeliverPolicy,
+  CompiledFunction,
+  CompiledRetry,
+  CompiledStream,
+  Encoding,
+} from "./types.ts";
+import type { DefaultsEntry, FunctionEntry, StreamEntry } from "./schema.ts";
+
+/** The built-in layer under `defaults:` and each entry. */
+export const BUILT_IN_DEFAULTS = Object.freeze({
+  concurrency: 16,
+  timeoutMs: 30_000,
+  /** `ackWait` defaults to the timeout plus this much. */
+  ackWaitMarginMs: 5_000,
+  /** `maxAckPending` defaults to the larger of this and the concurrency. */
+  maxAckPendingFloor: 1000,
+  retry: Object.freeze<CompiledRetry>({
+    maxAttempts: 5,
+    backoff: "exponential",
+    initialDelayMs: 1_000,
+    maxDelayMs: 300_000,
+    jitter: true,
+  }),
+  breaker: Object.freeze<CompiledBreaker>({ failureThreshold: 5, openForMs: 30_000, halfOpenRequests: 1 }),
+  deliverPolicy: Object.freeze<CompiledDeliverPolicy>({ kind: "all" }),
+  encoding: "json" as Encoding,
+  stream: Object.freeze({
+    storage: "file" as const,
+    replicas: 1,
+    maxAgeMs: 0,
+    duplicateWindowMs: 120_000,
+  }),
+});
+
+/** A problem found while compiling, with the document path it belongs to. */
+export interface CompileIssue {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+}
+
+/** A merged value and the document path of the layer that set it (none for built-ins). */
+interface Picked<T> {
+  readonly value: T;
+  readonly path?: readonly PropertyKey[];
+}
+
+/** The first layer that sets a value wins; layers come highest-priority first. */
+function pick<T>(builtIn: T, ...layers: ReadonlyArray<readonly [T | undefined, readonly PropertyKey[]]>): Picked<T> {
+  for (const [value, at] of layers) if (value !== undefined) return { value, path: at };
+  return { value: builtIn };
+}
+
+/** Compiles a `streams:` entry, applying built-in defaults. */
+export function compileStream(entry: StreamEntry): CompiledStream {
+  const builtIn = BUILT_IN_DEFAULTS.stream;
+  return {
+    name: entry.name,
+    subjects: entry.subjects,
+    storage: entry.storage ?? builtIn.storage,
+    replicas: entry.replicas ?? builtIn.replicas,
+    maxAgeMs: entry.maxAge ?? builtIn.maxAgeMs,
+    duplicateWindowMs: entry.duplicateWindow ?? builtIn.duplicateWindowMs,
+  };
+}
+
+/**
+ * Compiles `functions[index]`: built-in defaults < `defaults:` < the entry, with `retry` and
+ * `breaker` merged key by key. Checks that span layers (maxAckPending against concurrency,
+ * initialDelay against maxDelay) are reported at the key of the layer that set the value.
+ */
+export function compileFunction(
+  entry: FunctionEntry,
+  index: number,
+  defaults: DefaultsEntry,
+  rootDir: string,
+): { readonly compiled: CompiledFunction; readonly issues: readonly CompileIssue[] } {
+  const at = (...keys: PropertyKey[]): readonly PropertyKey[] => ["functions", index, ...keys];
+  const inDefaults = (...keys: PropertyKey[]): readonly PropertyKey[] => ["defaults", ...keys];
+  const issues: CompileIssue[] = [];
+  const builtIn = BUILT_IN_DEFAULTS;
+
+  const concurrency = pick(builtIn.concurrency, [entry.concurrency, at("concurrency")], [
+    defaults.concurrency,
+    inDefaults("concurrency"),
+  ]).value;
+  const timeoutMs = pick(builtIn.timeoutMs, [entry.timeout, at("timeout")], [defaults.timeout, inDefaults("timeout")])
+    .value;
+  const ackWaitMs = pick(timeoutMs + builtIn.ackWaitMarginMs, [entry.ackWait, at("ackWait")], [
+    defaults.ackWait,
+    inDefaults("ackWait"),
+  ]).value;
+  const maxAckPending = pick(Math.max(builtIn.maxAckPendingFloor, concurrency), [
+    entry.maxAckPending,
+    at("maxAckPending"),
+  ], [defaults.maxAckPending, inDefaults("maxAckPending")]);
+  if (maxAckPending.value < concurrency && maxAckPending.path) {
+    const whose = maxAckPending.path[0] === "defaults" ? ` of function "${entry.name}"` : "";
+    issues.push({
+      path: maxAckPending.path,
+      message: `maxAckPending ${maxAckPending.value} is less than the concurrency ${concurrency}${whose}`,
+    });
+  }
+
+  const retry = compileRetry(entry, defaults, at, inDefaults, issues);
+  const breaker = compileBreaker(entry, defaults);
+  const handler = entry.handler;
+  const compiled: CompiledFunction = {
+    name: entry.name,
+    handlerPath: path.resolve(rootDir, handler.file),
+    exportName: handler.exportName,
+    stream: entry.stream,
+    subjects: entry.subjects,
+    durable: entry.durable ?? `jetfn_${entry.name.replaceAll("-", "_")}`,
+    concurrency,
+    timeoutMs,
+    ackWaitMs,
+    maxAckPending: maxAckPending.value,
+    retry,
+    ...(breaker ? { breaker } : {}),
+    ...(entry.output !== undefined ? { output: entry.output } : {}),
+    deadLetter: entry.deadLetter ?? `jetfn.dlq.${entry.name}`,
+    deliverPolicy: entry.deliverPolicy ?? defaults.deliverPolicy ?? builtIn.deliverPolicy,
+    encoding: entry.encoding ?? defaults.encoding ?? builtIn.encoding,
+    config: entry.config ?? defaults.config ?? {},
+  };
+  return { compiled, issues };
+}
+
+function compileRetry(
+  entry: FunctionEntry,
+  defaults: DefaultsEntry,
+  at: (...keys: PropertyKey[]) => readonly PropertyKey[],
+  inDefaults: (...keys: PropertyKey[]) => readonly PropertyKey[],
+  issues: CompileIssue[],
+): CompiledRetry {
+  const own = entry.retry ?? {};
+  const shared = defaults.retry ?? {};
+  const builtIn = BUILT_IN_DEFAULTS.retry;
+  const initialDelay = pick(builtIn.initialDelayMs, [own.initialDelay, at("retry", "initialDelay")], [
+    shared.initialDelay,
+    inDefaults("retry", "initialDelay"),
+  ]);
+  const maxDelay = pick(builtIn.maxDelayMs, [own.maxDelay, at("retry", "maxDelay")], [
+    shared.maxDelay,
+    inDefaults("retry", "maxDelay"),
+  ]);
+  if (initialDelay.value > maxDelay.value) {
+    const where = initialDelay.path ?? maxDelay.path ?? at("retry");
+    const whose = where[0] === "defaults" ? ` of function "${entry.name}"` : "";
+    issues.push({
+      path: where,
+      message: `retry initialDelay ${ms(initialDelay.value)} is longer than maxDelay ${ms(maxDelay.value)}${whose}`,
+    });
+  }
+  return {
+    maxAttempts: own.maxAttempts ?? shared.maxAttempts ?? builtIn.maxAttempts,
+    backoff: own.backoff ?? shared.backoff ?? builtIn.backoff,
+    initialDelayMs: initialDelay.value,
+    maxDelayMs: maxDelay.value,
+    jitter: own.jitter ?? shared.jitter ?? builtIn.jitter,
+  };
+}
+
+/** No breaker unless a layer asks for one; `breaker: false` in the entry drops the default's. */
+function compileBreaker(entry: FunctionEntry, defaults: DefaultsEntry): CompiledBreaker | undefined {
+  if (entry.breaker === false) return undefined;
+  const own = entry.breaker;
+  const shared = defaults.breaker === false ? undefined : defaults.breaker;
+  if (own === undefined && shared === undefined) return undefined;
+  const builtIn = BUILT_IN_DEFAULTS.breaker;
+  return {
+    failureThreshold: own?.failureThreshold ?? shared?.failureThreshold ?? builtIn.failureThreshold,
+    openForMs: own?.openFor ?? shared?.openFor ?? builtIn.openForMs,
+    halfOpenRequests: own?.halfOpenRequests ?? shared?.halfOpenRequests ?? builtIn.halfOpenRequests,
+  };
+}

@@ -1,0 +1,144 @@
+import fs from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import type { CompiledEnv } from "./types.ts";
+import { durationMessage, isDuration, parseDuration } from "./duration.ts";
+import { ConfigError, describeValue } from "./errors.ts";
+import type { ConfigIssue } from "./errors.ts";
+import { isFile } from "./files.ts";
+
+/** Variables whose values must never appear in a message. */
+const SECRETS: ReadonlySet<string> = new Set(["NATS_PASSWORD", "NATS_TOKEN", "NATS_NKEY_SEED"]);
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+const URL_SCHEMES = new Set(["nats:", "tls:", "ws:", "wss:"]);
+
+/** The issue file name for environment problems: `environment NATS_URL: ...`. */
+export const ENVIRONMENT = "environment";
+
+/** `NATS_URL` may carry `user:password@`; its echo in a message keeps only `***@`. */
+function redactUrl(url: string): string {
+  return url.replace(/^([a-z]+:\/\/)?[^@/]*@/i, (_, scheme: string | undefined) => `${scheme ?? ""}***@`);
+}
+
+function isServerUrl(text: string): boolean {
+  const candidate = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `nats://${text}`;
+  try {
+    const url = new URL(candidate);
+    return URL_SCHEMES.has(url.protocol) && url.hostname !== "" && (url.pathname === "" || url.pathname === "/");
+  } catch {
+    return false;
+  }
+}
+
+function checked<T>(valid: (value: string) => boolean, message: (value: string) => string, convert: (value: string) => T) {
+  return z
+    .string()
+    .refine(valid, { error: (issue) => message(String(issue.input)) })
+    .transform(convert);
+}
+
+/** An existing file, as an absolute path. */
+const existingFile = (cwd: string) =>
+  checked(
+    (value) => isFile(path.resolve(cwd, value)),
+    (value) => `file not found: ${path.resolve(cwd, value)}`,
+    (value) => path.resolve(cwd, value),
+  );
+
+const anything = z.string();
+
+function envSchema(cwd: string) {
+  return z.object({
+    NATS_URL: checked(
+      (value) => value.split(",").every((url) => isServerUrl(url.trim())),
+      (value) => `expected a comma-separated list of server URLs like nats://host:4222, got ${describeValue(redactUrl(value))}`,
+      (value) => value.split(",").map((url) => url.trim()),
+    ).optional(),
+    NATS_CREDS: existingFile(cwd).optional(),
+    NATS_USER: anything.optional(),
+    NATS_PASSWORD: anything.optional(),
+    NATS_TOKEN: anything.optional(),
+    NATS_NKEY_SEED: checked(
+      (value) => /^SU[A-Z2-7]+$/.test(value),
+      () => `expected a user nkey seed (starting with "SU")`,
+      (value) => value,
+    ).optional(),
+    NATS_TLS_CA: existingFile(cwd).optional(),
+    NATS_TLS_CERT: existingFile(cwd).optional(),
+    NATS_TLS_KEY: existingFile(cwd).optional(),
+    JETFN_CONFIG: anything.default("functions.yaml").transform((value) => path.resolve(cwd, value)),
+    JETFN_HTTP_HOST: anything.default("0.0.0.0"),
+    JETFN_HTTP_PORT: checked(
+      (value) => /^\d{1,5}$/.test(value) && Number(value) <= 65_535,
+      (value) => `expected a port 0-65535, got ${describeValue(value)}`,
+      Number,
+    ).default(8080),
+    JETFN_SHUTDOWN_TIMEOUT: checked(isDuration, durationMessage, parseDuration).default(30_000),
+    LOG_LEVEL: checked(
+      (value) => (LOG_LEVELS as readonly string[]).includes(value.toLowerCase()),
+      (value) => `expected one of ${LOG_LEVELS.join(", ")}, got ${describeValue(value)}`,
+      (value) => value.toLowerCase() as (typeof LOG_LEVELS)[number],
+    ).default("info"),
+  });
+}
+
+/** Pairs that only make sense together: `[a, b]` means each requires the other. */
+const TOGETHER: ReadonlyArray<readonly [string, string]> = [
+  ["NATS_USER", "NATS_PASSWORD"],
+  ["NATS_TLS_CERT", "NATS_TLS_KEY"],
+];
+
+/**
+ * Validates the environment (DESIGN.md, "Environment") into a frozen `CompiledEnv`. Empty
+ * values count as unset; non-secret values are trimmed; paths become absolute (relative to
+ * `cwd`) and must name existing files. Secret values never appear in error messages.
+ * @throws ConfigError naming each bad variable (`environment JETFN_HTTP_PORT: ...`).
+ */
+export function loadEnv(env: Readonly<Record<string, string | undefined>> = process.env, cwd: string = process.cwd()): CompiledEnv {
+  const schema = envSchema(cwd);
+  const input: Record<string, string> = {};
+  for (const name of Object.keys(schema.shape)) {
+    const raw = env[name];
+    const value = raw === undefined || SECRETS.has(name) ? raw : raw.trim();
+    if (value !== undefined && value !== "") input[name] = value;
+  }
+
+  const issues: ConfigIssue[] = [];
+  for (const [a, b] of TOGETHER) {
+    if ((input[a] === undefined) !== (input[b] === undefined)) {
+      const [set, missing] = input[a] === undefined ? [b, a] : [a, b];
+      issues.push({ file: ENVIRONMENT, path: missing, message: `must be set when ${set} is set` });
+    }
+  }
+  const result = schema.safeParse(input);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const name = String(issue.path[0] ?? "");
+      // Belt and braces: only our own messages, which never echo a secret, are kept for secrets.
+      const message = SECRETS.has(name) && issue.code !== "custom" ? "invalid value" : issue.message;
+      issues.push({ file: ENVIRONMENT, path: name, message });
+    }
+  }
+  if (issues.length > 0 || !result.success) throw new ConfigError(issues);
+
+  const data = result.data;
+  const compiled: CompiledEnv = {
+    ...(data.NATS_URL ? { natsUrl: data.NATS_URL } : {}),
+    ...(data.NATS_CREDS !== undefined ? { natsCreds: data.NATS_CREDS } : {}),
+    ...(data.NATS_USER !== undefined ? { natsUser: data.NATS_USER } : {}),
+    ...(data.NATS_PASSWORD !== undefined ? { natsPassword: data.NATS_PASSWORD } : {}),
+    ...(data.NATS_TOKEN !== undefined ? { natsToken: data.NATS_TOKEN } : {}),
+    ...(data.NATS_NKEY_SEED !== undefined ? { natsNkeySeed: data.NATS_NKEY_SEED } : {}),
+    ...(data.NATS_TLS_CA !== undefined ? { natsTlsCa: data.NATS_TLS_CA } : {}),
+    ...(data.NATS_TLS_CERT !== undefined ? { natsTlsCert: data.NATS_TLS_CERT } : {}),
+    ...(data.NATS_TLS_KEY !== undefined ? { natsTlsKey: data.NATS_TLS_KEY } : {}),
+    configFile: data.JETFN_CONFIG,
+    httpHost: data.JETFN_HTTP_HOST,
+    httpPort: data.JETFN_HTTP_PORT,
+    shutdownTimeoutMs: data.JETFN_SHUTDOWN_TIMEOUT,
+    logLevel: data.LOG_LEVEL,
+  };
+  if (compiled.natsUrl) Object.freeze(compiled.natsUrl);
+  return Object.freeze(compiled);
+}

@@ -1,0 +1,200 @@
+import { z } from "zod";
+import type { CompiledDeliverPolicy } from "./types.ts";
+import { durationMessage, durationSchema, isDuration, parseDuration } from "./duration.ts";
+import { describeValue } from "./errors.ts";
+import { copyPlain, isPlainMap } from "./freeze.ts";
+import { isValidSubject } from "./subjects.ts";
+import { integer, issueMessage, oneOf } from "./messages.ts";
+
+/**
+ * Strict zod schemas for `functions.yaml` as the user writes it. Optional keys stay absent
+ * here: defaults are applied in `compile.ts`, because they layer (built-in < `defaults:` <
+ * function entry) and a schema default would hide which layer set a key.
+ */
+
+const FUNCTION_NAME = /^[a-z0-9][a-z0-9-]*$/;
+/** Stream and consumer names: no whitespace, `.`, `*`, `>`, path separators or NUL. */
+const RESOURCE_NAME = /^[^\s.*>/\\\0]+$/;
+const EXPORT_NAME = /^[A-Za-z_$][\w$]*$/;
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2}))?$/;
+
+function text(message: (input: unknown) => string, valid: (value: string) => boolean) {
+  return z
+    .string({ error: (issue) => message(issue.input) })
+    .refine(valid, { error: (issue) => message(issue.input) });
+}
+
+/** A duration of at least `minMs`; one message for both ways of getting it wrong. */
+function durationAtLeast(minMs: number, shown: string) {
+  const valid = (value: string) => isDuration(value) && parseDuration(value) >= minMs;
+  return text(
+    (input) =>
+      typeof input === "string" && isDuration(input)
+        ? `expected a duration of at least ${shown}, got ${describeValue(input)}`
+        : durationMessage(input),
+    valid,
+  ).transform((value) => parseDuration(value));
+}
+
+function subject(wildcards: boolean) {
+  const example = wildcards ? "orders.created" : "payments.charged";
+  const kind = wildcards ? "a NATS subject" : "a NATS subject without wildcards";
+  return text(
+    (input) => `expected ${kind} like ${example}, got ${describeValue(input)}`,
+    (value) => isValidSubject(value, { wildcards }),
+  );
+}
+
+/** One subject or a non-empty list of them; always a list after parsing. */
+const subjectListSchema = oneOf(
+  [subject(true).transform((value) => [value]), z.array(subject(true)).min(1)],
+  (input) => `expected a subject or a list of subjects, got ${describeValue(input)}`,
+);
+
+const functionNameSchema = text(
+  (input) => `expected a name of lowercase letters, digits and "-" (like charge-payment), got ${describeValue(input)}`,
+  (value) => FUNCTION_NAME.test(value),
+);
+
+function resourceName(kind: string) {
+  return text(
+    (input) => `expected a ${kind} name without spaces, ".", "*", ">", "/" or "\\", got ${describeValue(input)}`,
+    (value) => RESOURCE_NAME.test(value),
+  );
+}
+
+/** `path/to/file.ts` or `path/to/file.ts#exportName`. */
+const handlerSchema = text(
+  (input) => `expected a file path like functions/charge.ts, optionally with #exportName, got ${describeValue(input)}`,
+  (value) => {
+    const [file, exportName, extra] = value.split("#");
+    if (file === undefined || file.trim() === "" || extra !== undefined) return false;
+    return exportName === undefined || EXPORT_NAME.test(exportName);
+  },
+).transform((value) => {
+  const [file = "", exportName = "default"] = value.split("#");
+  return { file, exportName };
+});
+
+const isoDateSchema = text(
+  (input) => `expected an ISO date like 2024-05-01T00:00:00Z, got ${describeValue(input)}`,
+  (value) => ISO_DATE.test(value) && Number.isFinite(Date.parse(value)),
+).transform((value) => new Date(value));
+
+const deliverPolicySchema = oneOf(
+  [
+    z.enum(["all", "new", "last"]).transform((kind): CompiledDeliverPolicy => ({ kind })),
+    z.strictObject({ startTime: isoDateSchema }).transform(
+      ({ startTime }): CompiledDeliverPolicy => ({ kind: "startTime", startTime }),
+    ),
+    z.strictObject({ startSeq: integer(1) }).transform(
+      ({ startSeq }): CompiledDeliverPolicy => ({ kind: "startSeq", startSeq }),
+    ),
+  ],
+  (input) =>
+    `expected all, new, last, { startTime: <ISO date> } or { startSeq: <integer> }, got ${describeValue(input)}`,
+);
+
+const configMapSchema = z
+  .custom<Record<string, unknown>>(isPlainMap, { error: (issue) => `expected a map, got ${describeValue(issue.input)}` })
+  .transform((value) => copyPlain(value) as Record<string, unknown>);
+
+/** `retry:` as written; any subset of keys, merged over the layers below it. */
+export const retrySchema = z.strictObject({
+  maxAttempts: integer(1).optional(),
+  backoff: z.enum(["exponential", "fixed"]).optional(),
+  initialDelay: durationSchema.optional(),
+  maxDelay: durationSchema.optional(),
+  jitter: z.boolean().optional(),
+});
+
+/** `breaker:` as written; `false` turns off a breaker inherited from `defaults:`. */
+export const breakerSchema = oneOf(
+  [
+    z.literal(false),
+    z.strictObject({
+      failureThreshold: integer(1).optional(),
+      openFor: durationAtLeast(1, "1ms").optional(),
+      halfOpenRequests: integer(1).optional(),
+    }),
+  ],
+  (input) => `expected a map or false, got ${describeValue(input)}`,
+);
+
+/** Keys that `defaults:` may set: every function key that is not per-function. */
+const tunables = {
+  concurrency: integer(1).optional(),
+  timeout: durationAtLeast(1, "1ms").optional(),
+  ackWait: durationAtLeast(1000, "1s").optional(),
+  maxAckPending: integer(1).optional(),
+  retry: retrySchema.optional(),
+  breaker: breakerSchema.optional(),
+  deliverPolicy: deliverPolicySchema.optional(),
+  encoding: z.enum(["json", "text", "binary"]).optional(),
+  config: configMapSchema.optional(),
+};
+
+/** Keys that only a function entry may set; `defaults:` rejects them by name. */
+export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
+  "name",
+  "handler",
+  "stream",
+  "subjects",
+  "durable",
+  "output",
+  "deadLetter",
+]);
+
+/** The `defaults:` section. */
+export const defaultsSchema = z.strictObject(tunables);
+
+/** One entry of `functions:`. */
+export const functionEntrySchema = z.strictObject({
+  name: functionNameSchema,
+  handler: handlerSchema,
+  stream: resourceName("stream"),
+  subjects: subjectListSchema,
+  durable: resourceName("consumer").optional(),
+  output: subject(false).optional(),
+  deadLetter: subject(false).optional(),
+  ...tunables,
+});
+
+/** One entry of `streams:`. */
+export const streamEntrySchema = z.strictObject({
+  name: resourceName("stream"),
+  subjects: subjectListSchema,
+  storage: z.enum(["file", "memory"]).optional(),
+  replicas: integer(1, 5).optional(),
+  maxAge: oneOf(
+    [z.literal(0).transform(() => 0), z.literal("0").transform(() => 0), durationSchema],
+    (input) => `${durationMessage(input)} (or 0 for unlimited)`,
+  ).optional(),
+  duplicateWindow: durationAtLeast(1, "1ms").optional(),
+});
+
+/**
+ * The file's top level. Entries are checked one by one (see `load.ts`) so that one bad entry
+ * does not hide the problems of the others; {@link configFileSchema} checks everything at once.
+ */
+export const rootSchema = z.strictObject({
+  defaults: z.unknown().optional(),
+  streams: z.array(z.unknown()).optional(),
+  functions: z.array(z.unknown()),
+});
+
+/** The whole file in one schema, for tools that want a single `safeParse`. */
+export const configFileSchema = z.strictObject({
+  defaults: defaultsSchema.optional(),
+  streams: z.array(streamEntrySchema).optional(),
+  functions: z.array(functionEntrySchema),
+});
+
+export type DefaultsEntry = z.output<typeof defaultsSchema>;
+export type FunctionEntry = z.output<typeof functionEntrySchema>;
+export type StreamEntry = z.output<typeof streamEntrySchema>;
+export type RetryEntry = z.output<typeof retrySchema>;
+export type BreakerEntry = z.output<typeof breakerSchema>;
+
+/** Options for `safeParse` that word zod's generic issues the way the rest of this module does. */
+export const parseOptions = { error: issueMessage } as const;

@@ -1,0 +1,229 @@
+import type { AddressInfo } from "node:net";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { buildHandlers } from "./bundle/build.ts";
+import { loadHandler } from "./bundle/load.ts";
+import { loadConfig } from "./config/load.ts";
+import type { CompiledConfig, CompiledEnv, CompiledFunction } from "./config/types.ts";
+import { HttpServer } from "./http/server.ts";
+import type { LoadedHandler, Publisher } from "./invoke/delivery.ts";
+import { Invoker } from "./invoke/process.ts";
+import { connectNats } from "./nats/connect.ts";
+import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
+import { ensureConsumer, provision } from "./nats/provision.ts";
+import { PullLoop } from "./nats/pull-loop.ts";
+import { createLogger, type Logger } from "./telemetry/logger.ts";
+import { Metrics } from "./telemetry/metrics.ts";
+
+/**
+ * Lifecycle of a host:
+ * - `created`: config validated, every handler bundled and loaded; no network I/O yet;
+ * - `starting`: connecting, provisioning, starting pull loops and HTTP;
+ * - `running`: pulling and invoking;
+ * - `draining`: not ready, not pulling, in-flight invocations finishing;
+ * - `stopped`: connection drained, HTTP closed;
+ * - `failed`: `start()` threw; `shutdown()` still releases what was acquired.
+ */
+export type HostState = "created" | "starting" | "running" | "draining" | "stopped" | "failed";
+
+export interface HostOptions {
+  readonly env: CompiledEnv;
+  /** Defaults to loading `env.configFile`. */
+  readonly config?: CompiledConfig;
+  readonly logger?: Logger;
+  /** Where the embedded nats-server would listen (tests). */
+  readonly embedded?: EmbeddedOptions;
+}
+
+interface Running {
+  readonly fn: CompiledFunction;
+  readonly invoker: Invoker;
+  readonly loop: PullLoop;
+}
+
+/** The jetfn host: one process running every function of one `functions.yaml`. */
+export class Host {
+  readonly config: CompiledConfig;
+  readonly metrics = new Metrics();
+  readonly log: Logger;
+  readonly #env: CompiledEnv;
+  readonly #handlers: ReadonlyMap<string, LoadedHandler>;
+  readonly #embedded?: EmbeddedOptions;
+  readonly #stop = new AbortController();
+  #state: HostState = "created";
+  #endpoint?: NatsEndpoint;
+  #nc?: NatsConnection;
+  #jsm?: JetStreamManager;
+  #connected = false;
+  #running: Running[] = [];
+  #http?: HttpServer;
+  #httpAddress?: AddressInfo;
+  #shutdown?: Promise<void>;
+
+  private constructor(options: HostOptions, config: CompiledConfig, handlers: ReadonlyMap<string, LoadedHandler>, log: Logger) {
+    this.#env = options.env;
+    this.#embedded = options.embedded;
+    this.config = config;
+    this.#handlers = handlers;
+    this.log = log;
+  }
+
+  /**
+   * Validates the config, bundles and loads every handler: a broken handler fails here,
+   * before any connection. Throws `ConfigError` or `BundleError`.
+   */
+  static async create(options: HostOptions): Promise<Host> {
+    const log = options.logger ?? createLogger(options.env.logLevel);
+    process.setSourceMapsEnabled(true);
+    const config = options.config ?? loadConfig(options.env.configFile);
+    const built = await buildHandlers(config);
+    const handlers = new Map<string, LoadedHandler>();
+    for (const bundle of built) {
+      const fn = config.functions.find((f) => f.name === bundle.function)!;
+      handlers.set(fn.name, await loadHandler(fn, bundle.file, config.rootDir));
+      log.debug({ function: fn.name, bundle: bundle.file, reused: bundle.reused }, "handler loaded");
+    }
+    log.info({ config: config.file, functions: config.functions.map((f) => f.name) }, "functions loaded");
+    return new Host(options, config, handlers, log);
+  }
+
+  get state(): HostState {
+    return this.#state;
+  }
+
+  /** The HTTP server's bound address, once started. */
+  get httpAddress(): AddressInfo | undefined {
+    return this.#httpAddress;
+  }
+
+  /** Connected to NATS, every consumer bound, and not draining. */
+  ready(): boolean {
+    return this.#state === "running" && this.#connected && this.#running.every((r) => r.loop.bound);
+  }
+
+  /** Connects, provisions, starts one pull loop per function, then HTTP. */
+  async start(): Promise<void> {
+    if (this.#state !== "created") throw new Error(`cannot start a host that is ${this.#state}`);
+    this.#state = "starting";
+    try {
+      this.#endpoint = await resolveNats(this.#env.natsUrl, this.config.rootDir, this.log, this.#embedded);
+      this.#nc = await connectNats(this.#env, this.#endpoint.servers, this.log, (up) => (this.#connected = up));
+      this.#jsm = await jetstreamManager(this.#nc);
+      await provision(this.#nc, this.#jsm, this.config, this.log);
+      const js = jetstream(this.#nc);
+      const publisher = jetstreamPublisher(js);
+      for (const fn of this.config.functions) {
+        const invoker = new Invoker(fn, this.#handlers.get(fn.name)!, {
+          publisher,
+          metrics: this.metrics,
+          logger: this.log,
+          stop: this.#stop.signal,
+        });
+        const jsm = this.#jsm;
+        const loop = new PullLoop(js, fn, (delivery) => invoker.process(delivery), this.log, {
+          rebind: () => ensureConsumer(jsm, fn, this.log),
+        });
+        this.#running.push({ fn, invoker, loop });
+      }
+      for (const { loop } of this.#running) loop.start();
+      this.#http = new HttpServer({
+        registry: this.metrics.registry,
+        ready: () => this.ready(),
+        functions: () => this.functions(),
+      });
+      this.#httpAddress = await this.#http.listen(this.#env.httpHost, this.#env.httpPort);
+      this.#state = "running";
+      this.log.info({ http: `${this.#httpAddress.address}:${this.#httpAddress.port}` }, "jetfn is running");
+    } catch (error) {
+      this.#state = "failed";
+      await this.#release();
+      throw error;
+    }
+  }
+
+  /** `/functions`: each function's consumer, in-flight count, limit and server-side pending. */
+  async functions(): Promise<unknown[]> {
+    return Promise.all(
+      this.#running.map(async ({ fn, invoker, loop }) => {
+        let pending: number | undefined;
+        let ackPending: number | undefined;
+        try {
+          const info = await this.#jsm?.consumers.info(fn.stream, fn.durable);
+          pending = info?.num_pending;
+          ackPending = info?.num_ack_pending;
+        } catch {
+          // Unknown while disconnected; the rest of the answer still helps.
+        }
+        return {
+          name: fn.name,
+          stream: fn.stream,
+          durable: fn.durable,
+          subjects: fn.subjects,
+          bound: loop.bound,
+          inflight: invoker.inflight,
+          limit: fn.concurrency,
+          pending,
+          ackPending,
+        };
+      }),
+    );
+  }
+
+  /**
+   * Stops the host; idempotent, every call returns the same promise. Not ready at once,
+   * pulling stops, in-flight invocations get `JETFN_SHUTDOWN_TIMEOUT`, then their signal
+   * aborts and they are nak'd; the connection drains, HTTP closes.
+   */
+  shutdown(): Promise<void> {
+    this.#shutdown ??= this.#drain();
+    return this.#shutdown;
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#state !== "failed") this.#state = "draining";
+    this.log.info({ inflight: this.#inflightCount() }, "shutting down: stopped pulling");
+    await Promise.all(this.#running.map(({ loop }) => loop.stop()));
+    const settled = Promise.all(this.#running.map(({ loop }) => loop.settled()));
+    const grace = AbortSignal.timeout(this.#env.shutdownTimeoutMs);
+    const inTime = await Promise.race([
+      settled.then(() => true),
+      new Promise<false>((resolve) => grace.addEventListener("abort", () => resolve(false), { once: true })),
+    ]);
+    if (!inTime) {
+      this.log.warn({ inflight: this.#inflightCount() }, "grace period over: aborting in-flight invocations");
+      this.#stop.abort();
+      await settled;
+    }
+    await this.#release();
+    if (this.#state !== "failed") this.#state = "stopped";
+    this.log.info("stopped");
+  }
+
+  async #release(): Promise<void> {
+    this.#stop.abort();
+    await this.#http?.close();
+    if (this.#nc && !this.#nc.isClosed()) {
+      await this.#nc.drain().catch((error: unknown) => this.log.warn({ err: error }, "draining the NATS connection failed"));
+    }
+    this.#connected = false;
+    await this.#endpoint?.stop?.();
+  }
+
+  #inflightCount(): number {
+    return this.#running.reduce((sum, r) => sum + r.invoker.inflight, 0);
+  }
+}
+
+function jetstreamPublisher(js: JetStreamClient): Publisher {
+  return {
+    async publish(subject, data, options = {}) {
+      let h;
+      if (options.headers && Object.keys(options.headers).length > 0) {
+        h = natsHeaders();
+        for (const [key, value] of Object.entries(options.headers)) h.set(key, value);
+      }
+      const ack = await js.publish(subject, data, { headers: h, ...(options.msgId ? { msgID: options.msgId } : {}) });
+      return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import type { EventSchema, Handler, PublishAck } from "../sdk/types.ts";
+
+/**
+ * One delivery of one message, as the invoke layer sees it. The nats layer adapts a
+ * JetStream message to this, which keeps invoke/ free of client types and I/O of its own.
+ */
+export interface Delivery {
+  readonly data: Uint8Array;
+  readonly subject: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly stream: string;
+  readonly seq: number;
+  readonly deliveryCount: number;
+  readonly timestamp: Date;
+  ack(): void;
+  nak(delayMs: number): void;
+  term(): void;
+  working(): void;
+}
+
+/** Publishing as the host needs it: to JetStream, waiting for the PubAck. */
+export interface Publisher {
+  publish(
+    subject: string,
+    data: Uint8Array,
+    options?: { headers?: Record<string, string>; msgId?: string },
+  ): Promise<PublishAck>;
+}
+
+/** A handler module after bundling, loading and its shape check. */
+export interface LoadedHandler {
+  readonly handler: Handler;
+  readonly schema?: EventSchema<unknown>;
+}

@@ -1,0 +1,56 @@
+import type { Outcome } from "./settle.ts";
+
+/**
+ * Runs one invocation with a deadline. The handler gets a signal that aborts when the
+ * timeout fires or when `stop` (shutdown past its grace period) aborts. Whichever comes
+ * first decides the outcome; a handler that rejects after that is ignored, never an
+ * unhandled rejection.
+ */
+export function runWithTimeout(
+  invoke: (signal: AbortSignal) => unknown,
+  timeoutMs: number,
+  stop: AbortSignal,
+): Promise<Outcome> {
+  const controller = new AbortController();
+  return new Promise<Outcome>((resolve) => {
+    let settled = false;
+    const finish = (outcome: Outcome, abortReason?: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      stop.removeEventListener("abort", onStop);
+      if (abortReason) controller.abort(abortReason);
+      resolve(outcome);
+    };
+    const timer = setTimeout(
+      () => finish({ kind: "timeout", timeoutMs }, timeoutError(timeoutMs)),
+      timeoutMs,
+    );
+    const onStop = (): void => finish({ kind: "aborted" }, abortError());
+    if (stop.aborted) return onStop();
+    stop.addEventListener("abort", onStop, { once: true });
+
+    let result: unknown;
+    try {
+      result = invoke(controller.signal);
+    } catch (error) {
+      return finish({ kind: "error", error });
+    }
+    Promise.resolve(result).then(
+      (value) => finish({ kind: "success", value }),
+      (error: unknown) => finish({ kind: "error", error }),
+    );
+  });
+}
+
+function timeoutError(timeoutMs: number): Error {
+  const error = new Error(`invocation timed out after ${timeoutMs}ms`);
+  error.name = "TimeoutError";
+  return error;
+}
+
+function abortError(): Error {
+  const error = new Error("invocation aborted: the host is shutting down");
+  error.name = "AbortError";
+  return error;
+}

@@ -1,0 +1,199 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamApiError,
+  StorageType,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import type { CompiledConfig, CompiledFunction, CompiledStream } from "../config/types.ts";
+import { subjectCovers } from "../config/subjects.ts";
+import type { Logger } from "../telemetry/logger.ts";
+
+/** Streams and consumers could not be made to match `functions.yaml`: fatal at start. */
+export class ProvisionError extends Error {
+  override readonly name = "ProvisionError";
+}
+
+/** The stream that captures `jetfn.dlq.>`, created when missing. */
+export const DLQ_STREAM = "JETFN_DLQ";
+export const DLQ_SUBJECTS = ["jetfn.dlq.>"];
+
+const NOT_FOUND = new Set([10014, 10059]); // consumer not found, stream not found
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof JetStreamApiError && NOT_FOUND.has(error.code);
+}
+
+/** `2.9.10` -> true for `atLeast(version, 2, 10)` only from 2.10.0 on. */
+export function atLeast(version: string | undefined, major: number, minor: number): boolean {
+  const [ma = 0, mi = 0] = (version ?? "0.0.0").split(".").map((p) => Number.parseInt(p, 10));
+  return ma > major || (ma === major && mi >= minor);
+}
+
+/**
+ * Makes the server match `functions.yaml`: declared streams created or updated, the
+ * dead-letter stream created when missing, each function's durable pull consumer created
+ * or updated. Drift that cannot be updated in place (deliver policy) is logged.
+ */
+export async function provision(nc: NatsConnection, jsm: JetStreamManager, config: CompiledConfig, log: Logger): Promise<void> {
+  const version = nc.info?.version;
+  for (const fn of config.functions) {
+    if (fn.subjects.length > 1 && !atLeast(version, 2, 10)) {
+      throw new ProvisionError(
+        `function ${fn.name} binds ${fn.subjects.length} subjects, which needs multi-filter consumers (nats-server 2.10+); ` +
+          `this server is ${version}. Use one subject (a wildcard such as "orders.*" may cover them) or one function per subject.`,
+      );
+    }
+  }
+  for (const stream of config.streams) await ensureStream(jsm, stream, log);
+  if (!config.streams.some((s) => s.name === DLQ_STREAM)) {
+    await ensureStream(jsm, { name: DLQ_STREAM, subjects: DLQ_SUBJECTS, storage: "file", replicas: 1, maxAgeMs: 0, duplicateWindowMs: 120_000 }, log, { createOnly: true });
+  }
+  for (const fn of config.functions) await ensureConsumer(jsm, fn, log);
+}
+
+async function ensureStream(jsm: JetStreamManager, stream: CompiledStream, log: Logger, opts: { createOnly?: boolean } = {}): Promise<void> {
+  const wanted: Partial<StreamConfig> = {
+    subjects: [...stream.subjects],
+    max_age: nanos(stream.maxAgeMs),
+    duplicate_window: nanos(stream.duplicateWindowMs),
+  };
+  let current: StreamConfig;
+  try {
+    current = (await jsm.streams.info(stream.name)).config;
+  } catch (error) {
+    if (!isNotFound(error)) throw provisionFailure(`stream ${stream.name}`, error);
+    try {
+      await jsm.streams.add({
+        name: stream.name,
+        ...wanted,
+        storage: stream.storage === "memory" ? StorageType.Memory : StorageType.File,
+        num_replicas: stream.replicas,
+      });
+    } catch (addError) {
+      throw provisionFailure(`creating stream ${stream.name}`, addError);
+    }
+    log.info({ stream: stream.name, subjects: stream.subjects }, "created stream");
+    return;
+  }
+  if (opts.createOnly) return;
+  const drift = [
+    sameSet(current.subjects ?? [], stream.subjects) ? undefined : "subjects",
+    current.max_age === wanted.max_age ? undefined : "maxAge",
+    current.duplicate_window === wanted.duplicate_window ? undefined : "duplicateWindow",
+  ].filter(Boolean);
+  if (current.storage !== stream.storage || current.num_replicas !== stream.replicas) {
+    log.warn({ stream: stream.name, server: { storage: current.storage, replicas: current.num_replicas } },
+      "stream storage/replicas differ from functions.yaml; they cannot be changed in place, keeping the server's");
+  }
+  if (drift.length === 0) return;
+  try {
+    await jsm.streams.update(stream.name, { ...current, ...wanted });
+  } catch (error) {
+    throw provisionFailure(`updating stream ${stream.name}`, error);
+  }
+  log.info({ stream: stream.name, changed: drift }, "updated stream to match functions.yaml");
+}
+
+function desiredConsumer(fn: CompiledFunction): Partial<ConsumerConfig> {
+  const config: Partial<ConsumerConfig> = {
+    durable_name: fn.durable,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(fn.ackWaitMs),
+    max_ack_pending: fn.maxAckPending,
+    // Retries are the host's decision (it dead-letters); the server must never stop
+    // delivering on its own, or a message whose dead-letter publish failed would strand.
+    max_deliver: -1,
+    ...(fn.subjects.length === 1 ? { filter_subject: fn.subjects[0] } : { filter_subjects: [...fn.subjects] }),
+  };
+  const policy = fn.deliverPolicy;
+  switch (policy.kind) {
+    case "all":
+      return { ...config, deliver_policy: DeliverPolicy.All };
+    case "new":
+      return { ...config, deliver_policy: DeliverPolicy.New };
+    case "last":
+      return { ...config, deliver_policy: DeliverPolicy.Last };
+    case "startTime":
+      return { ...config, deliver_policy: DeliverPolicy.StartTime, opt_start_time: policy.startTime.toISOString() };
+    case "startSeq":
+      return { ...config, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: policy.startSeq };
+  }
+}
+
+/** Creates or updates a function's durable consumer; also used to re-bind one deleted under us. */
+export async function ensureConsumer(jsm: JetStreamManager, fn: CompiledFunction, log: Logger): Promise<void> {
+  let streamSubjects: string[];
+  try {
+    streamSubjects = (await jsm.streams.info(fn.stream)).config.subjects ?? [];
+  } catch (error) {
+    if (isNotFound(error)) {
+      throw new ProvisionError(`function ${fn.name}: stream ${fn.stream} does not exist and is not declared under streams: in functions.yaml`);
+    }
+    throw provisionFailure(`stream ${fn.stream}`, error);
+  }
+  for (const subject of fn.subjects) {
+    if (!streamSubjects.some((s) => subjectCovers(s, subject))) {
+      throw new ProvisionError(`function ${fn.name}: subject ${subject} is not captured by stream ${fn.stream} (${streamSubjects.join(", ")})`);
+    }
+  }
+  await requireCapture(jsm, fn, "deadLetter", fn.deadLetter);
+  if (fn.output) await requireCapture(jsm, fn, "output", fn.output);
+
+  const wanted = desiredConsumer(fn);
+  let current: ConsumerConfig | undefined;
+  try {
+    current = (await jsm.consumers.info(fn.stream, fn.durable)).config;
+  } catch (error) {
+    if (!isNotFound(error)) throw provisionFailure(`consumer ${fn.durable}`, error);
+  }
+  if (!current) {
+    try {
+      await jsm.consumers.add(fn.stream, wanted);
+    } catch (error) {
+      throw provisionFailure(`creating consumer ${fn.durable} on ${fn.stream}`, error);
+    }
+    log.info({ function: fn.name, stream: fn.stream, durable: fn.durable }, "created consumer");
+    return;
+  }
+  if (current.deliver_policy !== wanted.deliver_policy) {
+    log.warn({ function: fn.name, durable: fn.durable, server: current.deliver_policy, yaml: wanted.deliver_policy },
+      "deliverPolicy differs from the existing consumer and cannot be changed in place; keeping the server's (delete the consumer to reset it)");
+  }
+  const updatable: Partial<ConsumerConfig> = {
+    ack_wait: wanted.ack_wait,
+    max_ack_pending: wanted.max_ack_pending,
+    max_deliver: wanted.max_deliver,
+    ...(wanted.filter_subject ? { filter_subject: wanted.filter_subject } : { filter_subjects: wanted.filter_subjects }),
+  };
+  const changed = (Object.keys(updatable) as (keyof ConsumerConfig)[]).filter(
+    (key) => JSON.stringify(current[key]) !== JSON.stringify(updatable[key]),
+  );
+  if (changed.length === 0) return;
+  try {
+    await jsm.consumers.update(fn.stream, fn.durable, updatable);
+  } catch (error) {
+    throw provisionFailure(`updating consumer ${fn.durable} (${changed.join(", ")}); delete it to recreate`, error);
+  }
+  log.info({ function: fn.name, durable: fn.durable, changed }, "updated consumer to match functions.yaml");
+}
+
+/** A publish to a subject no stream captures would fail forever: refuse to start instead. */
+async function requireCapture(jsm: JetStreamManager, fn: CompiledFunction, key: string, subject: string): Promise<void> {
+  try {
+    await jsm.streams.find(subject);
+  } catch {
+    throw new ProvisionError(`function ${fn.name}: ${key} subject ${subject} is not captured by any stream; declare one under streams:`);
+  }
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x) => b.includes(x));
+}
+
+function provisionFailure(what: string, error: unknown): ProvisionError {
+  return new ProvisionError(`${what}: ${(error as Error).message}`, { cause: error });
+}

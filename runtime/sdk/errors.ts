@@ -1,0 +1,72 @@
+import ms from "ms";
+
+/**
+ * Brand carried by every error a handler may throw to steer settlement. Each handler is
+ * its own bundle with its own copy of these classes, so the host recognises them by this
+ * registered symbol rather than by `instanceof`.
+ */
+export const ERROR_BRAND: unique symbol = Symbol.for("jetfn.error") as never;
+
+export type ErrorKind = "non-retryable" | "retry-after";
+
+interface Branded {
+  readonly [ERROR_BRAND]: ErrorKind;
+}
+
+/**
+ * Throw to fail the message for good: it goes to the dead-letter subject at once, without
+ * retries (a declined card, a malformed order that no retry will fix).
+ */
+export class NonRetryableError extends Error implements Branded {
+  readonly [ERROR_BRAND] = "non-retryable" as const;
+  override readonly name = "NonRetryableError";
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/**
+ * Throw to retry the message after a delay of your choosing rather than the function's
+ * backoff (a 429 with `Retry-After`). It still counts as an attempt.
+ */
+export class RetryAfterError extends Error implements Branded {
+  readonly [ERROR_BRAND] = "retry-after" as const;
+  override readonly name = "RetryAfterError";
+  /** Milliseconds to wait before the next delivery. */
+  readonly delayMs: number;
+
+  /**
+   * @param delay milliseconds, a duration string (`"30s"`), or the moment to retry at.
+   */
+  constructor(message: string, delay: number | string | Date, options?: ErrorOptions) {
+    super(message, options);
+    this.delayMs = toDelayMs(delay);
+  }
+}
+
+function toDelayMs(delay: number | string | Date): number {
+  let value: number | undefined;
+  if (delay instanceof Date) value = delay.getTime() - Date.now();
+  else if (typeof delay === "string") value = ms(delay as ms.StringValue);
+  else value = delay;
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new TypeError(`RetryAfterError: invalid delay ${String(delay)}`);
+  }
+  return Math.max(0, Math.round(value));
+}
+
+function brandOf(error: unknown): ErrorKind | undefined {
+  if (typeof error !== "object" || error === null) return undefined;
+  return (error as Partial<Branded>)[ERROR_BRAND];
+}
+
+/** True for a `NonRetryableError` from any bundle. */
+export function isNonRetryableError(error: unknown): error is NonRetryableError {
+  return brandOf(error) === "non-retryable";
+}
+
+/** True for a `RetryAfterError` from any bundle (with a usable delay). */
+export function isRetryAfterError(error: unknown): error is RetryAfterError {
+  return brandOf(error) === "retry-after" && typeof (error as RetryAfterError).delayMs === "number";
+}

@@ -1,0 +1,78 @@
+import type { Span } from "@opentelemetry/api";
+
+/** A structured log call: `log.info({ orderId }, "charged")` or `log.info("charged")`. */
+export interface LogFn {
+  (message: string): void;
+  (fields: object, message?: string): void;
+}
+
+/** The logger handed to handlers; every line carries the function, subject and seq. */
+export interface Logger {
+  trace: LogFn;
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+  fatal: LogFn;
+  child(bindings: Record<string, unknown>): Logger;
+}
+
+/** Options of `ctx.publish`. */
+export interface PublishOptions {
+  /** Extra NATS headers. */
+  headers?: Record<string, string>;
+  /** `Nats-Msg-Id`: the stream drops a second publish with the same id in its window. */
+  msgId?: string;
+}
+
+/** The stream's acknowledgement of a publish. */
+export interface PublishAck {
+  stream: string;
+  seq: number;
+  duplicate: boolean;
+}
+
+/** What a handler receives besides its event. */
+export interface FunctionContext<Config = Record<string, unknown>> {
+  /** The function's name in `functions.yaml`. */
+  readonly function: string;
+  /** The subject the message was published on. */
+  readonly subject: string;
+  /** The message's NATS headers (first value of each). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** Stream sequence of the message. */
+  readonly seq: number;
+  /** 1 on the first delivery, 2 on the first retry, and so on. */
+  readonly deliveryCount: number;
+  /** When the message was stored in the stream. */
+  readonly timestamp: Date;
+  /** Aborts on timeout and on shutdown: pass it to fetch, database calls, timers. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /** The CONSUMER span of this delivery; spans you start nest under it. */
+  readonly span: Span;
+  /** The function's `config:` map from `functions.yaml`. */
+  readonly config: Config;
+  /**
+   * Publish to JetStream: `data` is sent as is when bytes, as UTF-8 when a string, else as
+   * JSON. Resolves with the stream's PubAck.
+   */
+  publish(subject: string, data: unknown, options?: PublishOptions): Promise<PublishAck>;
+  /** Tell the server this message is still being worked on (resets its ack timer). */
+  working(): void;
+}
+
+/** A handler: return to succeed (the value goes to `output`), throw to fail. */
+export type Handler<Event = unknown, Result = unknown, Config = Record<string, unknown>> = (
+  event: Event,
+  ctx: FunctionContext<Config>,
+) => Result | Promise<Result>;
+
+/**
+ * Anything with zod's `safeParse`, or a Standard Schema (`~standard`): the event is
+ * validated before the handler runs, and an invalid one is dead-lettered.
+ */
+export interface EventSchema<Event> {
+  safeParse?(input: unknown): { success: true; data: Event } | { success: false; error: unknown };
+  "~standard"?: unknown;
+}

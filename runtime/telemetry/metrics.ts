@@ -1,0 +1,79 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { DeadLetterReason, InvocationOutcome } from "../invoke/settle.ts";
+
+/** `jetfn_acks_total{action}` values. */
+export type AckAction = "ack" | "nak" | "term" | "working";
+
+// Sub-millisecond to minutes: handlers range from cache hits to slow batch jobs.
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+/**
+ * The host's one metrics registry. Names and labels are a contract (DESIGN.md, "Metrics");
+ * labels carry only bounded values: function, outcome, action, reason, breaker.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly received = new Counter({
+    name: "jetfn_messages_received_total",
+    help: "Messages delivered to this host, redeliveries included.",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+  readonly invocations = new Counter({
+    name: "jetfn_invocations_total",
+    help: "Settled deliveries by outcome (success, error, timeout, invalid).",
+    labelNames: ["function", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: "jetfn_invocation_duration_seconds",
+    help: "Handler run time, from decode to the handler's return or failure.",
+    labelNames: ["function"] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly inflight = new Gauge({
+    name: "jetfn_inflight_invocations",
+    help: "Deliveries being worked on in this host.",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+  readonly acks = new Counter({
+    name: "jetfn_acks_total",
+    help: "Acknowledgements sent to the server by action (ack, nak, term, working).",
+    labelNames: ["function", "action"] as const,
+    registers: [this.registry],
+  });
+  readonly deadLetters = new Counter({
+    name: "jetfn_dead_letters_total",
+    help: "Messages published to the dead-letter subject, by reason.",
+    labelNames: ["function", "reason"] as const,
+    registers: [this.registry],
+  });
+  readonly endToEnd = new Histogram({
+    name: "jetfn_end_to_end_latency_seconds",
+    help: "From the message's stream timestamp to its settlement.",
+    labelNames: ["function"] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Makes every per-function series exist at 0, so dashboards see a function before traffic. */
+  registerFunction(name: string): void {
+    this.received.inc({ function: name }, 0);
+    this.inflight.set({ function: name }, 0);
+    for (const outcome of ["success", "error", "timeout", "invalid"] satisfies InvocationOutcome[]) {
+      this.invocations.inc({ function: name, outcome }, 0);
+    }
+    for (const action of ["ack", "nak", "term", "working"] satisfies AckAction[]) {
+      this.acks.inc({ function: name, action }, 0);
+    }
+    for (const reason of ["non-retryable", "attempts-exhausted", "undecodable", "invalid"] satisfies DeadLetterReason[]) {
+      this.deadLetters.inc({ function: name, reason }, 0);
+    }
+  }
+}

@@ -1,0 +1,104 @@
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { decode, encode, validate } from "../../runtime/invoke/decode.ts";
+import { runWithTimeout } from "../../runtime/invoke/run.ts";
+
+describe("decode", () => {
+  it("parses JSON, text and binary", () => {
+    const bytes = new TextEncoder().encode('{"a":1}');
+    expect(decode(bytes, "json")).toEqual({ ok: true, value: { a: 1 } });
+    expect(decode(bytes, "text")).toEqual({ ok: true, value: '{"a":1}' });
+    expect(decode(bytes, "binary")).toEqual({ ok: true, value: bytes });
+  });
+
+  it("rejects invalid JSON and invalid UTF-8", () => {
+    const bad = decode(new TextEncoder().encode("{nope"), "json");
+    expect(bad.ok).toBe(false);
+    expect(!bad.ok && bad.error.message).toMatch(/^payload is not valid JSON/);
+    const notUtf8 = decode(Uint8Array.from([0x7b, 0xff, 0xfe, 0x7d]), "json");
+    expect(!notUtf8.ok && notUtf8.error.message).toBe("payload is not valid UTF-8");
+  });
+
+  it("parses deeply nested JSON without blowing the stack", () => {
+    const deep = "[".repeat(10_000) + "]".repeat(10_000);
+    expect(decode(new TextEncoder().encode(deep), "json").ok).toBe(true);
+  });
+});
+
+describe("encode", () => {
+  it("sends bytes as is, strings as UTF-8 and the rest as JSON", () => {
+    const bytes = Uint8Array.from([1, 2]);
+    expect(encode(bytes)).toBe(bytes);
+    expect(new TextDecoder().decode(encode("hé"))).toBe("hé");
+    expect(new TextDecoder().decode(encode({ a: [1] }))).toBe('{"a":[1]}');
+    expect(() => encode(() => 1)).toThrow(/cannot encode function/);
+  });
+});
+
+describe("validate", () => {
+  const schema = z.object({ amount: z.number().positive(), currency: z.string().default("EUR") });
+
+  it("returns the parsed value with defaults", async () => {
+    expect(await validate(schema, { amount: 3 })).toEqual({ ok: true, value: { amount: 3, currency: "EUR" } });
+  });
+
+  it("names the failing path", async () => {
+    const result = await validate(schema, { amount: -1 });
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error.message).toMatch(/^schema: amount: /);
+  });
+
+  it("accepts a bare safeParse schema", async () => {
+    const custom = { safeParse: (v: unknown) => (v === 1 ? { success: true as const, data: 1 } : { success: false as const, error: "no" }) };
+    expect(await validate(custom, 1)).toEqual({ ok: true, value: 1 });
+    expect((await validate(custom, 2)).ok).toBe(false);
+  });
+});
+
+describe("runWithTimeout", () => {
+  const never = new AbortController().signal;
+
+  it("resolves with the handler's value or error, sync or async", async () => {
+    expect(await runWithTimeout(async () => 7, 1000, never)).toEqual({ kind: "success", value: 7 });
+    expect(await runWithTimeout(() => 8, 1000, never)).toEqual({ kind: "success", value: 8 });
+    const thrown = await runWithTimeout(() => {
+      throw "a string";
+    }, 1000, never);
+    expect(thrown).toEqual({ kind: "error", error: "a string" });
+    expect(await runWithTimeout(() => Promise.reject(undefined), 1000, never)).toEqual({ kind: "error", error: undefined });
+  });
+
+  it("times out, aborts the signal, and swallows the late rejection", async () => {
+    let seen: AbortSignal | undefined;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason);
+    };
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const outcome = await runWithTimeout(
+        (signal) => {
+          seen = signal;
+          return new Promise((_, reject) => signal.addEventListener("abort", () => setTimeout(() => reject(new Error("late")), 5)));
+        },
+        20,
+        never,
+      );
+      expect(outcome).toEqual({ kind: "timeout", timeoutMs: 20 });
+      expect(seen?.aborted).toBe(true);
+      expect((seen?.reason as Error).name).toBe("TimeoutError");
+      await new Promise((r) => setTimeout(r, 30));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+
+  it("aborts when stop fires, and at once when it already has", async () => {
+    const stop = new AbortController();
+    const running = runWithTimeout(() => new Promise(() => {}), 10_000, stop.signal);
+    stop.abort();
+    expect(await running).toEqual({ kind: "aborted" });
+    expect(await runWithTimeout(() => 1, 10_000, stop.signal)).toEqual({ kind: "aborted" });
+  });
+});

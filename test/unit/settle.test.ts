@@ -1,0 +1,113 @@
+import { describe, expect, it } from "vitest";
+import type { CompiledRetry } from "../../runtime/config/types.ts";
+import { errorMessage, invocationOutcome, settle } from "../../runtime/invoke/settle.ts";
+import { backoffDelay } from "../../runtime/resilience/backoff.ts";
+import { NonRetryableError, RetryAfterError } from "../../runtime/sdk/errors.ts";
+
+const retry: CompiledRetry = { maxAttempts: 5, backoff: "exponential", initialDelayMs: 1000, maxDelayMs: 300_000, jitter: false };
+
+describe("backoffDelay", () => {
+  it("doubles from initialDelay per delivery and caps at maxDelay", () => {
+    expect([1, 2, 3, 4, 5].map((n) => backoffDelay(retry, n))).toEqual([1000, 2000, 4000, 8000, 16000]);
+    expect(backoffDelay(retry, 10)).toBe(300_000);
+    expect(backoffDelay(retry, 10_000)).toBe(300_000);
+  });
+
+  it("is constant when fixed", () => {
+    expect(backoffDelay({ ...retry, backoff: "fixed" }, 7)).toBe(1000);
+  });
+
+  it("draws jitter from [delay/2, delay]", () => {
+    const jittered = { ...retry, jitter: true };
+    expect(backoffDelay(jittered, 3, () => 0)).toBe(2000);
+    expect(backoffDelay(jittered, 3, () => 0.5)).toBe(3000);
+    expect(backoffDelay(jittered, 3, () => 0.999999)).toBe(4000);
+  });
+
+  it("treats a delivery count below 1 as the first", () => {
+    expect(backoffDelay(retry, 0)).toBe(1000);
+  });
+});
+
+describe("settle: the outcome table", () => {
+  it("acks a success and carries the output", () => {
+    expect(settle({ kind: "success", value: { ok: 1 } }, 1, retry)).toEqual({ action: "ack", output: { ok: 1 } });
+  });
+
+  it("naks a failure with the backoff for its delivery count", () => {
+    expect(settle({ kind: "error", error: new Error("boom") }, 2, retry)).toEqual({ action: "nak", delayMs: 2000, error: "boom" });
+  });
+
+  it("naks a timeout with backoff while attempts remain", () => {
+    expect(settle({ kind: "timeout", timeoutMs: 50 }, 1, retry)).toEqual({
+      action: "nak",
+      delayMs: 1000,
+      error: "timed out after 50ms",
+    });
+  });
+
+  it("naks a RetryAfterError with its own delay", () => {
+    expect(settle({ kind: "error", error: new RetryAfterError("slow down", 1234) }, 1, retry)).toMatchObject({
+      action: "nak",
+      delayMs: 1234,
+    });
+  });
+
+  it("dead-letters when the last attempt fails, whatever the failure", () => {
+    for (const outcome of [
+      { kind: "error", error: new Error("x") },
+      { kind: "timeout", timeoutMs: 10 },
+      { kind: "error", error: new RetryAfterError("later", 10) },
+    ] as const) {
+      expect(settle(outcome, 5, retry)).toMatchObject({ action: "dead-letter", reason: "attempts-exhausted" });
+      expect(settle(outcome, 4, retry).action).toBe("nak");
+    }
+  });
+
+  it("dead-letters a NonRetryableError at once", () => {
+    expect(settle({ kind: "error", error: new NonRetryableError("card declined") }, 1, retry)).toEqual({
+      action: "dead-letter",
+      reason: "non-retryable",
+      error: "NonRetryableError: card declined",
+    });
+  });
+
+  it("recognises error classes from another bundle by their brand", () => {
+    const foreign = Object.assign(new Error("declined"), { [Symbol.for("jetfn.error")]: "non-retryable" });
+    expect(settle({ kind: "error", error: foreign }, 1, retry)).toMatchObject({ action: "dead-letter", reason: "non-retryable" });
+    const later = Object.assign(new Error("later"), { [Symbol.for("jetfn.error")]: "retry-after", delayMs: 42 });
+    expect(settle({ kind: "error", error: later }, 1, retry)).toMatchObject({ action: "nak", delayMs: 42 });
+  });
+
+  it("dead-letters undecodable and invalid payloads without retry", () => {
+    expect(settle({ kind: "undecodable", error: new Error("not JSON") }, 1, retry)).toEqual({
+      action: "dead-letter",
+      reason: "undecodable",
+      error: "not JSON",
+    });
+    expect(settle({ kind: "invalid", error: new Error("schema: amount") }, 1, retry)).toMatchObject({
+      action: "dead-letter",
+      reason: "invalid",
+    });
+  });
+
+  it("naks at once what shutdown cut off, without spending an attempt's delay", () => {
+    expect(settle({ kind: "aborted" }, 5, retry)).toEqual({ action: "nak", delayMs: 0, error: "aborted by shutdown" });
+  });
+
+  it("maps outcomes to the invocation metric's labels", () => {
+    expect(invocationOutcome({ kind: "undecodable", error: new Error() })).toBe("invalid");
+    expect(invocationOutcome({ kind: "aborted" })).toBe("timeout");
+    expect(invocationOutcome({ kind: "success", value: 1 })).toBe("success");
+  });
+});
+
+describe("errorMessage", () => {
+  it("describes non-errors and keeps one line", () => {
+    expect(errorMessage("plain string")).toBe("plain string");
+    expect(errorMessage(undefined)).toBe("non-error thrown: undefined");
+    expect(errorMessage(new Error("line one\r\nline two"))).toBe("line one line two");
+    expect(errorMessage(new TypeError("bad"))).toBe("TypeError: bad");
+    expect(errorMessage(new Error("x".repeat(5000))).length).toBe(1000);
+  });
+});
