@@ -29,7 +29,9 @@ export const issueMessage: z.core.$ZodErrorMap = (issue) => {
     case "invalid_value":
       return `expected ${listOf(issue.values)}, got ${describeValue(issue.input)}`;
     case "too_small":
-      if (issue.origin === "array") return `expected at least ${String(issue.minimum)} item(s), got none`;
+      if (issue.origin === "array") {
+        return Number(issue.minimum) === 1 ? "expected a non-empty list" : `expected at least ${String(issue.minimum)} items`;
+      }
       return `expected at least ${String(issue.minimum)}, got ${describeValue(issue.input)}`;
     case "too_big":
       return `expected at most ${String(issue.maximum)}, got ${describeValue(issue.input)}`;
@@ -51,25 +53,23 @@ export function integer(min: number, max?: number) {
   return max === undefined ? schema : schema.max(max, { error });
 }
 
-/** True for the issues a union branch raises merely because the input is of another kind. */
-function isKindMismatch(issue: z.core.$ZodIssue): boolean {
-  return issue.path.length === 0 && (issue.code === "invalid_type" || issue.code === "invalid_value");
-}
-
 /**
- * A union whose error says what went wrong: if exactly one branch accepted the input's kind,
- * that branch's first message; otherwise `fallback(input)` (zod's own text lists every branch).
+ * A schema that picks the schema to apply by looking at the input (a string or a list, a map
+ * with `startSeq` or with `startTime`), so that errors keep their path and say what is wrong
+ * rather than listing every alternative. `choose` returning `undefined` means no alternative
+ * fits: the issue is then `fallback(input)`.
  */
-export function oneOf<const T extends readonly [z.ZodType, z.ZodType, ...z.ZodType[]]>(
-  options: T,
-  fallback: (input: unknown) => string,
-) {
-  return z.union(options, {
-    error: (issue) => {
-      if (issue.code !== "invalid_union") return undefined;
-      const relevant = issue.errors.filter((branch) => !branch.every(isKindMismatch));
-      const first = relevant.length === 1 ? relevant[0]?.find((inner) => !isKindMismatch(inner)) : undefined;
-      return first?.message ?? fallback(issue.input);
-    },
+export function dispatch<T>(choose: (input: unknown) => z.ZodType<T> | undefined, fallback: (input: unknown) => string) {
+  return z.unknown().transform((input, ctx): T => {
+    const schema = choose(input);
+    if (schema === undefined) {
+      ctx.issues.push({ code: "custom", message: fallback(input), input });
+      return z.NEVER;
+    }
+    const result = schema.safeParse(input, { error: issueMessage });
+    if (result.success) return result.data;
+    // Already worded; zod keeps `message` and prefixes `path` as the issue travels up.
+    for (const issue of result.error.issues) ctx.issues.push({ ...issue, input } as z.core.$ZodRawIssue);
+    return z.NEVER;
   });
 }

@@ -4,7 +4,7 @@ import { durationMessage, durationSchema, isDuration, parseDuration } from "./du
 import { describeValue } from "./errors.ts";
 import { copyPlain, isPlainMap } from "./freeze.ts";
 import { isValidSubject } from "./subjects.ts";
-import { integer, issueMessage, oneOf } from "./messages.ts";
+import { dispatch, integer, issueMessage } from "./messages.ts";
 
 /**
  * Strict zod schemas for `functions.yaml` as the user writes it. Optional keys stay absent
@@ -46,9 +46,9 @@ function subject(wildcards: boolean) {
 }
 
 /** One subject or a non-empty list of them; always a list after parsing. */
-const subjectListSchema = oneOf(
-  [subject(true).transform((value) => [value]), z.array(subject(true)).min(1)],
-  (input) => `expected a subject or a list of subjects, got ${describeValue(input)}`,
+const subjectListSchema = dispatch<string[]>(
+  (input) => (typeof input === "string" ? subject(true).transform((value) => [value]) : z.array(subject(true)).min(1)),
+  () => "unreachable",
 );
 
 const functionNameSchema = text(
@@ -81,18 +81,26 @@ const isoDateSchema = text(
   (value) => ISO_DATE.test(value) && Number.isFinite(Date.parse(value)),
 ).transform((value) => new Date(value));
 
-const deliverPolicySchema = oneOf(
-  [
-    z.enum(["all", "new", "last"]).transform((kind): CompiledDeliverPolicy => ({ kind })),
-    z.strictObject({ startTime: isoDateSchema }).transform(
-      ({ startTime }): CompiledDeliverPolicy => ({ kind: "startTime", startTime }),
-    ),
-    z.strictObject({ startSeq: integer(1) }).transform(
-      ({ startSeq }): CompiledDeliverPolicy => ({ kind: "startSeq", startSeq }),
-    ),
-  ],
-  (input) =>
-    `expected all, new, last, { startTime: <ISO date> } or { startSeq: <integer> }, got ${describeValue(input)}`,
+const deliverPolicySchema = dispatch<CompiledDeliverPolicy>(
+  (input) => {
+    if (typeof input === "string") {
+      return z.enum(["all", "new", "last"]).transform((kind): CompiledDeliverPolicy => ({ kind }));
+    }
+    if (isPlainMap(input) && "startSeq" in input) {
+      return z.strictObject({ startSeq: integer(1) }).transform(({ startSeq }): CompiledDeliverPolicy => ({
+        kind: "startSeq",
+        startSeq,
+      }));
+    }
+    if (isPlainMap(input) && "startTime" in input) {
+      return z.strictObject({ startTime: isoDateSchema }).transform(({ startTime }): CompiledDeliverPolicy => ({
+        kind: "startTime",
+        startTime,
+      }));
+    }
+    return undefined;
+  },
+  (input) => `expected all, new, last, { startTime: <ISO date> } or { startSeq: <integer> }, got ${describeValue(input)}`,
 );
 
 const configMapSchema = z
@@ -108,16 +116,15 @@ export const retrySchema = z.strictObject({
   jitter: z.boolean().optional(),
 });
 
+const breakerMapSchema = z.strictObject({
+  failureThreshold: integer(1).optional(),
+  openFor: durationAtLeast(1, "1ms").optional(),
+  halfOpenRequests: integer(1).optional(),
+});
+
 /** `breaker:` as written; `false` turns off a breaker inherited from `defaults:`. */
-export const breakerSchema = oneOf(
-  [
-    z.literal(false),
-    z.strictObject({
-      failureThreshold: integer(1).optional(),
-      openFor: durationAtLeast(1, "1ms").optional(),
-      halfOpenRequests: integer(1).optional(),
-    }),
-  ],
+export const breakerSchema = dispatch<false | z.output<typeof breakerMapSchema>>(
+  (input) => (input === false ? z.literal(false) : isPlainMap(input) ? breakerMapSchema : undefined),
   (input) => `expected a map or false, got ${describeValue(input)}`,
 );
 
@@ -166,9 +173,9 @@ export const streamEntrySchema = z.strictObject({
   subjects: subjectListSchema,
   storage: z.enum(["file", "memory"]).optional(),
   replicas: integer(1, 5).optional(),
-  maxAge: oneOf(
-    [z.literal(0).transform(() => 0), z.literal("0").transform(() => 0), durationSchema],
-    (input) => `${durationMessage(input)} (or 0 for unlimited)`,
+  maxAge: dispatch<number>(
+    (input) => (input === 0 || input === "0" ? z.unknown().transform(() => 0) : durationSchema),
+    () => "unreachable",
   ).optional(),
   duplicateWindow: durationAtLeast(1, "1ms").optional(),
 });

@@ -1,0 +1,289 @@
+/**
+ * Every row of DESIGN.md's outcome table, against a real nats-server and an in-process
+ * host: success with output, retry then success, RetryAfterError, NonRetryableError,
+ * schema-invalid, undecodable, attempts exhausted, timeout, dead-letter publish failure,
+ * and output de-duplication when a message is delivered again.
+ */
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Host } from "../../runtime/host.ts";
+import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { client, makeProject, startHost, type LogCapture } from "../support/project.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+const record = `
+import type { FunctionContext } from "jetfn";
+/** Publishes one line per invocation to calls.<function>, for the test to count. */
+export async function record(ctx: FunctionContext, extra: Record<string, unknown> = {}): Promise<void> {
+  await ctx.publish("calls." + ctx.function, { seq: ctx.seq, deliveryCount: ctx.deliveryCount, at: Date.now(), ...extra });
+}
+`;
+
+const files: Record<string, string> = {
+  "functions.yaml": `
+defaults:
+  timeout: 2s
+  retry: { maxAttempts: 3, initialDelay: 100ms, maxDelay: 1s, jitter: false }
+streams:
+  - { name: EVT, subjects: ["evt.>"], storage: memory }
+  - { name: OUT, subjects: ["out.>"], storage: memory }
+  - { name: CALLS, subjects: ["calls.>"], storage: memory }
+  - { name: DLQFAIL, subjects: ["dlqfail.>"], storage: memory }
+functions:
+  - { name: ok, handler: fns/ok.ts, stream: EVT, subjects: [evt.ok], output: out.ok }
+  - { name: flaky, handler: fns/flaky.ts, stream: EVT, subjects: [evt.flaky], retry: { maxAttempts: 5 } }
+  - { name: later, handler: fns/later.ts, stream: EVT, subjects: [evt.later] }
+  - { name: fatal, handler: fns/fatal.ts, stream: EVT, subjects: [evt.fatal] }
+  - { name: strict, handler: fns/strict.ts, stream: EVT, subjects: [evt.strict] }
+  - { name: broken, handler: fns/broken.ts, stream: EVT, subjects: [evt.broken] }
+  - { name: slow, handler: fns/slow.ts, stream: EVT, subjects: [evt.slow], timeout: 300ms, retry: { maxAttempts: 2 } }
+  - { name: dlqfail, handler: fns/fatal.ts, stream: EVT, subjects: [evt.dlqfail], deadLetter: dlqfail.dead }
+`,
+  "fns/record.ts": record,
+  "fns/ok.ts": `
+import { defineFunction } from "jetfn";
+import { record } from "./record.ts";
+export default defineFunction({
+  async handler(event: { n: number }, ctx) {
+    await record(ctx);
+    return { n: event.n, ok: true };
+  },
+});`,
+  "fns/flaky.ts": `
+import { record } from "./record.ts";
+export default async (event: unknown, ctx: import("jetfn").FunctionContext) => {
+  await record(ctx);
+  if (ctx.deliveryCount < 3) throw new Error("flaky dependency, attempt " + ctx.deliveryCount);
+  return "done";
+};`,
+  "fns/later.ts": `
+import { defineFunction, RetryAfterError } from "jetfn";
+import { record } from "./record.ts";
+export default defineFunction({
+  async handler(event, ctx) {
+    await record(ctx);
+    if (ctx.deliveryCount === 1) throw new RetryAfterError("rate limited", "400ms");
+  },
+});`,
+  "fns/fatal.ts": `
+import { defineFunction, NonRetryableError } from "jetfn";
+import { record } from "./record.ts";
+export default defineFunction({
+  async handler(event, ctx) {
+    await record(ctx);
+    throw new NonRetryableError("card declined");
+  },
+});`,
+  "fns/strict.ts": `
+import { defineFunction } from "jetfn";
+import { z } from "zod";
+import { record } from "./record.ts";
+export default defineFunction({
+  schema: z.object({ amount: z.number().positive() }),
+  async handler(event, ctx) {
+    await record(ctx, { amount: event.amount });
+  },
+});`,
+  "fns/broken.ts": `
+import { record } from "./record.ts";
+export default async (event: unknown, ctx: import("jetfn").FunctionContext) => {
+  await record(ctx);
+  throw "a string, not an Error";
+};`,
+  "fns/slow.ts": `
+import { record } from "./record.ts";
+export default async (event: unknown, ctx: import("jetfn").FunctionContext) => {
+  await record(ctx);
+  await new Promise(() => {}); // ignores its signal: the host must still move on
+};`,
+};
+
+let server: NatsServer;
+let host: Host;
+let logs: LogCapture;
+let baseUrl: string;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+let calls: Subscription;
+const seen: { fn: string; seq: number; deliveryCount: number; at: number }[] = [];
+
+beforeAll(async () => {
+  server = await startNatsServer();
+  ({ nc, js, jsm } = await client(server.url));
+  calls = nc.subscribe("calls.>", {
+    callback: (_err: Error | null, msg: Msg) => seen.push({ fn: msg.subject.slice("calls.".length), ...msg.json<{ seq: number; deliveryCount: number; at: number }>() }),
+  });
+  ({ host, logs, baseUrl } = await startHost(makeProject(files), server.url));
+});
+
+afterAll(async () => {
+  await host?.shutdown();
+  calls?.unsubscribe();
+  await nc?.close();
+  await server?.stop();
+});
+
+const callsOf = (fn: string, seq: number) => seen.filter((c) => c.fn === fn && c.seq === seq);
+
+async function publish(subject: string, body: string | object): Promise<number> {
+  const ack = await js.publish(subject, typeof body === "string" ? body : JSON.stringify(body));
+  return ack.seq;
+}
+
+async function deadLetter(subject: string, seq: number, stream = "JETFN_DLQ") {
+  return waitFor(async () => {
+    const msg = await jsm.streams.getMessage(stream, { last_by_subj: subject });
+    return msg && msg.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
+  }, { message: `dead letter for seq ${seq} on ${subject}` });
+}
+
+/** Every message of the function's consumer is settled: nothing pending, nothing un-acked. */
+async function drained(durable: string): Promise<void> {
+  await waitFor(async () => {
+    const info = await jsm.consumers.info("EVT", durable);
+    return info.num_pending === 0 && info.num_ack_pending === 0 && info.num_redelivered >= 0 && info.delivered.stream_seq > 0;
+  }, { message: `consumer ${durable} settled` });
+}
+
+async function metric(line: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const found = text.split("\n").find((l) => l.startsWith(`${line} `));
+  return found ? Number(found.split(" ").pop()) : Number.NaN;
+}
+
+describe("outcome table", () => {
+  it("success: publishes the output with Nats-Msg-Id, then acks", async () => {
+    const seq = await publish("evt.ok", { n: 1 });
+    const out = await waitFor(() => jsm.streams.getMessage("OUT", { last_by_subj: "out.ok" }));
+    expect(out.json()).toEqual({ n: 1, ok: true });
+    expect(out.header.get("Nats-Msg-Id")).toBe(`ok:EVT:${seq}`);
+    await drained("jetfn_ok");
+    expect(callsOf("ok", seq)).toHaveLength(1);
+    await waitFor(async () => (await metric('jetfn_invocations_total{function="ok",outcome="success"}')) === 1);
+    expect(await metric('jetfn_acks_total{function="ok",action="ack"}')).toBe(1);
+  });
+
+  it("failure with attempts left: nak with backoff, then success on delivery 3", async () => {
+    const seq = await publish("evt.flaky", { n: 2 });
+    await waitFor(() => callsOf("flaky", seq).length === 3);
+    await drained("jetfn_flaky");
+    const [first, second, third] = callsOf("flaky", seq);
+    expect([first!.deliveryCount, second!.deliveryCount, third!.deliveryCount]).toEqual([1, 2, 3]);
+    // Backoff 100ms then 200ms (jitter off).
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(90);
+    expect(third!.at - second!.at).toBeGreaterThanOrEqual(190);
+    expect(await metric('jetfn_acks_total{function="flaky",action="nak"}')).toBe(2);
+    expect(await metric('jetfn_invocations_total{function="flaky",outcome="error"}')).toBe(2);
+    expect(await metric('jetfn_invocations_total{function="flaky",outcome="success"}')).toBe(1);
+    const line = logs.find((l) => l.function === "flaky" && l.msg === "delivery failed");
+    expect(line).toMatchObject({ subject: "evt.flaky", seq, delivery_count: 1, outcome: "error", action: "nak", delay_ms: 100 });
+    expect(line?.error).toBe("flaky dependency, attempt 1");
+  });
+
+  it("RetryAfterError: nak with the handler's delay", async () => {
+    const seq = await publish("evt.later", {});
+    await waitFor(() => callsOf("later", seq).length === 2);
+    const [first, second] = callsOf("later", seq);
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(390);
+    await drained("jetfn_later");
+  });
+
+  it("NonRetryableError: dead-letters the original bytes with Jetfn-* headers, then terms", async () => {
+    const body = '{"orderId":"o-1",  "spacing":"kept as sent"}';
+    const seq = await publish("evt.fatal", body);
+    const dead = await deadLetter("jetfn.dlq.fatal", seq);
+    expect(new TextDecoder().decode(dead.data)).toBe(body);
+    expect(dead.header.get("Jetfn-Function")).toBe("fatal");
+    expect(dead.header.get("Jetfn-Subject")).toBe("evt.fatal");
+    expect(dead.header.get("Jetfn-Stream")).toBe("EVT");
+    expect(dead.header.get("Jetfn-Deliveries")).toBe("1");
+    expect(dead.header.get("Jetfn-Error")).toBe("NonRetryableError: card declined");
+    expect(Number.isNaN(Date.parse(dead.header.get("Jetfn-Failed-At")))).toBe(false);
+    await drained("jetfn_fatal");
+    expect(callsOf("fatal", seq)).toHaveLength(1);
+    expect(await metric('jetfn_dead_letters_total{function="fatal",reason="non-retryable"}')).toBe(1);
+    expect(await metric('jetfn_acks_total{function="fatal",action="term"}')).toBe(1);
+  });
+
+  it("schema invalid: dead-letters without running the handler", async () => {
+    const seq = await publish("evt.strict", { amount: -5 });
+    const dead = await deadLetter("jetfn.dlq.strict", seq);
+    expect(dead.header.get("Jetfn-Error")).toMatch(/^schema: amount: /);
+    await drained("jetfn_strict");
+    expect(callsOf("strict", seq)).toHaveLength(0);
+    expect(await metric('jetfn_invocations_total{function="strict",outcome="invalid"}')).toBe(1);
+  });
+
+  it("undecodable payload: dead-letters the bytes as received", async () => {
+    const seq = await publish("evt.ok", "{not json");
+    const dead = await deadLetter("jetfn.dlq.ok", seq);
+    expect(new TextDecoder().decode(dead.data)).toBe("{not json");
+    expect(dead.header.get("Jetfn-Error")).toMatch(/^payload is not valid JSON/);
+    expect(await metric('jetfn_dead_letters_total{function="ok",reason="undecodable"}')).toBe(1);
+  });
+
+  it("attempts used up: dead-letters after maxAttempts deliveries (a thrown string too)", async () => {
+    const seq = await publish("evt.broken", {});
+    const dead = await deadLetter("jetfn.dlq.broken", seq);
+    expect(dead.header.get("Jetfn-Deliveries")).toBe("3");
+    expect(dead.header.get("Jetfn-Error")).toBe("a string, not an Error");
+    await drained("jetfn_broken");
+    expect(callsOf("broken", seq).map((c) => c.deliveryCount)).toEqual([1, 2, 3]);
+    expect(await metric('jetfn_dead_letters_total{function="broken",reason="attempts-exhausted"}')).toBe(1);
+  });
+
+  it("timeout: aborts, counts as a failure, retries, then dead-letters", async () => {
+    const seq = await publish("evt.slow", {});
+    const dead = await deadLetter("jetfn.dlq.slow", seq);
+    expect(dead.header.get("Jetfn-Error")).toBe("timed out after 300ms");
+    expect(dead.header.get("Jetfn-Deliveries")).toBe("2");
+    expect(callsOf("slow", seq)).toHaveLength(2);
+    expect(await metric('jetfn_invocations_total{function="slow",outcome="timeout"}')).toBe(2);
+  });
+
+  it("dead-letter publish failed: naks, and the message reaches the dead letters once they work again", async () => {
+    const stream = await jsm.streams.info("DLQFAIL");
+    await jsm.streams.delete("DLQFAIL");
+    const seq = await publish("evt.dlqfail", { n: 9 });
+    await waitFor(() => callsOf("dlqfail", seq).length >= 2, { message: "redelivered after the failed dead-letter publish" });
+    expect(await metric('jetfn_dead_letters_total{function="dlqfail",reason="non-retryable"}')).toBe(0);
+    const info = await jsm.consumers.info("EVT", "jetfn_dlqfail");
+    expect(info.num_pending + info.num_ack_pending).toBe(1); // still held by the stream, not dropped
+    await jsm.streams.add({ ...stream.config });
+    const dead = await deadLetter("dlqfail.dead", seq, "DLQFAIL");
+    expect(new TextDecoder().decode(dead.data)).toBe('{"n":9}');
+    await drained("jetfn_dlqfail");
+    const failure = logs.find((l) => l.function === "dlqfail" && String(l.error).startsWith("dead-letter publish to dlqfail.dead failed"));
+    expect(failure).toMatchObject({ action: "nak" });
+  });
+
+  it("a message delivered again (consumer re-created) publishes its output once", async () => {
+    const before = (await jsm.streams.info("OUT")).state.messages;
+    const seqs = [await publish("evt.ok", { n: 10 }), await publish("evt.ok", { n: 11 })];
+    await waitFor(async () => (await jsm.streams.info("OUT")).state.messages === before + 2);
+    await drained("jetfn_ok");
+    // Delete the consumer under the running host: it re-binds (deliver policy all), and
+    // every message of evt.ok is delivered again as a new delivery.
+    await jsm.consumers.delete("EVT", "jetfn_ok");
+    await waitFor(() => seqs.every((seq) => callsOf("ok", seq).length === 2), { message: "redelivery after re-bind", timeout: 20_000 });
+    await drained("jetfn_ok");
+    expect((await jsm.streams.info("OUT")).state.messages).toBe(before + 2);
+    expect(logs.lines.filter((l) => l.msg === "created consumer" && l.function === "ok")).toHaveLength(2);
+  });
+});
+
+describe("HTTP", () => {
+  it("is ready, lists functions, and serves metrics", async () => {
+    expect((await fetch(`${baseUrl}/readyz`)).status).toBe(200);
+    expect((await fetch(`${baseUrl}/healthz`)).status).toBe(200);
+    const fns = (await (await fetch(`${baseUrl}/functions`)).json()) as { name: string; limit: number; durable: string }[];
+    expect(fns.map((f) => f.name)).toContain("flaky");
+    expect(fns.find((f) => f.name === "ok")).toMatchObject({ durable: "jetfn_ok", limit: 16, bound: true });
+    const text = await (await fetch(`${baseUrl}/metrics`)).text();
+    for (const name of ["jetfn_messages_received_total", "jetfn_invocation_duration_seconds_bucket", "jetfn_inflight_invocations", "process_cpu_user_seconds_total"]) {
+      expect(text).toContain(name);
+    }
+  });
+});
