@@ -51,7 +51,12 @@ export function compileConfig(source: string, file: string): CompiledConfig {
   const locator = new Locator(doc, lineCounter);
   if (doc.errors.length > 0) {
     throw new ConfigError(
-      doc.errors.map((error) => ({ file: absolute, ...locator.offset(error.pos[0]), path: "", message: error.message })),
+      doc.errors.map((error) => ({
+        file: absolute,
+        ...locator.offset(error.pos[0]),
+        path: "",
+        message: `YAML syntax error: ${error.message}`,
+      })),
     );
   }
   let data: unknown;

@@ -250,6 +250,8 @@ export class Invoker {
         ...(settlement.action === "nak" ? { delay_ms: settlement.delayMs } : {}),
         ...(settlement.action === "dead-letter" ? { reason: settlement.reason, dead_letter: this.#fn.deadLetter } : {}),
         error: settlementError(settlement),
+        // Source maps make this point at the handler's own .ts lines.
+        ...(outcome.kind === "error" && outcome.error instanceof Error ? { stack: outcome.error.stack } : {}),
       },
       "delivery failed",
     );
