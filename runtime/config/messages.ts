@@ -59,7 +59,10 @@ export function integer(min: number, max?: number) {
  * rather than listing every alternative. `choose` returning `undefined` means no alternative
  * fits: the issue is then `fallback(input)`.
  */
-export function dispatch<T>(choose: (input: unknown) => z.ZodType<T> | undefined, fallback: (input: unknown) => string) {
+export function dispatch<T>(
+  choose: (input: unknown) => z.ZodType<T> | undefined,
+  fallback: (input: unknown) => string = (input) => `unexpected value ${describeValue(input)}`,
+) {
   return z.unknown().transform((input, ctx): T => {
     const schema = choose(input);
     if (schema === undefined) {

@@ -47,8 +47,7 @@ function subject(wildcards: boolean) {
 
 /** One subject or a non-empty list of them; always a list after parsing. */
 const subjectListSchema = dispatch<string[]>(
-  (input) => (typeof input === "string" ? subject(true).transform((value) => [value]) : z.array(subject(true)).min(1)),
-  () => "unreachable",
+  (input) => (typeof input === "string" ? subject(true).transform((value) => [value]) : z.array(subject(true)).min(1))
 );
 
 const functionNameSchema = text(
@@ -174,8 +173,7 @@ export const streamEntrySchema = z.strictObject({
   storage: z.enum(["file", "memory"]).optional(),
   replicas: integer(1, 5).optional(),
   maxAge: dispatch<number>(
-    (input) => (input === 0 || input === "0" ? z.unknown().transform(() => 0) : durationSchema),
-    () => "unreachable",
+    (input) => (input === 0 || input === "0" ? z.unknown().transform(() => 0) : durationSchema)
   ).optional(),
   duplicateWindow: durationAtLeast(1, "1ms").optional(),
 });

@@ -1,0 +1,171 @@
+/**
+ * Provisioning against a real nats-server 2.9: streams and consumers created and updated
+ * from functions.yaml, the dead-letter stream, and the errors that stop a start.
+ */
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ProvisionError } from "../../runtime/nats/provision.ts";
+import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { client, makeProject, startHost } from "../support/project.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+const handler = "export default async (e: unknown, ctx: import('jetfn').FunctionContext) => { await ctx.publish('seen.' + ctx.function, e); };\n";
+
+function project(yaml: string): string {
+  return makeProject({ "functions.yaml": yaml, "fn.ts": handler });
+}
+
+let server: NatsServer;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+
+beforeAll(async () => {
+  server = await startNatsServer();
+  ({ nc, js, jsm } = await client(server.url));
+  await jsm.streams.add({ name: "SEEN", subjects: ["seen.>"], storage: "memory" });
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await server?.stop();
+});
+
+async function startError(yaml: string): Promise<string> {
+  try {
+    const { host } = await startHost(project(yaml), server.url);
+    await host.shutdown();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ProvisionError);
+    return (error as Error).message;
+  }
+  throw new Error("expected the start to fail");
+}
+
+describe("provisioning", () => {
+  it("creates streams, the dead-letter stream and a durable consumer as functions.yaml says", async () => {
+    const { host } = await startHost(
+      project(`
+streams:
+  - { name: P1, subjects: ["p1.>"], storage: memory, duplicateWindow: 1m }
+functions:
+  - { name: a, handler: fn.ts, stream: P1, subjects: [p1.a], durable: A_DURABLE, timeout: 4s, concurrency: 3, maxAckPending: 50 }
+`),
+      server.url,
+    );
+    try {
+      const stream = await jsm.streams.info("P1");
+      expect(stream.config).toMatchObject({ subjects: ["p1.>"], storage: "memory", duplicate_window: nanos(60_000) });
+      expect((await jsm.streams.info("JETFN_DLQ")).config.subjects).toEqual(["jetfn.dlq.>"]);
+      const consumer = await jsm.consumers.info("P1", "A_DURABLE");
+      expect(consumer.config).toMatchObject({
+        durable_name: "A_DURABLE",
+        ack_policy: "explicit",
+        ack_wait: nanos(9000), // timeout + 5 s
+        max_ack_pending: 50,
+        max_deliver: -1,
+        filter_subject: "p1.a",
+        deliver_policy: "all",
+      });
+    } finally {
+      await host.shutdown();
+    }
+  });
+
+  it("updates a stream and a consumer that drifted from functions.yaml", async () => {
+    await jsm.streams.add({ name: "P2", subjects: ["p2.b"], storage: "memory" });
+    await jsm.consumers.add("P2", { durable_name: "jetfn_b", ack_policy: "explicit", filter_subject: "p2.b", ack_wait: nanos(1000), max_deliver: 5 });
+    const { host, logs } = await startHost(
+      project(`
+streams:
+  - { name: P2, subjects: ["p2.>"], storage: memory }
+functions:
+  - { name: b, handler: fn.ts, stream: P2, subjects: [p2.b], timeout: 10s }
+`),
+      server.url,
+    );
+    try {
+      expect((await jsm.streams.info("P2")).config.subjects).toEqual(["p2.>"]);
+      expect((await jsm.consumers.info("P2", "jetfn_b")).config).toMatchObject({ ack_wait: nanos(15_000), max_deliver: -1 });
+      expect(logs.find((l) => l.msg === "updated consumer to match functions.yaml")?.changed).toEqual(
+        expect.arrayContaining(["ack_wait", "max_deliver"]),
+      );
+    } finally {
+      await host.shutdown();
+    }
+  });
+
+  it("starts a deliverPolicy: new consumer after what is already in the stream", async () => {
+    await jsm.streams.add({ name: "P3", subjects: ["p3.>"], storage: "memory" });
+    await js.publish("p3.c", JSON.stringify({ n: "old" }));
+    const seen = nc.subscribe("seen.c");
+    const { host } = await startHost(
+      project(`
+functions:
+  - { name: c, handler: fn.ts, stream: P3, subjects: [p3.c], deliverPolicy: new }
+`),
+      server.url,
+    );
+    try {
+      await js.publish("p3.c", JSON.stringify({ n: "new" }));
+      const first = await (async () => {
+        for await (const m of seen) return m.json<{ n: string }>();
+      })();
+      expect(first).toEqual({ n: "new" });
+    } finally {
+      seen.unsubscribe();
+      await host.shutdown();
+    }
+  });
+
+  it("refuses a function with several subjects on a server older than 2.10", async () => {
+    expect(
+      await startError(`
+streams:
+  - { name: P4, subjects: ["p4.>"], storage: memory }
+functions:
+  - { name: d, handler: fn.ts, stream: P4, subjects: [p4.x, p4.y] }
+`),
+    ).toMatch(/^function d binds 2 subjects, which needs multi-filter consumers \(nats-server 2\.10\+\); this server is 2\.9\.10/);
+  });
+
+  it("refuses a stream that is neither declared nor on the server", async () => {
+    expect(await startError("functions:\n  - { name: e, handler: fn.ts, stream: NOPE, subjects: [nope.e] }\n")).toBe(
+      "function e: stream NOPE does not exist and is not declared under streams: in functions.yaml",
+    );
+  });
+
+  it("refuses an output subject that no stream captures", async () => {
+    expect(
+      await startError(`
+streams:
+  - { name: P5, subjects: ["p5.>"], storage: memory }
+functions:
+  - { name: f, handler: fn.ts, stream: P5, subjects: [p5.f], output: nowhere.f }
+`),
+    ).toBe("function f: output subject nowhere.f is not captured by any stream; declare one under streams:");
+  });
+
+  it("is ready only once every consumer is bound", async () => {
+    const { host, baseUrl } = await startHost(
+      project(`
+streams:
+  - { name: P6, subjects: ["p6.>"], storage: memory }
+functions:
+  - { name: g, handler: fn.ts, stream: P6, subjects: [p6.g] }
+`),
+      server.url,
+    );
+    try {
+      await waitFor(async () => (await fetch(`${baseUrl}/readyz`)).status === 200);
+      expect(host.state).toBe("running");
+    } finally {
+      const stopping = host.shutdown();
+      expect(host.ready()).toBe(false);
+      expect(host.shutdown()).toBe(stopping);
+      await stopping;
+      expect(host.state).toBe("stopped");
+    }
+  });
+});
