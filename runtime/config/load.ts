@@ -47,7 +47,7 @@ export function compileConfig(source: string, file: string): CompiledConfig {
   const absolute = path.resolve(file);
   const rootDir = path.dirname(absolute);
   const lineCounter = new LineCounter();
-  const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true });
   const locator = new Locator(doc, lineCounter);
   if (doc.errors.length > 0) {
     throw new ConfigError(
