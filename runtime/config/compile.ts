@@ -83,20 +83,14 @@ export function compileFunction(
   const issues: CompileIssue[] = [];
   const builtIn = BUILT_IN_DEFAULTS;
 
-  const concurrency = pick(builtIn.concurrency, [entry.concurrency, at("concurrency")], [
-    defaults.concurrency,
-    inDefaults("concurrency"),
-  ]).value;
-  const timeoutMs = pick(builtIn.timeoutMs, [entry.timeout, at("timeout")], [defaults.timeout, inDefaults("timeout")])
-    .value;
-  const ackWaitMs = pick(timeoutMs + builtIn.ackWaitMarginMs, [entry.ackWait, at("ackWait")], [
-    defaults.ackWait,
-    inDefaults("ackWait"),
-  ]).value;
-  const maxAckPending = pick(Math.max(builtIn.maxAckPendingFloor, concurrency), [
-    entry.maxAckPending,
-    at("maxAckPending"),
-  ], [defaults.maxAckPending, inDefaults("maxAckPending")]);
+  const concurrency = entry.concurrency ?? defaults.concurrency ?? builtIn.concurrency;
+  const timeoutMs = entry.timeout ?? defaults.timeout ?? builtIn.timeoutMs;
+  const ackWaitMs = entry.ackWait ?? defaults.ackWait ?? timeoutMs + builtIn.ackWaitMarginMs;
+  const maxAckPending = pick(
+    Math.max(builtIn.maxAckPendingFloor, concurrency),
+    [entry.maxAckPending, at("maxAckPending")],
+    [defaults.maxAckPending, inDefaults("maxAckPending")],
+  );
   if (maxAckPending.value < concurrency && maxAckPending.path) {
     const whose = maxAckPending.path[0] === "defaults" ? ` of function "${entry.name}"` : "";
     issues.push({
@@ -140,14 +134,16 @@ function compileRetry(
   const own = entry.retry ?? {};
   const shared = defaults.retry ?? {};
   const builtIn = BUILT_IN_DEFAULTS.retry;
-  const initialDelay = pick(builtIn.initialDelayMs, [own.initialDelay, at("retry", "initialDelay")], [
-    shared.initialDelay,
-    inDefaults("retry", "initialDelay"),
-  ]);
-  const maxDelay = pick(builtIn.maxDelayMs, [own.maxDelay, at("retry", "maxDelay")], [
-    shared.maxDelay,
-    inDefaults("retry", "maxDelay"),
-  ]);
+  const initialDelay = pick(
+    builtIn.initialDelayMs,
+    [own.initialDelay, at("retry", "initialDelay")],
+    [shared.initialDelay, inDefaults("retry", "initialDelay")],
+  );
+  const maxDelay = pick(
+    builtIn.maxDelayMs,
+    [own.maxDelay, at("retry", "maxDelay")],
+    [shared.maxDelay, inDefaults("retry", "maxDelay")],
+  );
   if (initialDelay.value > maxDelay.value) {
     const where = initialDelay.path ?? maxDelay.path ?? at("retry");
     const whose = where[0] === "defaults" ? ` of function "${entry.name}"` : "";

@@ -94,7 +94,10 @@ const TOGETHER: ReadonlyArray<readonly [string, string]> = [
  * `cwd`) and must name existing files. Secret values never appear in error messages.
  * @throws ConfigError naming each bad variable (`environment JETFN_HTTP_PORT: ...`).
  */
-export function loadEnv(env: Readonly<Record<string, string | undefined>> = process.env, cwd: string = process.cwd()): CompiledEnv {
+export function loadEnv(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  cwd: string = process.cwd(),
+): CompiledEnv {
   const schema = envSchema(cwd);
   const input: Record<string, string> = {};
   for (const name of Object.keys(schema.shape)) {

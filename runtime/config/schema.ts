@@ -46,8 +46,8 @@ function subject(wildcards: boolean) {
 }
 
 /** One subject or a non-empty list of them; always a list after parsing. */
-const subjectListSchema = dispatch<string[]>(
-  (input) => (typeof input === "string" ? subject(true).transform((value) => [value]) : z.array(subject(true)).min(1))
+const subjectListSchema = dispatch<string[]>((input) =>
+  typeof input === "string" ? subject(true).transform((value) => [value]) : z.array(subject(true)).min(1),
 );
 
 const functionNameSchema = text(
@@ -104,7 +104,14 @@ const deliverPolicySchema = dispatch<CompiledDeliverPolicy>(
 
 const configMapSchema = z
   .custom<Record<string, unknown>>(isPlainMap, { error: (issue) => `expected a map, got ${describeValue(issue.input)}` })
-  .transform((value) => copyPlain(value) as Record<string, unknown>);
+  .transform((value, ctx) => {
+    try {
+      return copyPlain(value) as Record<string, unknown>;
+    } catch (error) {
+      ctx.issues.push({ code: "custom", message: (error as Error).message, input: value });
+      return z.NEVER;
+    }
+  });
 
 /** `retry:` as written; any subset of keys, merged over the layers below it. */
 export const retrySchema = z.strictObject({
@@ -121,7 +128,10 @@ const breakerMapSchema = z.strictObject({
   halfOpenRequests: integer(1).optional(),
 });
 
-/** `breaker:` as written; `false` turns off a breaker inherited from `defaults:`. */
+/**
+ * `breaker:` as written. Any map (even `{}`) turns a breaker on, its keys merged over the
+ * layers below; `false` turns off a breaker inherited from `defaults:`.
+ */
 export const breakerSchema = dispatch<false | z.output<typeof breakerMapSchema>>(
   (input) => (input === false ? z.literal(false) : isPlainMap(input) ? breakerMapSchema : undefined),
   (input) => `expected a map or false, got ${describeValue(input)}`,
@@ -172,8 +182,9 @@ export const streamEntrySchema = z.strictObject({
   subjects: subjectListSchema,
   storage: z.enum(["file", "memory"]).optional(),
   replicas: integer(1, 5).optional(),
-  maxAge: dispatch<number>(
-    (input) => (input === 0 || input === "0" ? z.unknown().transform(() => 0) : durationSchema)
+  /** A duration, or 0 for no limit. */
+  maxAge: dispatch<number>((input) =>
+    input === 0 || input === "0" ? z.unknown().transform(() => 0) : durationSchema,
   ).optional(),
   duplicateWindow: durationAtLeast(1, "1ms").optional(),
 });

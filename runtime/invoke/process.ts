@@ -1,4 +1,4 @@
-import { context, propagation, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
+import { context, isSpanContextValid, propagation, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
 import type { FunctionContext, PublishOptions } from "../sdk/types.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
@@ -77,7 +77,7 @@ export class Invoker {
     try {
       const outcome = await context.with(trace.setSpan(parent, span), () => this.#invoke(delivery, span));
       metrics.duration.observe(labels, (performance.now() - started) / 1000);
-      const settlement = await this.#settle(delivery, outcome);
+      const settlement = await this.#settle(delivery, outcome, span);
       metrics.invocations.inc({ ...labels, outcome: invocationOutcome(outcome) });
       metrics.endToEnd.observe(labels, Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
       if (outcome.kind !== "success") {
@@ -137,8 +137,7 @@ export class Invoker {
         subject: delivery.subject,
         seq: delivery.seq,
         delivery_count: delivery.deliveryCount,
-        trace_id: span.spanContext().traceId,
-        span_id: span.spanContext().spanId,
+        ...traceFields(span),
       }),
       working,
       publish: (subject: string, data: unknown, options?: PublishOptions) =>
@@ -163,7 +162,7 @@ export class Invoker {
   }
 
   /** Carries out the settlement; a failed publish turns it into a nak, never a drop. */
-  async #settle(delivery: Delivery, outcome: Outcome): Promise<Settlement> {
+  async #settle(delivery: Delivery, outcome: Outcome, span: Span): Promise<Settlement> {
     const fn = this.#fn;
     const { metrics } = this.#deps;
     let settlement = settle(outcome, delivery.deliveryCount, fn.retry, this.#deps.random);
@@ -187,7 +186,7 @@ export class Invoker {
     }
     const action = settlement.action === "dead-letter" ? "term" : settlement.action;
     metrics.acks.inc({ function: fn.name, action });
-    if (outcome.kind !== "success" || settlement.action !== "ack") this.#logFailure(delivery, outcome, settlement);
+    if (outcome.kind !== "success" || settlement.action !== "ack") this.#logFailure(delivery, outcome, settlement, span);
     return settlement;
   }
 
@@ -239,12 +238,13 @@ export class Invoker {
     return { action: "nak", delayMs: backoffDelay(this.#fn.retry, delivery.deliveryCount, this.#deps.random), error };
   }
 
-  #logFailure(delivery: Delivery, outcome: Outcome, settlement: Settlement): void {
+  #logFailure(delivery: Delivery, outcome: Outcome, settlement: Settlement, span: Span): void {
     this.#log.warn(
       {
         subject: delivery.subject,
         seq: delivery.seq,
         delivery_count: delivery.deliveryCount,
+        ...traceFields(span),
         outcome: outcome.kind,
         action: settlement.action,
         ...(settlement.action === "nak" ? { delay_ms: settlement.delayMs } : {}),
@@ -256,6 +256,12 @@ export class Invoker {
       "delivery failed",
     );
   }
+}
+
+/** trace_id and span_id for log lines, when tracing is on (the no-op span's ids are zeros). */
+function traceFields(span: Span): { trace_id?: string; span_id?: string } {
+  const context = span.spanContext();
+  return isSpanContextValid(context) ? { trace_id: context.traceId, span_id: context.spanId } : {};
 }
 
 function settlementError(settlement: Settlement): string | undefined {

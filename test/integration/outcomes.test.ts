@@ -113,7 +113,9 @@ beforeAll(async () => {
   server = await startNatsServer();
   ({ nc, js, jsm } = await client(server.url));
   calls = nc.subscribe("calls.>", {
-    callback: (_err: Error | null, msg: Msg) => seen.push({ fn: msg.subject.slice("calls.".length), ...msg.json<{ seq: number; deliveryCount: number; at: number }>() }),
+    callback: (_err: Error | null, msg: Msg) => {
+      seen.push({ fn: msg.subject.slice("calls.".length), ...msg.json<{ seq: number; deliveryCount: number; at: number }>() });
+    },
   });
   ({ host, logs, baseUrl } = await startHost(makeProject(files), server.url));
 });

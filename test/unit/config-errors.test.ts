@@ -159,6 +159,12 @@ describe("loadConfig: errors", () => {
     ]);
   });
 
+  it("reports a recursive alias in config:", () => {
+    expect(errorsOf(["functions:", ...FUNCTION_A, "    config: { loop: &x [*x] }"])).toEqual([
+      "functions.yaml:6:13 functions[0].config: a value cannot contain itself (recursive alias)",
+    ]);
+  });
+
   it("reports YAML syntax errors with the position yaml gives", () => {
     expect(errorsOf(["functions:", "  - name: a", "    handler: [unclosed"])).toEqual([
       "functions.yaml:4:1: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]",

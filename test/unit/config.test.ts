@@ -135,6 +135,25 @@ describe("loadConfig: compiling", () => {
     });
   });
 
+  it("accepts YAML anchors and merge keys between entries", () => {
+    const config = load([
+      "functions:",
+      "  - &base",
+      "    name: a",
+      "    handler: functions/a.ts",
+      "    stream: ORDERS",
+      "    subjects: [orders.created]",
+      "    timeout: 5s",
+      "  - <<: *base",
+      "    name: b",
+      "    durable: B",
+    ]);
+    expect(config.functions.map((fn) => [fn.name, fn.durable, fn.timeoutMs])).toEqual([
+      ["a", "jetfn_a", 5000],
+      ["b", "B", 5000],
+    ]);
+  });
+
   it("returns a deeply frozen result", () => {
     const config = load([
       ...ORDERS_STREAM,
