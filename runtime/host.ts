@@ -3,6 +3,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { buildHandlers } from "./bundle/build.ts";
 import { loadHandler } from "./bundle/load.ts";
+import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
 import type { CompiledConfig, CompiledEnv, CompiledFunction } from "./config/types.ts";
 import { HttpServer } from "./http/server.ts";
@@ -12,6 +13,8 @@ import { connectNats } from "./nats/connect.ts";
 import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
 import { ensureConsumer, provision } from "./nats/provision.ts";
 import { PullLoop } from "./nats/pull-loop.ts";
+import { BREAKER_STATE_VALUE, CircuitBreaker, type BreakerState } from "./resilience/breaker.ts";
+import { BreakerRegistry } from "./resilience/breakers.ts";
 import { createLogger, type Logger } from "./telemetry/logger.ts";
 import { Metrics } from "./telemetry/metrics.ts";
 
@@ -39,6 +42,7 @@ interface Running {
   readonly fn: CompiledFunction;
   readonly invoker: Invoker;
   readonly loop: PullLoop;
+  readonly breaker?: CircuitBreaker;
 }
 
 /** The jetfn host: one process running every function of one `functions.yaml`. */
@@ -50,6 +54,7 @@ export class Host {
   readonly #handlers: ReadonlyMap<string, LoadedHandler>;
   readonly #embedded?: EmbeddedOptions;
   readonly #stop = new AbortController();
+  readonly #breakers: BreakerRegistry;
   #state: HostState = "created";
   #endpoint?: NatsEndpoint;
   #nc?: NatsConnection;
@@ -66,6 +71,15 @@ export class Host {
     this.config = config;
     this.#handlers = handlers;
     this.log = log;
+    this.#breakers = new BreakerRegistry(parseDuration, (name, from, to, functions) => {
+      for (const fn of functions) this.#breakerChanged(fn, name, from, to);
+    });
+    this.metrics.onBreakerScrape(() => {
+      for (const { fn, breaker } of this.#running) {
+        void breaker?.state;
+        this.#breakers.statesOf(fn.name);
+      }
+    });
   }
 
   /**
@@ -112,19 +126,7 @@ export class Host {
       await provision(this.#nc, this.#jsm, this.config, this.log);
       const js = jetstream(this.#nc);
       const publisher = jetstreamPublisher(js);
-      for (const fn of this.config.functions) {
-        const invoker = new Invoker(fn, this.#handlers.get(fn.name)!, {
-          publisher,
-          metrics: this.metrics,
-          logger: this.log,
-          stop: this.#stop.signal,
-        });
-        const jsm = this.#jsm;
-        const loop = new PullLoop(js, fn, (delivery) => invoker.process(delivery), this.log, {
-          rebind: () => ensureConsumer(jsm, fn, this.log),
-        });
-        this.#running.push({ fn, invoker, loop });
-      }
+      for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, js, publisher));
       for (const { loop } of this.#running) loop.start();
       this.#http = new HttpServer({
         registry: this.metrics.registry,
@@ -141,10 +143,43 @@ export class Host {
     }
   }
 
+  /** Wires one function: its breaker (if any), invoker and pull loop. */
+  #prepare(fn: CompiledFunction, js: JetStreamClient, publisher: Publisher): Running {
+    const jsm = this.#jsm!;
+    let loop: PullLoop | undefined;
+    const breaker = fn.breaker
+      ? new CircuitBreaker(fn.breaker, Date.now, (from, to) => {
+          this.#breakerChanged(fn.name, "function", from, to);
+          if (to === "open") loop?.interrupt();
+        })
+      : undefined;
+    if (breaker) this.metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
+    const invoker = new Invoker(
+      fn,
+      this.#handlers.get(fn.name)!,
+      { publisher, metrics: this.metrics, logger: this.log, stop: this.#stop.signal, breakers: this.#breakers },
+      breaker,
+    );
+    loop = new PullLoop(js, fn, (delivery) => invoker.process(delivery), this.log, {
+      rebind: () => ensureConsumer(jsm, fn, this.log),
+      breaker,
+      onReleased: () => this.metrics.acks.inc({ function: fn.name, action: "nak" }),
+    });
+    return { fn, invoker, loop, breaker };
+  }
+
+  #breakerChanged(fn: string, breaker: string, from: BreakerState, to: BreakerState): void {
+    this.metrics.breakerState.set({ function: fn, breaker }, BREAKER_STATE_VALUE[to]);
+    if (from === to) return;
+    const fields = { function: fn, breaker, from, to };
+    if (to === "open") this.log.warn(fields, "breaker opened");
+    else this.log.info(fields, `breaker ${to}`);
+  }
+
   /** `/functions`: each function's consumer, in-flight count, limit and server-side pending. */
   async functions(): Promise<unknown[]> {
     return Promise.all(
-      this.#running.map(async ({ fn, invoker, loop }) => {
+      this.#running.map(async ({ fn, invoker, loop, breaker }) => {
         let pending: number | undefined;
         let ackPending: number | undefined;
         try {
@@ -164,6 +199,8 @@ export class Host {
           limit: fn.concurrency,
           pending,
           ackPending,
+          breaker: breaker?.state,
+          breakers: this.#breakers.statesOf(fn.name),
         };
       }),
     );

@@ -2,6 +2,9 @@ import { context, isSpanContextValid, propagation, SpanKind, SpanStatusCode, tra
 import type { CompiledFunction } from "../config/types.ts";
 import type { FunctionContext, PublishOptions } from "../sdk/types.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
+import type { CircuitBreaker } from "../resilience/breaker.ts";
+import type { BreakerRegistry, NamedBreaker } from "../resilience/breakers.ts";
+import { isBreakerOpenError, isNonRetryableError } from "../sdk/errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { decode, encode, validate } from "./decode.ts";
@@ -22,6 +25,8 @@ export interface InvokerDeps {
   readonly logger: Logger;
   /** Aborts when shutdown's grace period is over: in-flight handlers are cut off. */
   readonly stop: AbortSignal;
+  /** The host's named breakers, behind `ctx.breaker(name)`. */
+  readonly breakers: BreakerRegistry;
   readonly random?: () => number;
 }
 
@@ -34,12 +39,18 @@ export class Invoker {
   readonly #loaded: LoadedHandler;
   readonly #deps: InvokerDeps;
   readonly #log: Logger;
+  readonly #breaker?: CircuitBreaker;
   #inflight = 0;
 
-  constructor(fn: CompiledFunction, loaded: LoadedHandler, deps: InvokerDeps) {
+  /**
+   * @param breaker the function's breaker (`breaker:` in yaml). The pull loop admits each
+   *   delivery through it; the invoker reports how each admitted one ended.
+   */
+  constructor(fn: CompiledFunction, loaded: LoadedHandler, deps: InvokerDeps, breaker?: CircuitBreaker) {
     this.#fn = fn;
     this.#loaded = loaded;
     this.#deps = deps;
+    this.#breaker = breaker;
     this.#log = deps.logger.child({ function: fn.name });
     deps.metrics.registerFunction(fn.name);
   }
@@ -75,9 +86,11 @@ export class Invoker {
     );
     const started = performance.now();
     try {
-      const outcome = await context.with(trace.setSpan(parent, span), () => this.#invoke(delivery, span));
+      const usedBreakers = new Set<NamedBreaker>();
+      const outcome = await context.with(trace.setSpan(parent, span), () => this.#invoke(delivery, span, usedBreakers));
       metrics.duration.observe(labels, (performance.now() - started) / 1000);
-      const settlement = await this.#settle(delivery, outcome, span);
+      this.#recordOnBreaker(outcome);
+      const settlement = await this.#settle(delivery, outcome, span, this.#holdMs(usedBreakers));
       metrics.invocations.inc({ ...labels, outcome: invocationOutcome(outcome) });
       metrics.endToEnd.observe(labels, Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
       if (outcome.kind !== "success") {
@@ -95,7 +108,7 @@ export class Invoker {
     }
   }
 
-  async #invoke(delivery: Delivery, span: Span): Promise<Outcome> {
+  async #invoke(delivery: Delivery, span: Span, usedBreakers: Set<NamedBreaker>): Promise<Outcome> {
     const fn = this.#fn;
     const decoded = decode(delivery.data, fn.encoding);
     if (!decoded.ok) return { kind: "undecodable", error: decoded.error };
@@ -112,7 +125,7 @@ export class Invoker {
     const heartbeat = new Heartbeat(fn.ackWaitMs, working);
     try {
       return await runWithTimeout(
-        (signal) => this.#loaded.handler(event, this.#context(delivery, signal, span, working)),
+        (signal) => this.#loaded.handler(event, this.#context(delivery, signal, span, working, usedBreakers)),
         fn.timeoutMs,
         this.#deps.stop,
       );
@@ -121,7 +134,13 @@ export class Invoker {
     }
   }
 
-  #context(delivery: Delivery, signal: AbortSignal, span: Span, working: () => void): FunctionContext {
+  #context(
+    delivery: Delivery,
+    signal: AbortSignal,
+    span: Span,
+    working: () => void,
+    usedBreakers: Set<NamedBreaker>,
+  ): FunctionContext {
     const fn = this.#fn;
     return {
       function: fn.name,
@@ -140,6 +159,11 @@ export class Invoker {
         ...traceFields(span),
       }),
       working,
+      breaker: (name, options) => {
+        const breaker = this.#deps.breakers.get(name, options, fn.name);
+        usedBreakers.add(breaker);
+        return breaker;
+      },
       publish: (subject: string, data: unknown, options?: PublishOptions) =>
         this.#publish(subject, encode(data), options?.headers ?? {}, options?.msgId),
     };
@@ -162,12 +186,12 @@ export class Invoker {
   }
 
   /** Carries out the settlement; a failed publish turns it into a nak, never a drop. */
-  async #settle(delivery: Delivery, outcome: Outcome, span: Span): Promise<Settlement> {
+  async #settle(delivery: Delivery, outcome: Outcome, span: Span, holdMs: number | undefined): Promise<Settlement> {
     const fn = this.#fn;
     const { metrics } = this.#deps;
-    let settlement = settle(outcome, delivery.deliveryCount, fn.retry, this.#deps.random);
+    let settlement = settle(outcome, delivery.deliveryCount, fn.retry, this.#deps.random, holdMs);
     if (settlement.action === "ack" && fn.output && settlement.output !== undefined) {
-      settlement = await this.#publishOutput(delivery, fn.output, settlement.output);
+      settlement = await this.#publishOutput(delivery, fn.output, settlement.output, holdMs);
     }
     if (settlement.action === "dead-letter") {
       settlement = await this.#deadLetter(delivery, settlement);
@@ -190,13 +214,13 @@ export class Invoker {
     return settlement;
   }
 
-  async #publishOutput(delivery: Delivery, subject: string, value: unknown): Promise<Settlement> {
+  async #publishOutput(delivery: Delivery, subject: string, value: unknown, holdMs: number | undefined): Promise<Settlement> {
     let data: Uint8Array;
     try {
       data = encode(value);
     } catch (error) {
       // A return value that cannot be encoded is the handler's failure, retried like one.
-      return settle({ kind: "error", error }, delivery.deliveryCount, this.#fn.retry, this.#deps.random);
+      return settle({ kind: "error", error }, delivery.deliveryCount, this.#fn.retry, this.#deps.random, holdMs);
     }
     try {
       await this.#publish(subject, data, {}, `${this.#fn.name}:${delivery.stream}:${delivery.seq}`);
@@ -231,6 +255,32 @@ export class Invoker {
     } catch (error) {
       return this.#retryLater(delivery, `dead-letter publish to ${fn.deadLetter} failed: ${errorMessage(error)}`);
     }
+  }
+
+  /**
+   * Tells the function's breaker how an admitted delivery ended. Only handler errors and
+   * timeouts speak of the dependency; a NonRetryableError, bad input, an open named
+   * breaker or shutdown say nothing about it.
+   */
+  #recordOnBreaker(outcome: Outcome): void {
+    const breaker = this.#breaker;
+    if (!breaker) return;
+    if (outcome.kind === "success") breaker.success();
+    else if (outcome.kind === "timeout") breaker.failure();
+    else if (outcome.kind === "error" && !isNonRetryableError(outcome.error) && !isBreakerOpenError(outcome.error)) breaker.failure();
+    else breaker.release();
+  }
+
+  /**
+   * While a breaker this delivery went through is open (the function's, or a named one
+   * the handler used): how long to hold a failed message instead of spending its attempts.
+   */
+  #holdMs(usedBreakers: ReadonlySet<NamedBreaker>): number | undefined {
+    let hold: number | undefined;
+    for (const breaker of [this.#breaker, ...usedBreakers]) {
+      if (breaker?.state === "open") hold = Math.max(hold ?? 0, breaker.remainingOpenMs());
+    }
+    return hold;
   }
 
   /** A publish of ours failed: the broker is the problem, so retry with backoff and never drop. */

@@ -1,6 +1,6 @@
 import type { CompiledRetry } from "../config/types.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
-import { isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
+import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
 
 /** What happened to one delivery, before we decide what to tell the server. */
 export type Outcome =
@@ -46,15 +46,22 @@ export function invocationOutcome(outcome: Outcome): InvocationOutcome {
  * - success: ack (the caller publishes `output` first, if the function has one);
  * - aborted by shutdown: nak with no delay, so another replica takes it at once;
  * - `NonRetryableError`, undecodable payload, schema failure: dead-letter at once;
+ * - `BreakerOpenError` (a named breaker refused the call): nak until it lets probes
+ *   through, whatever the delivery count: a dependency outage never dead-letters;
+ * - any other failure while the function's breaker is open (`holdMs` given): nak until
+ *   it half-opens, for the same reason;
  * - any other failure (including `RetryAfterError` and timeouts) on the last allowed
  *   delivery (`deliveryCount >= maxAttempts`): dead-letter as attempts-exhausted;
  * - `RetryAfterError`: nak with its delay; other failures: nak with the backoff delay.
+ *
+ * @param holdMs set while the function's breaker is open: milliseconds until it half-opens.
  */
 export function settle(
   outcome: Outcome,
   deliveryCount: number,
   retry: CompiledRetry,
   random: () => number = Math.random,
+  holdMs?: number,
 ): Settlement {
   switch (outcome.kind) {
     case "success":
@@ -71,6 +78,10 @@ export function settle(
       if (outcome.kind === "error" && isNonRetryableError(outcome.error)) {
         return { action: "dead-letter", reason: "non-retryable", error };
       }
+      if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) {
+        return { action: "nak", delayMs: outcome.error.retryAfterMs, error };
+      }
+      if (holdMs !== undefined) return { action: "nak", delayMs: holdMs, error };
       if (deliveryCount >= retry.maxAttempts) {
         return { action: "dead-letter", reason: "attempts-exhausted", error };
       }

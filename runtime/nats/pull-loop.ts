@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { CompiledFunction } from "../config/types.ts";
 import type { Delivery } from "../invoke/delivery.ts";
+import type { CircuitBreaker } from "../resilience/breaker.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { Slots } from "./slots.ts";
 
@@ -10,6 +11,10 @@ export interface PullLoopOptions {
   readonly expiresMs?: number;
   /** Re-creates the consumer after it was found missing. */
   readonly rebind: () => Promise<void>;
+  /** The function's breaker: while open nothing is pulled; half-open, only its probes. */
+  readonly breaker?: CircuitBreaker;
+  /** Called for each message handed back (nak'd) because the breaker refused it. */
+  readonly onReleased?: () => void;
 }
 
 /**
@@ -64,6 +69,11 @@ export class PullLoop {
     this.#bound = false;
   }
 
+  /** Ends the current pull early (the breaker opened): the server stops sending its messages. */
+  interrupt(): void {
+    this.#batch?.stop();
+  }
+
   /** Resolves when every dispatched delivery has settled. */
   async settled(): Promise<void> {
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
@@ -76,12 +86,21 @@ export class PullLoop {
     while (!stopped.aborted) {
       await this.slots.whenFree();
       if (stopped.aborted) break;
+      const breaker = this.#options.breaker;
+      const allowance = breaker ? breaker.allowance() : Number.POSITIVE_INFINITY;
+      if (allowance === 0) {
+        // Open (or every probe busy): take nothing, so no delivery is spent.
+        await sleep(breaker!.remainingOpenMs() || 50, undefined, { signal: stopped }).catch(() => {});
+        continue;
+      }
       try {
         consumer ??= await this.#js.consumers.get(this.#fn.stream, this.#fn.durable);
-        this.#batch = await consumer.fetch({ max_messages: this.slots.free, expires: this.#options.expiresMs ?? 5000 });
+        const max = Math.min(this.slots.free, allowance);
+        this.#batch = await consumer.fetch({ max_messages: max, expires: this.#options.expiresMs ?? 5000 });
         this.#bound = true;
         for await (const msg of this.#batch) {
           if (stopped.aborted) msg.nak();
+          else if (breaker && !breaker.tryAcquire()) this.#release(msg, breaker);
           else this.#start(msg);
         }
         failures = 0;
@@ -99,6 +118,12 @@ export class PullLoop {
         await sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)), undefined, { signal: stopped }).catch(() => {});
       }
     }
+  }
+
+  /** Hands a message back until the breaker lets probes through. */
+  #release(msg: JsMsg, breaker: CircuitBreaker): void {
+    msg.nak(breaker.remainingOpenMs() || 1000);
+    this.#options.onReleased?.();
   }
 
   #start(msg: JsMsg): void {

@@ -7,7 +7,7 @@ import ms from "ms";
  */
 export const ERROR_BRAND: unique symbol = Symbol.for("jetfn.error") as never;
 
-export type ErrorKind = "non-retryable" | "retry-after";
+export type ErrorKind = "non-retryable" | "retry-after" | "breaker-open";
 
 interface Branded {
   readonly [ERROR_BRAND]: ErrorKind;
@@ -45,6 +45,26 @@ export class RetryAfterError extends Error implements Branded {
   }
 }
 
+/**
+ * Thrown by `ctx.breaker(name).execute()` while that breaker is open. A handler that lets
+ * it escape has its message retried when the breaker lets probes through, without using
+ * up an attempt: an outage of a dependency never dead-letters messages.
+ */
+export class BreakerOpenError extends Error implements Branded {
+  readonly [ERROR_BRAND] = "breaker-open" as const;
+  override readonly name = "BreakerOpenError";
+  /** The breaker's name. */
+  readonly breaker: string;
+  /** Milliseconds until the breaker lets a probe through. */
+  readonly retryAfterMs: number;
+
+  constructor(breaker: string, retryAfterMs: number) {
+    super(`breaker ${breaker} is open`);
+    this.breaker = breaker;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
 function toDelayMs(delay: number | string | Date): number {
   let value: number | undefined;
   if (delay instanceof Date) value = delay.getTime() - Date.now();
@@ -69,4 +89,9 @@ export function isNonRetryableError(error: unknown): error is NonRetryableError 
 /** True for a `RetryAfterError` from any bundle (with a usable delay). */
 export function isRetryAfterError(error: unknown): error is RetryAfterError {
   return brandOf(error) === "retry-after" && typeof (error as RetryAfterError).delayMs === "number";
+}
+
+/** True for a `BreakerOpenError` from any bundle. */
+export function isBreakerOpenError(error: unknown): error is BreakerOpenError {
+  return brandOf(error) === "breaker-open" && typeof (error as BreakerOpenError).retryAfterMs === "number";
 }

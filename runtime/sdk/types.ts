@@ -32,6 +32,27 @@ export interface PublishAck {
   duplicate: boolean;
 }
 
+/** Options of `ctx.breaker(name, options)`; the first call for a name decides them. */
+export interface BreakerOptions {
+  /** Consecutive failures that open it. @default 5 */
+  failureThreshold?: number;
+  /** How long it stays open: milliseconds or a duration such as `"30s"`. @default "30s" */
+  openFor?: number | string;
+  /** Probes let through while half-open. @default 1 */
+  halfOpenRequests?: number;
+}
+
+/** A named circuit breaker, shared by every invocation in the host. */
+export interface Breaker {
+  readonly name: string;
+  readonly state: "closed" | "half-open" | "open";
+  /**
+   * Runs `fn` when the breaker admits it and records how it ended; rejects at once with a
+   * `BreakerOpenError` while open.
+   */
+  execute<T>(fn: () => T | Promise<T>): Promise<T>;
+}
+
 /** What a handler receives besides its event. */
 export interface FunctionContext<Config = Record<string, unknown>> {
   /** The function's name in `functions.yaml`. */
@@ -58,6 +79,8 @@ export interface FunctionContext<Config = Record<string, unknown>> {
    * JSON. Resolves with the stream's PubAck.
    */
   publish(subject: string, data: unknown, options?: PublishOptions): Promise<PublishAck>;
+  /** The named breaker shared by all invocations in this host (created on first use). */
+  breaker(name: string, options?: BreakerOptions): Breaker;
   /** Tell the server this message is still being worked on (resets its ack timer). */
   working(): void;
 }

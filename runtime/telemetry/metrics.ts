@@ -50,6 +50,14 @@ export class Metrics {
     labelNames: ["function", "reason"] as const,
     registers: [this.registry],
   });
+  readonly breakerState = new Gauge({
+    name: "jetfn_breaker_state",
+    help: "Circuit breaker state: 0 closed, 1 half-open, 2 open. breaker=\"function\" is the function's own.",
+    labelNames: ["function", "breaker"] as const,
+    registers: [this.registry],
+    // Breakers leave "open" when their state is next read; a scrape reads them.
+    collect: () => this.#refreshBreakers(),
+  });
   readonly endToEnd = new Histogram({
     name: "jetfn_end_to_end_latency_seconds",
     help: "From the message's stream timestamp to its settlement.",
@@ -58,8 +66,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  #refreshBreakers: () => void = () => {};
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Sets what reads every breaker's state before a scrape. */
+  onBreakerScrape(refresh: () => void): void {
+    this.#refreshBreakers = refresh;
   }
 
   /** Makes every per-function series exist at 0, so dashboards see a function before traffic. */

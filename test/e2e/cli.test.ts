@@ -5,7 +5,8 @@
 import path from "node:path";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runCli, type CliProcess } from "../support/cli.ts";
 import { freePort } from "../support/free-port.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
@@ -24,7 +25,7 @@ functions:
 `,
     "functions/work.ts": `
 export default async (event: { id: number }, ctx: import("jetfn").FunctionContext) => {
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  await new Promise((resolve) => setTimeout(resolve, 3000));
   await ctx.publish("done.work", { id: event.id });
 };`,
     "functions/stuck.ts": `
@@ -33,11 +34,23 @@ export default async () => { await new Promise(() => {}); };`,
 
 let server: NatsServer;
 let nc: NatsConnection;
+let js: JetStreamClient;
 let jsm: JetStreamManager;
+const started: CliProcess[] = [];
 
 beforeAll(async () => {
   server = await startNatsServer();
-  ({ nc, jsm } = await client(server.url));
+  ({ nc, js, jsm } = await client(server.url));
+});
+
+afterEach(async () => {
+  // A failed test must not leave a host consuming from the next test's consumers.
+  for (const cli of started.splice(0)) {
+    if (cli.child.exitCode === null && cli.child.signalCode === null) {
+      cli.child.kill("SIGKILL");
+      await cli.exited;
+    }
+  }
 });
 
 afterAll(async () => {
@@ -54,6 +67,7 @@ async function startCli(dir: string, extra: Record<string, string> = {}): Promis
     JETFN_HTTP_PORT: String(port),
     ...extra,
   });
+  started.push(cli);
   const base = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, {
     timeout: 20_000,
@@ -68,9 +82,6 @@ async function inflight(base: string, fn: string): Promise<number> {
   const fns = (await (await fetch(`${base}/functions`)).json()) as { name: string; inflight: number }[];
   return fns.find((f) => f.name === fn)?.inflight ?? 0;
 }
-
-const publish = (subject: string, body: object) =>
-  runCli(["publish", subject, JSON.stringify(body)], { NATS_URL: server.url }).exited;
 
 describe("jetfn validate", () => {
   it("accepts the shipped example", async () => {
@@ -105,7 +116,7 @@ describe("jetfn validate", () => {
 describe("jetfn start and SIGTERM", () => {
   it("lets in-flight invocations finish, acks them, and exits 0", async () => {
     const { cli, base } = await startCli(project());
-    for (const id of [1, 2, 3, 4]) expect(await publish("jobs.work", { id })).toBe(0);
+    await Promise.all([1, 2, 3, 4].map((id) => js.publish("jobs.work", JSON.stringify({ id }))));
     await waitFor(async () => (await inflight(base, "work")) === 4, { message: "4 invocations in flight" });
     cli.child.kill("SIGTERM");
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 503, { message: "not ready while draining" });
@@ -118,7 +129,7 @@ describe("jetfn start and SIGTERM", () => {
 
   it("aborts and naks what outlives the grace period, so it is redelivered at once", async () => {
     const { cli, base } = await startCli(project(), { JETFN_SHUTDOWN_TIMEOUT: "300ms" });
-    expect(await publish("jobs.stuck", { id: 5 })).toBe(0);
+    await js.publish("jobs.stuck", JSON.stringify({ id: 5 }));
     await waitFor(async () => (await inflight(base, "stuck")) === 1);
     cli.child.kill("SIGTERM");
     expect(await cli.exited).toBe(0);
@@ -138,7 +149,7 @@ describe("jetfn start and SIGTERM", () => {
 
   it("exits at once on a second signal", async () => {
     const { cli, base } = await startCli(project());
-    expect(await publish("jobs.stuck", { id: 6 })).toBe(0);
+    await js.publish("jobs.stuck", JSON.stringify({ id: 6 }));
     await waitFor(async () => (await inflight(base, "stuck")) === 1);
     cli.child.kill("SIGTERM");
     await waitFor(() => cli.output().includes("signal received"));

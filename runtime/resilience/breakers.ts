@@ -1,0 +1,105 @@
+import { BreakerOpenError } from "../sdk/errors.ts";
+import type { Breaker, BreakerOptions } from "../sdk/types.ts";
+import { CircuitBreaker, type BreakerPolicy, type BreakerState } from "./breaker.ts";
+
+const DEFAULT_POLICY: BreakerPolicy = { failureThreshold: 5, openForMs: 30_000, halfOpenRequests: 1 };
+
+/** Reports a named breaker's transition, with every function that has used it. */
+export type BreakerListener = (name: string, from: BreakerState, to: BreakerState, functions: ReadonlySet<string>) => void;
+
+interface Entry {
+  readonly breaker: NamedBreaker;
+  readonly functions: Set<string>;
+}
+
+/**
+ * The host's named breakers (`ctx.breaker(name)`): one per name, shared by every
+ * invocation of every function, created with the options of its first use.
+ */
+export class BreakerRegistry {
+  readonly #entries = new Map<string, Entry>();
+  readonly #now: () => number;
+  readonly #parseDuration: (text: string) => number;
+  readonly #listener: BreakerListener;
+
+  constructor(parseDuration: (text: string) => number, listener: BreakerListener = () => {}, now: () => number = Date.now) {
+    this.#parseDuration = parseDuration;
+    this.#listener = listener;
+    this.#now = now;
+  }
+
+  /** The breaker named `name`, noting that `fn` uses it. */
+  get(name: string, options: BreakerOptions | undefined, fn: string): NamedBreaker {
+    let entry = this.#entries.get(name);
+    if (!entry) {
+      const functions = new Set<string>();
+      const policy = this.#policy(name, options);
+      const circuit = new CircuitBreaker(policy, this.#now, (from, to) => this.#listener(name, from, to, functions));
+      entry = { breaker: new NamedBreaker(name, circuit), functions };
+      this.#entries.set(name, entry);
+    }
+    if (!entry.functions.has(fn)) {
+      entry.functions.add(fn);
+      this.#listener(name, entry.breaker.state, entry.breaker.state, new Set([fn]));
+    }
+    return entry.breaker;
+  }
+
+  /** Names and states of the breakers `fn` has used. */
+  statesOf(fn: string): Record<string, BreakerState> {
+    const states: Record<string, BreakerState> = {};
+    for (const [name, entry] of this.#entries) if (entry.functions.has(fn)) states[name] = entry.breaker.state;
+    return states;
+  }
+
+  #policy(name: string, options: BreakerOptions = {}): BreakerPolicy {
+    const openFor = options.openFor;
+    const openForMs = typeof openFor === "string" ? this.#parseDuration(openFor) : (openFor ?? DEFAULT_POLICY.openForMs);
+    const policy = {
+      failureThreshold: options.failureThreshold ?? DEFAULT_POLICY.failureThreshold,
+      openForMs,
+      halfOpenRequests: options.halfOpenRequests ?? DEFAULT_POLICY.halfOpenRequests,
+    };
+    const valid =
+      Number.isInteger(policy.failureThreshold) && policy.failureThreshold >= 1 &&
+      Number.isFinite(policy.openForMs) && policy.openForMs > 0 &&
+      Number.isInteger(policy.halfOpenRequests) && policy.halfOpenRequests >= 1;
+    if (!valid) throw new TypeError(`ctx.breaker("${name}"): invalid options ${JSON.stringify(options)}`);
+    return policy;
+  }
+}
+
+/** What `ctx.breaker(name)` returns. */
+export class NamedBreaker implements Breaker {
+  readonly name: string;
+  readonly #circuit: CircuitBreaker;
+
+  constructor(name: string, circuit: CircuitBreaker) {
+    this.name = name;
+    this.#circuit = circuit;
+  }
+
+  get state(): BreakerState {
+    return this.#circuit.state;
+  }
+
+  /** Milliseconds until it lets a probe through; 0 when not open. */
+  remainingOpenMs(): number {
+    return this.#circuit.remainingOpenMs();
+  }
+
+  async execute<T>(fn: () => T | Promise<T>): Promise<T> {
+    if (!this.#circuit.tryAcquire()) {
+      throw new BreakerOpenError(this.name, this.#circuit.remainingOpenMs() || 1000);
+    }
+    let result: T;
+    try {
+      result = await fn();
+    } catch (error) {
+      this.#circuit.failure();
+      throw error;
+    }
+    this.#circuit.success();
+    return result;
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * Circuit breakers against a real nats-server: during a dependency outage the function
+ * breaker stops pulling and a named breaker fails fast, and no message is dead-lettered
+ * because of the outage. Each test prints its figures.
+ */
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Host } from "../../runtime/host.ts";
+import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { client, makeProject, startHost, type LogCapture } from "../support/project.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+/** The simulated dependency, shared with the in-process handlers through globalThis. */
+interface Dependency {
+  down: boolean;
+  deliveries: Map<string, { id: number; at: number }[]>;
+  processed: Map<string, Set<number>>;
+}
+const dep: Dependency = ((globalThis as { __jetfnTestDependency?: Dependency }).__jetfnTestDependency = {
+  down: false,
+  deliveries: new Map(),
+  processed: new Map(),
+});
+
+const handler = (useNamedBreaker: boolean) => `
+import { defineFunction } from "jetfn";
+const dep = (globalThis as any).__jetfnTestDependency;
+export default defineFunction({
+  async handler(event: { id: number }, ctx) {
+    const seen = dep.deliveries.get(ctx.function) ?? [];
+    seen.push({ id: event.id, at: Date.now() });
+    dep.deliveries.set(ctx.function, seen);
+    const call = async () => {
+      if (dep.down) throw new Error("dependency unavailable");
+    };
+    ${useNamedBreaker ? 'await ctx.breaker("dep", { failureThreshold: 2, openFor: "500ms" }).execute(call);' : "await call();"}
+    if (!dep.processed.has(ctx.function)) dep.processed.set(ctx.function, new Set());
+    dep.processed.get(ctx.function).add(event.id);
+  },
+});`;
+
+let server: NatsServer;
+let host: Host;
+let baseUrl: string;
+let logs: LogCapture;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+
+beforeAll(async () => {
+  server = await startNatsServer();
+  ({ nc, js, jsm } = await client(server.url));
+  const dir = makeProject({
+    "functions.yaml": `
+streams:
+  - { name: BRK, subjects: ["brk.>"], storage: memory }
+functions:
+  - name: guarded
+    handler: guarded.ts
+    stream: BRK
+    subjects: [brk.guarded]
+    concurrency: 1
+    retry: { maxAttempts: 2, initialDelay: 100ms, jitter: false }
+    breaker: { failureThreshold: 3, openFor: 1s, halfOpenRequests: 1 }
+  - name: named
+    handler: named.ts
+    stream: BRK
+    subjects: [brk.named]
+    concurrency: 1
+    retry: { maxAttempts: 3, initialDelay: 100ms, jitter: false }
+`,
+    "guarded.ts": handler(false),
+    "named.ts": handler(true),
+  });
+  ({ host, baseUrl, logs } = await startHost(dir, server.url));
+});
+
+afterAll(async () => {
+  await host?.shutdown();
+  await nc?.close();
+  await server?.stop();
+});
+
+async function metric(line: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const found = text.split("\n").find((l) => l.startsWith(`${line} `));
+  return found ? Number(found.split(" ").pop()) : Number.NaN;
+}
+
+function figures(fn: string, published: number) {
+  const deliveries = dep.deliveries.get(fn) ?? [];
+  const perMessage = new Map<number, number>();
+  for (const { id } of deliveries) perMessage.set(id, (perMessage.get(id) ?? 0) + 1);
+  return {
+    published,
+    processed: dep.processed.get(fn)?.size ?? 0,
+    deliveries: deliveries.length,
+    maxDeliveriesPerMessage: Math.max(0, ...perMessage.values()),
+  };
+}
+
+async function outage(fn: string, subject: string, published: number, whileOpen: () => Promise<void>) {
+  dep.down = true;
+  for (let id = 1; id <= published; id++) await js.publish(subject, JSON.stringify({ id }));
+  try {
+    await whileOpen();
+  } finally {
+    dep.down = false;
+  }
+  await waitFor(() => (dep.processed.get(fn)?.size ?? 0) === published, { timeout: 20_000, message: `${fn} processed everything` });
+  await waitFor(async () => {
+    const info = await jsm.consumers.info("BRK", `jetfn_${fn}`);
+    return info.num_pending === 0 && info.num_ack_pending === 0;
+  });
+}
+
+describe("breakers during a dependency outage", () => {
+  it("function breaker: stops pulling while open, dead-letters nothing, recovers", async () => {
+    const published = 20;
+    let deliveriesWhileOpen = 0;
+    await outage("guarded", "brk.guarded", published, async () => {
+      // Between opening and its first probe (openFor later), nothing may be pulled.
+      const transitions = () => logs.lines.filter((l) => l.function === "guarded" && l.breaker === "function");
+      const opened = await waitFor(() => transitions().find((l) => l.to === "open"), { message: "breaker open" });
+      const probing = await waitFor(() => transitions().find((l) => l.to === "half-open"), { message: "half-open after openFor" });
+      const [from, to] = [Number(opened.time), Number(probing.time)]; // pino's epoch ms
+      expect(to - from).toBeGreaterThanOrEqual(990);
+      deliveriesWhileOpen = dep.deliveries.get("guarded")!.filter((d) => d.at > from && d.at < to).length;
+    });
+    const result = { ...figures("guarded", published), deadLettered: await metric('jetfn_dead_letters_total{function="guarded",reason="attempts-exhausted"}') };
+    console.log("function breaker outage:", JSON.stringify({ ...result, deliveriesWhileOpen }));
+    expect(result.processed).toBe(published);
+    expect(result.deadLettered).toBe(0);
+    expect(deliveriesWhileOpen).toBe(0);
+    expect(result.deliveries).toBeLessThan(published + 10);
+    expect(await metric('jetfn_breaker_state{function="guarded",breaker="function"}')).toBe(0);
+  });
+
+  it("named breaker: fails fast with BreakerOpenError, which never uses up attempts", async () => {
+    const published = 10;
+    await outage("named", "brk.named", published, async () => {
+      await waitFor(async () => (await metric('jetfn_breaker_state{function="named",breaker="dep"}')) === 2, {
+        message: "named breaker open",
+      });
+      // Every message is delivered at least maxAttempts times while the breaker refuses it.
+      await waitFor(() => figures("named", published).maxDeliveriesPerMessage >= 4, { timeout: 10_000 });
+      const fns = (await (await fetch(`${baseUrl}/functions`)).json()) as { name: string; breakers: Record<string, string> }[];
+      expect(fns.find((f) => f.name === "named")?.breakers.dep).toMatch(/open/);
+    });
+    const result = { ...figures("named", published), deadLettered: await metric('jetfn_dead_letters_total{function="named",reason="attempts-exhausted"}') };
+    console.log("named breaker outage:", JSON.stringify(result));
+    expect(result.processed).toBe(published);
+    expect(result.deadLettered).toBe(0);
+    await waitFor(async () => (await metric('jetfn_breaker_state{function="named",breaker="dep"}')) === 0);
+  });
+});
