@@ -125,7 +125,7 @@ export class Host {
       this.#jsm = await jetstreamManager(this.#nc);
       await provision(this.#nc, this.#jsm, this.config, this.log);
       const js = jetstream(this.#nc);
-      const publisher = jetstreamPublisher(js);
+      const publisher = jetstreamPublisher(this.#nc, js);
       for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, js, publisher));
       for (const { loop } of this.#running) loop.start();
       this.#http = new HttpServer({
@@ -251,8 +251,11 @@ export class Host {
   }
 }
 
-function jetstreamPublisher(js: JetStreamClient): Publisher {
+function jetstreamPublisher(nc: NatsConnection, js: JetStreamClient): Publisher {
   return {
+    get maxPayload() {
+      return nc.info?.max_payload ?? 1024 * 1024;
+    },
     async publish(subject, data, options = {}) {
       let h;
       if (options.headers && Object.keys(options.headers).length > 0) {

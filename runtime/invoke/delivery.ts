@@ -20,6 +20,8 @@ export interface Delivery {
 
 /** Publishing as the host needs it: to JetStream, waiting for the PubAck. */
 export interface Publisher {
+  /** The server's max_payload: the largest message, headers included, it accepts. */
+  readonly maxPayload: number;
   publish(
     subject: string,
     data: Uint8Array,

@@ -14,6 +14,8 @@ import { runWithTimeout } from "./run.ts";
 import { errorMessage, invocationOutcome, settle, type Outcome, type Settlement } from "./settle.ts";
 
 const tracer = trace.getTracer("jetfn");
+/** Room kept for an output's headers (Nats-Msg-Id, traceparent, tracestate). */
+const HEADER_ALLOWANCE = 512;
 const headerGetter = {
   keys: (carrier: Readonly<Record<string, string>>) => Object.keys(carrier),
   get: (carrier: Readonly<Record<string, string>>, key: string) => carrier[key],
@@ -221,6 +223,12 @@ export class Invoker {
     } catch (error) {
       // A return value that cannot be encoded is the handler's failure, retried like one.
       return settle({ kind: "error", error }, delivery.deliveryCount, this.#fn.retry, this.#deps.random, holdMs);
+    }
+    const limit = this.#deps.publisher.maxPayload - HEADER_ALLOWANCE;
+    if (data.length > limit) {
+      // Retrying cannot shrink it: the server would refuse every publish of it.
+      const error = `output of ${data.length} bytes exceeds the server's max_payload (${this.#deps.publisher.maxPayload} bytes, headers included)`;
+      return { action: "dead-letter", reason: "non-retryable", error };
     }
     try {
       await this.#publish(subject, data, {}, `${this.#fn.name}:${delivery.stream}:${delivery.seq}`);

@@ -1,0 +1,156 @@
+/**
+ * Hostile input and slow handlers: nothing crashes, nothing is lost, dead letters carry
+ * the original bytes, and heartbeats keep a long invocation from being redelivered.
+ */
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Host } from "../../runtime/host.ts";
+import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { client, makeProject, startHost } from "../support/project.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+interface Seen {
+  keys: string[];
+  headerKeys: string[];
+  size?: number;
+}
+const seen: Seen[] = ((globalThis as { __jetfnHostile?: Seen[] }).__jetfnHostile = []);
+
+const MAX_PAYLOAD = 16 * 1024 * 1024;
+
+const files = {
+  "functions.yaml": `
+streams:
+  - { name: HX, subjects: ["hx.>"], storage: memory }
+  - { name: HXOUT, subjects: ["hxout.>"], storage: memory }
+defaults:
+  retry: { maxAttempts: 1 }
+functions:
+  - { name: strict, handler: strict.ts, stream: HX, subjects: [hx.strict] }
+  - { name: echo, handler: echo.ts, stream: HX, subjects: [hx.echo] }
+  - { name: big, handler: big.ts, stream: HX, subjects: [hx.big], encoding: binary, output: hxout.big }
+  - { name: huge, handler: huge.ts, stream: HX, subjects: [hx.huge], output: hxout.huge }
+  - { name: nothing, handler: nothing.ts, stream: HX, subjects: [hx.nothing] }
+  - { name: slow, handler: slow.ts, stream: HX, subjects: [hx.slow], ackWait: 1s, timeout: 10s, retry: { maxAttempts: 5 } }
+`,
+  "strict.ts": `
+import { defineFunction } from "jetfn";
+import { z } from "zod";
+export default defineFunction({ schema: z.object({ id: z.string() }), async handler() {} });`,
+  "echo.ts": `
+const seen = (globalThis as any).__jetfnHostile;
+export default async (event: Record<string, unknown>, ctx: import("jetfn").FunctionContext) => {
+  seen.push({ keys: Object.keys(event ?? {}), headerKeys: Object.keys(ctx.headers) });
+};`,
+  "big.ts": `
+export default async (event: Uint8Array) => ({ size: event.length });`,
+  "huge.ts": `
+export default async () => "x".repeat(${MAX_PAYLOAD} + 1);`,
+  "nothing.ts": `
+export default async () => { throw undefined; };`,
+  "slow.ts": `
+export default async (event: unknown, ctx: import("jetfn").FunctionContext) => {
+  await new Promise((resolve) => setTimeout(resolve, 3000)); // 3x the ack wait
+  await ctx.publish("hxout.slow", { deliveryCount: ctx.deliveryCount });
+};`,
+};
+
+let server: NatsServer;
+let host: Host;
+let baseUrl: string;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+
+beforeAll(async () => {
+  server = await startNatsServer({ configText: `max_payload: ${MAX_PAYLOAD}\n` });
+  ({ nc, js, jsm } = await client(server.url));
+  ({ host, baseUrl } = await startHost(makeProject(files), server.url));
+});
+
+afterAll(async () => {
+  await host?.shutdown();
+  await nc?.close();
+  await server?.stop();
+});
+
+async function deadLetter(fn: string, seq: number) {
+  return waitFor(async () => {
+    const msg = await jsm.streams.getMessage("JETFN_DLQ", { last_by_subj: `jetfn.dlq.${fn}` });
+    return msg && msg.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
+  }, { message: `dead letter of ${fn} seq ${seq}` });
+}
+
+async function metric(line: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const found = text.split("\n").find((l) => l.startsWith(`${line} `));
+  return found ? Number(found.split(" ").pop()) : Number.NaN;
+}
+
+describe("hostile input", () => {
+  it("dead-letters 10,000-deep JSON that fails its schema, byte for byte", async () => {
+    const deep = `{"a":${"[".repeat(10_000)}${"]".repeat(10_000)}}`;
+    const { seq } = await js.publish("hx.strict", deep);
+    const dead = await deadLetter("strict", seq);
+    expect(new TextDecoder().decode(dead.data)).toBe(deep);
+    expect(dead.header.get("Jetfn-Reason")).toBe("invalid");
+  });
+
+  it("dead-letters invalid UTF-8 under json encoding as the bytes received", async () => {
+    const bytes = Uint8Array.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]);
+    const { seq } = await js.publish("hx.echo", bytes);
+    const dead = await deadLetter("echo", seq);
+    expect([...dead.data]).toEqual([...bytes]);
+    expect(dead.header.get("Jetfn-Error")).toBe("payload is not valid UTF-8");
+  });
+
+  it("passes __proto__ keys through as data, polluting nothing", async () => {
+    const h = headers();
+    h.set("__proto__", "header-value");
+    await js.publish("hx.echo", '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted2":"yes"}},"id":1}', { headers: h });
+    const event = await waitFor(() => seen.find((s) => s.keys.includes("id")));
+    expect(event.keys).toEqual(["__proto__", "constructor", "id"]);
+    expect(event.headerKeys).toContain("__proto__");
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(({} as Record<string, unknown>).polluted2).toBeUndefined();
+  });
+
+  it("handles an 8 MB payload the server allows", async () => {
+    const payload = new Uint8Array(8 * 1024 * 1024).fill(7);
+    await js.publish("hx.big", payload);
+    const out = await waitFor(() => jsm.streams.getMessage("HXOUT", { last_by_subj: "hxout.big" }), { timeout: 20_000 });
+    expect(out.json()).toEqual({ size: payload.length });
+  });
+
+  it("dead-letters a return value larger than the server's max_payload instead of retrying it forever", async () => {
+    const { seq } = await js.publish("hx.huge", "{}");
+    const dead = await deadLetter("huge", seq);
+    expect(dead.header.get("Jetfn-Error")).toBe(
+      `output of ${MAX_PAYLOAD + 1} bytes exceeds the server's max_payload (${MAX_PAYLOAD} bytes, headers included)`,
+    );
+    expect(dead.header.get("Jetfn-Reason")).toBe("non-retryable");
+  });
+
+  it("survives a handler that throws undefined", async () => {
+    const { seq } = await js.publish("hx.nothing", "{}");
+    const dead = await deadLetter("nothing", seq);
+    expect(dead.header.get("Jetfn-Error")).toBe("non-error thrown: undefined");
+    expect(host.state).toBe("running");
+  });
+});
+
+describe("heartbeats", () => {
+  it("keeps a handler that runs 3x the ack wait from being redelivered", async () => {
+    await js.publish("hx.slow", "{}");
+    const out = await waitFor(() => jsm.streams.getMessage("HXOUT", { last_by_subj: "hxout.slow" }), { timeout: 15_000 });
+    expect(out.json()).toEqual({ deliveryCount: 1 });
+    await waitFor(async () => (await jsm.consumers.info("HX", "jetfn_slow")).num_ack_pending === 0);
+    const info = await jsm.consumers.info("HX", "jetfn_slow");
+    expect(info.num_redelivered).toBe(0);
+    expect(info.delivered.consumer_seq).toBe(1);
+    const beats = await metric('jetfn_acks_total{function="slow",action="working"}');
+    console.log(`slow handler: 3000 ms with a 1000 ms ack wait: 1 delivery, ${beats} working() heartbeats, 0 redeliveries`);
+    expect(beats).toBeGreaterThanOrEqual(4);
+  });
+});
