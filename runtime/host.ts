@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { AddressInfo } from "node:net";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
@@ -71,6 +72,8 @@ export class Host {
     this.config = config;
     this.#handlers = handlers;
     this.log = log;
+    // Every in-flight invocation listens on it: as many listeners as the concurrency allows.
+    setMaxListeners(0, this.#stop.signal);
     this.#breakers = new BreakerRegistry(parseDuration, (name, from, to, functions) => {
       for (const fn of functions) this.#breakerChanged(fn, name, from, to);
     });

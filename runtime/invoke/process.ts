@@ -144,6 +144,8 @@ export class Invoker {
     usedBreakers: Set<NamedBreaker>,
   ): FunctionContext {
     const fn = this.#fn;
+    const parentLog = this.#log;
+    let log: Logger | undefined;
     return {
       function: fn.name,
       subject: delivery.subject,
@@ -154,12 +156,16 @@ export class Invoker {
       signal,
       span,
       config: fn.config as Record<string, unknown>,
-      log: this.#log.child({
-        subject: delivery.subject,
-        seq: delivery.seq,
-        delivery_count: delivery.deliveryCount,
-        ...traceFields(span),
-      }),
+      // Built on first use: most handlers never log.
+      get log(): Logger {
+        log ??= parentLog.child({
+          subject: delivery.subject,
+          seq: delivery.seq,
+          delivery_count: delivery.deliveryCount,
+          ...traceFields(span),
+        });
+        return log;
+      },
       working,
       breaker: (name, options) => {
         const breaker = this.#deps.breakers.get(name, options, fn.name);

@@ -4,7 +4,6 @@ import type { CompiledFunction } from "../config/types.ts";
 import type { Delivery } from "../invoke/delivery.ts";
 import type { CircuitBreaker } from "../resilience/breaker.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import { Slots } from "./slots.ts";
 
 export interface PullLoopOptions {
   /** How long one pull request waits on the server for messages. @default 5000 */
@@ -17,22 +16,32 @@ export interface PullLoopOptions {
   readonly onReleased?: () => void;
 }
 
+/** Pull requests one function keeps open at once. */
+const MAX_PULLS = 4;
+
 /**
- * One function's pull loop: wait for a free concurrency slot, fetch at most as many
- * messages as there are free slots, hand each to `dispatch`, repeat. A failed fetch
- * (consumer deleted, heartbeats missed, server gone) is logged and retried with backoff,
- * re-creating the consumer when it is missing; the loop only ends on `stop()`.
+ * One function's pull loop. It never asks for more messages than it has free concurrency
+ * slots (slots taken by running invocations or promised to open pull requests), so every
+ * message it receives starts at once and none waits locally while its ack timer runs.
+ * Slots freed while a pull is open are used by another pull, once enough are free to make
+ * a worthwhile batch. A failed pull (consumer deleted, heartbeats missed, server gone) is
+ * logged and retried with backoff, re-creating the consumer when it is missing; the loop
+ * only ends on `stop()`.
  */
 export class PullLoop {
-  readonly slots: Slots;
   readonly #js: JetStreamClient;
   readonly #fn: CompiledFunction;
   readonly #dispatch: (delivery: Delivery) => Promise<void>;
   readonly #log: Logger;
   readonly #options: PullLoopOptions;
-  readonly #inflight = new Set<Promise<void>>();
   readonly #stopping = new AbortController();
-  #batch?: ConsumerMessages;
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #pulls = new Map<ConsumerMessages, Promise<void>>();
+  /** Messages asked for by open pulls and not received yet. */
+  #requested = 0;
+  #failure?: unknown;
+  #failures = 0;
+  #wake?: () => void;
   #bound = false;
   #done?: Promise<void>;
 
@@ -48,7 +57,6 @@ export class PullLoop {
     this.#dispatch = dispatch;
     this.#log = log.child({ function: fn.name });
     this.#options = options;
-    this.slots = new Slots(fn.concurrency);
   }
 
   /** True while the consumer is known to exist and the last pull did not fail. */
@@ -60,18 +68,19 @@ export class PullLoop {
     this.#done ??= this.#run();
   }
 
-  /** Stops pulling; messages still arriving from the last pull are nak'd at once. */
+  /** Stops pulling; messages still arriving from open pulls are nak'd at once. */
   async stop(): Promise<void> {
     this.#stopping.abort();
-    this.#batch?.stop();
-    this.slots.wakeAll();
+    this.interrupt();
+    this.#notify();
     await this.#done;
+    await Promise.all(this.#pulls.values());
     this.#bound = false;
   }
 
-  /** Ends the current pull early (the breaker opened): the server stops sending its messages. */
+  /** Ends the open pulls early (the breaker opened): the server stops sending their messages. */
   interrupt(): void {
-    this.#batch?.stop();
+    for (const pull of this.#pulls.keys()) pull.stop();
   }
 
   /** Resolves when every dispatched delivery has settled. */
@@ -82,42 +91,82 @@ export class PullLoop {
   async #run(): Promise<void> {
     const stopped = this.#stopping.signal;
     let consumer: Consumer | undefined;
-    let failures = 0;
     while (!stopped.aborted) {
-      await this.slots.whenFree();
-      if (stopped.aborted) break;
-      const breaker = this.#options.breaker;
-      const allowance = breaker ? breaker.allowance() : Number.POSITIVE_INFINITY;
-      if (allowance === 0) {
-        // Open (or every probe busy): take nothing, so no delivery is spent.
-        await sleep(breaker!.remainingOpenMs() || 50, undefined, { signal: stopped }).catch(() => {});
+      if (this.#failure !== undefined) {
+        consumer = undefined;
+        await this.#recover();
         continue;
       }
+      const want = this.#want();
+      if (want === 0) {
+        const breaker = this.#options.breaker;
+        // Open: nothing to do until it half-opens. Otherwise a slot or pull frees first.
+        await this.#changed(breaker?.state === "open" ? breaker.remainingOpenMs() || 50 : 1000);
+        continue;
+      }
+      this.#requested += want;
       try {
         consumer ??= await this.#js.consumers.get(this.#fn.stream, this.#fn.durable);
-        const max = Math.min(this.slots.free, allowance);
-        this.#batch = await consumer.fetch({ max_messages: max, expires: this.#options.expiresMs ?? 5000 });
+        const pull = await consumer.fetch({ max_messages: want, expires: this.#options.expiresMs ?? 5000 });
         this.#bound = true;
-        for await (const msg of this.#batch) {
-          if (stopped.aborted) msg.nak();
-          else if (breaker && !breaker.tryAcquire()) this.#release(msg, breaker);
-          else this.#start(msg);
-        }
-        failures = 0;
+        this.#pulls.set(pull, this.#receive(pull, want));
       } catch (error) {
-        if (stopped.aborted) break;
-        this.#bound = false;
-        consumer = undefined;
-        failures++;
-        this.#log.warn({ err: error, failures }, "pull failed; re-binding the consumer");
-        try {
-          await this.#options.rebind();
-        } catch (rebindError) {
-          this.#log.error({ err: rebindError }, "re-binding the consumer failed");
-        }
-        await sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)), undefined, { signal: stopped }).catch(() => {});
+        this.#requested -= want;
+        if (!stopped.aborted) this.#failure = error;
       }
     }
+  }
+
+  /** How many messages to ask for now; 0 to wait. */
+  #want(): number {
+    const room = this.#fn.concurrency - this.#inflight.size - this.#requested;
+    if (room <= 0) return 0;
+    const breaker = this.#options.breaker;
+    if (breaker && breaker.state !== "closed") {
+      // Only probes, from one pull at a time.
+      return this.#pulls.size > 0 ? 0 : Math.min(room, breaker.allowance());
+    }
+    if (this.#pulls.size === 0) return room;
+    // A busy function pulls in batches, not one message per freed slot.
+    return this.#pulls.size < MAX_PULLS && room >= Math.ceil(this.#fn.concurrency / 4) ? room : 0;
+  }
+
+  async #receive(pull: ConsumerMessages, asked: number): Promise<void> {
+    const stopped = this.#stopping.signal;
+    const breaker = this.#options.breaker;
+    let received = 0;
+    try {
+      for await (const msg of pull) {
+        received++;
+        this.#requested--;
+        if (stopped.aborted) msg.nak();
+        else if (breaker && !breaker.tryAcquire()) this.#release(msg, breaker);
+        else this.#start(msg);
+      }
+      this.#failures = 0;
+    } catch (error) {
+      if (!stopped.aborted) this.#failure = error;
+    } finally {
+      this.#requested -= asked - received;
+      this.#pulls.delete(pull);
+      this.#notify();
+    }
+  }
+
+  /** After a failed pull: log, re-create the consumer if it is gone, back off. */
+  async #recover(): Promise<void> {
+    const error = this.#failure;
+    this.#failure = undefined;
+    this.#bound = false;
+    this.#failures++;
+    this.#log.warn({ err: error, failures: this.#failures }, "pull failed; re-binding the consumer");
+    try {
+      await this.#options.rebind();
+    } catch (rebindError) {
+      this.#log.error({ err: rebindError }, "re-binding the consumer failed");
+    }
+    const delay = Math.min(5000, 100 * 2 ** Math.min(this.#failures, 6));
+    await sleep(delay, undefined, { signal: this.#stopping.signal }).catch(() => {});
   }
 
   /** Hands a message back until the breaker lets probes through. */
@@ -127,30 +176,74 @@ export class PullLoop {
   }
 
   #start(msg: JsMsg): void {
-    this.slots.take();
-    const running = this.#dispatch(toDelivery(msg)).finally(() => {
+    const running = this.#dispatch(new JsDelivery(msg)).finally(() => {
       this.#inflight.delete(running);
-      this.slots.release();
+      this.#notify();
     });
     this.#inflight.add(running);
   }
+
+  /** Resolves on the next {@link #notify}, after `timeoutMs`, or on stop. */
+  #changed(timeoutMs: number): Promise<void> {
+    if (this.#stopping.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
 }
 
-function toDelivery(msg: JsMsg): Delivery {
-  // No prototype: a header named __proto__ is just a header.
-  const headers: Record<string, string> = Object.create(null) as Record<string, string>;
-  if (msg.headers) for (const key of msg.headers.keys()) headers[key] = msg.headers.get(key);
-  return {
-    data: msg.data,
-    subject: msg.subject,
-    headers,
-    stream: msg.info.stream,
-    seq: msg.seq,
-    deliveryCount: msg.info.deliveryCount,
-    timestamp: new Date(Number(msg.timestampNanos / 1_000_000n)),
-    ack: () => msg.ack(),
-    nak: (delayMs) => msg.nak(delayMs),
-    term: () => msg.term(),
-    working: () => msg.working(),
-  };
+/** A JetStream message as a {@link Delivery}; methods on the prototype keep it cheap. */
+class JsDelivery implements Delivery {
+  readonly #msg: JsMsg;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(msg: JsMsg) {
+    this.#msg = msg;
+    // No prototype: a header named __proto__ is just a header.
+    const headers = Object.create(null) as Record<string, string>;
+    if (msg.headers) for (const key of msg.headers.keys()) headers[key] = msg.headers.get(key);
+    this.headers = headers;
+  }
+
+  get data(): Uint8Array {
+    return this.#msg.data;
+  }
+  get subject(): string {
+    return this.#msg.subject;
+  }
+  get stream(): string {
+    return this.#msg.info.stream;
+  }
+  get seq(): number {
+    return this.#msg.seq;
+  }
+  get deliveryCount(): number {
+    return this.#msg.info.deliveryCount;
+  }
+  get timestamp(): Date {
+    return new Date(Number(this.#msg.timestampNanos / 1_000_000n));
+  }
+  ack(): void {
+    this.#msg.ack();
+  }
+  nak(delayMs: number): void {
+    this.#msg.nak(delayMs);
+  }
+  term(): void {
+    this.#msg.term();
+  }
+  working(): void {
+    this.#msg.working();
+  }
 }
