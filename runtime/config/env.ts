@@ -16,7 +16,7 @@ const URL_SCHEMES = new Set(["nats:", "tls:", "ws:", "wss:"]);
 export const ENVIRONMENT = "environment";
 
 /** `NATS_URL` may carry `user:password@`; its echo in a message keeps only `***@`. */
-function redactUrl(url: string): string {
+export function redactUrl(url: string): string {
   return url.replace(/^([a-z]+:\/\/)?[^@/]*@/i, (_, scheme: string | undefined) => `${scheme ?? ""}***@`);
 }
 
