@@ -13,11 +13,13 @@ import { Invoker } from "./invoke/process.ts";
 import { connectNats } from "./nats/connect.ts";
 import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
 import { ensureConsumer, provision } from "./nats/provision.ts";
+import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { PullLoop } from "./nats/pull-loop.ts";
 import { BREAKER_STATE_VALUE, CircuitBreaker, type BreakerState } from "./resilience/breaker.ts";
 import { BreakerRegistry } from "./resilience/breakers.ts";
 import { createLogger, type Logger } from "./telemetry/logger.ts";
 import { Metrics } from "./telemetry/metrics.ts";
+import { installTracing, type Tracing } from "./telemetry/tracing.ts";
 
 /**
  * Lifecycle of a host:
@@ -63,6 +65,8 @@ export class Host {
   #connected = false;
   #running: Running[] = [];
   #http?: HttpServer;
+  #poller?: ConsumerPoller;
+  #tracing?: Tracing;
   #httpAddress?: AddressInfo;
   #shutdown?: Promise<void>;
 
@@ -123,6 +127,7 @@ export class Host {
     if (this.#state !== "created") throw new Error(`cannot start a host that is ${this.#state}`);
     this.#state = "starting";
     try {
+      this.#tracing = installTracing(this.#env.tracing, this.log);
       this.#endpoint = await resolveNats(this.#env.natsUrl, this.config.rootDir, this.log, this.#embedded);
       this.#nc = await connectNats(this.#env, this.#endpoint.servers, this.log, (up) => (this.#connected = up));
       this.#jsm = await jetstreamManager(this.#nc);
@@ -131,6 +136,8 @@ export class Host {
       const publisher = jetstreamPublisher(this.#nc, js);
       for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, js, publisher));
       for (const { loop } of this.#running) loop.start();
+      this.#poller = new ConsumerPoller(this.#jsm, this.config.functions, this.metrics, this.log);
+      this.#poller.start();
       this.#http = new HttpServer({
         registry: this.metrics.registry,
         ready: () => this.ready(),
@@ -179,34 +186,25 @@ export class Host {
     else this.log.info(fields, `breaker ${to}`);
   }
 
-  /** `/functions`: each function's consumer, in-flight count, limit and server-side pending. */
-  async functions(): Promise<unknown[]> {
-    return Promise.all(
-      this.#running.map(async ({ fn, invoker, loop, breaker }) => {
-        let pending: number | undefined;
-        let ackPending: number | undefined;
-        try {
-          const info = await this.#jsm?.consumers.info(fn.stream, fn.durable);
-          pending = info?.num_pending;
-          ackPending = info?.num_ack_pending;
-        } catch {
-          // Unknown while disconnected; the rest of the answer still helps.
-        }
-        return {
-          name: fn.name,
-          stream: fn.stream,
-          durable: fn.durable,
-          subjects: fn.subjects,
-          bound: loop.bound,
-          inflight: invoker.inflight,
-          limit: fn.concurrency,
-          pending,
-          ackPending,
-          breaker: breaker?.state,
-          breakers: this.#breakers.statesOf(fn.name),
-        };
-      }),
-    );
+  /** `/functions`: each function's consumer, in-flight count, limit and last polled pending counts. */
+  functions(): unknown[] {
+    return this.#running.map(({ fn, invoker, loop, breaker }) => {
+      const sample = this.#poller?.sample(fn.name);
+      return {
+        name: fn.name,
+        stream: fn.stream,
+        durable: fn.durable,
+        subjects: fn.subjects,
+        bound: loop.bound,
+        inflight: invoker.inflight,
+        limit: fn.concurrency,
+        pending: sample?.pending,
+        ackPending: sample?.ackPending,
+        sampledAt: sample?.sampledAt,
+        breaker: breaker?.state,
+        breakers: this.#breakers.statesOf(fn.name),
+      };
+    });
   }
 
   /**
@@ -241,11 +239,13 @@ export class Host {
 
   async #release(): Promise<void> {
     this.#stop.abort();
-    await this.#http?.close();
+    await this.#poller?.stop();
     if (this.#nc && !this.#nc.isClosed()) {
       await this.#nc.drain().catch((error: unknown) => this.log.warn({ err: error }, "draining the NATS connection failed"));
     }
     this.#connected = false;
+    await this.#tracing?.shutdown();
+    await this.#http?.close();
     await this.#endpoint?.stop?.();
   }
 

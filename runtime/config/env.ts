@@ -74,12 +74,54 @@ function envSchema(cwd: string) {
       Number,
     ).default(8080),
     JETFN_SHUTDOWN_TIMEOUT: checked(isDuration, durationMessage, parseDuration).default(30_000),
+    OTEL_SERVICE_NAME: anything.default("jetfn"),
+    OTEL_EXPORTER_OTLP_ENDPOINT: checked(isHttpUrl, (value) => `expected an http(s) URL like http://collector:4318, got ${describeValue(value)}`, (value) => value).optional(),
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: checked(isHttpUrl, (value) => `expected an http(s) URL like http://collector:4318/v1/traces, got ${describeValue(value)}`, (value) => value).optional(),
+    OTEL_TRACES_SAMPLER: checked(
+      (value) => (SAMPLERS as readonly string[]).includes(value),
+      (value) => `expected one of ${SAMPLERS.join(", ")}, got ${describeValue(value)}`,
+      (value) => value as (typeof SAMPLERS)[number],
+    ).default("parentbased_always_on"),
+    OTEL_TRACES_SAMPLER_ARG: checked(
+      (value) => value !== "" && Number.isFinite(Number(value)) && Number(value) >= 0 && Number(value) <= 1,
+      (value) => `expected a ratio between 0 and 1, got ${describeValue(value)}`,
+      Number,
+    ).default(1),
+    OTEL_RESOURCE_ATTRIBUTES: checked(
+      (value) => value.split(",").every((pair) => /^[^=\s]+=[^,]*$/.test(pair.trim())),
+      (value) => `expected key=value pairs separated by commas, got ${describeValue(value)}`,
+      (value) => Object.fromEntries(value.split(",").map((pair) => pair.trim().split(/=(.*)/s).slice(0, 2).map((part) => decodeURIComponent(part.trim())))),
+    ).optional(),
     LOG_LEVEL: checked(
       (value) => (LOG_LEVELS as readonly string[]).includes(value.toLowerCase()),
       (value) => `expected one of ${LOG_LEVELS.join(", ")}, got ${describeValue(value)}`,
       (value) => value.toLowerCase() as (typeof LOG_LEVELS)[number],
     ).default("info"),
   });
+}
+
+const SAMPLERS = [
+  "always_on",
+  "always_off",
+  "traceidratio",
+  "parentbased_always_on",
+  "parentbased_always_off",
+  "parentbased_traceidratio",
+] as const;
+
+function isHttpUrl(value: string): boolean {
+  try {
+    return ["http:", "https:"].includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+}
+
+/** The OTLP/HTTP traces URL: the traces endpoint as given, or `/v1/traces` under the base one. */
+function tracesUrl(base: string | undefined, traces: string | undefined): string | undefined {
+  if (traces) return traces;
+  if (!base) return undefined;
+  return `${base.replace(/\/+$/, "")}/v1/traces`;
 }
 
 /** Pairs that only make sense together: `[a, b]` means each requires the other. */
@@ -141,6 +183,18 @@ export function loadEnv(
     shutdownTimeoutMs: data.JETFN_SHUTDOWN_TIMEOUT,
     logLevel: data.LOG_LEVEL,
   };
+  const tracesEndpoint = tracesUrl(data.OTEL_EXPORTER_OTLP_ENDPOINT, data.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+  if (tracesEndpoint) {
+    Object.assign(compiled, {
+      tracing: Object.freeze({
+        endpoint: tracesEndpoint,
+        serviceName: data.OTEL_SERVICE_NAME,
+        sampler: data.OTEL_TRACES_SAMPLER,
+        samplerRatio: data.OTEL_TRACES_SAMPLER_ARG,
+        resourceAttributes: Object.freeze({ ...(data.OTEL_RESOURCE_ATTRIBUTES ?? {}) }),
+      }),
+    });
+  }
   if (compiled.natsUrl) Object.freeze(compiled.natsUrl);
   return Object.freeze(compiled);
 }

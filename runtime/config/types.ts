@@ -90,4 +90,26 @@ export interface CompiledEnv {
   readonly httpPort: number;
   readonly shutdownTimeoutMs: number;
   readonly logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+  /** Set only when an OTLP endpoint is configured: without one, no span is exported. */
+  readonly tracing?: CompiledTracing;
+}
+
+/** Trace export from the standard `OTEL_*` variables. */
+export interface CompiledTracing {
+  /** OTLP/HTTP traces URL (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or `/v1/traces` under `OTEL_EXPORTER_OTLP_ENDPOINT`). */
+  readonly endpoint: string;
+  /** `OTEL_SERVICE_NAME`. @default "jetfn" */
+  readonly serviceName: string;
+  /** `OTEL_TRACES_SAMPLER`. @default "parentbased_always_on" */
+  readonly sampler:
+    | "always_on"
+    | "always_off"
+    | "traceidratio"
+    | "parentbased_always_on"
+    | "parentbased_always_off"
+    | "parentbased_traceidratio";
+  /** `OTEL_TRACES_SAMPLER_ARG`, for the ratio samplers. @default 1 */
+  readonly samplerRatio: number;
+  /** `OTEL_RESOURCE_ATTRIBUTES`. */
+  readonly resourceAttributes: Readonly<Record<string, string>>;
 }

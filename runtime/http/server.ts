@@ -7,7 +7,7 @@ import type { Registry } from "prom-client";
 export interface HttpSource {
   readonly registry: Registry;
   ready(): boolean;
-  functions(): Promise<unknown>;
+  functions(): unknown;
 }
 
 /** The event loop counts as stuck when one delay in the last window exceeded this. */
@@ -72,7 +72,7 @@ export class HttpServer {
       case "/readyz":
         return this.#source.ready() ? send(res, 200, "text/plain", "ready\n") : send(res, 503, "text/plain", "not ready\n");
       case "/functions":
-        return send(res, 200, "application/json", `${JSON.stringify(await this.#source.functions(), null, 2)}\n`);
+        return send(res, 200, "application/json", `${JSON.stringify(this.#source.functions(), null, 2)}\n`);
       default:
         return send(res, 404, "text/plain", "not found\n");
     }

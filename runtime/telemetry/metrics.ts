@@ -1,5 +1,11 @@
+import { createRequire } from "node:module";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { DeadLetterReason, InvocationOutcome } from "../invoke/settle.ts";
+
+/** This jetfn's version, from package.json. */
+export const JETFN_VERSION: string = (
+  createRequire(import.meta.url)("../../package.json") as { version: string }
+).version;
 
 /** `jetfn_acks_total{action}` values. */
 export type AckAction = "ack" | "nak" | "term" | "working";
@@ -58,6 +64,24 @@ export class Metrics {
     // Breakers leave "open" when their state is next read; a scrape reads them.
     collect: () => this.#refreshBreakers(),
   });
+  readonly consumerPending = new Gauge({
+    name: "jetfn_consumer_pending_messages",
+    help: "Messages in the stream not yet delivered to the function's consumer (polled).",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+  readonly consumerAckPending = new Gauge({
+    name: "jetfn_consumer_ack_pending_messages",
+    help: "Messages delivered to the function's consumer and not yet acked, across replicas (polled).",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+  readonly buildInfo = new Gauge({
+    name: "jetfn_build_info",
+    help: "Always 1; the labels say which jetfn is running.",
+    labelNames: ["version"] as const,
+    registers: [this.registry],
+  });
   readonly endToEnd = new Histogram({
     name: "jetfn_end_to_end_latency_seconds",
     help: "From the message's stream timestamp to its settlement.",
@@ -70,6 +94,7 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    this.buildInfo.set({ version: JETFN_VERSION }, 1);
   }
 
   /** Sets what reads every breaker's state before a scrape. */

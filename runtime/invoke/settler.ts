@@ -1,0 +1,156 @@
+import { isSpanContextValid, SpanStatusCode, type Context, type Span } from "@opentelemetry/api";
+import type { CompiledFunction } from "../config/types.ts";
+import { backoffDelay } from "../resilience/backoff.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
+import { encode } from "./decode.ts";
+import type { Delivery, Publisher } from "./delivery.ts";
+import { errorMessage, settle, type Outcome, type Settlement } from "./settle.ts";
+import { tracedPublish } from "./traced-publisher.ts";
+
+/** Room kept for an output's headers (Nats-Msg-Id, traceparent, tracestate). */
+const HEADER_ALLOWANCE = 512;
+
+/** One delivery on its way to settlement. */
+export interface Settling {
+  readonly delivery: Delivery;
+  readonly outcome: Outcome;
+  readonly span: Span;
+  /** The delivery's trace context: the parent of output and dead-letter publishes. */
+  readonly context: Context;
+  /** Set while a breaker the delivery went through is open: how long to hold it. */
+  readonly holdMs?: number;
+}
+
+/**
+ * Carries out the settlement `settle()` decides: publishes the output or the dead letter
+ * first, then sends exactly one ack, nak or term. A failed publish of ours turns into a
+ * nak with backoff: nothing is ever dropped.
+ */
+export class Settler {
+  readonly #fn: CompiledFunction;
+  readonly #publisher: Publisher;
+  readonly #metrics: Metrics;
+  readonly #log: Logger;
+  readonly #random?: () => number;
+
+  constructor(fn: CompiledFunction, publisher: Publisher, metrics: Metrics, log: Logger, random?: () => number) {
+    this.#fn = fn;
+    this.#publisher = publisher;
+    this.#metrics = metrics;
+    this.#log = log;
+    this.#random = random;
+  }
+
+  async settle(item: Settling): Promise<Settlement> {
+    const { delivery, outcome } = item;
+    const fn = this.#fn;
+    let settlement = settle(outcome, delivery.deliveryCount, fn.retry, this.#random, item.holdMs);
+    if (settlement.action === "ack" && fn.output && settlement.output !== undefined) {
+      settlement = await this.#publishOutput(item, fn.output, settlement.output);
+    }
+    if (settlement.action === "dead-letter") settlement = await this.#deadLetter(item, settlement);
+    switch (settlement.action) {
+      case "ack":
+        delivery.ack();
+        break;
+      case "nak":
+        delivery.nak(settlement.delayMs);
+        break;
+      case "dead-letter":
+        delivery.term();
+        this.#metrics.deadLetters.inc({ function: fn.name, reason: settlement.reason });
+        break;
+    }
+    this.#metrics.acks.inc({ function: fn.name, action: settlement.action === "dead-letter" ? "term" : settlement.action });
+    item.span.setAttribute("jetfn.settlement", settlement.action);
+    if (outcome.kind !== "success" || settlement.action !== "ack") {
+      item.span.setStatus({ code: SpanStatusCode.ERROR, message: settlementError(settlement) });
+      this.#logFailure(item, settlement);
+    }
+    return settlement;
+  }
+
+  async #publishOutput(item: Settling, subject: string, value: unknown): Promise<Settlement> {
+    const { delivery } = item;
+    let data: Uint8Array;
+    try {
+      data = encode(value);
+    } catch (error) {
+      // A return value that cannot be encoded is the handler's failure, retried like one.
+      return settle({ kind: "error", error }, delivery.deliveryCount, this.#fn.retry, this.#random, item.holdMs);
+    }
+    const maxPayload = this.#publisher.maxPayload;
+    if (data.length > maxPayload - HEADER_ALLOWANCE) {
+      // Retrying cannot shrink it: the server would refuse every publish of it.
+      const error = `output of ${data.length} bytes exceeds the server's max_payload (${maxPayload} bytes, headers included)`;
+      return { action: "dead-letter", reason: "non-retryable", error };
+    }
+    try {
+      const msgId = `${this.#fn.name}:${delivery.stream}:${delivery.seq}`;
+      await tracedPublish(this.#publisher, item.context, subject, data, {}, msgId);
+      return { action: "ack", output: value };
+    } catch (error) {
+      return this.#retryLater(delivery, `output publish to ${subject} failed: ${errorMessage(error)}`);
+    }
+  }
+
+  async #deadLetter(item: Settling, settlement: Extract<Settlement, { action: "dead-letter" }>): Promise<Settlement> {
+    const { delivery } = item;
+    const fn = this.#fn;
+    const headers: Record<string, string> = {
+      "Jetfn-Function": fn.name,
+      "Jetfn-Subject": delivery.subject,
+      "Jetfn-Stream": delivery.stream,
+      "Jetfn-Stream-Seq": String(delivery.seq),
+      "Jetfn-Deliveries": String(delivery.deliveryCount),
+      "Jetfn-Error": settlement.error,
+      "Jetfn-Reason": settlement.reason,
+      "Jetfn-Failed-At": new Date().toISOString(),
+    };
+    try {
+      // The original bytes, never a re-serialisation; the id makes a redelivered dead
+      // letter (its term lost) land once.
+      const msgId = `dlq:${fn.name}:${delivery.stream}:${delivery.seq}`;
+      await tracedPublish(this.#publisher, item.context, fn.deadLetter, delivery.data, headers, msgId);
+      return settlement;
+    } catch (error) {
+      return this.#retryLater(delivery, `dead-letter publish to ${fn.deadLetter} failed: ${errorMessage(error)}`);
+    }
+  }
+
+  /** A publish of ours failed: the broker is the problem, so retry with backoff and never drop. */
+  #retryLater(delivery: Delivery, error: string): Settlement {
+    return { action: "nak", delayMs: backoffDelay(this.#fn.retry, delivery.deliveryCount, this.#random), error };
+  }
+
+  /** The one log line of a failed delivery. Never the payload. */
+  #logFailure({ delivery, outcome, span }: Settling, settlement: Settlement): void {
+    this.#log.warn(
+      {
+        subject: delivery.subject,
+        seq: delivery.seq,
+        delivery_count: delivery.deliveryCount,
+        ...traceFields(span),
+        outcome: outcome.kind,
+        action: settlement.action,
+        ...(settlement.action === "nak" ? { delay_ms: settlement.delayMs } : {}),
+        ...(settlement.action === "dead-letter" ? { reason: settlement.reason, dead_letter: this.#fn.deadLetter } : {}),
+        error: settlementError(settlement),
+        // Source maps make this point at the handler's own .ts lines.
+        ...(outcome.kind === "error" && outcome.error instanceof Error ? { stack: outcome.error.stack } : {}),
+      },
+      "delivery failed",
+    );
+  }
+}
+
+/** trace_id and span_id for log lines, when tracing is on (the no-op span's ids are zeros). */
+export function traceFields(span: Span): { trace_id?: string; span_id?: string } {
+  const spanContext = span.spanContext();
+  return isSpanContextValid(spanContext) ? { trace_id: spanContext.traceId, span_id: spanContext.spanId } : {};
+}
+
+function settlementError(settlement: Settlement): string | undefined {
+  return settlement.action === "ack" ? undefined : settlement.error;
+}

@@ -1,0 +1,69 @@
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { CompiledFunction } from "../config/types.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
+
+/** A function's consumer as last seen on the server. */
+export interface ConsumerSample {
+  /** Messages in the stream not yet delivered to the consumer. */
+  readonly pending: number;
+  /** Delivered to some replica and not yet acked. */
+  readonly ackPending: number;
+  readonly sampledAt: Date;
+}
+
+/**
+ * Polls each function's consumer info on an interval (never per message) into
+ * `jetfn_consumer_pending_messages` and `jetfn_consumer_ack_pending_messages`, and keeps
+ * the last sample for `/functions`. A failed poll (disconnected) keeps the last values.
+ */
+export class ConsumerPoller {
+  readonly #jsm: JetStreamManager;
+  readonly #functions: readonly CompiledFunction[];
+  readonly #metrics: Metrics;
+  readonly #log: Logger;
+  readonly #samples = new Map<string, ConsumerSample>();
+  #timer?: NodeJS.Timeout;
+  #polling?: Promise<void>;
+
+  constructor(jsm: JetStreamManager, functions: readonly CompiledFunction[], metrics: Metrics, log: Logger) {
+    this.#jsm = jsm;
+    this.#functions = functions;
+    this.#metrics = metrics;
+    this.#log = log;
+  }
+
+  /** Polls now, then every `intervalMs`. */
+  start(intervalMs = 5000): void {
+    this.#polling = this.#poll();
+    this.#timer = setInterval(() => {
+      this.#polling ??= this.#poll().finally(() => (this.#polling = undefined));
+    }, intervalMs);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#polling;
+  }
+
+  sample(fn: string): ConsumerSample | undefined {
+    return this.#samples.get(fn);
+  }
+
+  async #poll(): Promise<void> {
+    await Promise.all(
+      this.#functions.map(async (fn) => {
+        try {
+          const info = await this.#jsm.consumers.info(fn.stream, fn.durable);
+          const sample = { pending: info.num_pending, ackPending: info.num_ack_pending, sampledAt: new Date() };
+          this.#samples.set(fn.name, sample);
+          this.#metrics.consumerPending.set({ function: fn.name }, sample.pending);
+          this.#metrics.consumerAckPending.set({ function: fn.name }, sample.ackPending);
+        } catch (error) {
+          this.#log.debug({ function: fn.name, err: error }, "consumer info poll failed");
+        }
+      }),
+    );
+  }
+}

@@ -1,0 +1,120 @@
+import { context, propagation, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { CompositePropagator, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  type ReadableSpan,
+  type Sampler,
+  type SpanExporter,
+} from "@opentelemetry/sdk-trace-base";
+import type { CompiledTracing } from "../config/types.ts";
+import type { Logger } from "./logger.ts";
+
+/** The installed tracing: flushed and shut down with the host. */
+export interface Tracing {
+  /** True when spans are exported (an OTLP endpoint is configured). */
+  readonly exporting: boolean;
+  shutdown(): Promise<void>;
+}
+
+let installed: Tracing | undefined;
+
+/**
+ * Installs tracing once per process. W3C trace context and baggage propagation is always
+ * on, so a `traceparent` that arrives with a message travels on through `ctx.publish`,
+ * outputs and dead letters even when nothing is exported. With an OTLP endpoint, spans are
+ * recorded by an SDK tracer provider and exported in batches over OTLP/HTTP; without one,
+ * the API stays a no-op and costs next to nothing.
+ */
+export function installTracing(config: CompiledTracing | undefined, log: Logger): Tracing {
+  if (installed) return installed;
+  propagation.setGlobalPropagator(
+    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
+  );
+  if (!config) {
+    installed = { exporting: false, shutdown: async () => {} };
+    return installed;
+  }
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({ ...config.resourceAttributes, "service.name": config.serviceName }),
+    sampler: sampler(config),
+    spanProcessors: [new BatchSpanProcessor(new LoggedExporter(new OTLPTraceExporter({ url: config.endpoint }), config.endpoint, log))],
+  });
+  trace.setGlobalTracerProvider(provider);
+  log.info({ endpoint: config.endpoint, sampler: config.sampler }, "exporting traces over OTLP/HTTP");
+  installed = {
+    exporting: true,
+    shutdown: async () => {
+      try {
+        await provider.shutdown();
+      } catch (error) {
+        log.warn({ err: error }, "flushing traces failed");
+      }
+    },
+  };
+  return installed;
+}
+
+function sampler(config: CompiledTracing): Sampler {
+  switch (config.sampler) {
+    case "always_on":
+      return new AlwaysOnSampler();
+    case "always_off":
+      return new AlwaysOffSampler();
+    case "traceidratio":
+      return new TraceIdRatioBasedSampler(config.samplerRatio);
+    case "parentbased_always_on":
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+    case "parentbased_always_off":
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+    case "parentbased_traceidratio":
+      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.samplerRatio) });
+  }
+}
+
+/**
+ * Logs the first failed export, and the recovery, instead of every failure: a collector
+ * that is down must not flood the log. Exports run in the batch processor, never in the
+ * pull loop, so a slow collector costs dropped spans, not throughput.
+ */
+class LoggedExporter implements SpanExporter {
+  readonly #inner: SpanExporter;
+  readonly #endpoint: string;
+  readonly #log: Logger;
+  #failing = false;
+
+  constructor(inner: SpanExporter, endpoint: string, log: Logger) {
+    this.#inner = inner;
+    this.#endpoint = endpoint;
+    this.#log = log;
+  }
+
+  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    this.#inner.export(spans, (result) => {
+      if (result.code !== ExportResultCode.SUCCESS && !this.#failing) {
+        this.#failing = true;
+        this.#log.warn({ endpoint: this.#endpoint, err: result.error }, "exporting traces failed; spans are dropped until the collector answers");
+      } else if (result.code === ExportResultCode.SUCCESS && this.#failing) {
+        this.#failing = false;
+        this.#log.info({ endpoint: this.#endpoint }, "exporting traces again");
+      }
+      done(result);
+    });
+  }
+
+  shutdown(): Promise<void> {
+    return this.#inner.shutdown();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.#inner.forceFlush?.() ?? Promise.resolve();
+  }
+}
