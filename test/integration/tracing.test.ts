@@ -1,0 +1,121 @@
+/**
+ * One trace across functions: a publisher's traceparent continues through two chained
+ * functions (output, ctx.publish, a span the handler makes itself), exported over OTLP/HTTP
+ * to a receiver in the test; a failure's log line is found by its trace id.
+ */
+import { headers } from "@nats-io/transport-node";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import type { Host } from "../../runtime/host.ts";
+import { OtlpReceiver, type ReceivedSpan } from "../support/otlp-receiver.ts";
+import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { client, makeProject, startHost, type LogCapture } from "../support/project.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+const PRODUCER = 4;
+const CONSUMER = 5;
+const ERROR = 2;
+
+let server: NatsServer;
+let receiver: OtlpReceiver;
+let host: Host;
+let logs: LogCapture;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+
+beforeAll(async () => {
+  server = await startNatsServer();
+  receiver = await OtlpReceiver.start();
+  ({ nc, js, jsm } = await client(server.url));
+  process.env.OTEL_BSP_SCHEDULE_DELAY = "50"; // read by the SDK's batch processor
+  const dir = makeProject({
+    "functions.yaml": `
+streams:
+  - { name: TR, subjects: ["tr.>"], storage: memory }
+functions:
+  - { name: first, handler: first.ts, stream: TR, subjects: [tr.in], output: tr.middle }
+  - name: second
+    handler: second.ts
+    stream: TR
+    subjects: [tr.middle]
+    retry: { maxAttempts: 3, initialDelay: 50ms, jitter: false }
+`,
+    "first.ts": `
+export default async (event: { order: string }) => ({ order: event.order, step: 1 });`,
+    "second.ts": `
+import { trace } from "@opentelemetry/api";
+export default async (event: { order: string }, ctx: import("jetfn").FunctionContext) => {
+  if (ctx.deliveryCount === 1) throw new Error("payment gateway hiccup");
+  await trace.getTracer("handler").startActiveSpan("charge card", async (span) => {
+    await ctx.publish("tr.out", { order: event.order, step: 2 });
+    span.end();
+  });
+};`,
+  });
+  ({ host, logs } = await startHost(dir, server.url, {
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_SERVICE_NAME: "jetfn-under-test",
+  }));
+});
+
+afterAll(async () => {
+  await host?.shutdown();
+  await nc?.close();
+  await receiver?.close();
+  await server?.stop();
+});
+
+it("continues the publisher's trace through both functions, with the right parents, kinds and attributes", async () => {
+  const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const publisherSpanId = "00f067aa0ba902b7";
+  const h = headers();
+  h.set("traceparent", `00-${traceId}-${publisherSpanId}-01`);
+  const { seq } = await js.publish("tr.in", JSON.stringify({ order: "o-7" }), { headers: h });
+  await waitFor(() => jsm.streams.getMessage("TR", { last_by_subj: "tr.out" }));
+  await host.shutdown(); // flushes the batch processor
+
+  const spans = receiver.spans.filter((s) => s.traceId === traceId);
+  const one = (predicate: (s: ReceivedSpan) => boolean, what: string): ReceivedSpan => {
+    const found = spans.filter(predicate);
+    expect(found, what).toHaveLength(1);
+    return found[0]!;
+  };
+  const first = one((s) => s.name === "process tr.in", "first's consumer span");
+  const output = one((s) => s.name === "send tr.middle", "first's output producer span");
+  const secondTries = spans.filter((s) => s.name === "process tr.middle");
+  const charge = one((s) => s.name === "charge card", "the handler's own span");
+  const published = one((s) => s.name === "send tr.out", "second's ctx.publish producer span");
+
+  expect(first).toMatchObject({ kind: CONSUMER, parentSpanId: publisherSpanId, serviceName: "jetfn-under-test" });
+  expect(first.attributes).toMatchObject({
+    "messaging.system": "nats",
+    "messaging.destination.name": "tr.in",
+    "messaging.consumer.group.name": "jetfn_first",
+    "messaging.message.id": String(seq),
+    "messaging.message.body.size": 15,
+    "jetfn.function": "first",
+    "jetfn.delivery_count": 1,
+    "jetfn.settlement": "ack",
+  });
+  expect(output).toMatchObject({ kind: PRODUCER, parentSpanId: first.spanId });
+  // Both deliveries of the second function (a failure, then a success) continue the trace.
+  expect(secondTries).toHaveLength(2);
+  for (const attempt of secondTries) expect(attempt).toMatchObject({ kind: CONSUMER, parentSpanId: output.spanId });
+  const [failed, succeeded] = [...secondTries].sort((a, b) => Number(a.attributes["jetfn.delivery_count"]) - Number(b.attributes["jetfn.delivery_count"]));
+  expect(failed!.status.code).toBe(ERROR);
+  expect(failed!.events.map((e) => e.name)).toContain("exception");
+  expect(failed!.attributes["jetfn.settlement"]).toBe("nak");
+  expect(succeeded!.attributes["jetfn.settlement"]).toBe("ack");
+  expect(charge.parentSpanId).toBe(succeeded!.spanId);
+  expect(published).toMatchObject({ kind: PRODUCER, parentSpanId: charge.spanId });
+
+  // The output message itself carries the producer span as its parent.
+  const middle = await jsm.streams.getMessage("TR", { last_by_subj: "tr.middle" });
+  expect(middle!.header.get("traceparent")).toBe(`00-${traceId}-${output.spanId}-01`);
+
+  // The failure's log line is found by its trace id, and names the failed span.
+  const line = logs.find((l) => l.msg === "delivery failed" && l.trace_id === traceId);
+  expect(line).toMatchObject({ function: "second", span_id: failed!.spanId, error: "payment gateway hiccup", action: "nak" });
+});
