@@ -12,6 +12,9 @@
  *                   (default 3)
  *   BENCH_STORAGE   memory | file, the benchmark streams' storage (default memory)
  *   BENCH_ONLY      comma list of scenario names to run (baseline always runs)
+ *   BENCH_TRACING   1: hosts export every span over OTLP/HTTP to a discarding receiver in
+ *                   another process (the exporting work stays in this process and is
+ *                   measured); compare with a run without it
  *   BENCH_CPU_PROF  a folder: write a V8 CPU profile of each measured scenario there
  *                   (<round>-<scenario>.cpuprofile; consumption only, publishing excluded;
  *                   profiling slows everything down, so do not quote those numbers)
@@ -24,6 +27,7 @@
  * provisioning) is not timed. CPU is the benchmark process's user+system time over the same
  * window (the server is a separate process and not included).
  */
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import os from "node:os";
@@ -71,6 +75,7 @@ const ONLY = (process.env.BENCH_ONLY ?? "")
   .split(",")
   .map((s) => s.trim())
   .filter(Boolean);
+const TRACING = process.env.BENCH_TRACING === "1";
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
 const PUBLISH_BATCH = 500;
 const WARMUP_MESSAGES = Math.min(2_000, MESSAGES);
@@ -304,6 +309,8 @@ async function finish(
 
 interface Env {
   readonly server: NatsServer;
+  /** The OTLP receiver's URL when BENCH_TRACING=1. */
+  readonly otlpEndpoint?: string;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly projectDir: string;
@@ -433,6 +440,7 @@ async function runJetfn(
       JETFN_HTTP_PORT: "0",
       JETFN_SHUTDOWN_TIMEOUT: "5s",
       LOG_LEVEL: "warn",
+      ...(env.otlpEndpoint ? { OTEL_EXPORTER_OTLP_ENDPOINT: env.otlpEndpoint } : {}),
     }),
     logger: pino({ level: "warn" }, discard),
   });
@@ -538,15 +546,32 @@ function table(results: Map<string, Measurement[]>, baselineByRound: Measurement
 // ---------------------------------------------------------------------------------------
 // Main
 
+/** An OTLP/HTTP endpoint in its own process that reads and discards every request. */
+async function startDiscardingReceiver(): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(
+    process.execPath,
+    [
+      "-e",
+      'const s=require("http").createServer((q,r)=>{q.resume();q.on("end",()=>r.end("{}"))});' +
+        's.listen(0,"127.0.0.1",()=>console.log(s.address().port))',
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  const port = await new Promise<string>((resolve) => child.stdout!.once("data", (d: Buffer) => resolve(d.toString().trim())));
+  return { url: `http://127.0.0.1:${port}`, child };
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const server = await startNatsServer();
   let nc: NatsConnection | undefined;
   let projectDir: string | undefined;
+  const receiver = TRACING ? await startDiscardingReceiver() : undefined;
   try {
     nc = await connect({ servers: server.url });
     const env: Env = {
       server,
+      ...(receiver ? { otlpEndpoint: receiver.url } : {}),
       js: jetstream(nc),
       jsm: await jetstreamManager(nc),
       projectDir: (projectDir = makeProject(HANDLER_FILES)),
@@ -585,11 +610,13 @@ async function main(): Promise<void> {
     console.log(
       `- ${fmt(MESSAGES, 0)} messages per scenario, ${STORAGE} storage, ${ROUNDS} round(s)` +
         `${ROUNDS > 1 ? " (medians)" : ""}, benchmark and host in one process, total ${((Date.now() - started) / 1000).toFixed(0)} s` +
-        `${CPU_PROF_DIR ? ", CPU PROFILER ON (numbers not comparable)" : ""}`,
+        `${CPU_PROF_DIR ? ", CPU PROFILER ON (numbers not comparable)" : ""}` +
+        `${TRACING ? ", TRACING ON (every span exported over OTLP/HTTP)" : ""}`,
     );
     console.log("");
     console.log(table(results, baselineByRound));
   } finally {
+    receiver?.child.kill();
     await nc?.close().catch(() => {});
     await server.stop();
     if (projectDir) rmSync(projectDir, { recursive: true, force: true });
