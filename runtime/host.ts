@@ -39,6 +39,8 @@ export interface HostOptions {
   readonly logger?: Logger;
   /** Where the embedded nats-server would listen (tests). */
   readonly embedded?: EmbeddedOptions;
+  /** How often consumer info is polled for the lag gauges. @default 5000 */
+  readonly consumerPollMs?: number;
 }
 
 interface Running {
@@ -56,6 +58,7 @@ export class Host {
   readonly #env: CompiledEnv;
   readonly #handlers: ReadonlyMap<string, LoadedHandler>;
   readonly #embedded?: EmbeddedOptions;
+  readonly #consumerPollMs: number;
   readonly #stop = new AbortController();
   readonly #breakers: BreakerRegistry;
   #state: HostState = "created";
@@ -73,6 +76,7 @@ export class Host {
   private constructor(options: HostOptions, config: CompiledConfig, handlers: ReadonlyMap<string, LoadedHandler>, log: Logger) {
     this.#env = options.env;
     this.#embedded = options.embedded;
+    this.#consumerPollMs = options.consumerPollMs ?? 5000;
     this.config = config;
     this.#handlers = handlers;
     this.log = log;
@@ -137,7 +141,7 @@ export class Host {
       for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, js, publisher));
       for (const { loop } of this.#running) loop.start();
       this.#poller = new ConsumerPoller(this.#jsm, this.config.functions, this.metrics, this.log);
-      this.#poller.start();
+      this.#poller.start(this.#consumerPollMs);
       this.#http = new HttpServer({
         registry: this.metrics.registry,
         ready: () => this.ready(),

@@ -35,10 +35,12 @@ export class ConsumerPoller {
 
   /** Polls now, then every `intervalMs`. */
   start(intervalMs = 5000): void {
-    this.#polling = this.#poll();
-    this.#timer = setInterval(() => {
+    const tick = (): void => {
+      // One poll at a time: a slow server must not pile them up.
       this.#polling ??= this.#poll().finally(() => (this.#polling = undefined));
-    }, intervalMs);
+    };
+    tick();
+    this.#timer = setInterval(tick, intervalMs);
     this.#timer.unref();
   }
 

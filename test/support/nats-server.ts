@@ -234,7 +234,9 @@ class NatsServerProcess implements NatsServer {
     const logFd = openSync(this.logFile, "a");
     let child: ChildProcess;
     try {
-      child = spawn(NATS_SERVER_BIN, args, { stdio: ["ignore", logFd, logFd] });
+      // Its own folder as the working directory: nats-server 2.9 can drop files (a
+      // consumer's meta.inf) into its cwd around leader changes.
+      child = spawn(NATS_SERVER_BIN, args, { cwd: this.dir, stdio: ["ignore", logFd, logFd] });
       await new Promise<void>((resolve, reject) => {
         child.once("spawn", resolve);
         child.once("error", reject);

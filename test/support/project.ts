@@ -54,7 +54,7 @@ export async function startHost(
     LOG_LEVEL: "debug",
     ...env,
   });
-  const host = await Host.create({ env: compiled, logger: pino({ level: "debug" }, logs.stream) });
+  const host = await Host.create({ env: compiled, logger: pino({ level: "debug" }, logs.stream), consumerPollMs: 200 });
   await host.start();
   return { host, logs, baseUrl: `http://127.0.0.1:${host.httpAddress!.port}` };
 }

@@ -1,0 +1,61 @@
+/**
+ * The consumer lag gauges follow the server: polled from consumer info on an interval,
+ * they rise while messages wait and fall back to 0 once they are processed.
+ */
+import { afterAll, beforeAll, expect, it } from "vitest";
+import type { Host } from "../../runtime/host.ts";
+import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { client, makeProject, startHost } from "../support/project.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+const gate: { open: boolean } = ((globalThis as { __jetfnGate?: { open: boolean } }).__jetfnGate = { open: false });
+
+let server: NatsServer;
+let host: Host;
+let baseUrl: string;
+
+beforeAll(async () => {
+  server = await startNatsServer();
+  const dir = makeProject({
+    "functions.yaml": `
+streams:
+  - { name: LAG, subjects: ["lag.>"], storage: memory }
+functions:
+  - { name: gated, handler: gated.ts, stream: LAG, subjects: [lag.in], concurrency: 1 }
+`,
+    "gated.ts": `
+const gate = (globalThis as any).__jetfnGate;
+export default async () => { while (!gate.open) await new Promise((r) => setTimeout(r, 20)); };`,
+  });
+  ({ host, baseUrl } = await startHost(dir, server.url));
+});
+
+afterAll(async () => {
+  gate.open = true;
+  await host?.shutdown();
+  await server?.stop();
+});
+
+async function gauge(name: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{function="gated"} `));
+  return line ? Number(line.split(" ").pop()) : Number.NaN;
+}
+
+it("reports pending and ack-pending messages as they change", async () => {
+  const { nc, js } = await client(server.url);
+  try {
+    for (let i = 0; i < 5; i++) await js.publish("lag.in", "{}");
+    await waitFor(async () => (await gauge("jetfn_consumer_pending_messages")) === 4 && (await gauge("jetfn_consumer_ack_pending_messages")) === 1, {
+      message: "4 waiting, 1 in flight",
+    });
+    const fns = host.functions() as { name: string; pending: number; ackPending: number }[];
+    expect(fns[0]).toMatchObject({ name: "gated", pending: 4, ackPending: 1 });
+    gate.open = true;
+    await waitFor(async () => (await gauge("jetfn_consumer_pending_messages")) === 0 && (await gauge("jetfn_consumer_ack_pending_messages")) === 0, {
+      message: "all processed",
+    });
+  } finally {
+    await nc.close();
+  }
+});
