@@ -18,6 +18,11 @@ export interface PullLoopOptions {
 
 /** Pull requests one function keeps open at once. */
 const MAX_PULLS = 4;
+/**
+ * A pull still open this long after its expiry is given up: the client missed its end (a
+ * consumer leader that changed under it, say), and a fresh pull takes its place.
+ */
+const STALL_GRACE_MS = 10_000;
 
 /**
  * One function's pull loop. It never asks for more messages than it has free concurrency
@@ -135,6 +140,10 @@ export class PullLoop {
     const stopped = this.#stopping.signal;
     const breaker = this.#options.breaker;
     let received = 0;
+    const watchdog = setTimeout(() => {
+      this.#log.warn({ received, asked }, "pull still open past its expiry: replacing it");
+      pull.stop();
+    }, (this.#options.expiresMs ?? 5000) + STALL_GRACE_MS);
     try {
       for await (const msg of pull) {
         received++;
@@ -147,6 +156,7 @@ export class PullLoop {
     } catch (error) {
       if (!stopped.aborted) this.#failure = error;
     } finally {
+      clearTimeout(watchdog);
       this.#requested -= asked - received;
       this.#pulls.delete(pull);
       this.#notify();

@@ -26,6 +26,9 @@ export interface Tracing {
 
 let installed: Tracing | undefined;
 
+/** How long shutdown waits for the last spans to be exported. */
+const FLUSH_TIMEOUT_MS = 3000;
+
 /**
  * Installs tracing once per process. W3C trace context and baggage propagation is always
  * on, so a `traceparent` that arrives with a message travels on through `ctx.publish`,
@@ -53,8 +56,12 @@ export function installTracing(config: CompiledTracing | undefined, log: Logger)
   installed = {
     exporting: true,
     shutdown: async () => {
+      // A collector that is down must not hold the exit: what is not flushed by then is dropped.
+      const timeout = new Promise<"timeout">((resolve) => setTimeout(resolve, FLUSH_TIMEOUT_MS, "timeout").unref());
       try {
-        await provider.shutdown();
+        if ((await Promise.race([provider.shutdown(), timeout])) === "timeout") {
+          log.warn({ timeout_ms: FLUSH_TIMEOUT_MS }, "flushing traces timed out; the remaining spans are dropped");
+        }
       } catch (error) {
         log.warn({ err: error }, "flushing traces failed");
       }
