@@ -7,8 +7,7 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { runCli, type CliProcess } from "../support/cli.ts";
-import { freePort } from "../support/free-port.ts";
+import { killCliHosts, runCli, startCliHost } from "../support/cli.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
 import { client, makeProject, REPO_ROOT } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
@@ -36,47 +35,21 @@ let server: NatsServer;
 let nc: NatsConnection;
 let js: JetStreamClient;
 let jsm: JetStreamManager;
-const started: CliProcess[] = [];
 
 beforeAll(async () => {
   server = await startNatsServer();
   ({ nc, js, jsm } = await client(server.url));
 });
 
-afterEach(async () => {
-  // A failed test must not leave a host consuming from the next test's consumers.
-  for (const cli of started.splice(0)) {
-    if (cli.child.exitCode === null && cli.child.signalCode === null) {
-      cli.child.kill("SIGKILL");
-      await cli.exited;
-    }
-  }
-});
+afterEach(killCliHosts);
 
 afterAll(async () => {
   await nc?.close();
   await server?.stop();
 });
 
-async function startCli(dir: string, extra: Record<string, string> = {}): Promise<{ cli: CliProcess; base: string }> {
-  const port = await freePort();
-  const cli = runCli(["start"], {
-    NATS_URL: server.url,
-    JETFN_CONFIG: path.join(dir, "functions.yaml"),
-    JETFN_HTTP_HOST: "127.0.0.1",
-    JETFN_HTTP_PORT: String(port),
-    ...extra,
-  });
-  started.push(cli);
-  const base = `http://127.0.0.1:${port}`;
-  await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, {
-    timeout: 20_000,
-    message: "jetfn start became ready",
-  }).catch((error: Error) => {
-    throw new Error(`${error.message}\n${cli.output()}`);
-  });
-  return { cli, base };
-}
+const startCli = (dir: string, env: Record<string, string> = {}) =>
+  startCliHost(path.join(dir, "functions.yaml"), server.url, env);
 
 async function inflight(base: string, fn: string): Promise<number> {
   const fns = (await (await fetch(`${base}/functions`)).json()) as { name: string; inflight: number }[];

@@ -7,8 +7,7 @@ import path from "node:path";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { runCli, type CliProcess } from "../support/cli.ts";
-import { freePort } from "../support/free-port.ts";
+import { killCliHosts, startCliHost } from "../support/cli.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
 import { client, makeProject, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
@@ -17,21 +16,13 @@ let server: NatsServer;
 let nc: NatsConnection;
 let js: JetStreamClient;
 let jsm: JetStreamManager;
-const clis: CliProcess[] = [];
 
 beforeAll(async () => {
   server = await startNatsServer();
   ({ nc, js, jsm } = await client(server.url));
 });
 
-afterEach(async () => {
-  for (const cli of clis.splice(0)) {
-    if (cli.child.exitCode === null && cli.child.signalCode === null) {
-      cli.child.kill("SIGKILL");
-      await cli.exited;
-    }
-  }
-});
+afterEach(killCliHosts);
 
 afterAll(async () => {
   await nc?.close();
@@ -63,22 +54,7 @@ export default async (event: { id: number }, ctx: import("jetfn").FunctionContex
   });
 }
 
-async function startCli(dir: string): Promise<{ cli: CliProcess; base: string }> {
-  const port = await freePort();
-  const cli = runCli(["start"], {
-    NATS_URL: server.url,
-    JETFN_CONFIG: path.join(dir, "functions.yaml"),
-    JETFN_HTTP_HOST: "127.0.0.1",
-    JETFN_HTTP_PORT: String(port),
-    JETFN_SHUTDOWN_TIMEOUT: "10s",
-  });
-  clis.push(cli);
-  const base = `http://127.0.0.1:${port}`;
-  await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, { timeout: 20_000 }).catch((error: Error) => {
-    throw new Error(`${error.message}\n${cli.output()}`);
-  });
-  return { cli, base };
-}
+const startCli = (dir: string) => startCliHost(path.join(dir, "functions.yaml"), server.url, { JETFN_SHUTDOWN_TIMEOUT: "10s" });
 
 async function publishAll(subject: string, count: number): Promise<void> {
   for (let start = 1; start <= count; start += 100) {

@@ -8,7 +8,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, startHost, type LogCapture } from "../support/project.ts";
+import { client, makeProject, startHost, type LogCapture, scrape } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 /** The simulated dependency, shared with the in-process handlers through globalThis. */
@@ -82,11 +82,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function metric(line: string): Promise<number> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
-  const found = text.split("\n").find((l) => l.startsWith(`${line} `));
-  return found ? Number(found.split(" ").pop()) : Number.NaN;
-}
+const metric = (series: string) => scrape(baseUrl, series);
 
 function figures(fn: string, published: number) {
   const deliveries = dep.deliveries.get(fn) ?? [];

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, startHost } from "../support/project.ts";
+import { client, makeProject, scrape, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const gate: { open: boolean } = ((globalThis as { __jetfnGate?: { open: boolean } }).__jetfnGate = { open: false });
@@ -36,11 +36,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function gauge(name: string): Promise<number> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name}{function="gated"} `));
-  return line ? Number(line.split(" ").pop()) : Number.NaN;
-}
+const gauge = (name: string) => scrape(baseUrl, `${name}{function="gated"}`);
 
 it("reports pending and ack-pending messages as they change", async () => {
   const { nc, js } = await client(server.url);

@@ -7,7 +7,7 @@ import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, startHost } from "../support/project.ts";
+import { client, makeProject, startHost, scrape } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 interface Seen {
@@ -82,11 +82,7 @@ async function deadLetter(fn: string, seq: number) {
   }, { message: `dead letter of ${fn} seq ${seq}` });
 }
 
-async function metric(line: string): Promise<number> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
-  const found = text.split("\n").find((l) => l.startsWith(`${line} `));
-  return found ? Number(found.split(" ").pop()) : Number.NaN;
-}
+const metric = (series: string) => scrape(baseUrl, series);
 
 describe("hostile input", () => {
   it("dead-letters 10,000-deep JSON that fails its schema, byte for byte", async () => {

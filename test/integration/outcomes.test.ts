@@ -9,7 +9,7 @@ import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, startHost, type LogCapture } from "../support/project.ts";
+import { client, makeProject, startHost, type LogCapture, scrape } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const record = `
@@ -149,11 +149,7 @@ async function drained(durable: string): Promise<void> {
   }, { message: `consumer ${durable} settled` });
 }
 
-async function metric(line: string): Promise<number> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
-  const found = text.split("\n").find((l) => l.startsWith(`${line} `));
-  return found ? Number(found.split(" ").pop()) : Number.NaN;
-}
+const metric = (series: string) => scrape(baseUrl, series);
 
 describe("outcome table", () => {
   it("success: publishes the output with Nats-Msg-Id, then acks", async () => {

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
+import { freePort } from "./free-port.ts";
 import { REPO_ROOT } from "./project.ts";
+import { waitFor } from "./wait-for.ts";
 
 /** A `jetfn` CLI process started as a user would start it. */
 export interface CliProcess {
@@ -23,4 +25,45 @@ export function runCli(args: string[], env: Record<string, string>, cwd = REPO_R
   child.stderr!.on("data", (chunk: Buffer) => (out += chunk.toString()));
   const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
   return { child, output: () => out, exited };
+}
+
+/**
+ * `jetfn start` processes started by {@link startCliHost}; {@link killCliHosts} (in an
+ * afterEach) makes sure a failed test leaves none consuming from the next test's consumers.
+ */
+const started: CliProcess[] = [];
+
+/** Starts `jetfn start` on a free HTTP port and waits until `/readyz` answers 200. */
+export async function startCliHost(
+  configFile: string,
+  natsUrl: string,
+  env: Record<string, string> = {},
+): Promise<{ cli: CliProcess; base: string }> {
+  const port = await freePort();
+  const cli = runCli(["start"], {
+    NATS_URL: natsUrl,
+    JETFN_CONFIG: configFile,
+    JETFN_HTTP_HOST: "127.0.0.1",
+    JETFN_HTTP_PORT: String(port),
+    ...env,
+  });
+  started.push(cli);
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, {
+    timeout: 20_000,
+    message: "jetfn start became ready",
+  }).catch((error: Error) => {
+    throw new Error(`${error.message}\n${cli.output()}`);
+  });
+  return { cli, base };
+}
+
+/** SIGKILLs every CLI host still running. */
+export async function killCliHosts(): Promise<void> {
+  for (const cli of started.splice(0)) {
+    if (cli.child.exitCode === null && cli.child.signalCode === null) {
+      cli.child.kill("SIGKILL");
+      await cli.exited;
+    }
+  }
 }

@@ -64,3 +64,13 @@ export async function client(url: string): Promise<{ nc: NatsConnection; js: Jet
   const nc = await connect({ servers: url });
   return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc) };
 }
+
+/**
+ * The value of one series in a host's `/metrics`, e.g.
+ * `jetfn_acks_total{function="ok",action="ack"}`; NaN when absent.
+ */
+export async function scrape(baseUrl: string, series: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const found = text.split("\n").find((line) => line.startsWith(`${series} `));
+  return found ? Number(found.split(" ").pop()) : Number.NaN;
+}
