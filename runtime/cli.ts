@@ -1,15 +1,12 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { jetstream } from "@nats-io/jetstream";
-import { headers as natsHeaders } from "@nats-io/transport-node";
 import { BundleError, buildHandlers } from "./bundle/build.ts";
 import { loadHandler } from "./bundle/load.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadEnv } from "./config/env.ts";
 import { loadConfig } from "./config/load.ts";
 import { Host } from "./host.ts";
-import { connectNats } from "./nats/connect.ts";
-import { resolveNats } from "./nats/embedded.ts";
+import { openClients } from "./nats/clients.ts";
 import { ProvisionError } from "./nats/provision.ts";
 import { createLogger } from "./telemetry/logger.ts";
 
@@ -127,22 +124,20 @@ async function publish(args: string[]): Promise<number> {
   } catch (error) {
     throw new UsageError(`the event is not valid JSON: ${(error as Error).message}`);
   }
-  const h = natsHeaders();
+  const headers: Record<string, string> = {};
   for (const header of parsed.values.header ?? []) {
     const eq = header.indexOf("=");
     if (eq <= 0) throw new UsageError(`--header expects key=value, got ${header}`);
-    h.set(header.slice(0, eq), header.slice(eq + 1));
+    headers[header.slice(0, eq)] = header.slice(eq + 1);
   }
   const env = loadEnv();
   const log = createLogger(env.logLevel === "info" ? "warn" : env.logLevel);
-  const endpoint = await resolveNats(env.natsUrl ?? ["nats://127.0.0.1:4222"], process.cwd(), log);
-  const nc = await connectNats(env, endpoint.servers, log);
+  // The default is where `jetfn start` runs its embedded server.
+  const { nc, publisher } = await openClients(env, env.natsUrl ?? ["nats://127.0.0.1:4222"], log);
   try {
-    const ack = await jetstream(nc).publish(subject, text, {
-      headers: h,
-      ...(parsed.values["msg-id"] ? { msgID: parsed.values["msg-id"] } : {}),
-    });
-    console.log(JSON.stringify({ stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate }));
+    const msgId = parsed.values["msg-id"];
+    const ack = await publisher.publish(subject, new TextEncoder().encode(text), { headers, ...(msgId ? { msgId } : {}) });
+    console.log(JSON.stringify(ack));
     return 0;
   } finally {
     await nc.drain();

@@ -1,16 +1,14 @@
 import { setMaxListeners } from "node:events";
 import type { AddressInfo } from "node:net";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { buildHandlers } from "./bundle/build.ts";
 import { loadHandler } from "./bundle/load.ts";
 import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
 import type { CompiledConfig, CompiledEnv, CompiledFunction } from "./config/types.ts";
 import { HttpServer } from "./http/server.ts";
-import type { LoadedHandler, Publisher } from "./invoke/delivery.ts";
+import type { LoadedHandler } from "./invoke/delivery.ts";
 import { Invoker } from "./invoke/process.ts";
-import { connectNats } from "./nats/connect.ts";
+import { openClients, type NatsClients } from "./nats/clients.ts";
 import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
 import { ensureConsumer, provision } from "./nats/provision.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
@@ -63,8 +61,7 @@ export class Host {
   readonly #breakers: BreakerRegistry;
   #state: HostState = "created";
   #endpoint?: NatsEndpoint;
-  #nc?: NatsConnection;
-  #jsm?: JetStreamManager;
+  #clients?: NatsClients;
   #connected = false;
   #running: Running[] = [];
   #http?: HttpServer;
@@ -85,11 +82,10 @@ export class Host {
     this.#breakers = new BreakerRegistry(parseDuration, (name, from, to, functions) => {
       for (const fn of functions) this.#breakerChanged(fn, name, from, to);
     });
+    // An open breaker whose time is up moves to half-open when read; a scrape reads them all.
     this.metrics.onBreakerScrape(() => {
-      for (const { fn, breaker } of this.#running) {
-        void breaker?.state;
-        this.#breakers.statesOf(fn.name);
-      }
+      for (const { breaker } of this.#running) breaker?.refresh();
+      this.#breakers.refresh();
     });
   }
 
@@ -133,14 +129,12 @@ export class Host {
     try {
       this.#tracing = installTracing(this.#env.tracing, this.log);
       this.#endpoint = await resolveNats(this.#env.natsUrl, this.config.rootDir, this.log, this.#embedded);
-      this.#nc = await connectNats(this.#env, this.#endpoint.servers, this.log, (up) => (this.#connected = up));
-      this.#jsm = await jetstreamManager(this.#nc);
-      await provision(this.#nc, this.#jsm, this.config, this.log);
-      const js = jetstream(this.#nc);
-      const publisher = jetstreamPublisher(this.#nc, js);
-      for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, js, publisher));
+      const clients = await openClients(this.#env, this.#endpoint.servers, this.log, (up) => (this.#connected = up));
+      this.#clients = clients;
+      await provision(clients.nc, clients.jsm, this.config, this.log);
+      for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients));
       for (const { loop } of this.#running) loop.start();
-      this.#poller = new ConsumerPoller(this.#jsm, this.config.functions, this.metrics, this.log);
+      this.#poller = new ConsumerPoller(clients.jsm, this.config.functions, this.metrics, this.log);
       this.#poller.start(this.#consumerPollMs);
       this.#http = new HttpServer({
         registry: this.metrics.registry,
@@ -158,8 +152,7 @@ export class Host {
   }
 
   /** Wires one function: its breaker (if any), invoker and pull loop. */
-  #prepare(fn: CompiledFunction, js: JetStreamClient, publisher: Publisher): Running {
-    const jsm = this.#jsm!;
+  #prepare(fn: CompiledFunction, { js, jsm, publisher }: NatsClients): Running {
     let loop: PullLoop | undefined;
     const breaker = fn.breaker
       ? new CircuitBreaker(fn.breaker, Date.now, (from, to) => {
@@ -244,8 +237,9 @@ export class Host {
   async #release(): Promise<void> {
     this.#stop.abort();
     await this.#poller?.stop();
-    if (this.#nc && !this.#nc.isClosed()) {
-      await this.#nc.drain().catch((error: unknown) => this.log.warn({ err: error }, "draining the NATS connection failed"));
+    const nc = this.#clients?.nc;
+    if (nc && !nc.isClosed()) {
+      await nc.drain().catch((error: unknown) => this.log.warn({ err: error }, "draining the NATS connection failed"));
     }
     this.#connected = false;
     await this.#tracing?.shutdown();
@@ -256,21 +250,4 @@ export class Host {
   #inflightCount(): number {
     return this.#running.reduce((sum, r) => sum + r.invoker.inflight, 0);
   }
-}
-
-function jetstreamPublisher(nc: NatsConnection, js: JetStreamClient): Publisher {
-  return {
-    get maxPayload() {
-      return nc.info?.max_payload ?? 1024 * 1024;
-    },
-    async publish(subject, data, options = {}) {
-      let h;
-      if (options.headers && Object.keys(options.headers).length > 0) {
-        h = natsHeaders();
-        for (const [key, value] of Object.entries(options.headers)) h.set(key, value);
-      }
-      const ack = await js.publish(subject, data, { headers: h, ...(options.msgId ? { msgID: options.msgId } : {}) });
-      return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
-    },
-  };
 }

@@ -43,6 +43,11 @@ export class CircuitBreaker {
     return this.#state;
   }
 
+  /** Applies a pending open -> half-open transition (reading the state does the same). */
+  refresh(): void {
+    void this.state;
+  }
+
   /** Milliseconds until an open breaker lets probes through; 0 when not open. */
   remainingOpenMs(): number {
     return this.state === "open" ? Math.max(0, this.#openUntil - this.#now()) : 0;

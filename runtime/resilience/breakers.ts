@@ -45,6 +45,11 @@ export class BreakerRegistry {
     return entry.breaker;
   }
 
+  /** Applies pending open -> half-open transitions of every named breaker. */
+  refresh(): void {
+    for (const { breaker } of this.#entries.values()) breaker.refresh();
+  }
+
   /** Names and states of the breakers `fn` has used. */
   statesOf(fn: string): Record<string, BreakerState> {
     const states: Record<string, BreakerState> = {};
@@ -81,6 +86,10 @@ export class NamedBreaker implements Breaker {
 
   get state(): BreakerState {
     return this.#circuit.state;
+  }
+
+  refresh(): void {
+    this.#circuit.refresh();
   }
 
   /** Milliseconds until it lets a probe through; 0 when not open. */

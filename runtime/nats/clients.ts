@@ -1,0 +1,44 @@
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import type { CompiledEnv } from "../config/types.ts";
+import type { Publisher } from "../invoke/delivery.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import { connectNats } from "./connect.ts";
+
+/** One connection and what the host uses it through. */
+export interface NatsClients {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  /** JetStream publishing as the invoke layer sees it. */
+  readonly publisher: Publisher;
+}
+
+/** Connects (see {@link connectNats}) and opens the JetStream clients on that connection. */
+export async function openClients(
+  env: CompiledEnv,
+  servers: readonly string[],
+  log: Logger,
+  onConnected?: (connected: boolean) => void,
+): Promise<NatsClients> {
+  const nc = await connectNats(env, servers, log, onConnected);
+  const js = jetstream(nc);
+  return { nc, js, jsm: await jetstreamManager(nc), publisher: jetstreamPublisher(nc, js) };
+}
+
+function jetstreamPublisher(nc: NatsConnection, js: JetStreamClient): Publisher {
+  return {
+    get maxPayload() {
+      return nc.info?.max_payload ?? 1024 * 1024;
+    },
+    async publish(subject, data, options = {}) {
+      let h;
+      if (options.headers && Object.keys(options.headers).length > 0) {
+        h = natsHeaders();
+        for (const [key, value] of Object.entries(options.headers)) h.set(key, value);
+      }
+      const ack = await js.publish(subject, data, { headers: h, ...(options.msgId ? { msgID: options.msgId } : {}) });
+      return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
+    },
+  };
+}
