@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { BundleError, buildHandlers } from "./bundle/build.ts";
-import { loadHandler } from "./bundle/load.ts";
+import { loadHandlers } from "./bundle/load.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadEnv } from "./config/env.ts";
 import { loadConfig } from "./config/load.ts";
@@ -95,12 +95,7 @@ async function build(): Promise<number> {
 async function validate(): Promise<number> {
   const env = loadEnv();
   const config = loadConfig(env.configFile);
-  process.setSourceMapsEnabled(true);
-  const built = await buildHandlers(config);
-  for (const bundle of built) {
-    const fn = config.functions.find((f) => f.name === bundle.function)!;
-    await loadHandler(fn, bundle.file, config.rootDir);
-  }
+  await loadHandlers(config);
   console.log(`${config.file}: ${config.functions.length} function(s), ${config.streams.length} stream(s): ok`);
   return 0;
 }

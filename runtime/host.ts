@@ -1,7 +1,6 @@
 import { setMaxListeners } from "node:events";
 import type { AddressInfo } from "node:net";
-import { buildHandlers } from "./bundle/build.ts";
-import { loadHandler } from "./bundle/load.ts";
+import { loadHandlers } from "./bundle/load.ts";
 import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
 import type { CompiledConfig, CompiledEnv, CompiledFunction } from "./config/types.ts";
@@ -95,15 +94,10 @@ export class Host {
    */
   static async create(options: HostOptions): Promise<Host> {
     const log = options.logger ?? createLogger(options.env.logLevel);
-    process.setSourceMapsEnabled(true);
     const config = options.config ?? loadConfig(options.env.configFile);
-    const built = await buildHandlers(config);
-    const handlers = new Map<string, LoadedHandler>();
-    for (const bundle of built) {
-      const fn = config.functions.find((f) => f.name === bundle.function)!;
-      handlers.set(fn.name, await loadHandler(fn, bundle.file, config.rootDir));
-      log.debug({ function: fn.name, bundle: bundle.file, reused: bundle.reused }, "handler loaded");
-    }
+    const handlers = await loadHandlers(config, (fn, bundle) =>
+      log.debug({ function: fn.name, bundle: bundle.file, reused: bundle.reused }, "handler loaded"),
+    );
     log.info({ config: config.file, functions: config.functions.map((f) => f.name) }, "functions loaded");
     return new Host(options, config, handlers, log);
   }

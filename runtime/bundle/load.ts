@@ -1,10 +1,10 @@
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import type { CompiledFunction } from "../config/types.ts";
+import type { CompiledConfig, CompiledFunction } from "../config/types.ts";
 import type { LoadedHandler } from "../invoke/delivery.ts";
 import { FUNCTION_BRAND } from "../sdk/index.ts";
 import type { EventSchema, Handler } from "../sdk/types.ts";
-import { BundleError } from "./build.ts";
+import { BundleError, buildHandlers, type BuiltHandler } from "./build.ts";
 
 /**
  * Imports a bundle and checks that the named export is a handler: an async function, or a
@@ -40,4 +40,22 @@ export async function loadHandler(fn: CompiledFunction, bundleFile: string, root
 function isSchema(value: unknown): boolean {
   if (typeof value !== "object" || value === null) return false;
   return typeof (value as { safeParse?: unknown }).safeParse === "function" || "~standard" in value;
+}
+
+/**
+ * Bundles (or reuses the bundles of) every function's handler and loads them: what a host
+ * runs, and what `jetfn validate` checks. Throws a `BundleError` for the first broken one.
+ */
+export async function loadHandlers(
+  config: CompiledConfig,
+  onLoaded: (fn: CompiledFunction, bundle: BuiltHandler) => void = () => {},
+): Promise<Map<string, LoadedHandler>> {
+  process.setSourceMapsEnabled(true);
+  const handlers = new Map<string, LoadedHandler>();
+  for (const bundle of await buildHandlers(config)) {
+    const fn = config.functions.find((f) => f.name === bundle.function)!;
+    handlers.set(fn.name, await loadHandler(fn, bundle.file, config.rootDir));
+    onLoaded(fn, bundle);
+  }
+  return handlers;
 }
