@@ -110,3 +110,53 @@ describe("loadEnv", () => {
     for (const secret of [seed, "hunter2", "pa55"]) expect(error.message).not.toContain(secret);
   });
 });
+
+describe("loadEnv: OpenTelemetry", () => {
+  it("exports nothing without an endpoint", () => {
+    expect(loadEnv({ OTEL_SERVICE_NAME: "svc", OTEL_TRACES_SAMPLER: "always_on" }, dir).tracing).toBeUndefined();
+  });
+
+  it("appends /v1/traces to the base endpoint, and takes the traces endpoint as is", () => {
+    expect(loadEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" }, dir).tracing).toEqual({
+      endpoint: "http://collector:4318/v1/traces",
+      serviceName: "jetfn",
+      sampler: "parentbased_always_on",
+      samplerRatio: 1,
+      resourceAttributes: {},
+    });
+    const tracing = loadEnv(
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://ignored:4318",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "https://collector/custom/traces",
+        OTEL_SERVICE_NAME: "orders",
+        OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG: "0.25",
+        OTEL_RESOURCE_ATTRIBUTES: "deployment.environment=prod, team=payments%20core",
+      },
+      dir,
+    ).tracing;
+    expect(tracing).toEqual({
+      endpoint: "https://collector/custom/traces",
+      serviceName: "orders",
+      sampler: "parentbased_traceidratio",
+      samplerRatio: 0.25,
+      resourceAttributes: { "deployment.environment": "prod", team: "payments core" },
+    });
+  });
+
+  it("names each bad OTEL_* variable", () => {
+    const error = errorOf({
+      OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318",
+      OTEL_TRACES_SAMPLER: "sometimes",
+      OTEL_TRACES_SAMPLER_ARG: "2",
+      OTEL_RESOURCE_ATTRIBUTES: "novalue",
+    });
+    expect(error.issues.map((i) => i.path).sort()).toEqual([
+      "OTEL_EXPORTER_OTLP_ENDPOINT",
+      "OTEL_RESOURCE_ATTRIBUTES",
+      "OTEL_TRACES_SAMPLER",
+      "OTEL_TRACES_SAMPLER_ARG",
+    ]);
+    expect(error.message).toContain('environment OTEL_TRACES_SAMPLER_ARG: expected a ratio between 0 and 1, got "2"');
+  });
+});
