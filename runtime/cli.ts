@@ -6,7 +6,8 @@ import { ConfigError } from "./config/errors.ts";
 import { loadEnv } from "./config/env.ts";
 import { loadConfig } from "./config/load.ts";
 import { Host } from "./host.ts";
-import { openClients } from "./nats/clients.ts";
+import { openClients, type NatsClients } from "./nats/clients.ts";
+import { listDeadLetters, redriveDeadLetters, type DeadLetter } from "./nats/dead-letters.ts";
 import { ProvisionError } from "./nats/provision.ts";
 import { createLogger } from "./telemetry/logger.ts";
 
@@ -18,6 +19,11 @@ Commands:
   validate                      check functions.yaml, the environment and every handler; no connection
   publish <subject> <json|@file> [--header k=v]... [--msg-id id]
                                 publish one event to JetStream
+  dlq list [function] [--limit n] [--json]
+                                show dead letters, oldest first
+  dlq redrive <function> [--seq n]...
+                                send a function's dead letters (or the given ones) back to
+                                their original subject, then remove them from the dead letters
 
 Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
 Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.`;
@@ -37,6 +43,8 @@ export async function main(argv: string[]): Promise<number> {
         return await validate();
       case "publish":
         return await publish(rest);
+      case "dlq":
+        return await deadLetters(rest);
       case "help":
       case "--help":
       case "-h":
@@ -125,16 +133,77 @@ async function publish(args: string[]): Promise<number> {
     if (eq <= 0) throw new UsageError(`--header expects key=value, got ${header}`);
     headers[header.slice(0, eq)] = header.slice(eq + 1);
   }
-  const env = loadEnv();
-  const log = createLogger(env.logLevel === "info" ? "warn" : env.logLevel);
-  // The default is where `jetfn start` runs its embedded server.
-  const { nc, publisher } = await openClients(env, env.natsUrl ?? ["nats://127.0.0.1:4222"], log);
-  try {
-    const msgId = parsed.values["msg-id"];
+  const msgId = parsed.values["msg-id"];
+  return withClients(loadEnv(), async ({ publisher }) => {
     const ack = await publisher.publish(subject, new TextEncoder().encode(text), { headers, ...(msgId ? { msgId } : {}) });
     console.log(JSON.stringify(ack));
     return 0;
+  });
+}
+
+async function deadLetters(args: string[]): Promise<number> {
+  const [action, ...rest] = args;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: { limit: { type: "string" }, json: { type: "boolean" }, seq: { type: "string", multiple: true } },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const env = loadEnv();
+  const config = loadConfig(env.configFile);
+  const [name] = parsed.positionals;
+  const chosen = name ? config.functions.filter((f) => f.name === name) : config.functions;
+  if (name && chosen.length === 0) throw new UsageError(`no function named ${name} in ${config.file}`);
+  const numbers = (values: string[] | undefined, option: string): number[] =>
+    (values ?? []).map((value) => {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${option} expects a positive integer, got ${value}`);
+      return n;
+    });
+  if (action === "list") {
+    const [limit] = numbers(parsed.values.limit ? [parsed.values.limit] : [], "limit");
+    return withClients(env, async (clients) => {
+      for (const fn of chosen) {
+        for (const letter of await listDeadLetters(clients, fn, limit)) {
+          console.log(parsed.values.json ? JSON.stringify(letter) : describe(letter));
+        }
+      }
+      return 0;
+    });
+  }
+  if (action === "redrive") {
+    if (!name) throw new UsageError("dlq redrive needs the function whose dead letters to send back");
+    const only = parsed.values.seq ? new Set(numbers(parsed.values.seq, "seq")) : undefined;
+    const fn = chosen[0]!;
+    return withClients(env, async (clients) => {
+      const redriven = await redriveDeadLetters(clients, fn, only);
+      for (const letter of redriven) console.log(`redriven ${describe(letter)}`);
+      const sharing = new Set(
+        redriven.flatMap((letter) => config.functions.filter((f) => f.name !== fn.name && f.subjects.includes(letter.subject)).map((f) => f.name)),
+      );
+      if (sharing.size > 0) console.error(`note: ${[...sharing].join(", ")} also receive these subjects and will see them again`);
+      console.error(`${redriven.length} dead letter(s) of ${fn.name} sent back`);
+      return 0;
+    });
+  }
+  throw new UsageError(action ? `unknown dlq action: ${action}` : "dlq needs list or redrive");
+}
+
+function describe(letter: DeadLetter): string {
+  return `${letter.dlqStream}#${letter.dlqSeq} ${letter.function} ${letter.subject} (${letter.stream}#${letter.streamSeq}) ${letter.failedAt} deliveries=${letter.deliveries} ${letter.reason}: ${letter.error}`;
+}
+
+/** Connects for one CLI command (to the default where `jetfn start` runs its embedded server). */
+async function withClients(env: ReturnType<typeof loadEnv>, run: (clients: NatsClients) => Promise<number>): Promise<number> {
+  const log = createLogger(env.logLevel === "info" ? "warn" : env.logLevel);
+  const clients = await openClients(env, env.natsUrl ?? ["nats://127.0.0.1:4222"], log);
+  try {
+    return await run(clients);
   } finally {
-    await nc.drain();
+    await clients.nc.drain();
   }
 }

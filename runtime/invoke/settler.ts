@@ -8,6 +8,9 @@ import type { Delivery, Publisher } from "./delivery.ts";
 import { errorMessage, settle, type Outcome, type Settlement } from "./settle.ts";
 import { tracedPublish } from "./traced-publisher.ts";
 
+/** Headers of a failed message that its dead letter does not carry. */
+const PASSED_OVER = /^(nats-|jetfn-|traceparent$|tracestate$)/i;
+
 /** Room kept for an output's headers (Nats-Msg-Id, traceparent, tracestate). */
 const HEADER_ALLOWANCE = 512;
 
@@ -99,6 +102,10 @@ export class Settler {
     const { delivery } = item;
     const fn = this.#fn;
     const headers: Record<string, string> = {
+      // The message's own headers travel with it (a redrive sends them back out), but not
+      // the server's Nats-* ones (an expectation would fail this publish) or the trace
+      // context, which the publish sets anew.
+      ...Object.fromEntries(Object.entries(delivery.headers).filter(([key]) => !PASSED_OVER.test(key))),
       "Jetfn-Function": fn.name,
       "Jetfn-Subject": delivery.subject,
       "Jetfn-Stream": delivery.stream,
