@@ -5,16 +5,21 @@ import { loadHandlers } from "./bundle/load.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadEnv } from "./config/env.ts";
 import { loadConfig } from "./config/load.ts";
+import { runDev } from "./dev.ts";
 import { Host } from "./host.ts";
 import { openClients, type NatsClients } from "./nats/clients.ts";
 import { listDeadLetters, redriveDeadLetters, type DeadLetter } from "./nats/dead-letters.ts";
 import { ProvisionError } from "./nats/provision.ts";
+import { newFunction } from "./scaffold.ts";
 import { createLogger } from "./telemetry/logger.ts";
 
 const USAGE = `Usage: jetfn <command> [options]
 
 Commands:
   start                         run every function in functions.yaml
+  dev                           like start, and reload on every change to functions/ or functions.yaml
+  new <name> --subject <subject> [--stream <stream>]
+                                add functions/<name>.ts and its entry in functions.yaml
   build                         bundle every handler into .jetfn/build
   validate                      check functions.yaml, the environment and every handler; no connection
   publish <subject> <json|@file> [--header k=v]... [--msg-id id]
@@ -37,6 +42,10 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case "start":
         return await start();
+      case "dev":
+        return await dev();
+      case "new":
+        return scaffold(rest);
       case "build":
         return await build();
       case "validate":
@@ -90,6 +99,43 @@ async function start(): Promise<number> {
     throw error;
   }
   await stopped;
+  return 0;
+}
+
+async function dev(): Promise<number> {
+  const env = loadEnv();
+  const log = createLogger(env.logLevel);
+  const stop = new AbortController();
+  let signals = 0;
+  const onSignal = (): void => {
+    if (++signals > 1) process.exit(1);
+    stop.abort();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  await runDev(env, log, stop.signal);
+  return 0;
+}
+
+function scaffold(args: string[]): number {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { subject: { type: "string" }, stream: { type: "string" } },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const [name] = parsed.positionals;
+  const { subject, stream } = parsed.values;
+  if (!name || !subject || parsed.positionals.length > 1) throw new UsageError("new needs <name> --subject <subject>");
+  const env = loadEnv();
+  const created = newFunction(env.configFile, { name, subject, ...(stream ? { stream } : {}) });
+  console.log(`created ${created.handlerFile}`);
+  console.log(`added ${name} to ${env.configFile} (stream ${created.stream}, subject ${subject})`);
+  console.log(`next: npx jetfn validate, then npm start (or npx jetfn dev) and npx jetfn publish ${subject} '{"id":"1"}'`);
   return 0;
 }
 

@@ -1,0 +1,80 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { parseDocument, YAMLSeq } from "yaml";
+import { ConfigError } from "./config/errors.ts";
+import { loadConfig } from "./config/load.ts";
+import { isValidSubject, subjectCovers } from "./config/subjects.ts";
+
+export interface NewFunctionOptions {
+  /** The function's name, `[a-z0-9-]`. */
+  readonly name: string;
+  /** The subject it is bound to. */
+  readonly subject: string;
+  /** The stream holding the subject; found among the declared streams when not given. */
+  readonly stream?: string;
+}
+
+/** What `jetfn new` wrote. */
+export interface NewFunction {
+  readonly handlerFile: string;
+  readonly stream: string;
+}
+
+const TEMPLATE = (name: string) => `import { defineFunction, NonRetryableError } from "jetfn";
+import { z } from "zod";
+
+/** The event this function accepts; anything else is dead-lettered without a retry. */
+const Event = z.object({
+  id: z.string(),
+});
+
+/**
+ * ${name}: return to succeed (the value goes to \`output:\` when it is set), throw to retry
+ * with backoff, throw NonRetryableError to dead-letter at once.
+ */
+export default defineFunction({
+  schema: Event,
+  async handler(event, ctx) {
+    if (event.id === "") throw new NonRetryableError("empty id");
+    ctx.log.info({ id: event.id }, "${name} handled an event");
+    return { id: event.id, handledAt: new Date().toISOString() };
+  },
+});
+`;
+
+/**
+ * Adds a function: writes `functions/<name>.ts` from a template and appends its entry to
+ * `functions.yaml` (comments and layout kept), then checks the result loads. Refuses to
+ * overwrite anything.
+ */
+export function newFunction(configFile: string, options: NewFunctionOptions): NewFunction {
+  const { name, subject } = options;
+  const fail = (message: string): never => {
+    throw new ConfigError([{ file: configFile, path: "new", message }]);
+  };
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) fail(`expected a name of lowercase letters, digits and "-", got "${name}"`);
+  if (!isValidSubject(subject)) fail(`expected a NATS subject like orders.created, got "${subject}"`);
+  const config = loadConfig(configFile);
+  if (config.functions.some((f) => f.name === name)) fail(`a function named ${name} already exists`);
+  const stream =
+    options.stream ??
+    config.streams.find((s) => s.subjects.some((covering) => subjectCovers(covering, subject)))?.name ??
+    fail(`no stream declared in functions.yaml captures ${subject}: give --stream, or declare one`);
+
+  const relative = path.posix.join("functions", `${name}.ts`);
+  const handlerFile = path.join(config.rootDir, relative);
+  if (existsSync(handlerFile)) fail(`${relative} already exists`);
+
+  const document = parseDocument(readFileSync(configFile, "utf8"));
+  const functions = document.get("functions");
+  const entry = document.createNode({ name, handler: relative, stream, subjects: [subject] });
+  entry.spaceBefore = true;
+  if (functions instanceof YAMLSeq) functions.add(entry);
+  else document.set("functions", document.createNode([entry]));
+
+  mkdirSync(path.dirname(handlerFile), { recursive: true });
+  writeFileSync(handlerFile, TEMPLATE(name));
+  writeFileSync(configFile, document.toString());
+  loadConfig(configFile); // what we wrote must load
+  return { handlerFile, stream };
+}
