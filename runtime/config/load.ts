@@ -188,7 +188,10 @@ function checkDurables(list: readonly Indexed<FunctionEntry>[], compiled: readon
   });
 }
 
-/** A function on a stream declared here must filter subjects that stream captures. */
+/**
+ * A function on a stream declared here must filter subjects that stream captures, and its
+ * output must not be one of its own subjects.
+ */
 function checkCoverage(
   list: readonly Indexed<FunctionEntry>[],
   streams: readonly CompiledStream[],
@@ -198,6 +201,10 @@ function checkCoverage(
   const byName = new Map(streams.map((stream) => [stream.name, stream]));
   const rawList = Array.isArray(raw) ? (raw as unknown[]) : [];
   for (const { entry, index } of list) {
+    // Output fed back into the function's own subjects would run it forever.
+    if (entry.output !== undefined && entry.subjects.some((subject) => subjectCovers(subject, entry.output!))) {
+      report(["functions", index, "output"], `output "${entry.output}" is one of the function's own subjects: every result would run it again`);
+    }
     const stream = byName.get(entry.stream);
     if (!stream) continue;
     const rawEntry = rawList[index];

@@ -196,4 +196,10 @@ describe("formatIssue", () => {
     expect(formatIssue(issue, "/elsewhere")).toBe("/srv/app/functions.yaml:12:14 functions[2].timeout: m");
     expect(formatIssue({ file: "environment", path: "JETFN_HTTP_PORT", message: "m" })).toBe("environment JETFN_HTTP_PORT: m");
   });
+
+  it("refuses an output that feeds the function's own subjects", () => {
+    expect(errorsOf(["functions:", ...FUNCTION_A, "    output: orders.created"])).toEqual([
+      'functions.yaml:6:13 functions[0].output: output "orders.created" is one of the function\'s own subjects: every result would run it again',
+    ]);
+  });
 });
