@@ -123,7 +123,11 @@ export class Host {
     try {
       this.#tracing = installTracing(this.#env.tracing, this.log);
       this.#endpoint = await resolveNats(this.#env.natsUrl, this.config.rootDir, this.log, this.#embedded);
-      const clients = await openClients(this.#env, this.#endpoint.servers, this.log, (up) => (this.#connected = up));
+      const clients = await openClients(this.#env, this.#endpoint.servers, this.log, (up) => {
+        // Pull requests do not survive a reconnect (their server may be gone): pull anew.
+        if (up && !this.#connected) for (const { loop } of this.#running) loop.interrupt();
+        this.#connected = up;
+      });
       this.#clients = clients;
       await provision(clients.nc, clients.jsm, this.config, this.log);
       for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients));

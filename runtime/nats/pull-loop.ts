@@ -6,7 +6,7 @@ import type { CircuitBreaker } from "../resilience/breaker.ts";
 import type { Logger } from "../telemetry/logger.ts";
 
 export interface PullLoopOptions {
-  /** How long one pull request waits on the server for messages. @default 5000 */
+  /** How long one pull request waits on the server for messages. @default 2000 */
   readonly expiresMs?: number;
   /** Re-creates the consumer after it was found missing. */
   readonly rebind: () => Promise<void>;
@@ -15,6 +15,13 @@ export interface PullLoopOptions {
   /** Called for each message handed back (nak'd) because the breaker refused it. */
   readonly onReleased?: () => void;
 }
+
+/**
+ * How long one pull request lives. Short, because a pull lost with its consumer leader
+ * (a node dies, a leader steps down) is only noticed when it expires: this bounds the
+ * stall. An idle function costs one small request per period.
+ */
+const DEFAULT_EXPIRES_MS = 2000;
 
 /** Pull requests one function keeps open at once. */
 const MAX_PULLS = 4;
@@ -112,7 +119,7 @@ export class PullLoop {
       this.#requested += want;
       try {
         consumer ??= await this.#js.consumers.get(this.#fn.stream, this.#fn.durable);
-        const pull = await consumer.fetch({ max_messages: want, expires: this.#options.expiresMs ?? 5000 });
+        const pull = await consumer.fetch({ max_messages: want, expires: this.#options.expiresMs ?? DEFAULT_EXPIRES_MS });
         this.#bound = true;
         this.#pulls.set(pull, this.#receive(pull, want));
       } catch (error) {
@@ -143,7 +150,7 @@ export class PullLoop {
     const watchdog = setTimeout(() => {
       this.#log.warn({ received, asked }, "pull still open past its expiry: replacing it");
       pull.stop();
-    }, (this.#options.expiresMs ?? 5000) + STALL_GRACE_MS);
+    }, (this.#options.expiresMs ?? DEFAULT_EXPIRES_MS) + STALL_GRACE_MS);
     try {
       for await (const msg of pull) {
         received++;
