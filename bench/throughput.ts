@@ -547,18 +547,25 @@ function table(results: Map<string, Measurement[]>, baselineByRound: Measurement
 // Main
 
 /** An OTLP/HTTP endpoint in its own process that reads and discards every request. */
-async function startDiscardingReceiver(): Promise<{ url: string; child: ChildProcess }> {
+async function startDiscardingReceiver(): Promise<{ url: string; child: ChildProcess; received: () => number }> {
+  // Reads and discards each request, and reports the bytes received so far on stdout.
   const child = spawn(
     process.execPath,
     [
       "-e",
-      'const s=require("http").createServer((q,r)=>{q.resume();q.on("end",()=>r.end("{}"))});' +
+      'let n=0;const s=require("http").createServer((q,r)=>{q.on("data",(c)=>{n+=c.length});' +
+        'q.on("end",()=>{console.log(n);r.end("{}")})});' +
         's.listen(0,"127.0.0.1",()=>console.log(s.address().port))',
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   const port = await new Promise<string>((resolve) => child.stdout!.once("data", (d: Buffer) => resolve(d.toString().trim())));
-  return { url: `http://127.0.0.1:${port}`, child };
+  let bytes = 0;
+  child.stdout!.on("data", (d: Buffer) => {
+    const last = d.toString().trim().split("\n").pop();
+    if (last) bytes = Number(last);
+  });
+  return { url: `http://127.0.0.1:${port}`, child, received: () => bytes };
 }
 
 async function main(): Promise<void> {
@@ -611,7 +618,7 @@ async function main(): Promise<void> {
       `- ${fmt(MESSAGES, 0)} messages per scenario, ${STORAGE} storage, ${ROUNDS} round(s)` +
         `${ROUNDS > 1 ? " (medians)" : ""}, benchmark and host in one process, total ${((Date.now() - started) / 1000).toFixed(0)} s` +
         `${CPU_PROF_DIR ? ", CPU PROFILER ON (numbers not comparable)" : ""}` +
-        `${TRACING ? ", TRACING ON (every span exported over OTLP/HTTP)" : ""}`,
+        `${receiver ? `, TRACING ON (every span exported over OTLP/HTTP: ${fmt(receiver.received() / 1e6, 1)} MB received)` : ""}`,
     );
     console.log("");
     console.log(table(results, baselineByRound));

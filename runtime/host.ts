@@ -240,7 +240,7 @@ export class Host {
       await nc.drain().catch((error: unknown) => this.log.warn({ err: error }, "draining the NATS connection failed"));
     }
     this.#connected = false;
-    await this.#tracing?.shutdown();
+    await this.#tracing?.flush();
     await this.#http?.close();
     await this.#endpoint?.stop?.();
   }

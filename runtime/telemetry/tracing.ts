@@ -17,16 +17,20 @@ import {
 import type { CompiledTracing } from "../config/types.ts";
 import type { Logger } from "./logger.ts";
 
-/** The installed tracing: flushed and shut down with the host. */
+/** The installed tracing, shared by every host in the process. */
 export interface Tracing {
   /** True when spans are exported (an OTLP endpoint is configured). */
   readonly exporting: boolean;
-  shutdown(): Promise<void>;
+  /**
+   * Exports what is buffered, waiting a bounded time. A host calls it when it stops; the
+   * provider itself stays up, since another host may follow in the same process (`jetfn dev`).
+   */
+  flush(): Promise<void>;
 }
 
 let installed: Tracing | undefined;
 
-/** How long shutdown waits for the last spans to be exported. */
+/** How long a flush waits for the last spans to be exported. */
 const FLUSH_TIMEOUT_MS = 3000;
 
 /**
@@ -42,7 +46,7 @@ export function installTracing(config: CompiledTracing | undefined, log: Logger)
     new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
   );
   if (!config) {
-    installed = { exporting: false, shutdown: async () => {} };
+    installed = { exporting: false, flush: async () => {} };
     return installed;
   }
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -55,11 +59,11 @@ export function installTracing(config: CompiledTracing | undefined, log: Logger)
   log.info({ endpoint: config.endpoint, sampler: config.sampler }, "exporting traces over OTLP/HTTP");
   installed = {
     exporting: true,
-    shutdown: async () => {
+    flush: async () => {
       // A collector that is down must not hold the exit: what is not flushed by then is dropped.
       const timeout = new Promise<"timeout">((resolve) => setTimeout(resolve, FLUSH_TIMEOUT_MS, "timeout").unref());
       try {
-        if ((await Promise.race([provider.shutdown(), timeout])) === "timeout") {
+        if ((await Promise.race([provider.forceFlush(), timeout])) === "timeout") {
           log.warn({ timeout_ms: FLUSH_TIMEOUT_MS }, "flushing traces timed out; the remaining spans are dropped");
         }
       } catch (error) {

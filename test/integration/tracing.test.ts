@@ -24,13 +24,14 @@ let logs: LogCapture;
 let nc: NatsConnection;
 let js: JetStreamClient;
 let jsm: JetStreamManager;
+let dir: string;
 
 beforeAll(async () => {
   server = await startNatsServer();
   receiver = await OtlpReceiver.start();
   ({ nc, js, jsm } = await client(server.url));
   process.env.OTEL_BSP_SCHEDULE_DELAY = "50"; // read by the SDK's batch processor
-  const dir = makeProject({
+  dir = makeProject({
     "functions.yaml": `
 streams:
   - { name: TR, subjects: ["tr.>"], storage: memory }
@@ -118,4 +119,19 @@ it("continues the publisher's trace through both functions, with the right paren
   // The failure's log line is found by its trace id, and names the failed span.
   const line = logs.find((l) => l.msg === "delivery failed" && l.trace_id === traceId);
   expect(line).toMatchObject({ function: "second", span_id: failed!.spanId, error: "payment gateway hiccup", action: "nak" });
+});
+
+it("keeps exporting for a host started after another stopped in the same process (jetfn dev reloads)", async () => {
+  const again = await startHost(dir, server.url, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+  try {
+    const traceId = "0af7651916cd43dd8448eb211c80319c";
+    const h = headers();
+    h.set("traceparent", `00-${traceId}-b7ad6b7169203331-01`);
+    await js.publish("tr.in", JSON.stringify({ order: "o-8" }), { headers: h });
+    await waitFor(() => receiver.spans.some((s) => s.traceId === traceId && s.name === "process tr.in"), {
+      message: "the second host's spans reach the collector",
+    });
+  } finally {
+    await again.host.shutdown();
+  }
 });
