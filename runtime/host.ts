@@ -163,7 +163,7 @@ export class Host {
       fn,
       this.#handlers.get(fn.name)!,
       { publisher, metrics: this.metrics, logger: this.log, stop: this.#stop.signal, breakers: this.#breakers },
-      breaker,
+      { breaker, pause: (ms) => loop?.pause(ms) },
     );
     loop = new PullLoop(js, fn, (delivery) => invoker.process(delivery), this.log, {
       rebind: () => ensureConsumer(jsm, fn, this.log),

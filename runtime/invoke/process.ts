@@ -53,17 +53,26 @@ export class Invoker {
   readonly #log: Logger;
   readonly #settler: Settler;
   readonly #breaker?: CircuitBreaker;
+  readonly #pause: (ms: number) => void;
   #inflight = 0;
 
   /**
-   * @param breaker the function's breaker (`breaker:` in yaml). The pull loop admits each
-   *   delivery through it; the invoker reports how each admitted one ended.
+   * @param options.breaker the function's breaker (`breaker:` in yaml). The pull loop
+   *   admits each delivery through it; the invoker reports how each admitted one ended.
+   * @param options.pause stops the function's pulling for a while: called when the handler
+   *   met an open named breaker, so the backlog waits in the stream rather than failing fast.
    */
-  constructor(fn: CompiledFunction, loaded: LoadedHandler, deps: InvokerDeps, breaker?: CircuitBreaker) {
+  constructor(
+    fn: CompiledFunction,
+    loaded: LoadedHandler,
+    deps: InvokerDeps,
+    options: { breaker?: CircuitBreaker; pause?: (ms: number) => void } = {},
+  ) {
     this.#fn = fn;
     this.#loaded = loaded;
     this.#deps = deps;
-    this.#breaker = breaker;
+    this.#breaker = options.breaker;
+    this.#pause = options.pause ?? (() => {});
     this.#log = deps.logger.child({ function: fn.name });
     this.#settler = new Settler(fn, deps.publisher, deps.metrics, this.#log, deps.random);
     deps.metrics.registerFunction(fn.name);
@@ -105,6 +114,7 @@ export class Invoker {
       const outcome = await context.with(invocation.context, () => this.#invoke(invocation));
       metrics.duration.observe(labels, (performance.now() - started) / 1000);
       this.#recordOnBreaker(outcome);
+      if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) this.#pause(outcome.error.retryAfterMs);
       if (outcome.kind === "error") span.recordException(outcome.error instanceof Error ? outcome.error : errorMessage(outcome.error));
       span.setAttribute("jetfn.outcome", outcome.kind);
       await this.#settler.settle({ delivery, outcome, span, context: invocation.context, holdMs: this.#holdMs(invocation.breakers) });

@@ -54,6 +54,8 @@ export class PullLoop {
   #failure?: unknown;
   #failures = 0;
   #wake?: () => void;
+  /** Epoch ms until which nothing is pulled (a named breaker the handler uses is open). */
+  #pausedUntil = 0;
   #bound = false;
   #done?: Promise<void>;
 
@@ -90,6 +92,17 @@ export class PullLoop {
     this.#bound = false;
   }
 
+  /**
+   * Stops pulling for `ms` (a named breaker the handler needs is open): messages stay in the
+   * stream, unspent, instead of failing fast one after another.
+   */
+  pause(ms: number): void {
+    const until = Date.now() + ms;
+    if (until <= this.#pausedUntil) return;
+    this.#pausedUntil = until;
+    this.interrupt();
+  }
+
   /** Ends the open pulls early (the breaker opened): the server stops sending their messages. */
   interrupt(): void {
     for (const pull of this.#pulls.keys()) pull.stop();
@@ -111,9 +124,7 @@ export class PullLoop {
       }
       const want = this.#want();
       if (want === 0) {
-        const breaker = this.#options.breaker;
-        // Open: nothing to do until it half-opens. Otherwise a slot or pull frees first.
-        await this.#changed(breaker?.state === "open" ? breaker.remainingOpenMs() || 50 : 1000);
+        await this.#changed(this.#holdMs() || 1000);
         continue;
       }
       this.#requested += want;
@@ -129,8 +140,14 @@ export class PullLoop {
     }
   }
 
+  /** While paused or the breaker is open: how long nothing may be taken. */
+  #holdMs(): number {
+    return Math.max(this.#pausedUntil - Date.now(), this.#options.breaker?.remainingOpenMs() ?? 0, 0);
+  }
+
   /** How many messages to ask for now; 0 to wait. */
   #want(): number {
+    if (this.#holdMs() > 0) return 0;
     const room = this.#fn.concurrency - this.#inflight.size - this.#requested;
     if (room <= 0) return 0;
     const breaker = this.#options.breaker;
@@ -156,7 +173,7 @@ export class PullLoop {
         received++;
         this.#requested--;
         if (stopped.aborted) msg.nak();
-        else if (breaker && !breaker.tryAcquire()) this.#release(msg, breaker);
+        else if (this.#holdMs() > 0 || (breaker && !breaker.tryAcquire())) this.#release(msg);
         else this.#start(msg);
       }
       this.#failures = 0;
@@ -186,9 +203,9 @@ export class PullLoop {
     await sleep(delay, undefined, { signal: this.#stopping.signal }).catch(() => {});
   }
 
-  /** Hands a message back until the breaker lets probes through. */
-  #release(msg: JsMsg, breaker: CircuitBreaker): void {
-    msg.nak(breaker.remainingOpenMs() || 1000);
+  /** Hands a message back until the pause ends or the breaker lets probes through. */
+  #release(msg: JsMsg): void {
+    msg.nak(this.#holdMs() || 1000);
     this.#options.onReleased?.();
   }
 

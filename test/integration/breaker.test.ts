@@ -93,6 +93,7 @@ function figures(fn: string, published: number) {
     processed: dep.processed.get(fn)?.size ?? 0,
     deliveries: deliveries.length,
     maxDeliveriesPerMessage: Math.max(0, ...perMessage.values()),
+    messagesDeliveredMoreThanTwice: [...perMessage.values()].filter((count) => count > 2).length,
   };
 }
 
