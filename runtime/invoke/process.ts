@@ -144,7 +144,8 @@ export class Invoker {
       invocation.delivery.working();
       this.#deps.metrics.acks.inc({ function: fn.name, action: "working" });
     };
-    const heartbeat = new Heartbeat(fn.ackWaitMs, working);
+    // Only an invocation allowed to outlive half the ack wait needs heartbeats.
+    const heartbeat = fn.timeoutMs > fn.ackWaitMs / 2 ? new Heartbeat(fn.ackWaitMs, working) : undefined;
     try {
       return await runWithTimeout(
         (signal) => this.#loaded.handler(event, this.#context(invocation, signal, working)),
@@ -152,11 +153,11 @@ export class Invoker {
         this.#deps.stop,
       );
     } finally {
-      heartbeat.stop();
+      heartbeat?.stop();
     }
   }
 
-  #context(invocation: Invocation, signal: AbortSignal, working: () => void): FunctionContext {
+  #context(invocation: Invocation, signal: () => AbortSignal, working: () => void): FunctionContext {
     const { delivery, span } = invocation;
     const fn = this.#fn;
     const { breakers, publisher } = this.#deps;
@@ -169,7 +170,9 @@ export class Invoker {
       seq: delivery.seq,
       deliveryCount: delivery.deliveryCount,
       timestamp: delivery.timestamp,
-      signal,
+      get signal() {
+        return signal();
+      },
       span,
       config: fn.config as Record<string, unknown>,
       // Built on first use: most handlers never log.

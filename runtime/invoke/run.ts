@@ -5,13 +5,24 @@ import type { Outcome } from "./settle.ts";
  * timeout fires or when `stop` (shutdown past its grace period) aborts. Whichever comes
  * first decides the outcome; a handler that rejects after that is ignored, never an
  * unhandled rejection.
+ *
+ * The signal is made on first use (`signal()`): most fast handlers never ask for it, and an
+ * AbortController per message is a measurable share of the host's work.
  */
 export function runWithTimeout(
-  invoke: (signal: AbortSignal) => unknown,
+  invoke: (signal: () => AbortSignal) => unknown,
   timeoutMs: number,
   stop: AbortSignal,
 ): Promise<Outcome> {
-  const controller = new AbortController();
+  let controller: AbortController | undefined;
+  let abortedWith: Error | undefined;
+  const signal = (): AbortSignal => {
+    if (!controller) {
+      controller = new AbortController();
+      if (abortedWith) controller.abort(abortedWith);
+    }
+    return controller.signal;
+  };
   return new Promise<Outcome>((resolve) => {
     let settled = false;
     const finish = (outcome: Outcome, abortReason?: Error): void => {
@@ -19,7 +30,10 @@ export function runWithTimeout(
       settled = true;
       clearTimeout(timer);
       stop.removeEventListener("abort", onStop);
-      if (abortReason) controller.abort(abortReason);
+      if (abortReason) {
+        abortedWith = abortReason;
+        controller?.abort(abortReason);
+      }
       resolve(outcome);
     };
     const timer = setTimeout(
@@ -32,7 +46,7 @@ export function runWithTimeout(
 
     let result: unknown;
     try {
-      result = invoke(controller.signal);
+      result = invoke(signal);
     } catch (error) {
       return finish({ kind: "error", error });
     }

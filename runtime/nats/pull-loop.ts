@@ -4,6 +4,7 @@ import type { CompiledFunction } from "../config/types.ts";
 import type { Delivery } from "../invoke/delivery.ts";
 import type { CircuitBreaker } from "../resilience/breaker.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import { AckBatch } from "./ack-batch.ts";
 
 export interface PullLoopOptions {
   /** How long one pull request waits on the server for messages. @default 2000 */
@@ -48,6 +49,7 @@ export class PullLoop {
   readonly #options: PullLoopOptions;
   readonly #stopping = new AbortController();
   readonly #inflight = new Set<Promise<void>>();
+  readonly #acks = new AckBatch();
   readonly #pulls = new Map<ConsumerMessages, Promise<void>>();
   /** Messages asked for by open pulls and not received yet. */
   #requested = 0;
@@ -111,6 +113,7 @@ export class PullLoop {
   /** Resolves when every dispatched delivery has settled. */
   async settled(): Promise<void> {
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+    this.#acks.flush();
   }
 
   async #run(): Promise<void> {
@@ -210,7 +213,7 @@ export class PullLoop {
   }
 
   #start(msg: JsMsg): void {
-    const running = this.#dispatch(new JsDelivery(msg)).finally(() => {
+    const running = this.#dispatch(new JsDelivery(msg, this.#acks)).finally(() => {
       this.#inflight.delete(running);
       this.#notify();
     });
@@ -240,10 +243,13 @@ export class PullLoop {
 /** A JetStream message as a {@link Delivery}; methods on the prototype keep it cheap. */
 class JsDelivery implements Delivery {
   readonly #msg: JsMsg;
+  readonly #acks: AckBatch;
   readonly headers: Readonly<Record<string, string>>;
+  #timestamp?: Date;
 
-  constructor(msg: JsMsg) {
+  constructor(msg: JsMsg, acks: AckBatch) {
     this.#msg = msg;
+    this.#acks = acks;
     // No prototype: a header named __proto__ is just a header.
     const headers = Object.create(null) as Record<string, string>;
     if (msg.headers) for (const key of msg.headers.keys()) headers[key] = msg.headers.get(key);
@@ -266,16 +272,17 @@ class JsDelivery implements Delivery {
     return this.#msg.info.deliveryCount;
   }
   get timestamp(): Date {
-    return new Date(Number(this.#msg.timestampNanos / 1_000_000n));
+    this.#timestamp ??= new Date(Number(this.#msg.timestampNanos / 1_000_000n));
+    return this.#timestamp;
   }
   ack(): void {
-    this.#msg.ack();
+    this.#acks.add(() => this.#msg.ack());
   }
   nak(delayMs: number): void {
-    this.#msg.nak(delayMs);
+    this.#acks.add(() => this.#msg.nak(delayMs));
   }
   term(): void {
-    this.#msg.term();
+    this.#acks.add(() => this.#msg.term());
   }
   working(): void {
     this.#msg.working();

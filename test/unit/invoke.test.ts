@@ -78,8 +78,8 @@ describe("runWithTimeout", () => {
     try {
       const outcome = await runWithTimeout(
         (signal) => {
-          seen = signal;
-          return new Promise((_, reject) => signal.addEventListener("abort", () => setTimeout(() => reject(new Error("late")), 5)));
+          seen = signal();
+          return new Promise((_, reject) => seen!.addEventListener("abort", () => setTimeout(() => reject(new Error("late")), 5)));
         },
         20,
         never,
@@ -92,6 +92,17 @@ describe("runWithTimeout", () => {
     } finally {
       process.off("unhandledRejection", onUnhandled);
     }
+  });
+
+  it("hands out an already-aborted signal when it is first asked for after the timeout", async () => {
+    let late: (() => AbortSignal) | undefined;
+    const outcome = await runWithTimeout((signal) => {
+      late = signal;
+      return new Promise(() => {});
+    }, 10, never);
+    expect(outcome.kind).toBe("timeout");
+    expect(late!().aborted).toBe(true);
+    expect((late!().reason as Error).name).toBe("TimeoutError");
   });
 
   it("aborts when stop fires, and at once when it already has", async () => {
