@@ -28,6 +28,7 @@
  * window (the server is a separate process and not included).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { build } from "esbuild";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import os from "node:os";
@@ -45,8 +46,8 @@ import {
 } from "@nats-io/jetstream";
 import { connect, nanos, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { loadEnv } from "../runtime/config/env.ts";
-import { Host } from "../runtime/host.ts";
+import type * as HostModule from "../runtime/host.ts";
+import type * as EnvModule from "../runtime/config/env.ts";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
 import { makeProject } from "../test/support/project.ts";
 
@@ -63,6 +64,28 @@ function intEnv(name: string, fallback: number, min = 1): number {
   }
   return value;
 }
+
+/**
+ * The runtime as production runs it: bundled by esbuild (as bin/jetfn.js does), not compiled
+ * file by file by tsx, whose keepNames adds work to every closure on the hot path.
+ */
+const runtimeBundle = path.resolve(".jetfn", "bench", "runtime.mjs");
+await build({
+  stdin: {
+    contents: 'export { Host } from "./runtime/host.ts"; export { loadEnv } from "./runtime/config/env.ts";',
+    resolveDir: process.cwd(),
+    loader: "ts",
+  },
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  packages: "external",
+  outfile: runtimeBundle,
+  logLevel: "error",
+});
+const { Host } = (await import(runtimeBundle)) as typeof HostModule;
+const { loadEnv } = (await import(runtimeBundle)) as typeof EnvModule;
 
 const MESSAGES = intEnv("BENCH_MESSAGES", 20_000);
 const ROUNDS = intEnv("BENCH_ROUNDS", 3);

@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import type { CompiledConfig, CompiledFunction } from "../config/types.ts";
+import { PACKAGE_ROOT } from "../package-root.ts";
 
 /** A handler that did not bundle: syntax error, missing import, and the like. */
 export class BundleError extends Error {
@@ -31,7 +31,7 @@ interface Manifest {
   readonly inputs: Record<string, string>;
 }
 
-const SDK_ENTRY = fileURLToPath(new URL("../sdk/index.ts", import.meta.url));
+const SDK_ENTRY = path.join(PACKAGE_ROOT, "runtime", "sdk", "index.ts");
 
 /** Resolves `import ... from "jetfn"` in handler files to the SDK, bundled in. */
 const sdkPlugin: esbuild.Plugin = {

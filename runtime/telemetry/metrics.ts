@@ -1,11 +1,6 @@
-import { createRequire } from "node:module";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { DeadLetterReason, InvocationOutcome } from "../invoke/settle.ts";
-
-/** This jetfn's version, from package.json. */
-export const JETFN_VERSION: string = (
-  createRequire(import.meta.url)("../../package.json") as { version: string }
-).version;
+import { JETFN_VERSION } from "../package-root.ts";
 
 /** `jetfn_acks_total{action}` values. */
 export type AckAction = "ack" | "nak" | "term" | "working";
