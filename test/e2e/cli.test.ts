@@ -3,13 +3,10 @@
  * by SIGTERM with work in flight.
  */
 import path from "node:path";
-import type { JetStreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
-import type { JetStreamClient } from "@nats-io/jetstream";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { jetstream } from "@nats-io/jetstream";
+import { afterEach, describe, expect, it } from "vitest";
 import { killCliHosts, runCli, startCliHost } from "../support/cli.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, REPO_ROOT } from "../support/project.ts";
+import { makeProject, REPO_ROOT, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const project = () =>
@@ -31,25 +28,12 @@ export default async (event: { id: number }, ctx: import("jetfn").FunctionContex
 export default async () => { await new Promise(() => {}); };`,
   });
 
-let server: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-
-beforeAll(async () => {
-  server = await startNatsServer();
-  ({ nc, js, jsm } = await client(server.url));
-});
+const nats = useNats();
 
 afterEach(killCliHosts);
 
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
-});
-
 const startCli = (dir: string, env: Record<string, string> = {}) =>
-  startCliHost(path.join(dir, "functions.yaml"), server.url, env);
+  startCliHost(path.join(dir, "functions.yaml"), nats.server.url, env);
 
 async function inflight(base: string, fn: string): Promise<number> {
   const fns = (await (await fetch(`${base}/functions`)).json()) as { name: string; inflight: number }[];
@@ -89,26 +73,26 @@ describe("jetfn validate", () => {
 describe("jetfn start and SIGTERM", () => {
   it("lets in-flight invocations finish, acks them, and exits 0", async () => {
     const { cli, base } = await startCli(project());
-    await Promise.all([1, 2, 3, 4].map((id) => js.publish("jobs.work", JSON.stringify({ id }))));
+    await Promise.all([1, 2, 3, 4].map((id) => nats.js.publish("jobs.work", JSON.stringify({ id }))));
     await waitFor(async () => (await inflight(base, "work")) === 4, { message: "4 invocations in flight" });
     cli.child.kill("SIGTERM");
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 503, { message: "not ready while draining" });
     expect(await cli.exited).toBe(0);
-    expect((await jsm.streams.info("DONE")).state.messages).toBe(4);
-    const info = await jsm.consumers.info("JOBS", "jetfn_work");
+    expect((await nats.jsm.streams.info("DONE")).state.messages).toBe(4);
+    const info = await nats.jsm.consumers.info("JOBS", "jetfn_work");
     expect([info.num_pending, info.num_ack_pending, info.num_redelivered]).toEqual([0, 0, 0]);
     expect(cli.output()).toContain('"msg":"stopped"');
   });
 
   it("aborts and naks what outlives the grace period, so it is redelivered at once", async () => {
     const { cli, base } = await startCli(project(), { JETFN_SHUTDOWN_TIMEOUT: "300ms" });
-    await js.publish("jobs.stuck", JSON.stringify({ id: 5 }));
+    await nats.js.publish("jobs.stuck", JSON.stringify({ id: 5 }));
     await waitFor(async () => (await inflight(base, "stuck")) === 1);
     cli.child.kill("SIGTERM");
     expect(await cli.exited).toBe(0);
     expect(cli.output()).toContain("grace period over");
     // Nak'd, not left to its 25 s ack wait: the next pull gets it straight away.
-    const consumer = await (await import("@nats-io/jetstream")).jetstream(nc).consumers.get("JOBS", "jetfn_stuck");
+    const consumer = await jetstream(nats.nc).consumers.get("JOBS", "jetfn_stuck");
     const started = Date.now();
     const again = await consumer.next({ expires: 10_000 });
     expect(again?.json()).toEqual({ id: 5 });
@@ -122,7 +106,7 @@ describe("jetfn start and SIGTERM", () => {
 
   it("exits at once on a second signal", async () => {
     const { cli, base } = await startCli(project());
-    await js.publish("jobs.stuck", JSON.stringify({ id: 6 }));
+    await nats.js.publish("jobs.stuck", JSON.stringify({ id: 6 }));
     await waitFor(async () => (await inflight(base, "stuck")) === 1);
     cli.child.kill("SIGTERM");
     await waitFor(() => cli.output().includes("signal received"));
@@ -133,10 +117,10 @@ describe("jetfn start and SIGTERM", () => {
 
 describe("jetfn publish", () => {
   it("prints the PubAck and rejects invalid JSON with exit 2", async () => {
-    const ok = runCli(["publish", "jobs.none", '{"a":1}'], { NATS_URL: server.url });
+    const ok = runCli(["publish", "jobs.none", '{"a":1}'], { NATS_URL: nats.server.url });
     expect(await ok.exited).toBe(0);
     expect(JSON.parse(ok.output().trim())).toMatchObject({ stream: "JOBS", duplicate: false });
-    const bad = runCli(["publish", "jobs.none", "{a:1}"], { NATS_URL: server.url });
+    const bad = runCli(["publish", "jobs.none", "{a:1}"], { NATS_URL: nats.server.url });
     expect(await bad.exited).toBe(2);
     expect(bad.output()).toContain("not valid JSON");
   });

@@ -4,30 +4,14 @@
  * processed, duplicates, lost, dead-lettered.
  */
 import path from "node:path";
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { killCliHosts, startCliHost } from "../support/cli.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, startHost } from "../support/project.ts";
+import { makeProject, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-let server: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-
-beforeAll(async () => {
-  server = await startNatsServer();
-  ({ nc, js, jsm } = await client(server.url));
-});
+const nats = useNats();
 
 afterEach(killCliHosts);
-
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
-});
 
 /** A project whose `work` function records each processing in the SEEN stream. */
 function project(name: string): string {
@@ -54,28 +38,28 @@ export default async (event: { id: number }, ctx: import("jetfn").FunctionContex
   });
 }
 
-const startCli = (dir: string) => startCliHost(path.join(dir, "functions.yaml"), server.url, { JETFN_SHUTDOWN_TIMEOUT: "10s" });
+const startCli = (dir: string) => startCliHost(path.join(dir, "functions.yaml"), nats.server.url, { JETFN_SHUTDOWN_TIMEOUT: "10s" });
 
 async function publishAll(subject: string, count: number): Promise<void> {
   for (let start = 1; start <= count; start += 100) {
     const ids = Array.from({ length: Math.min(100, count - start + 1) }, (_, i) => start + i);
-    await Promise.all(ids.map((id) => js.publish(subject, JSON.stringify({ id }))));
+    await Promise.all(ids.map((id) => nats.js.publish(subject, JSON.stringify({ id }))));
   }
 }
 
 /** Every id recorded in a SEEN stream, in order. */
 async function seen(stream: string): Promise<number[]> {
-  const { state } = await jsm.streams.info(stream);
+  const { state } = await nats.jsm.streams.info(stream);
   const ids: number[] = [];
   for (let seq = state.first_seq; seq <= state.last_seq && state.messages > 0; seq++) {
-    const msg = await jsm.streams.getMessage(stream, { seq });
+    const msg = await nats.jsm.streams.getMessage(stream, { seq });
     if (msg) ids.push(msg.json<{ id: number }>().id);
   }
   return ids;
 }
 
 async function count(stream: string): Promise<number> {
-  return (await jsm.streams.info(stream)).state.messages;
+  return (await nats.jsm.streams.info(stream)).state.messages;
 }
 
 function figures(published: number, ids: number[]) {
@@ -124,14 +108,14 @@ describe("host faults", () => {
 
   it("broker SIGKILL under load, then restart: not ready while down, nothing lost", async () => {
     const dir = project("BRK");
-    const { host, baseUrl } = await startHost(dir, server.url);
+    const { host, baseUrl } = await startHost(dir, nats.server.url);
     try {
       const published = 600;
       await publishAll("brk.in", published);
       await waitFor(async () => (await count("BRK_SEEN")) >= 100);
-      await server.kill();
+      await nats.server.kill();
       await waitFor(async () => (await fetch(`${baseUrl}/readyz`)).status === 503, { message: "503 while the broker is down" });
-      await server.restart();
+      await nats.server.restart();
       await waitFor(async () => (await fetch(`${baseUrl}/readyz`)).status === 200, { timeout: 30_000 });
       await waitFor(async () => new Set(await seen("BRK_SEEN")).size === published, { timeout: 30_000 });
       const result = figures(published, await seen("BRK_SEEN"));
@@ -144,22 +128,22 @@ describe("host faults", () => {
 
   it("100 poison messages: 100 dead letters with byte-identical bodies, the host unharmed", async () => {
     const dir = project("POISON");
-    const { host } = await startHost(dir, server.url);
+    const { host } = await startHost(dir, nats.server.url);
     try {
       const bodies = Array.from({ length: 100 }, (_, i) => {
         const junk = Uint8Array.from({ length: 64 + i }, (_, j) => (i * 31 + j * 7) % 256);
         junk[0] = 0xff; // never valid UTF-8, so never valid JSON
         return junk;
       });
-      const seqs = await Promise.all(bodies.map((body) => js.publish("poison.in", body).then((ack) => ack.seq)));
+      const seqs = await Promise.all(bodies.map((body) => nats.js.publish("poison.in", body).then((ack) => ack.seq)));
       await waitFor(async () => {
-        const info = await jsm.consumers.info("POISON", "jetfn_work");
+        const info = await nats.jsm.consumers.info("POISON", "jetfn_work");
         return info.num_pending === 0 && info.num_ack_pending === 0;
       });
-      const dlq = await jsm.streams.info("JETFN_DLQ", { subjects_filter: "jetfn.dlq.work" });
+      const dlq = await nats.jsm.streams.info("JETFN_DLQ", { subjects_filter: "jetfn.dlq.work" });
       let identical = 0;
       for (let seq = dlq.state.first_seq; seq <= dlq.state.last_seq; seq++) {
-        const msg = await jsm.streams.getMessage("JETFN_DLQ", { seq });
+        const msg = await nats.jsm.streams.getMessage("JETFN_DLQ", { seq });
         if (!msg || msg.header.get("Jetfn-Stream") !== "POISON") continue;
         const index = seqs.indexOf(Number(msg.header.get("Jetfn-Stream-Seq")));
         if (index >= 0 && Buffer.from(msg.data).equals(Buffer.from(bodies[index]!))) identical++;

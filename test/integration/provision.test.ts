@@ -2,12 +2,10 @@
  * Provisioning against a real nats-server 2.9: streams and consumers created and updated
  * from functions.yaml, the dead-letter stream, and the errors that stop a start.
  */
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { nanos, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nanos } from "@nats-io/transport-node";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ProvisionError } from "../../runtime/nats/provision.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, startHost } from "../support/project.ts";
+import { makeProject, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const handler = "export default async (e: unknown, ctx: import('jetfn').FunctionContext) => { await ctx.publish('seen.' + ctx.function, e); };\n";
@@ -16,25 +14,15 @@ function project(yaml: string): string {
   return makeProject({ "functions.yaml": yaml, "fn.ts": handler });
 }
 
-let server: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+const nats = useNats();
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  ({ nc, js, jsm } = await client(server.url));
-  await jsm.streams.add({ name: "SEEN", subjects: ["seen.>"], storage: "memory" });
-});
-
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
+  await nats.jsm.streams.add({ name: "SEEN", subjects: ["seen.>"], storage: "memory" });
 });
 
 async function startError(yaml: string): Promise<string> {
   try {
-    const { host } = await startHost(project(yaml), server.url);
+    const { host } = await startHost(project(yaml), nats.server.url);
     await host.shutdown();
   } catch (error) {
     expect(error).toBeInstanceOf(ProvisionError);
@@ -52,13 +40,13 @@ streams:
 functions:
   - { name: a, handler: fn.ts, stream: P1, subjects: [p1.a], durable: A_DURABLE, timeout: 4s, concurrency: 3, maxAckPending: 50 }
 `),
-      server.url,
+      nats.server.url,
     );
     try {
-      const stream = await jsm.streams.info("P1");
+      const stream = await nats.jsm.streams.info("P1");
       expect(stream.config).toMatchObject({ subjects: ["p1.>"], storage: "memory", duplicate_window: nanos(60_000) });
-      expect((await jsm.streams.info("JETFN_DLQ")).config.subjects).toEqual(["jetfn.dlq.>"]);
-      const consumer = await jsm.consumers.info("P1", "A_DURABLE");
+      expect((await nats.jsm.streams.info("JETFN_DLQ")).config.subjects).toEqual(["jetfn.dlq.>"]);
+      const consumer = await nats.jsm.consumers.info("P1", "A_DURABLE");
       expect(consumer.config).toMatchObject({
         durable_name: "A_DURABLE",
         ack_policy: "explicit",
@@ -74,8 +62,8 @@ functions:
   });
 
   it("updates a stream and a consumer that drifted from functions.yaml", async () => {
-    await jsm.streams.add({ name: "P2", subjects: ["p2.b"], storage: "memory" });
-    await jsm.consumers.add("P2", { durable_name: "jetfn_b", ack_policy: "explicit", filter_subject: "p2.b", ack_wait: nanos(1000), max_deliver: 5 });
+    await nats.jsm.streams.add({ name: "P2", subjects: ["p2.b"], storage: "memory" });
+    await nats.jsm.consumers.add("P2", { durable_name: "jetfn_b", ack_policy: "explicit", filter_subject: "p2.b", ack_wait: nanos(1000), max_deliver: 5 });
     const { host, logs } = await startHost(
       project(`
 streams:
@@ -83,11 +71,11 @@ streams:
 functions:
   - { name: b, handler: fn.ts, stream: P2, subjects: [p2.b], timeout: 10s }
 `),
-      server.url,
+      nats.server.url,
     );
     try {
-      expect((await jsm.streams.info("P2")).config.subjects).toEqual(["p2.>"]);
-      expect((await jsm.consumers.info("P2", "jetfn_b")).config).toMatchObject({ ack_wait: nanos(15_000), max_deliver: -1 });
+      expect((await nats.jsm.streams.info("P2")).config.subjects).toEqual(["p2.>"]);
+      expect((await nats.jsm.consumers.info("P2", "jetfn_b")).config).toMatchObject({ ack_wait: nanos(15_000), max_deliver: -1 });
       expect(logs.find((l) => l.msg === "updated consumer to match functions.yaml")?.changed).toEqual(
         expect.arrayContaining(["ack_wait", "max_deliver"]),
       );
@@ -97,18 +85,18 @@ functions:
   });
 
   it("starts a deliverPolicy: new consumer after what is already in the stream", async () => {
-    await jsm.streams.add({ name: "P3", subjects: ["p3.>"], storage: "memory" });
-    await js.publish("p3.c", JSON.stringify({ n: "old" }));
-    const seen = nc.subscribe("seen.c");
+    await nats.jsm.streams.add({ name: "P3", subjects: ["p3.>"], storage: "memory" });
+    await nats.js.publish("p3.c", JSON.stringify({ n: "old" }));
+    const seen = nats.nc.subscribe("seen.c");
     const { host } = await startHost(
       project(`
 functions:
   - { name: c, handler: fn.ts, stream: P3, subjects: [p3.c], deliverPolicy: new }
 `),
-      server.url,
+      nats.server.url,
     );
     try {
-      await js.publish("p3.c", JSON.stringify({ n: "new" }));
+      await nats.js.publish("p3.c", JSON.stringify({ n: "new" }));
       const first = await (async () => {
         for await (const m of seen) return m.json<{ n: string }>();
       })();
@@ -155,7 +143,7 @@ streams:
 functions:
   - { name: g, handler: fn.ts, stream: P6, subjects: [p6.g] }
 `),
-      server.url,
+      nats.server.url,
     );
     try {
       await waitFor(async () => (await fetch(`${baseUrl}/readyz`)).status === 200);

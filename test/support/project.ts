@@ -4,8 +4,10 @@ import { fileURLToPath } from "node:url";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
+import { afterAll, beforeAll } from "vitest";
 import { loadEnv } from "../../runtime/config/env.ts";
 import { Host } from "../../runtime/host.ts";
+import { startNatsServer, type NatsServer, type StartNatsServerOptions } from "./nats-server.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -73,4 +75,30 @@ export async function scrape(baseUrl: string, series: string): Promise<number> {
   const text = await (await fetch(`${baseUrl}/metrics`)).text();
   const found = text.split("\n").find((line) => line.startsWith(`${series} `));
   return found ? Number(found.split(" ").pop()) : Number.NaN;
+}
+
+/** A private nats-server and a client on it, for one test file. */
+export interface NatsFixture {
+  server: NatsServer;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+}
+
+/**
+ * Starts a nats-server and connects to it before the file's tests, and stops both after
+ * them (after every later-registered afterAll, such as a host's shutdown). The fields are
+ * set once the file's beforeAll hooks ran.
+ */
+export function useNats(options?: StartNatsServerOptions): NatsFixture {
+  const fixture = {} as NatsFixture;
+  beforeAll(async () => {
+    fixture.server = await startNatsServer(options);
+    Object.assign(fixture, await client(fixture.server.url));
+  });
+  afterAll(async () => {
+    await fixture.nc?.close();
+    await fixture.server?.stop();
+  });
+  return fixture;
 }
