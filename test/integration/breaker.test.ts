@@ -3,12 +3,9 @@
  * breaker stops pulling and a named breaker fails fast, and no message is dead-lettered
  * because of the outage. Each test prints its figures.
  */
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, startHost, type LogCapture, scrape } from "../support/project.ts";
+import { makeProject, startHost, type LogCapture, scrape, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 /** The simulated dependency, shared with the in-process handlers through globalThis. */
@@ -40,17 +37,13 @@ export default defineFunction({
   },
 });`;
 
-let server: NatsServer;
 let host: Host;
 let baseUrl: string;
 let logs: LogCapture;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+
+const nats = useNats();
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  ({ nc, js, jsm } = await client(server.url));
   const dir = makeProject({
     "functions.yaml": `
 streams:
@@ -73,13 +66,11 @@ functions:
     "guarded.ts": handler(false),
     "named.ts": handler(true),
   });
-  ({ host, baseUrl, logs } = await startHost(dir, server.url));
+  ({ host, baseUrl, logs } = await startHost(dir, nats.server.url));
 });
 
 afterAll(async () => {
   await host?.shutdown();
-  await nc?.close();
-  await server?.stop();
 });
 
 const metric = (series: string) => scrape(baseUrl, series);
@@ -99,7 +90,7 @@ function figures(fn: string, published: number) {
 
 async function outage(fn: string, subject: string, published: number, whileOpen: () => Promise<void>) {
   dep.down = true;
-  for (let id = 1; id <= published; id++) await js.publish(subject, JSON.stringify({ id }));
+  for (let id = 1; id <= published; id++) await nats.js.publish(subject, JSON.stringify({ id }));
   try {
     await whileOpen();
   } finally {
@@ -107,7 +98,7 @@ async function outage(fn: string, subject: string, published: number, whileOpen:
   }
   await waitFor(() => (dep.processed.get(fn)?.size ?? 0) === published, { timeout: 20_000, message: `${fn} processed everything` });
   await waitFor(async () => {
-    const info = await jsm.consumers.info("BRK", `jetfn_${fn}`);
+    const info = await nats.jsm.consumers.info("BRK", `jetfn_${fn}`);
     return info.num_pending === 0 && info.num_ack_pending === 0;
   });
 }

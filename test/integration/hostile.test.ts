@@ -2,12 +2,10 @@
  * Hostile input and slow handlers: nothing crashes, nothing is lost, dead letters carry
  * the original bytes, and heartbeats keep a long invocation from being redelivered.
  */
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { headers, type NatsConnection } from "@nats-io/transport-node";
+import { headers } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, startHost, scrape } from "../support/project.ts";
+import { makeProject, startHost, scrape, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 interface Seen {
@@ -56,28 +54,22 @@ export default async (event: unknown, ctx: import("jetfn").FunctionContext) => {
 };`,
 };
 
-let server: NatsServer;
 let host: Host;
 let baseUrl: string;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+
+const nats = useNats({ configText: `max_payload: ${MAX_PAYLOAD}\n` });
 
 beforeAll(async () => {
-  server = await startNatsServer({ configText: `max_payload: ${MAX_PAYLOAD}\n` });
-  ({ nc, js, jsm } = await client(server.url));
-  ({ host, baseUrl } = await startHost(makeProject(files), server.url));
+  ({ host, baseUrl } = await startHost(makeProject(files), nats.server.url));
 });
 
 afterAll(async () => {
   await host?.shutdown();
-  await nc?.close();
-  await server?.stop();
 });
 
 async function deadLetter(fn: string, seq: number) {
   return waitFor(async () => {
-    const msg = await jsm.streams.getMessage("JETFN_DLQ", { last_by_subj: `jetfn.dlq.${fn}` });
+    const msg = await nats.jsm.streams.getMessage("JETFN_DLQ", { last_by_subj: `jetfn.dlq.${fn}` });
     return msg && msg.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
   }, { message: `dead letter of ${fn} seq ${seq}` });
 }
@@ -87,7 +79,7 @@ const metric = (series: string) => scrape(baseUrl, series);
 describe("hostile input", () => {
   it("dead-letters 10,000-deep JSON that fails its schema, byte for byte", async () => {
     const deep = `{"a":${"[".repeat(10_000)}${"]".repeat(10_000)}}`;
-    const { seq } = await js.publish("hx.strict", deep);
+    const { seq } = await nats.js.publish("hx.strict", deep);
     const dead = await deadLetter("strict", seq);
     expect(new TextDecoder().decode(dead.data)).toBe(deep);
     expect(dead.header.get("Jetfn-Reason")).toBe("invalid");
@@ -95,7 +87,7 @@ describe("hostile input", () => {
 
   it("dead-letters invalid UTF-8 under json encoding as the bytes received", async () => {
     const bytes = Uint8Array.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]);
-    const { seq } = await js.publish("hx.echo", bytes);
+    const { seq } = await nats.js.publish("hx.echo", bytes);
     const dead = await deadLetter("echo", seq);
     expect([...dead.data]).toEqual([...bytes]);
     expect(dead.header.get("Jetfn-Error")).toBe("payload is not valid UTF-8");
@@ -104,7 +96,7 @@ describe("hostile input", () => {
   it("passes __proto__ keys through as data, polluting nothing", async () => {
     const h = headers();
     h.set("__proto__", "header-value");
-    await js.publish("hx.echo", '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted2":"yes"}},"id":1}', { headers: h });
+    await nats.js.publish("hx.echo", '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted2":"yes"}},"id":1}', { headers: h });
     const event = await waitFor(() => seen.find((s) => s.keys.includes("id")));
     expect(event.keys).toEqual(["__proto__", "constructor", "id"]);
     expect(event.headerKeys).toContain("__proto__");
@@ -114,13 +106,13 @@ describe("hostile input", () => {
 
   it("handles an 8 MB payload the server allows", async () => {
     const payload = new Uint8Array(8 * 1024 * 1024).fill(7);
-    await js.publish("hx.big", payload);
-    const out = await waitFor(() => jsm.streams.getMessage("HXOUT", { last_by_subj: "hxout.big" }), { timeout: 20_000 });
+    await nats.js.publish("hx.big", payload);
+    const out = await waitFor(() => nats.jsm.streams.getMessage("HXOUT", { last_by_subj: "hxout.big" }), { timeout: 20_000 });
     expect(out.json()).toEqual({ size: payload.length });
   });
 
   it("dead-letters a return value larger than the server's max_payload instead of retrying it forever", async () => {
-    const { seq } = await js.publish("hx.huge", "{}");
+    const { seq } = await nats.js.publish("hx.huge", "{}");
     const dead = await deadLetter("huge", seq);
     expect(dead.header.get("Jetfn-Error")).toBe(
       `output of ${MAX_PAYLOAD + 1} bytes exceeds the server's max_payload (${MAX_PAYLOAD} bytes, headers included)`,
@@ -129,7 +121,7 @@ describe("hostile input", () => {
   });
 
   it("survives a handler that throws undefined", async () => {
-    const { seq } = await js.publish("hx.nothing", "{}");
+    const { seq } = await nats.js.publish("hx.nothing", "{}");
     const dead = await deadLetter("nothing", seq);
     expect(dead.header.get("Jetfn-Error")).toBe("non-error thrown: undefined");
     expect(host.state).toBe("running");
@@ -138,11 +130,11 @@ describe("hostile input", () => {
 
 describe("heartbeats", () => {
   it("keeps a handler that runs 3x the ack wait from being redelivered", async () => {
-    await js.publish("hx.slow", "{}");
-    const out = await waitFor(() => jsm.streams.getMessage("HXOUT", { last_by_subj: "hxout.slow" }), { timeout: 15_000 });
+    await nats.js.publish("hx.slow", "{}");
+    const out = await waitFor(() => nats.jsm.streams.getMessage("HXOUT", { last_by_subj: "hxout.slow" }), { timeout: 15_000 });
     expect(out.json()).toEqual({ deliveryCount: 1 });
-    await waitFor(async () => (await jsm.consumers.info("HX", "jetfn_slow")).num_ack_pending === 0);
-    const info = await jsm.consumers.info("HX", "jetfn_slow");
+    await waitFor(async () => (await nats.jsm.consumers.info("HX", "jetfn_slow")).num_ack_pending === 0);
+    const info = await nats.jsm.consumers.info("HX", "jetfn_slow");
     expect(info.num_redelivered).toBe(0);
     expect(info.delivered.consumer_seq).toBe(1);
     const beats = await metric('jetfn_acks_total{function="slow",action="working"}');

@@ -4,12 +4,10 @@
  * schema-invalid, undecodable, attempts exhausted, timeout, dead-letter publish failure,
  * and output de-duplication when a message is delivered again.
  */
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Msg, Subscription } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, startHost, type LogCapture, scrape } from "../support/project.ts";
+import { makeProject, startHost, type LogCapture, scrape, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const record = `
@@ -99,44 +97,38 @@ export default async (event: unknown, ctx: import("jetfn").FunctionContext) => {
 };`,
 };
 
-let server: NatsServer;
 let host: Host;
 let logs: LogCapture;
 let baseUrl: string;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
 let calls: Subscription;
 const seen: { fn: string; seq: number; deliveryCount: number; at: number }[] = [];
 
+const nats = useNats();
+
 beforeAll(async () => {
-  server = await startNatsServer();
-  ({ nc, js, jsm } = await client(server.url));
-  calls = nc.subscribe("calls.>", {
+  calls = nats.nc.subscribe("calls.>", {
     callback: (_err: Error | null, msg: Msg) => {
       seen.push({ fn: msg.subject.slice("calls.".length), ...msg.json<{ seq: number; deliveryCount: number; at: number }>() });
     },
   });
-  ({ host, logs, baseUrl } = await startHost(makeProject(files), server.url));
+  ({ host, logs, baseUrl } = await startHost(makeProject(files), nats.server.url));
 });
 
 afterAll(async () => {
   await host?.shutdown();
   calls?.unsubscribe();
-  await nc?.close();
-  await server?.stop();
 });
 
 const callsOf = (fn: string, seq: number) => seen.filter((c) => c.fn === fn && c.seq === seq);
 
 async function publish(subject: string, body: string | object): Promise<number> {
-  const ack = await js.publish(subject, typeof body === "string" ? body : JSON.stringify(body));
+  const ack = await nats.js.publish(subject, typeof body === "string" ? body : JSON.stringify(body));
   return ack.seq;
 }
 
 async function deadLetter(subject: string, seq: number, stream = "JETFN_DLQ") {
   return waitFor(async () => {
-    const msg = await jsm.streams.getMessage(stream, { last_by_subj: subject });
+    const msg = await nats.jsm.streams.getMessage(stream, { last_by_subj: subject });
     return msg && msg.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
   }, { message: `dead letter for seq ${seq} on ${subject}` });
 }
@@ -144,7 +136,7 @@ async function deadLetter(subject: string, seq: number, stream = "JETFN_DLQ") {
 /** Every message of the function's consumer is settled: nothing pending, nothing un-acked. */
 async function drained(durable: string): Promise<void> {
   await waitFor(async () => {
-    const info = await jsm.consumers.info("EVT", durable);
+    const info = await nats.jsm.consumers.info("EVT", durable);
     return info.num_pending === 0 && info.num_ack_pending === 0 && info.num_redelivered >= 0 && info.delivered.stream_seq > 0;
   }, { message: `consumer ${durable} settled` });
 }
@@ -154,7 +146,7 @@ const metric = (series: string) => scrape(baseUrl, series);
 describe("outcome table", () => {
   it("success: publishes the output with Nats-Msg-Id, then acks", async () => {
     const seq = await publish("evt.ok", { n: 1 });
-    const out = await waitFor(() => jsm.streams.getMessage("OUT", { last_by_subj: "out.ok" }));
+    const out = await waitFor(() => nats.jsm.streams.getMessage("OUT", { last_by_subj: "out.ok" }));
     expect(out.json()).toEqual({ n: 1, ok: true });
     expect(out.header.get("Nats-Msg-Id")).toBe(`ok:EVT:${seq}`);
     await drained("jetfn_ok");
@@ -242,14 +234,14 @@ describe("outcome table", () => {
   });
 
   it("dead-letter publish failed: naks, and the message reaches the dead letters once they work again", async () => {
-    const stream = await jsm.streams.info("DLQFAIL");
-    await jsm.streams.delete("DLQFAIL");
+    const stream = await nats.jsm.streams.info("DLQFAIL");
+    await nats.jsm.streams.delete("DLQFAIL");
     const seq = await publish("evt.dlqfail", { n: 9 });
     await waitFor(() => callsOf("dlqfail", seq).length >= 2, { message: "redelivered after the failed dead-letter publish" });
     expect(await metric('jetfn_dead_letters_total{function="dlqfail",reason="non-retryable"}')).toBe(0);
-    const info = await jsm.consumers.info("EVT", "jetfn_dlqfail");
+    const info = await nats.jsm.consumers.info("EVT", "jetfn_dlqfail");
     expect(info.num_pending + info.num_ack_pending).toBe(1); // still held by the stream, not dropped
-    await jsm.streams.add({ ...stream.config });
+    await nats.jsm.streams.add({ ...stream.config });
     const dead = await deadLetter("dlqfail.dead", seq, "DLQFAIL");
     expect(new TextDecoder().decode(dead.data)).toBe('{"n":9}');
     await drained("jetfn_dlqfail");
@@ -258,16 +250,16 @@ describe("outcome table", () => {
   });
 
   it("a message delivered again (consumer re-created) publishes its output once", async () => {
-    const before = (await jsm.streams.info("OUT")).state.messages;
+    const before = (await nats.jsm.streams.info("OUT")).state.messages;
     const seqs = [await publish("evt.ok", { n: 10 }), await publish("evt.ok", { n: 11 })];
-    await waitFor(async () => (await jsm.streams.info("OUT")).state.messages === before + 2);
+    await waitFor(async () => (await nats.jsm.streams.info("OUT")).state.messages === before + 2);
     await drained("jetfn_ok");
     // Delete the consumer under the running host: it re-binds (deliver policy all), and
     // every message of evt.ok is delivered again as a new delivery.
-    await jsm.consumers.delete("EVT", "jetfn_ok");
+    await nats.jsm.consumers.delete("EVT", "jetfn_ok");
     await waitFor(() => seqs.every((seq) => callsOf("ok", seq).length === 2), { message: "redelivery after re-bind", timeout: 20_000 });
     await drained("jetfn_ok");
-    expect((await jsm.streams.info("OUT")).state.messages).toBe(before + 2);
+    expect((await nats.jsm.streams.info("OUT")).state.messages).toBe(before + 2);
     expect(logs.lines.filter((l) => l.msg === "created consumer" && l.function === "ok")).toHaveLength(2);
   });
 });

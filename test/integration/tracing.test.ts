@@ -4,32 +4,25 @@
  * to a receiver in the test; a failure's log line is found by its trace id.
  */
 import { headers } from "@nats-io/transport-node";
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { OtlpReceiver, type ReceivedSpan } from "../support/otlp-receiver.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, startHost, type LogCapture } from "../support/project.ts";
+import { makeProject, startHost, type LogCapture, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const PRODUCER = 4;
 const CONSUMER = 5;
 const ERROR = 2;
 
-let server: NatsServer;
 let receiver: OtlpReceiver;
 let host: Host;
 let logs: LogCapture;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
 let dir: string;
 
+const nats = useNats();
+
 beforeAll(async () => {
-  server = await startNatsServer();
   receiver = await OtlpReceiver.start();
-  ({ nc, js, jsm } = await client(server.url));
   process.env.OTEL_BSP_SCHEDULE_DELAY = "50"; // read by the SDK's batch processor
   dir = makeProject({
     "functions.yaml": `
@@ -55,7 +48,7 @@ export default async (event: { order: string }, ctx: import("jetfn").FunctionCon
   });
 };`,
   });
-  ({ host, logs } = await startHost(dir, server.url, {
+  ({ host, logs } = await startHost(dir, nats.server.url, {
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
     OTEL_SERVICE_NAME: "jetfn-under-test",
   }));
@@ -63,9 +56,7 @@ export default async (event: { order: string }, ctx: import("jetfn").FunctionCon
 
 afterAll(async () => {
   await host?.shutdown();
-  await nc?.close();
   await receiver?.close();
-  await server?.stop();
 });
 
 it("continues the publisher's trace through both functions, with the right parents, kinds and attributes", async () => {
@@ -73,8 +64,8 @@ it("continues the publisher's trace through both functions, with the right paren
   const publisherSpanId = "00f067aa0ba902b7";
   const h = headers();
   h.set("traceparent", `00-${traceId}-${publisherSpanId}-01`);
-  const { seq } = await js.publish("tr.in", JSON.stringify({ order: "o-7" }), { headers: h });
-  await waitFor(() => jsm.streams.getMessage("TR", { last_by_subj: "tr.out" }));
+  const { seq } = await nats.js.publish("tr.in", JSON.stringify({ order: "o-7" }), { headers: h });
+  await waitFor(() => nats.jsm.streams.getMessage("TR", { last_by_subj: "tr.out" }));
   await host.shutdown(); // flushes the batch processor
 
   const spans = receiver.spans.filter((s) => s.traceId === traceId);
@@ -113,7 +104,7 @@ it("continues the publisher's trace through both functions, with the right paren
   expect(published).toMatchObject({ kind: PRODUCER, parentSpanId: charge.spanId });
 
   // The output message itself carries the producer span as its parent.
-  const middle = await jsm.streams.getMessage("TR", { last_by_subj: "tr.middle" });
+  const middle = await nats.jsm.streams.getMessage("TR", { last_by_subj: "tr.middle" });
   expect(middle!.header.get("traceparent")).toBe(`00-${traceId}-${output.spanId}-01`);
 
   // The failure's log line is found by its trace id, and names the failed span.
@@ -122,12 +113,12 @@ it("continues the publisher's trace through both functions, with the right paren
 });
 
 it("keeps exporting for a host started after another stopped in the same process (jetfn dev reloads)", async () => {
-  const again = await startHost(dir, server.url, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+  const again = await startHost(dir, nats.server.url, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
   try {
     const traceId = "0af7651916cd43dd8448eb211c80319c";
     const h = headers();
     h.set("traceparent", `00-${traceId}-b7ad6b7169203331-01`);
-    await js.publish("tr.in", JSON.stringify({ order: "o-8" }), { headers: h });
+    await nats.js.publish("tr.in", JSON.stringify({ order: "o-8" }), { headers: h });
     await waitFor(() => receiver.spans.some((s) => s.traceId === traceId && s.name === "process tr.in"), {
       message: "the second host's spans reach the collector",
     });
