@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { Registry } from "prom-client";
+import { LoopWatch } from "./loop-watch.ts";
 
 /** What the HTTP endpoints ask of the host. */
 export interface HttpSource {
@@ -10,32 +10,30 @@ export interface HttpSource {
   functions(): unknown;
 }
 
-/** The event loop counts as stuck when one delay in the last window exceeded this. */
-const STUCK_LOOP_MS = 5000;
-const WINDOW_MS = 10_000;
+export interface HttpServerOptions {
+  /** `/healthz` answers 503 after one event-loop stall longer than this in the window. @default 5000 */
+  readonly stuckLoopMs?: number;
+  /** @default 10000 */
+  readonly windowMs?: number;
+}
 
 /**
  * `/metrics`, `/healthz`, `/readyz` and `/functions` on node:http. `/healthz` answers 503
- * when the event loop stalled for over 5 s in the last 10 s window.
+ * when the event loop stalled for over 5 s in the current or the previous 10 s window.
  */
 export class HttpServer {
   readonly #server: Server;
   readonly #source: HttpSource;
-  readonly #loopDelay = monitorEventLoopDelay({ resolution: 20 });
-  #lastWindowMaxMs = 0;
-  readonly #window: NodeJS.Timeout;
+  readonly #stuckLoopMs: number;
+  readonly #loop: LoopWatch;
 
-  constructor(source: HttpSource) {
+  constructor(source: HttpSource, options: HttpServerOptions = {}) {
     this.#source = source;
+    this.#stuckLoopMs = options.stuckLoopMs ?? 5000;
+    this.#loop = new LoopWatch(options.windowMs ?? 10_000);
     this.#server = createServer((req, res) => {
       this.#handle(req, res).catch((error: unknown) => send(res, 500, "text/plain", `${(error as Error).message}\n`));
     });
-    this.#loopDelay.enable();
-    this.#window = setInterval(() => {
-      this.#lastWindowMaxMs = this.#loopDelay.max / 1e6;
-      this.#loopDelay.reset();
-    }, WINDOW_MS);
-    this.#window.unref();
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
@@ -49,8 +47,7 @@ export class HttpServer {
   }
 
   close(): Promise<void> {
-    clearInterval(this.#window);
-    this.#loopDelay.disable();
+    this.#loop.stop();
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
@@ -64,8 +61,8 @@ export class HttpServer {
       case "/metrics":
         return send(res, 200, this.#source.registry.contentType, await this.#source.registry.metrics());
       case "/healthz": {
-        const stalledMs = Math.max(this.#lastWindowMaxMs, this.#loopDelay.max / 1e6);
-        return stalledMs > STUCK_LOOP_MS
+        const stalledMs = this.#loop.longestStallMs;
+        return stalledMs > this.#stuckLoopMs
           ? send(res, 503, "text/plain", `event loop stalled for ${Math.round(stalledMs)}ms\n`)
           : send(res, 200, "text/plain", "ok\n");
       }

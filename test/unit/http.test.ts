@@ -1,0 +1,39 @@
+import { afterEach, expect, it } from "vitest";
+import { Registry } from "prom-client";
+import { HttpServer } from "../../runtime/http/server.ts";
+
+let server: HttpServer | undefined;
+afterEach(async () => {
+  await server?.close();
+});
+
+async function start(ready: boolean, stuckLoopMs = 5000): Promise<string> {
+  const registry = new Registry();
+  server = new HttpServer({ registry, ready: () => ready, functions: () => [{ name: "f" }] }, { stuckLoopMs });
+  const address = await server.listen("127.0.0.1", 0);
+  return `http://127.0.0.1:${address.port}`;
+}
+
+it("serves /readyz from the host's readiness, /functions as JSON, and 404/405 otherwise", async () => {
+  const base = await start(false);
+  expect((await fetch(`${base}/readyz`)).status).toBe(503);
+  const functions = await fetch(`${base}/functions`);
+  expect(functions.headers.get("content-type")).toBe("application/json");
+  expect(await functions.json()).toEqual([{ name: "f" }]);
+  expect((await fetch(`${base}/metrics`)).headers.get("content-type")).toContain("text/plain");
+  expect((await fetch(`${base}/nope`)).status).toBe(404);
+  expect((await fetch(`${base}/metrics`, { method: "POST" })).status).toBe(405);
+});
+
+it("answers /healthz 503 after the event loop stalled past the bound", async () => {
+  const base = await start(true, 100);
+  expect((await fetch(`${base}/healthz`)).status).toBe(200);
+  const until = Date.now() + 300;
+  while (Date.now() < until) {
+    // a handler hogging the event loop
+  }
+  await new Promise((resolve) => setTimeout(resolve, 120)); // the watch measures on its next tick
+  const stuck = await fetch(`${base}/healthz`);
+  expect(stuck.status).toBe(503);
+  expect(await stuck.text()).toMatch(/^event loop stalled for \d+ms/);
+});
