@@ -96,6 +96,7 @@ async function start(): Promise<number> {
     await host.start();
   } catch (error) {
     await host.shutdown();
+    if (signals > 0) return 0; // stopped on purpose while starting
     throw error;
   }
   await stopped;

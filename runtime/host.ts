@@ -67,6 +67,7 @@ export class Host {
   #poller?: ConsumerPoller;
   #tracing?: Tracing;
   #httpAddress?: AddressInfo;
+  #starting?: Promise<void>;
   #shutdown?: Promise<void>;
 
   private constructor(options: HostOptions, config: CompiledConfig, handlers: ReadonlyMap<string, LoadedHandler>, log: Logger) {
@@ -113,23 +114,35 @@ export class Host {
 
   /** Connected to NATS, every consumer bound, and not draining. */
   ready(): boolean {
-    return this.#state === "running" && this.#connected && this.#running.every((r) => r.loop.bound);
+    return this.#state === "running" && !this.#shutdown && this.#connected && this.#running.every((r) => r.loop.bound);
   }
 
   /** Connects, provisions, starts one pull loop per function, then HTTP. */
-  async start(): Promise<void> {
-    if (this.#state !== "created") throw new Error(`cannot start a host that is ${this.#state}`);
+  start(): Promise<void> {
+    if (this.#state !== "created") return Promise.reject(new Error(`cannot start a host that is ${this.#state}`));
+    this.#starting = this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     this.#state = "starting";
+    // A shutdown asked for meanwhile (SIGTERM during start-up) ends the start at the next step.
+    const stillWanted = (): void => {
+      if (this.#shutdown) throw new Error("start-up interrupted by shutdown");
+    };
     try {
       this.#tracing = installTracing(this.#env.tracing, this.log);
       this.#endpoint = await resolveNats(this.#env.natsUrl, this.config.rootDir, this.log, this.#embedded);
+      stillWanted();
       const clients = await openClients(this.#env, this.#endpoint.servers, this.log, (up) => {
         // Pull requests do not survive a reconnect (their server may be gone): pull anew.
         if (up && !this.#connected) for (const { loop } of this.#running) loop.interrupt();
         this.#connected = up;
       });
       this.#clients = clients;
+      stillWanted();
       await provision(clients.nc, clients.jsm, this.config, this.log);
+      stillWanted();
       for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients));
       for (const { loop } of this.#running) loop.start();
       this.#poller = new ConsumerPoller(clients.jsm, this.config.functions, this.metrics, this.log);
@@ -140,6 +153,7 @@ export class Host {
         functions: () => this.functions(),
       });
       this.#httpAddress = await this.#http.listen(this.#env.httpHost, this.#env.httpPort);
+      stillWanted();
       this.#state = "running";
       this.log.info({ http: `${this.#httpAddress.address}:${this.#httpAddress.port}` }, "jetfn is running");
     } catch (error) {
@@ -208,7 +222,8 @@ export class Host {
    * aborts and they are nak'd; the connection drains, HTTP closes.
    */
   shutdown(): Promise<void> {
-    this.#shutdown ??= this.#drain();
+    // During start-up: let the start notice and unwind first, then drain what is left.
+    this.#shutdown ??= (this.#starting ?? Promise.resolve()).catch(() => {}).then(() => this.#drain());
     return this.#shutdown;
   }
 

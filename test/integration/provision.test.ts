@@ -4,6 +4,9 @@
  */
 import { nanos } from "@nats-io/transport-node";
 import { beforeAll, describe, expect, it } from "vitest";
+import { pino } from "pino";
+import { loadEnv } from "../../runtime/config/env.ts";
+import { Host } from "../../runtime/host.ts";
 import { ProvisionError } from "../../runtime/nats/provision.ts";
 import { makeProject, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
@@ -155,5 +158,26 @@ functions:
       await stopping;
       expect(host.state).toBe("stopped");
     }
+  });
+});
+
+describe("shutdown during start-up", () => {
+  it("ends the start, leaves nothing listening, and resolves", async () => {
+    const dir = project(`
+streams:
+  - { name: P7, subjects: ["p7.>"], storage: memory }
+functions:
+  - { name: h, handler: fn.ts, stream: P7, subjects: [p7.h] }
+`);
+    const host = await Host.create({
+      env: loadEnv({ NATS_URL: nats.server.url, JETFN_CONFIG: `${dir}/functions.yaml`, JETFN_HTTP_HOST: "127.0.0.1", JETFN_HTTP_PORT: "0" }),
+      logger: pino({ level: "silent" }),
+    });
+    const starting = host.start();
+    const stopping = host.shutdown();
+    await expect(starting).rejects.toThrow("start-up interrupted by shutdown");
+    await stopping;
+    expect(host.ready()).toBe(false);
+    expect(host.httpAddress).toBeUndefined();
   });
 });
