@@ -7,13 +7,11 @@ import type { Logger } from "../telemetry/logger.ts";
 import { AckBatch } from "./ack-batch.ts";
 
 export interface PullLoopOptions {
-  /** How long one pull request waits on the server for messages. @default 2000 */
-  readonly expiresMs?: number;
   /** Re-creates the consumer after it was found missing. */
   readonly rebind: () => Promise<void>;
   /** The function's breaker: while open nothing is pulled; half-open, only its probes. */
   readonly breaker?: CircuitBreaker;
-  /** Called for each message handed back (nak'd) because the breaker refused it. */
+  /** Called for each message handed back (nak'd) because the breaker or a pause refused it. */
   readonly onReleased?: () => void;
 }
 
@@ -22,7 +20,7 @@ export interface PullLoopOptions {
  * (a node dies, a leader steps down) is only noticed when it expires: this bounds the
  * stall. An idle function costs one small request per period.
  */
-const DEFAULT_EXPIRES_MS = 2000;
+const PULL_EXPIRES_MS = 2000;
 
 /** Pull requests one function keeps open at once. */
 const MAX_PULLS = 4;
@@ -105,7 +103,7 @@ export class PullLoop {
     this.interrupt();
   }
 
-  /** Ends the open pulls early (the breaker opened): the server stops sending their messages. */
+  /** Ends the open pulls early (breaker opened, pause, reconnect): the server stops sending their messages. */
   interrupt(): void {
     for (const pull of this.#pulls.keys()) pull.stop();
   }
@@ -133,7 +131,7 @@ export class PullLoop {
       this.#requested += want;
       try {
         consumer ??= await this.#js.consumers.get(this.#fn.stream, this.#fn.durable);
-        const pull = await consumer.fetch({ max_messages: want, expires: this.#options.expiresMs ?? DEFAULT_EXPIRES_MS });
+        const pull = await consumer.fetch({ max_messages: want, expires: PULL_EXPIRES_MS });
         this.#bound = true;
         this.#pulls.set(pull, this.#receive(pull, want));
       } catch (error) {
@@ -170,7 +168,7 @@ export class PullLoop {
     const watchdog = setTimeout(() => {
       this.#log.warn({ received, asked }, "pull still open past its expiry: replacing it");
       pull.stop();
-    }, (this.#options.expiresMs ?? DEFAULT_EXPIRES_MS) + STALL_GRACE_MS);
+    }, PULL_EXPIRES_MS + STALL_GRACE_MS);
     try {
       for await (const msg of pull) {
         received++;

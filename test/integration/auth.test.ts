@@ -15,15 +15,13 @@ import {
   type NodeConnectionOptions,
 } from "@nats-io/transport-node";
 import { readFileSync, writeFileSync } from "node:fs";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadEnv } from "../../runtime/config/env.ts";
 import { Host } from "../../runtime/host.ts";
 import { HANDSHAKE_TIMEOUT_MS } from "../../runtime/nats/connect.ts";
 import { makeOperatorCreds, makeTlsFiles, tempDir, type OperatorCreds, type TlsFiles } from "../support/auth-fixtures.ts";
 import { runCli } from "../support/cli.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { LogCapture, makeProject, startHost } from "../support/project.ts";
+import { createHost, type LogCapture, makeProject, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const CANARY = "canary-SECRET-1234";
@@ -108,16 +106,7 @@ async function roundTrip(url: string, env: Record<string, string>, auth: Partial
 
 /** Creates and starts a host that is expected to fail; returns the error, its logs and how long it took. */
 async function failedStart(url: string, env: Record<string, string>, limitMs = FAIL_FAST_MS): Promise<{ error: Error; logs: LogCapture; ms: number; host: Host }> {
-  const logs = new LogCapture();
-  const compiled = loadEnv({
-    NATS_URL: url,
-    JETFN_CONFIG: path.join(project, "functions.yaml"),
-    JETFN_HTTP_HOST: "127.0.0.1",
-    JETFN_HTTP_PORT: "0",
-    LOG_LEVEL: "debug",
-    ...env,
-  });
-  const host = await Host.create({ env: compiled, logger: pino({ level: "debug" }, logs.stream) });
+  const { host, logs } = await createHost(project, url, env);
   const started = Date.now();
   const error = await Promise.race([
     host.start().then(

@@ -4,11 +4,8 @@
  */
 import { nanos } from "@nats-io/transport-node";
 import { beforeAll, describe, expect, it } from "vitest";
-import { pino } from "pino";
-import { loadEnv } from "../../runtime/config/env.ts";
-import { Host } from "../../runtime/host.ts";
 import { ProvisionError } from "../../runtime/nats/provision.ts";
-import { makeProject, startHost, useNats } from "../support/project.ts";
+import { createHost, makeProject, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const handler = "export default async (e: unknown, ctx: import('jetfn').FunctionContext) => { await ctx.publish('seen.' + ctx.function, e); };\n";
@@ -169,10 +166,7 @@ streams:
 functions:
   - { name: h, handler: fn.ts, stream: P7, subjects: [p7.h] }
 `);
-    const host = await Host.create({
-      env: loadEnv({ NATS_URL: nats.server.url, JETFN_CONFIG: `${dir}/functions.yaml`, JETFN_HTTP_HOST: "127.0.0.1", JETFN_HTTP_PORT: "0" }),
-      logger: pino({ level: "silent" }),
-    });
+    const { host } = await createHost(dir, nats.server.url);
     const starting = host.start();
     const stopping = host.shutdown();
     await expect(starting).rejects.toThrow("start-up interrupted by shutdown");

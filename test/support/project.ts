@@ -40,12 +40,12 @@ export class LogCapture {
   }
 }
 
-/** Creates and starts a host in-process against `natsUrl`, HTTP on a free port. */
-export async function startHost(
+/** Creates (validates, bundles, loads) a host in-process against `natsUrl`, without starting it. */
+export async function createHost(
   dir: string,
   natsUrl: string,
   env: Record<string, string> = {},
-): Promise<{ host: Host; logs: LogCapture; baseUrl: string }> {
+): Promise<{ host: Host; logs: LogCapture }> {
   const logs = new LogCapture();
   const compiled = loadEnv({
     NATS_URL: natsUrl,
@@ -57,6 +57,16 @@ export async function startHost(
     ...env,
   });
   const host = await Host.create({ env: compiled, logger: pino({ level: "debug" }, logs.stream), consumerPollMs: 200 });
+  return { host, logs };
+}
+
+/** Creates and starts a host in-process against `natsUrl`, HTTP on a free port. */
+export async function startHost(
+  dir: string,
+  natsUrl: string,
+  env: Record<string, string> = {},
+): Promise<{ host: Host; logs: LogCapture; baseUrl: string }> {
+  const { host, logs } = await createHost(dir, natsUrl, env);
   await host.start();
   return { host, logs, baseUrl: `http://127.0.0.1:${host.httpAddress!.port}` };
 }
