@@ -1,11 +1,10 @@
 import { setMaxListeners } from "node:events";
 import type { AddressInfo } from "node:net";
 import { loadHandlers } from "./bundle/load.ts";
-import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
 import type { CompiledConfig, CompiledEnv, CompiledFunction } from "./config/types.ts";
 import { HttpServer } from "./http/server.ts";
-import type { LoadedHandler } from "./invoke/delivery.ts";
+import type { LoadedHandler } from "./bundle/load.ts";
 import { Invoker } from "./invoke/process.ts";
 import { openClients, type NatsClients } from "./nats/clients.ts";
 import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
@@ -79,7 +78,7 @@ export class Host {
     this.log = log;
     // Every in-flight invocation listens on it: as many listeners as the concurrency allows.
     setMaxListeners(0, this.#stop.signal);
-    this.#breakers = new BreakerRegistry(parseDuration, (name, from, to, functions) => {
+    this.#breakers = new BreakerRegistry((name, from, to, functions) => {
       for (const fn of functions) this.#breakerChanged(fn, name, from, to);
     });
     // An open breaker whose time is up moves to half-open when read; a scrape reads them all.

@@ -3,6 +3,7 @@ import path from "node:path";
 import { parseDocument, YAMLSeq } from "yaml";
 import { ConfigError } from "./config/errors.ts";
 import { loadConfig } from "./config/load.ts";
+import { FUNCTION_NAME } from "./config/schema.ts";
 import { isValidSubject, subjectCovers } from "./config/subjects.ts";
 
 export interface NewFunctionOptions {
@@ -52,7 +53,7 @@ export function newFunction(configFile: string, options: NewFunctionOptions): Ne
   const fail = (message: string): never => {
     throw new ConfigError([{ file: configFile, path: "new", message }]);
   };
-  if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) fail(`expected a name of lowercase letters, digits and "-", got "${name}"`);
+  if (!FUNCTION_NAME.test(name)) fail(`expected a name of lowercase letters, digits and "-", got "${name}"`);
   if (!isValidSubject(subject)) fail(`expected a NATS subject like orders.created, got "${subject}"`);
   const config = loadConfig(configFile);
   if (config.functions.some((f) => f.name === name)) fail(`a function named ${name} already exists`);

@@ -1,10 +1,15 @@
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { CompiledConfig, CompiledFunction } from "../config/types.ts";
-import type { LoadedHandler } from "../invoke/delivery.ts";
 import { FUNCTION_BRAND } from "../sdk/index.ts";
 import type { EventSchema, Handler } from "../sdk/types.ts";
 import { BundleError, buildHandlers, type BuiltHandler } from "./build.ts";
+
+/** A handler module after bundling, loading and its shape check. */
+export interface LoadedHandler {
+  readonly handler: Handler;
+  readonly schema?: EventSchema<unknown>;
+}
 
 /**
  * Imports a bundle and checks that the named export is a handler: an async function, or a

@@ -8,6 +8,7 @@ import type {
   CompiledStream,
   Encoding,
 } from "./types.ts";
+import { DEFAULT_BREAKER_POLICY } from "../resilience/breaker.ts";
 import type { DefaultsEntry, FunctionEntry, StreamEntry } from "./schema.ts";
 
 /** The built-in layer under `defaults:` and each entry. */
@@ -25,7 +26,7 @@ export const BUILT_IN_DEFAULTS = Object.freeze({
     maxDelayMs: 300_000,
     jitter: true,
   }),
-  breaker: Object.freeze<CompiledBreaker>({ failureThreshold: 5, openForMs: 30_000, halfOpenRequests: 1 }),
+  breaker: DEFAULT_BREAKER_POLICY as CompiledBreaker,
   deliverPolicy: Object.freeze<CompiledDeliverPolicy>({ kind: "all" }),
   encoding: "json" as Encoding,
   stream: Object.freeze({

@@ -12,7 +12,8 @@ import { dispatch, integer, issueMessage } from "./messages.ts";
  * function entry) and a schema default would hide which layer set a key.
  */
 
-const FUNCTION_NAME = /^[a-z0-9][a-z0-9-]*$/;
+/** A function's name: also part of subjects, consumer names and metric labels. */
+export const FUNCTION_NAME = /^[a-z0-9][a-z0-9-]*$/;
 /** Stream and consumer names: no whitespace, `.`, `*`, `>`, path separators or NUL. */
 const RESOURCE_NAME = /^[^\s.*>/\\\0]+$/;
 const EXPORT_NAME = /^[A-Za-z_$][\w$]*$/;

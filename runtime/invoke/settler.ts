@@ -4,12 +4,13 @@ import { backoffDelay } from "../resilience/backoff.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { encode } from "./decode.ts";
-import type { Delivery, Publisher } from "./delivery.ts";
+import { DeadLetterHeader, isOwnHeader } from "../contracts/dead-letter.ts";
+import type { Delivery, Publisher } from "../contracts/delivery.ts";
 import { errorMessage, settle, type Outcome, type Settlement } from "./settle.ts";
 import { tracedPublish } from "./traced-publisher.ts";
 
-/** Headers of a failed message that its dead letter does not carry. */
-const PASSED_OVER = /^(nats-|jetfn-|traceparent$|tracestate$)/i;
+/** Trace context headers: each publish of ours sets them anew. */
+const TRACE_CONTEXT = /^(traceparent|tracestate)$/i;
 
 /** Room kept for an output's headers (Nats-Msg-Id, traceparent, tracestate). */
 const HEADER_ALLOWANCE = 512;
@@ -105,15 +106,15 @@ export class Settler {
       // The message's own headers travel with it (a redrive sends them back out), but not
       // the server's Nats-* ones (an expectation would fail this publish) or the trace
       // context, which the publish sets anew.
-      ...Object.fromEntries(Object.entries(delivery.headers).filter(([key]) => !PASSED_OVER.test(key))),
-      "Jetfn-Function": fn.name,
-      "Jetfn-Subject": delivery.subject,
-      "Jetfn-Stream": delivery.stream,
-      "Jetfn-Stream-Seq": String(delivery.seq),
-      "Jetfn-Deliveries": String(delivery.deliveryCount),
-      "Jetfn-Error": settlement.error,
-      "Jetfn-Reason": settlement.reason,
-      "Jetfn-Failed-At": new Date().toISOString(),
+      ...Object.fromEntries(Object.entries(delivery.headers).filter(([key]) => !isOwnHeader(key) && !TRACE_CONTEXT.test(key))),
+      [DeadLetterHeader.Function]: fn.name,
+      [DeadLetterHeader.Subject]: delivery.subject,
+      [DeadLetterHeader.Stream]: delivery.stream,
+      [DeadLetterHeader.StreamSeq]: String(delivery.seq),
+      [DeadLetterHeader.Deliveries]: String(delivery.deliveryCount),
+      [DeadLetterHeader.Error]: settlement.error,
+      [DeadLetterHeader.Reason]: settlement.reason,
+      [DeadLetterHeader.FailedAt]: new Date().toISOString(),
     };
     try {
       // The original bytes, never a re-serialisation; the id makes a redelivered dead

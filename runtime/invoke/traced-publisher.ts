@@ -1,6 +1,6 @@
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
 import type { PublishAck } from "../sdk/types.ts";
-import type { Publisher } from "./delivery.ts";
+import type { Publisher } from "../contracts/delivery.ts";
 import { errorMessage } from "./settle.ts";
 
 const tracer = trace.getTracer("jetfn");

@@ -1,7 +1,7 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import type { CompiledEnv } from "../config/types.ts";
-import type { Publisher } from "../invoke/delivery.ts";
+import type { Publisher } from "../contracts/delivery.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { connectNats } from "./connect.ts";
 

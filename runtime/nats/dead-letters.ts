@@ -1,5 +1,6 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import type { CompiledFunction } from "../config/types.ts";
+import { DeadLetterHeader, isOwnHeader } from "../contracts/dead-letter.ts";
 import type { NatsClients } from "./clients.ts";
 
 /** One dead letter as `jetfn dlq list` shows it. */
@@ -22,12 +23,9 @@ export interface DeadLetter {
 interface Stored {
   readonly letter: DeadLetter;
   readonly data: Uint8Array;
-  /** The original message's own headers: everything but the Jetfn-* and dedup ones. */
+  /** The original message's own headers: everything but jetfn's and the server's (see isOwnHeader). */
   readonly headers: Record<string, string>;
 }
-
-/** Headers jetfn adds to a dead letter; a redriven message goes out without them. */
-const OWN_HEADER = /^(jetfn-|nats-msg-id$)/i;
 
 /**
  * Reads a function's dead letters, oldest first, with an ordered consumer on the stream
@@ -87,19 +85,19 @@ async function read(clients: NatsClients, fn: CompiledFunction, limit = Number.P
 function toStored(dlqStream: string, fn: CompiledFunction, msg: JsMsg): Stored {
   const h = (name: string): string => msg.headers?.get(name) ?? "";
   const headers = Object.create(null) as Record<string, string>;
-  for (const key of msg.headers?.keys() ?? []) if (!OWN_HEADER.test(key)) headers[key] = msg.headers!.get(key);
+  for (const key of msg.headers?.keys() ?? []) if (!isOwnHeader(key)) headers[key] = msg.headers!.get(key);
   return {
     letter: {
       dlqStream,
       dlqSeq: msg.seq,
-      function: h("Jetfn-Function") || fn.name,
-      subject: h("Jetfn-Subject"),
-      stream: h("Jetfn-Stream"),
-      streamSeq: Number(h("Jetfn-Stream-Seq")),
-      deliveries: Number(h("Jetfn-Deliveries")),
-      reason: h("Jetfn-Reason"),
-      error: h("Jetfn-Error"),
-      failedAt: h("Jetfn-Failed-At"),
+      function: h(DeadLetterHeader.Function) || fn.name,
+      subject: h(DeadLetterHeader.Subject),
+      stream: h(DeadLetterHeader.Stream),
+      streamSeq: Number(h(DeadLetterHeader.StreamSeq)),
+      deliveries: Number(h(DeadLetterHeader.Deliveries)),
+      reason: h(DeadLetterHeader.Reason),
+      error: h(DeadLetterHeader.Error),
+      failedAt: h(DeadLetterHeader.FailedAt),
       size: msg.data.length,
     },
     data: msg.data,

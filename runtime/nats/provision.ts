@@ -1,6 +1,7 @@
 import {
   AckPolicy,
   DeliverPolicy,
+  JetStreamApiCodes,
   JetStreamApiError,
   StorageType,
   type ConsumerConfig,
@@ -21,7 +22,7 @@ export class ProvisionError extends Error {
 export const DLQ_STREAM = "JETFN_DLQ";
 export const DLQ_SUBJECTS = ["jetfn.dlq.>"];
 
-const NOT_FOUND = new Set([10014, 10059]); // consumer not found, stream not found
+const NOT_FOUND = new Set<number>([JetStreamApiCodes.ConsumerNotFound, JetStreamApiCodes.StreamNotFound]);
 
 function isNotFound(error: unknown): boolean {
   return error instanceof JetStreamApiError && NOT_FOUND.has(error.code);

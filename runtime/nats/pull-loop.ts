@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
-import type { CompiledFunction } from "../config/types.ts";
-import type { Delivery } from "../invoke/delivery.ts";
+import type { CompiledFunction, CompiledRetry } from "../config/types.ts";
+import type { Delivery } from "../contracts/delivery.ts";
+import { backoffDelay } from "../resilience/backoff.ts";
 import type { CircuitBreaker } from "../resilience/breaker.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { AckBatch } from "./ack-batch.ts";
@@ -21,6 +22,15 @@ export interface PullLoopOptions {
  * stall. An idle function costs one small request per period.
  */
 const PULL_EXPIRES_MS = 2000;
+
+/** Between attempts to pull again after a failure: 200 ms doubling to 5 s, jittered. */
+const REBIND_BACKOFF: CompiledRetry = {
+  maxAttempts: Number.POSITIVE_INFINITY,
+  backoff: "exponential",
+  initialDelayMs: 200,
+  maxDelayMs: 5000,
+  jitter: true,
+};
 
 /** Pull requests one function keeps open at once. */
 const MAX_PULLS = 4;
@@ -200,7 +210,7 @@ export class PullLoop {
     } catch (rebindError) {
       this.#log.error({ err: rebindError }, "re-binding the consumer failed");
     }
-    const delay = Math.min(5000, 100 * 2 ** Math.min(this.#failures, 6));
+    const delay = backoffDelay(REBIND_BACKOFF, this.#failures);
     await sleep(delay, undefined, { signal: this.#stopping.signal }).catch(() => {});
   }
 

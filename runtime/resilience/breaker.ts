@@ -12,6 +12,9 @@ export interface BreakerPolicy {
   readonly halfOpenRequests: number;
 }
 
+/** A breaker's policy where neither `functions.yaml` nor `ctx.breaker(name, options)` sets one. */
+export const DEFAULT_BREAKER_POLICY: BreakerPolicy = Object.freeze({ failureThreshold: 5, openForMs: 30_000, halfOpenRequests: 1 });
+
 /**
  * A circuit breaker as a pure state machine over an injected clock:
  * closed -> open after `failureThreshold` consecutive failures; open -> half-open once

@@ -1,8 +1,7 @@
+import { parseDuration } from "../sdk/duration.ts";
 import { BreakerOpenError } from "../sdk/errors.ts";
 import type { Breaker, BreakerOptions } from "../sdk/types.ts";
-import { CircuitBreaker, type BreakerPolicy, type BreakerState } from "./breaker.ts";
-
-const DEFAULT_POLICY: BreakerPolicy = { failureThreshold: 5, openForMs: 30_000, halfOpenRequests: 1 };
+import { CircuitBreaker, DEFAULT_BREAKER_POLICY, type BreakerPolicy, type BreakerState } from "./breaker.ts";
 
 /** Reports a named breaker's transition, with every function that has used it. */
 export type BreakerListener = (name: string, from: BreakerState, to: BreakerState, functions: ReadonlySet<string>) => void;
@@ -19,11 +18,9 @@ interface Entry {
 export class BreakerRegistry {
   readonly #entries = new Map<string, Entry>();
   readonly #now: () => number;
-  readonly #parseDuration: (text: string) => number;
   readonly #listener: BreakerListener;
 
-  constructor(parseDuration: (text: string) => number, listener: BreakerListener = () => {}, now: () => number = Date.now) {
-    this.#parseDuration = parseDuration;
+  constructor(listener: BreakerListener = () => {}, now: () => number = Date.now) {
     this.#listener = listener;
     this.#now = now;
   }
@@ -59,11 +56,16 @@ export class BreakerRegistry {
 
   #policy(name: string, options: BreakerOptions = {}): BreakerPolicy {
     const openFor = options.openFor;
-    const openForMs = typeof openFor === "string" ? this.#parseDuration(openFor) : (openFor ?? DEFAULT_POLICY.openForMs);
+    let openForMs: number;
+    try {
+      openForMs = typeof openFor === "string" ? parseDuration(openFor) : (openFor ?? DEFAULT_BREAKER_POLICY.openForMs);
+    } catch {
+      openForMs = Number.NaN;
+    }
     const policy = {
-      failureThreshold: options.failureThreshold ?? DEFAULT_POLICY.failureThreshold,
+      failureThreshold: options.failureThreshold ?? DEFAULT_BREAKER_POLICY.failureThreshold,
       openForMs,
-      halfOpenRequests: options.halfOpenRequests ?? DEFAULT_POLICY.halfOpenRequests,
+      halfOpenRequests: options.halfOpenRequests ?? DEFAULT_BREAKER_POLICY.halfOpenRequests,
     };
     const valid =
       Number.isInteger(policy.failureThreshold) && policy.failureThreshold >= 1 &&

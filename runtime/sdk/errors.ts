@@ -1,4 +1,4 @@
-import ms from "ms";
+import { isDuration, parseDuration } from "./duration.ts";
 
 /**
  * Brand carried by every error a handler may throw to steer settlement. Each handler is
@@ -37,7 +37,7 @@ export class RetryAfterError extends Error implements Branded {
   readonly delayMs: number;
 
   /**
-   * @param delay milliseconds, a duration string (`"30s"`), or the moment to retry at.
+   * @param delay milliseconds, a duration (`"30s"`, the grammar of `functions.yaml`), or the moment to retry at.
    */
   constructor(message: string, delay: number | string | Date, options?: ErrorOptions) {
     super(message, options);
@@ -68,7 +68,7 @@ export class BreakerOpenError extends Error implements Branded {
 function toDelayMs(delay: number | string | Date): number {
   let value: number | undefined;
   if (delay instanceof Date) value = delay.getTime() - Date.now();
-  else if (typeof delay === "string") value = ms(delay as ms.StringValue);
+  else if (typeof delay === "string") value = isDuration(delay) ? parseDuration(delay) : undefined;
   else value = delay;
   if (typeof value !== "number" || !Number.isFinite(value)) {
     throw new TypeError(`RetryAfterError: invalid delay ${String(delay)}`);

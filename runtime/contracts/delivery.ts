@@ -1,8 +1,9 @@
-import type { EventSchema, Handler, PublishAck } from "../sdk/types.ts";
+import type { PublishAck } from "../sdk/types.ts";
 
 /**
  * One delivery of one message, as the invoke layer sees it. The nats layer adapts a
  * JetStream message to this, which keeps invoke/ free of client types and I/O of its own.
+ * It and {@link Publisher} are the seam between nats/ and invoke/; neither imports the other.
  */
 export interface Delivery {
   readonly data: Uint8Array;
@@ -27,10 +28,4 @@ export interface Publisher {
     data: Uint8Array,
     options?: { headers?: Record<string, string>; msgId?: string },
   ): Promise<PublishAck>;
-}
-
-/** A handler module after bundling, loading and its shape check. */
-export interface LoadedHandler {
-  readonly handler: Handler;
-  readonly schema?: EventSchema<unknown>;
 }

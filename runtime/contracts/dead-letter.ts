@@ -1,0 +1,25 @@
+/**
+ * The dead letter's headers (DESIGN.md, "Outcome table"): written when a delivery is
+ * dead-lettered, read by `jetfn dlq`. Names users and scripts rely on.
+ */
+export const DeadLetterHeader = Object.freeze({
+  Function: "Jetfn-Function",
+  Subject: "Jetfn-Subject",
+  Stream: "Jetfn-Stream",
+  StreamSeq: "Jetfn-Stream-Seq",
+  Deliveries: "Jetfn-Deliveries",
+  Error: "Jetfn-Error",
+  Reason: "Jetfn-Reason",
+  FailedAt: "Jetfn-Failed-At",
+});
+
+const OWN = /^(jetfn-|nats-)/i;
+
+/**
+ * True for headers that belong to jetfn (`Jetfn-*`) or to the server and client
+ * (`Nats-*`: message ids, expectations) rather than to the message itself. A dead letter
+ * carries the failed message's other headers, and a redrive sends back exactly those.
+ */
+export function isOwnHeader(name: string): boolean {
+  return OWN.test(name);
+}
