@@ -5,13 +5,17 @@ import { loadConfig } from "./config/load.ts";
 import type { CompiledConfig, CompiledEnv, CompiledFunction } from "./config/types.ts";
 import { HttpServer } from "./http/server.ts";
 import type { LoadedHandler } from "./bundle/load.ts";
+import { Admission } from "./invoke/admission.ts";
+import type { Executor } from "./invoke/executor.ts";
+import { HostContext } from "./invoke/host-context.ts";
+import { InProcessExecutor } from "./invoke/in-process.ts";
 import { Invoker } from "./invoke/process.ts";
 import { openClients, type NatsClients } from "./nats/clients.ts";
 import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
 import { ensureConsumer, provision } from "./nats/provision.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { PullLoop } from "./nats/pull-loop.ts";
-import { BREAKER_STATE_VALUE, CircuitBreaker, type BreakerState } from "./resilience/breaker.ts";
+import { BREAKER_STATE_VALUE, type BreakerState } from "./resilience/breaker.ts";
 import { BreakerRegistry } from "./resilience/breakers.ts";
 import { createLogger, type Logger } from "./telemetry/logger.ts";
 import { Metrics } from "./telemetry/metrics.ts";
@@ -42,8 +46,9 @@ export interface HostOptions {
 interface Running {
   readonly fn: CompiledFunction;
   readonly invoker: Invoker;
+  readonly executor: Executor;
   readonly loop: PullLoop;
-  readonly breaker?: CircuitBreaker;
+  readonly admission: Admission;
 }
 
 /** The jetfn host: one process running every function of one `functions.yaml`. */
@@ -83,7 +88,7 @@ export class Host {
     });
     // An open breaker whose time is up moves to half-open when read; a scrape reads them all.
     this.metrics.onBreakerScrape(() => {
-      for (const { breaker } of this.#running) breaker?.refresh();
+      for (const { admission } of this.#running) admission.breaker?.refresh();
       this.#breakers.refresh();
     });
   }
@@ -162,28 +167,18 @@ export class Host {
     }
   }
 
-  /** Wires one function: its breaker (if any), invoker and pull loop. */
+  /** Wires one function: its admission, executor, invoker and pull loop. */
   #prepare(fn: CompiledFunction, { js, jsm, publisher }: NatsClients): Running {
-    let loop: PullLoop | undefined;
-    const breaker = fn.breaker
-      ? new CircuitBreaker(fn.breaker, Date.now, (from, to) => {
-          this.#breakerChanged(fn.name, "function", from, to);
-          if (to === "open") loop?.interrupt();
-        })
-      : undefined;
-    if (breaker) this.metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
-    const invoker = new Invoker(
-      fn,
-      this.#handlers.get(fn.name)!,
-      { publisher, metrics: this.metrics, logger: this.log, stop: this.#stop.signal, breakers: this.#breakers },
-      { breaker, pause: (ms) => loop?.pause(ms) },
-    );
-    loop = new PullLoop(js, fn, (delivery) => invoker.process(delivery), this.log, {
+    const admission = new Admission(fn.breaker, (from, to) => this.#breakerChanged(fn.name, "function", from, to));
+    if (admission.breaker) this.metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
+    const host = new HostContext(fn, this.log.child({ function: fn.name }), publisher, this.#breakers);
+    const executor = new InProcessExecutor(this.#handlers.get(fn.name)!, host);
+    const invoker = new Invoker({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
+    const loop = new PullLoop(js, fn, (delivery) => invoker.process(delivery), this.log, {
       rebind: () => ensureConsumer(jsm, fn, this.log),
-      breaker,
-      onReleased: () => this.metrics.acks.inc({ function: fn.name, action: "nak" }),
+      admission,
     });
-    return { fn, invoker, loop, breaker };
+    return { fn, invoker, executor, loop, admission };
   }
 
   #breakerChanged(fn: string, breaker: string, from: BreakerState, to: BreakerState): void {
@@ -196,7 +191,7 @@ export class Host {
 
   /** `/functions`: each function's consumer, in-flight count, limit and last polled pending counts. */
   functions(): unknown[] {
-    return this.#running.map(({ fn, invoker, loop, breaker }) => {
+    return this.#running.map(({ fn, invoker, executor, loop, admission }) => {
       const sample = this.#poller?.sample(fn.name);
       return {
         name: fn.name,
@@ -209,8 +204,9 @@ export class Host {
         pending: sample?.pending,
         ackPending: sample?.ackPending,
         sampledAt: sample?.sampledAt,
-        breaker: breaker?.state,
+        breaker: admission.breaker?.state,
         breakers: this.#breakers.statesOf(fn.name),
+        ...executor.status(),
       };
     });
   }
@@ -242,6 +238,7 @@ export class Host {
       await settled;
     }
     await this.#release();
+    await Promise.all(this.#running.map(({ executor }) => executor.close()));
     if (this.#state !== "failed") this.#state = "stopped";
     this.log.info("stopped");
   }

@@ -1,19 +1,16 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, trace, type Context, type Span } from "@opentelemetry/api";
+import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
-import type { CircuitBreaker } from "../resilience/breaker.ts";
-import type { BreakerRegistry, NamedBreaker } from "../resilience/breakers.ts";
-import { isBreakerOpenError, isNonRetryableError } from "../sdk/errors.ts";
-import type { FunctionContext } from "../sdk/types.ts";
+import type { Delivery } from "../contracts/delivery.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
-import { decode, encode, validate } from "./decode.ts";
-import type { LoadedHandler } from "../bundle/load.ts";
-import type { Delivery, Publisher } from "../contracts/delivery.ts";
+import type { Admission } from "./admission.ts";
+import { AttemptLedger } from "./attempts.ts";
+import type { Executor, Invocation } from "./executor.ts";
+import type { HostContext } from "./host-context.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { runWithTimeout } from "./run.ts";
-import { errorMessage, invocationOutcome, type Outcome } from "./settle.ts";
-import { Settler, traceFields } from "./settler.ts";
-import { tracedPublish } from "./traced-publisher.ts";
+import { errorMessage, invocationOutcome, spendsAttempt, type Outcome } from "./settle.ts";
+import { Settler } from "./settler.ts";
 
 const tracer = trace.getTracer("jetfn");
 const headerGetter = {
@@ -22,61 +19,34 @@ const headerGetter = {
 };
 
 export interface InvokerDeps {
-  readonly publisher: Publisher;
+  readonly host: HostContext;
+  readonly executor: Executor;
+  readonly admission: Admission;
   readonly metrics: Metrics;
-  readonly logger: Logger;
   /** Aborts when shutdown's grace period is over: in-flight handlers are cut off. */
   readonly stop: AbortSignal;
-  /** The host's named breakers, behind `ctx.breaker(name)`. */
-  readonly breakers: BreakerRegistry;
   readonly random?: () => number;
 }
 
-/** What one invocation carries besides its delivery. */
-interface Invocation {
-  readonly delivery: Delivery;
-  readonly span: Span;
-  /** The delivery's trace context (its CONSUMER span): the parent of what it publishes. */
-  readonly context: Context;
-  /** Named breakers the handler went through: while one is open, a failure is held. */
-  readonly breakers: Set<NamedBreaker>;
-}
-
 /**
- * Runs one function's deliveries: decode, validate, invoke with timeout and heartbeats
- * inside a CONSUMER span, then settle exactly once. Never throws: every failure becomes a
- * settlement.
+ * Runs one function's deliveries: the poison guard, admission, then the executor inside a
+ * CONSUMER span with a deadline and heartbeats, then settlement, exactly once. Never
+ * throws: every failure becomes a settlement.
  */
 export class Invoker {
   readonly #fn: CompiledFunction;
-  readonly #loaded: LoadedHandler;
   readonly #deps: InvokerDeps;
   readonly #log: Logger;
   readonly #settler: Settler;
-  readonly #breaker?: CircuitBreaker;
-  readonly #pause: (ms: number) => void;
+  readonly #attempts = new AttemptLedger();
   #inflight = 0;
 
-  /**
-   * @param options.breaker the function's breaker (`breaker:` in yaml). The pull loop
-   *   admits each delivery through it; the invoker reports how each admitted one ended.
-   * @param options.pause stops the function's pulling for a while: called when the handler
-   *   met an open named breaker, so the backlog waits in the stream rather than failing fast.
-   */
-  constructor(
-    fn: CompiledFunction,
-    loaded: LoadedHandler,
-    deps: InvokerDeps,
-    options: { breaker?: CircuitBreaker; pause?: (ms: number) => void } = {},
-  ) {
-    this.#fn = fn;
-    this.#loaded = loaded;
+  constructor(deps: InvokerDeps) {
+    this.#fn = deps.host.fn;
     this.#deps = deps;
-    this.#breaker = options.breaker;
-    this.#pause = options.pause ?? (() => {});
-    this.#log = deps.logger.child({ function: fn.name });
-    this.#settler = new Settler(fn, deps.publisher, deps.metrics, this.#log, deps.random);
-    deps.metrics.registerFunction(fn.name);
+    this.#log = deps.host.log;
+    this.#settler = new Settler(this.#fn, deps.host.publisher, deps.metrics, this.#log, deps.random);
+    deps.metrics.registerFunction(this.#fn.name);
   }
 
   /** Invocations running now. */
@@ -86,8 +56,12 @@ export class Invoker {
 
   async process(delivery: Delivery): Promise<void> {
     const fn = this.#fn;
-    const { metrics } = this.#deps;
+    const { metrics, admission } = this.#deps;
     const labels = { function: fn.name };
+    const attempt = this.#attempts.attempt(delivery);
+    const exhausted = attempt > fn.retry.maxAttempts;
+    // The poison guard needs no admission: it runs nothing.
+    if (!exhausted && !admission.tryAdmit()) return this.#release(delivery);
     metrics.received.inc(labels);
     metrics.inflight.inc(labels);
     this.#inflight++;
@@ -109,17 +83,34 @@ export class Invoker {
       },
       parent,
     );
-    const invocation: Invocation = { delivery, span, context: trace.setSpan(parent, span), breakers: new Set() };
+    const invocation: Invocation = {
+      delivery,
+      span,
+      context: trace.setSpan(parent, span),
+      breakers: new Set(),
+      working: () => {
+        delivery.working();
+        metrics.acks.inc({ function: fn.name, action: "working" });
+      },
+    };
     const started = performance.now();
     try {
-      const outcome = await context.with(invocation.context, () => this.#invoke(invocation));
-      metrics.duration.observe(labels, (performance.now() - started) / 1000);
-      this.#recordOnBreaker(outcome);
-      if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) this.#pause(outcome.error.retryAfterMs);
+      let outcome: Outcome;
+      let holdMs: number | undefined;
+      if (exhausted) {
+        outcome = { kind: "exhausted", attempts: attempt };
+      } else {
+        outcome = await context.with(invocation.context, () => this.#run(invocation));
+        metrics.duration.observe(labels, (performance.now() - started) / 1000);
+        holdMs = admission.finish(outcome, invocation.breakers);
+      }
       if (outcome.kind === "error") span.recordException(outcome.error instanceof Error ? outcome.error : errorMessage(outcome.error));
       span.setAttribute("jetfn.outcome", outcome.kind);
-      await this.#settler.settle({ delivery, outcome, span, context: invocation.context, holdMs: this.#holdMs(invocation.breakers) });
-      metrics.invocations.inc({ ...labels, outcome: invocationOutcome(outcome) });
+      const settlement = await this.#settler.settle({ delivery, attempt, outcome, span, context: invocation.context, holdMs });
+      if (settlement.action !== "nak") this.#attempts.forget(delivery);
+      else if (!spendsAttempt(outcome, holdMs)) this.#attempts.spare(delivery);
+      const counted = invocationOutcome(outcome);
+      if (counted) metrics.invocations.inc({ ...labels, outcome: counted });
       metrics.endToEnd.observe(labels, Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
     } catch (error) {
       // Only a bug in the host gets here; the message will be redelivered after ack wait.
@@ -131,95 +122,21 @@ export class Invoker {
     }
   }
 
-  async #invoke(invocation: Invocation): Promise<Outcome> {
+  /** The executor's run under the deadline, with heartbeats while it may outlive half the ack wait. */
+  async #run(invocation: Invocation): Promise<Outcome> {
     const fn = this.#fn;
-    const decoded = decode(invocation.delivery.data, fn.encoding);
-    if (!decoded.ok) return { kind: "undecodable", error: decoded.error };
-    let event = decoded.value;
-    if (this.#loaded.schema) {
-      const valid = await validate(this.#loaded.schema, event);
-      if (!valid.ok) return { kind: "invalid", error: valid.error };
-      event = valid.value;
-    }
-    const working = (): void => {
-      invocation.delivery.working();
-      this.#deps.metrics.acks.inc({ function: fn.name, action: "working" });
-    };
-    // Only an invocation allowed to outlive half the ack wait needs heartbeats.
-    const heartbeat = fn.timeoutMs > fn.ackWaitMs / 2 ? new Heartbeat(fn.ackWaitMs, working) : undefined;
+    const heartbeat = fn.timeoutMs > fn.ackWaitMs / 2 ? new Heartbeat(fn.ackWaitMs, invocation.working) : undefined;
     try {
-      return await runWithTimeout(
-        (signal) => this.#loaded.handler(event, this.#context(invocation, signal, working)),
-        fn.timeoutMs,
-        this.#deps.stop,
-      );
+      return await runWithTimeout((signal) => this.#deps.executor.run(invocation, signal), fn.timeoutMs, this.#deps.stop);
     } finally {
       heartbeat?.stop();
     }
   }
 
-  #context(invocation: Invocation, signal: () => AbortSignal, working: () => void): FunctionContext {
-    const { delivery, span } = invocation;
-    const fn = this.#fn;
-    const { breakers, publisher } = this.#deps;
-    const parentLog = this.#log;
-    let log: Logger | undefined;
-    return {
-      function: fn.name,
-      subject: delivery.subject,
-      headers: delivery.headers,
-      seq: delivery.seq,
-      deliveryCount: delivery.deliveryCount,
-      timestamp: delivery.timestamp,
-      get signal() {
-        return signal();
-      },
-      span,
-      config: fn.config as Record<string, unknown>,
-      // Built on first use: most handlers never log.
-      get log(): Logger {
-        log ??= parentLog.child({
-          subject: delivery.subject,
-          seq: delivery.seq,
-          delivery_count: delivery.deliveryCount,
-          ...traceFields(span),
-        });
-        return log;
-      },
-      working,
-      breaker: (name, options) => {
-        const breaker = breakers.get(name, options, fn.name);
-        invocation.breakers.add(breaker);
-        return breaker;
-      },
-      publish: (subject, data, options) =>
-        tracedPublish(publisher, invocation.context, subject, encode(data), options?.headers, options?.msgId),
-    };
-  }
-
-  /**
-   * Tells the function's breaker how an admitted delivery ended. Only handler errors and
-   * timeouts speak of the dependency; a NonRetryableError, bad input, an open named
-   * breaker or shutdown say nothing about it.
-   */
-  #recordOnBreaker(outcome: Outcome): void {
-    const breaker = this.#breaker;
-    if (!breaker) return;
-    if (outcome.kind === "success") breaker.success();
-    else if (outcome.kind === "timeout") breaker.failure();
-    else if (outcome.kind === "error" && !isNonRetryableError(outcome.error) && !isBreakerOpenError(outcome.error)) breaker.failure();
-    else breaker.release();
-  }
-
-  /**
-   * While a breaker this delivery went through is open (the function's, or a named one
-   * the handler used): how long to hold a failed message instead of spending its attempts.
-   */
-  #holdMs(usedBreakers: ReadonlySet<NamedBreaker>): number | undefined {
-    let hold: number | undefined;
-    for (const breaker of [this.#breaker, ...usedBreakers]) {
-      if (breaker?.state === "open") hold = Math.max(hold ?? 0, breaker.remainingOpenMs());
-    }
-    return hold;
+  /** The gate is closed (breaker open, paused): hand the message back unrun, unspent. */
+  #release(delivery: Delivery): void {
+    delivery.nak(this.#deps.admission.closedForMs() || 1000);
+    this.#attempts.spare(delivery);
+    this.#deps.metrics.acks.inc({ function: this.#fn.name, action: "nak" });
   }
 }

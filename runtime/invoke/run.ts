@@ -1,16 +1,16 @@
 import type { Outcome } from "./settle.ts";
 
 /**
- * Runs one invocation with a deadline. The handler gets a signal that aborts when the
- * timeout fires or when `stop` (shutdown past its grace period) aborts. Whichever comes
- * first decides the outcome; a handler that rejects after that is ignored, never an
- * unhandled rejection.
+ * Runs one invocation with a deadline. The run gets a signal that aborts when the timeout
+ * fires or when `stop` (shutdown past its grace period) aborts. Whichever comes first
+ * decides the outcome; a run that ends after that is ignored, never an unhandled
+ * rejection.
  *
  * The signal is made on first use (`signal()`): most fast handlers never ask for it, and an
  * AbortController per message is a measurable share of the host's work.
  */
 export function runWithTimeout(
-  invoke: (signal: () => AbortSignal) => unknown,
+  run: (signal: () => AbortSignal) => Promise<Outcome>,
   timeoutMs: number,
   stop: AbortSignal,
 ): Promise<Outcome> {
@@ -44,14 +44,8 @@ export function runWithTimeout(
     if (stop.aborted) return onStop();
     stop.addEventListener("abort", onStop, { once: true });
 
-    let result: unknown;
-    try {
-      result = invoke(signal);
-    } catch (error) {
-      return finish({ kind: "error", error });
-    }
-    Promise.resolve(result).then(
-      (value) => finish({ kind: "success", value }),
+    run(signal).then(
+      (outcome) => finish(outcome),
       (error: unknown) => finish({ kind: "error", error }),
     );
   });

@@ -7,13 +7,23 @@ export type Outcome =
   | { readonly kind: "success"; readonly value: unknown }
   | { readonly kind: "error"; readonly error: unknown }
   | { readonly kind: "timeout"; readonly timeoutMs: number }
-  /** Cut off by shutdown after the grace period. */
-  | { readonly kind: "aborted" }
+  /**
+   * Cut off through no fault of its own: by shutdown after the grace period, or as a
+   * bystander on a worker thread terminated for another invocation's hard timeout.
+   */
+  | { readonly kind: "aborted"; readonly cause?: "shutdown" | "bystander" }
+  /** Its worker thread ended under it: out of memory, `process.exit()`, an uncaught error. */
+  | { readonly kind: "crashed"; readonly reason: CrashReason; readonly error: string }
   | { readonly kind: "undecodable"; readonly error: Error }
-  | { readonly kind: "invalid"; readonly error: Error };
+  | { readonly kind: "invalid"; readonly error: Error }
+  /** Not run: delivered more often than `retry.maxAttempts` allows (the poison guard). */
+  | { readonly kind: "exhausted"; readonly attempts: number };
+
+/** Why a worker thread ended: `jetfn_worker_restarts_total{reason}` values. */
+export type CrashReason = "timeout" | "out-of-memory" | "exit" | "uncaught" | "load";
 
 /** `jetfn_dead_letters_total{reason}` values. */
-export type DeadLetterReason = "non-retryable" | "attempts-exhausted" | "undecodable" | "invalid";
+export type DeadLetterReason = "non-retryable" | "attempts-exhausted" | "undecodable" | "invalid" | "crashed";
 
 /** The one terminal action for a delivery (DESIGN.md, outcome table). */
 export type Settlement =
@@ -22,20 +32,26 @@ export type Settlement =
   | { readonly action: "dead-letter"; readonly reason: DeadLetterReason; readonly error: string };
 
 /** `jetfn_invocations_total{outcome}` values. */
-export type InvocationOutcome = "success" | "error" | "timeout" | "invalid";
+export type InvocationOutcome = "success" | "error" | "timeout" | "invalid" | "crashed";
 
-/** Maps an outcome to the `outcome` label of `jetfn_invocations_total`. */
-export function invocationOutcome(outcome: Outcome): InvocationOutcome {
+/**
+ * Maps an outcome to the `outcome` label of `jetfn_invocations_total`; undefined for a
+ * delivery that was not invoked at all (the poison guard).
+ */
+export function invocationOutcome(outcome: Outcome): InvocationOutcome | undefined {
   switch (outcome.kind) {
     case "success":
     case "error":
     case "timeout":
+    case "crashed":
       return outcome.kind;
     case "aborted":
-      return "timeout";
+      return outcome.cause === "bystander" ? "crashed" : "timeout";
     case "undecodable":
     case "invalid":
       return "invalid";
+    case "exhausted":
+      return undefined;
   }
 }
 
@@ -44,21 +60,27 @@ export function invocationOutcome(outcome: Outcome): InvocationOutcome {
  * answer, so every row of the outcome table is a unit test.
  *
  * - success: ack (the caller publishes `output` first, if the function has one);
- * - aborted by shutdown: nak with no delay, so another replica takes it at once;
+ * - aborted (by shutdown, or as a bystander of a terminated thread): nak with no delay, so
+ *   another replica, or a fresh thread, takes it at once;
+ * - delivered more often than `maxAttempts` allows before it ran (`exhausted`): dead-letter
+ *   as attempts-exhausted without running it;
  * - `NonRetryableError`, undecodable payload, schema failure: dead-letter at once;
  * - `BreakerOpenError` (a named breaker refused the call): nak until it lets probes
  *   through, whatever the delivery count: a dependency outage never dead-letters;
  * - any other failure while the function's breaker is open (`holdMs` given): nak until
  *   it half-opens, for the same reason;
- * - any other failure (including `RetryAfterError` and timeouts) on the last allowed
- *   delivery (`deliveryCount >= maxAttempts`): dead-letter as attempts-exhausted;
+ * - any other failure (including `RetryAfterError`, timeouts and crashes) on the last
+ *   allowed attempt (`attempt >= maxAttempts`): dead-letter as attempts-exhausted, or as
+ *   crashed for a crash;
  * - `RetryAfterError`: nak with its delay; other failures: nak with the backoff delay.
  *
+ * @param attempt this delivery's attempt, 1-based: the server's delivery count less the
+ *   deliveries that did not spend one (see {@link spendsAttempt}).
  * @param holdMs set while the function's breaker is open: milliseconds until it half-opens.
  */
 export function settle(
   outcome: Outcome,
-  deliveryCount: number,
+  attempt: number,
   retry: CompiledRetry,
   random: () => number = Math.random,
   holdMs?: number,
@@ -67,14 +89,27 @@ export function settle(
     case "success":
       return { action: "ack", output: outcome.value };
     case "aborted":
-      return { action: "nak", delayMs: 0, error: "aborted by shutdown" };
+      return outcome.cause === "bystander"
+        ? { action: "nak", delayMs: 0, error: "its worker thread was replaced after another invocation's hard timeout" }
+        : { action: "nak", delayMs: 0, error: "aborted by shutdown" };
     case "undecodable":
     case "invalid":
       return { action: "dead-letter", reason: outcome.kind, error: errorMessage(outcome.error) };
+    case "exhausted":
+      return {
+        action: "dead-letter",
+        reason: "attempts-exhausted",
+        error: `not run: attempt ${outcome.attempts} is past retry.maxAttempts (${retry.maxAttempts}); earlier attempts ended without settling (the host crashed or was killed while running it)`,
+      };
     case "timeout":
+    case "crashed":
     case "error": {
       const error =
-        outcome.kind === "timeout" ? `timed out after ${outcome.timeoutMs}ms` : errorMessage(outcome.error);
+        outcome.kind === "timeout"
+          ? `timed out after ${outcome.timeoutMs}ms`
+          : outcome.kind === "crashed"
+            ? outcome.error
+            : errorMessage(outcome.error);
       if (outcome.kind === "error" && isNonRetryableError(outcome.error)) {
         return { action: "dead-letter", reason: "non-retryable", error };
       }
@@ -82,16 +117,28 @@ export function settle(
         return { action: "nak", delayMs: outcome.error.retryAfterMs, error };
       }
       if (holdMs !== undefined) return { action: "nak", delayMs: holdMs, error };
-      if (deliveryCount >= retry.maxAttempts) {
-        return { action: "dead-letter", reason: "attempts-exhausted", error };
+      if (attempt >= retry.maxAttempts) {
+        return { action: "dead-letter", reason: outcome.kind === "crashed" ? "crashed" : "attempts-exhausted", error };
       }
       const delayMs =
         outcome.kind === "error" && isRetryAfterError(outcome.error)
           ? outcome.error.delayMs
-          : backoffDelay(retry, deliveryCount, random);
+          : backoffDelay(retry, attempt, random);
       return { action: "nak", delayMs, error };
     }
   }
+}
+
+/**
+ * Whether a nak for this outcome spends one of the message's attempts. Shutdown, a thread
+ * terminated for another invocation, and an open breaker (the function's while it holds
+ * failures, or a named one the handler met) are not the message's fault: the redelivery
+ * the nak causes is not counted against `retry.maxAttempts`.
+ */
+export function spendsAttempt(outcome: Outcome, holdMs?: number): boolean {
+  if (outcome.kind === "aborted") return false;
+  if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) return false;
+  return holdMs === undefined;
 }
 
 /**

@@ -18,6 +18,8 @@ const HEADER_ALLOWANCE = 512;
 /** One delivery on its way to settlement. */
 export interface Settling {
   readonly delivery: Delivery;
+  /** The delivery's attempt, 1-based (see AttemptLedger). */
+  readonly attempt: number;
   readonly outcome: Outcome;
   readonly span: Span;
   /** The delivery's trace context: the parent of output and dead-letter publishes. */
@@ -49,7 +51,7 @@ export class Settler {
   async settle(item: Settling): Promise<Settlement> {
     const { delivery, outcome } = item;
     const fn = this.#fn;
-    let settlement = settle(outcome, delivery.deliveryCount, fn.retry, this.#random, item.holdMs);
+    let settlement = settle(outcome, item.attempt, fn.retry, this.#random, item.holdMs);
     if (settlement.action === "ack" && fn.output && settlement.output !== undefined) {
       settlement = await this.#publishOutput(item, fn.output, settlement.output);
     }
@@ -82,7 +84,7 @@ export class Settler {
       data = encode(value);
     } catch (error) {
       // A return value that cannot be encoded is the handler's failure, retried like one.
-      return settle({ kind: "error", error }, delivery.deliveryCount, this.#fn.retry, this.#random, item.holdMs);
+      return settle({ kind: "error", error }, item.attempt, this.#fn.retry, this.#random, item.holdMs);
     }
     const maxPayload = this.#publisher.maxPayload;
     if (data.length > maxPayload - HEADER_ALLOWANCE) {
@@ -95,7 +97,7 @@ export class Settler {
       await tracedPublish(this.#publisher, item.context, subject, data, {}, msgId);
       return { action: "ack", output: value };
     } catch (error) {
-      return this.#retryLater(delivery, `output publish to ${subject} failed: ${errorMessage(error)}`);
+      return this.#retryLater(item, `output publish to ${subject} failed: ${errorMessage(error)}`);
     }
   }
 
@@ -123,13 +125,13 @@ export class Settler {
       await tracedPublish(this.#publisher, item.context, fn.deadLetter, delivery.data, headers, msgId);
       return settlement;
     } catch (error) {
-      return this.#retryLater(delivery, `dead-letter publish to ${fn.deadLetter} failed: ${errorMessage(error)}`);
+      return this.#retryLater(item, `dead-letter publish to ${fn.deadLetter} failed: ${errorMessage(error)}`);
     }
   }
 
   /** A publish of ours failed: the broker is the problem, so retry with backoff and never drop. */
-  #retryLater(delivery: Delivery, error: string): Settlement {
-    return { action: "nak", delayMs: backoffDelay(this.#fn.retry, delivery.deliveryCount, this.#random), error };
+  #retryLater(item: Settling, error: string): Settlement {
+    return { action: "nak", delayMs: backoffDelay(this.#fn.retry, item.attempt, this.#random), error };
   }
 
   /** The one log line of a failed delivery. Never the payload. */

@@ -3,17 +3,19 @@ import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-i
 import type { CompiledFunction, CompiledRetry } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
-import type { CircuitBreaker } from "../resilience/breaker.ts";
+import type { Admission } from "../invoke/admission.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { AckBatch } from "./ack-batch.ts";
 
 export interface PullLoopOptions {
   /** Re-creates the consumer after it was found missing. */
   readonly rebind: () => Promise<void>;
-  /** The function's breaker: while open nothing is pulled; half-open, only its probes. */
-  readonly breaker?: CircuitBreaker;
-  /** Called for each message handed back (nak'd) because the breaker or a pause refused it. */
-  readonly onReleased?: () => void;
+  /**
+   * Whether the function's deliveries may start: nothing is pulled while its gate is
+   * closed, only probes while its breaker is half-open. Each delivery is still admitted by
+   * the dispatcher, which hands back what arrives after the gate closed.
+   */
+  readonly admission: Admission;
 }
 
 /**
@@ -64,8 +66,6 @@ export class PullLoop {
   #failure?: unknown;
   #failures = 0;
   #wake?: () => void;
-  /** Epoch ms until which nothing is pulled (a named breaker the handler uses is open). */
-  #pausedUntil = 0;
   #bound = false;
   #done?: Promise<void>;
 
@@ -81,6 +81,7 @@ export class PullLoop {
     this.#dispatch = dispatch;
     this.#log = log.child({ function: fn.name });
     this.#options = options;
+    options.admission.onClose(() => this.interrupt());
   }
 
   /** True while the consumer is known to exist and the last pull did not fail. */
@@ -102,18 +103,7 @@ export class PullLoop {
     this.#bound = false;
   }
 
-  /**
-   * Stops pulling for `ms` (a named breaker the handler needs is open): messages stay in the
-   * stream, unspent, instead of failing fast one after another.
-   */
-  pause(ms: number): void {
-    const until = Date.now() + ms;
-    if (until <= this.#pausedUntil) return;
-    this.#pausedUntil = until;
-    this.interrupt();
-  }
-
-  /** Ends the open pulls early (breaker opened, pause, reconnect): the server stops sending their messages. */
+  /** Ends the open pulls early (the gate closed, a reconnect): the server stops sending their messages. */
   interrupt(): void {
     for (const pull of this.#pulls.keys()) pull.stop();
   }
@@ -135,7 +125,7 @@ export class PullLoop {
       }
       const want = this.#want();
       if (want === 0) {
-        await this.#changed(this.#holdMs() || 1000);
+        await this.#changed(this.#options.admission.closedForMs() || 1000);
         continue;
       }
       this.#requested += want;
@@ -151,20 +141,16 @@ export class PullLoop {
     }
   }
 
-  /** While paused or the breaker is open: how long nothing may be taken. */
-  #holdMs(): number {
-    return Math.max(this.#pausedUntil - Date.now(), this.#options.breaker?.remainingOpenMs() ?? 0, 0);
-  }
-
   /** How many messages to ask for now; 0 to wait. */
   #want(): number {
-    if (this.#holdMs() > 0) return 0;
+    const admission = this.#options.admission;
+    const allowance = admission.allowance();
+    if (allowance === 0) return 0;
     const room = this.#fn.concurrency - this.#inflight.size - this.#requested;
     if (room <= 0) return 0;
-    const breaker = this.#options.breaker;
-    if (breaker && breaker.state !== "closed") {
+    if (admission.probing) {
       // Only probes, from one pull at a time.
-      return this.#pulls.size > 0 ? 0 : Math.min(room, breaker.allowance());
+      return this.#pulls.size > 0 ? 0 : Math.min(room, allowance);
     }
     if (this.#pulls.size === 0) return room;
     // A busy function pulls in batches, not one message per freed slot.
@@ -173,7 +159,6 @@ export class PullLoop {
 
   async #receive(pull: ConsumerMessages, asked: number): Promise<void> {
     const stopped = this.#stopping.signal;
-    const breaker = this.#options.breaker;
     let received = 0;
     const watchdog = setTimeout(() => {
       this.#log.warn({ received, asked }, "pull still open past its expiry: replacing it");
@@ -184,7 +169,6 @@ export class PullLoop {
         received++;
         this.#requested--;
         if (stopped.aborted) msg.nak();
-        else if (this.#holdMs() > 0 || (breaker && !breaker.tryAcquire())) this.#release(msg);
         else this.#start(msg);
       }
       this.#failures = 0;
@@ -212,12 +196,6 @@ export class PullLoop {
     }
     const delay = backoffDelay(REBIND_BACKOFF, this.#failures);
     await sleep(delay, undefined, { signal: this.#stopping.signal }).catch(() => {});
-  }
-
-  /** Hands a message back until the pause ends or the breaker lets probes through. */
-  #release(msg: JsMsg): void {
-    msg.nak(this.#holdMs() || 1000);
-    this.#options.onReleased?.();
   }
 
   #start(msg: JsMsg): void {

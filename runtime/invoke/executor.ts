@@ -1,0 +1,36 @@
+import type { Context, Span } from "@opentelemetry/api";
+import type { Delivery } from "../contracts/delivery.ts";
+import type { NamedBreaker } from "../resilience/breakers.ts";
+import type { Outcome } from "./settle.ts";
+
+/** One admitted delivery on its way through an executor. */
+export interface Invocation {
+  readonly delivery: Delivery;
+  /** The delivery's CONSUMER span. */
+  readonly span: Span;
+  /** The delivery's trace context (its span): the parent of what the handler publishes. */
+  readonly context: Context;
+  /** Named breakers the handler went through (`ctx.breaker`); filled while it runs. */
+  readonly breakers: Set<NamedBreaker>;
+  /** `ctx.working()`: resets the message's ack timer, and counts it. */
+  working(): void;
+}
+
+/**
+ * Runs a function's handler for one delivery and tells how it ended: decode, validate
+ * (the handler's schema), invoke. It is the only part of a delivery's way that differs
+ * between `isolation: none` (in the host's thread) and `isolation: worker` (in a worker
+ * thread); admission, the deadline, heartbeats, settlement, metrics and spans stay around
+ * it in the invoker.
+ */
+export interface Executor {
+  /**
+   * Never rejects. The invoker's deadline may settle the delivery before this resolves;
+   * `signal` (made on first use) aborts then, on the timeout or at shutdown.
+   */
+  run(invocation: Invocation, signal: () => AbortSignal): Promise<Outcome>;
+  /** What `/functions` shows about how the function runs (its threads), if anything. */
+  status(): Record<string, unknown> | undefined;
+  /** Releases what the executor holds (threads). */
+  close(): Promise<void>;
+}

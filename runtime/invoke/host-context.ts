@@ -1,0 +1,57 @@
+import type { Context } from "@opentelemetry/api";
+import type { CompiledFunction } from "../config/types.ts";
+import type { Publisher } from "../contracts/delivery.ts";
+import type { BreakerRegistry, NamedBreaker } from "../resilience/breakers.ts";
+import type { BreakerOptions, PublishAck } from "../sdk/types.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import type { Invocation } from "./executor.ts";
+import { traceFields } from "./settler.ts";
+import { tracedPublish } from "./traced-publisher.ts";
+
+/**
+ * The parts of `ctx` that live in the host, whichever thread the handler runs in: its
+ * publishing, its named breakers (host-wide state) and its log lines.
+ */
+export class HostContext {
+  readonly fn: CompiledFunction;
+  /** The function's logger. */
+  readonly log: Logger;
+  readonly publisher: Publisher;
+  readonly #breakers: BreakerRegistry;
+
+  constructor(fn: CompiledFunction, log: Logger, publisher: Publisher, breakers: BreakerRegistry) {
+    this.fn = fn;
+    this.log = log;
+    this.publisher = publisher;
+    this.#breakers = breakers;
+  }
+
+  /** `ctx.publish`: a PRODUCER span under `parent` (default: the delivery's span). */
+  publish(
+    invocation: Invocation,
+    subject: string,
+    data: Uint8Array,
+    options: { headers?: Record<string, string>; msgId?: string } = {},
+    parent: Context = invocation.context,
+  ): Promise<PublishAck> {
+    return tracedPublish(this.publisher, parent, subject, data, options.headers, options.msgId);
+  }
+
+  /** `ctx.breaker(name)`: the host's breaker of that name, noted as used by this invocation. */
+  breaker(invocation: Invocation, name: string, options?: BreakerOptions): NamedBreaker {
+    const breaker = this.#breakers.get(name, options, this.fn.name);
+    invocation.breakers.add(breaker);
+    return breaker;
+  }
+
+  /** `ctx.log`: the function's logger with the delivery's subject, seq and trace ids. */
+  logger(invocation: Invocation): Logger {
+    const { delivery, span } = invocation;
+    return this.log.child({
+      subject: delivery.subject,
+      seq: delivery.seq,
+      delivery_count: delivery.deliveryCount,
+      ...traceFields(span),
+    });
+  }
+}
