@@ -7,6 +7,7 @@ import type {
   CompiledRetry,
   CompiledStream,
   Encoding,
+  Isolation,
 } from "./types.ts";
 import { DEFAULT_BREAKER_POLICY } from "../resilience/breaker.ts";
 import type { DefaultsEntry, FunctionEntry, StreamEntry } from "./schema.ts";
@@ -29,6 +30,8 @@ export const BUILT_IN_DEFAULTS = Object.freeze({
   breaker: DEFAULT_BREAKER_POLICY as CompiledBreaker,
   deliverPolicy: Object.freeze<CompiledDeliverPolicy>({ kind: "all" }),
   encoding: "json" as Encoding,
+  isolation: "worker" as Isolation,
+  memoryLimitBytes: 512 * 1024 * 1024,
   stream: Object.freeze({
     storage: "file" as const,
     replicas: 1,
@@ -121,6 +124,8 @@ export function compileFunction(
     deliverPolicy: entry.deliverPolicy ?? defaults.deliverPolicy ?? builtIn.deliverPolicy,
     encoding: entry.encoding ?? defaults.encoding ?? builtIn.encoding,
     config: entry.config ?? defaults.config ?? {},
+    isolation: entry.isolation ?? defaults.isolation ?? builtIn.isolation,
+    memoryLimitMb: Math.round((entry.memoryLimit ?? defaults.memoryLimit ?? builtIn.memoryLimitBytes) / (1024 * 1024)),
   };
   return { compiled, issues };
 }

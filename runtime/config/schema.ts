@@ -3,6 +3,7 @@ import type { CompiledDeliverPolicy } from "./types.ts";
 import { durationMessage, durationSchema, isDuration, parseDuration } from "./duration.ts";
 import { describeValue } from "./errors.ts";
 import { copyPlain, isPlainMap } from "./freeze.ts";
+import { sizeSchema } from "./size.ts";
 import { isValidSubject } from "./subjects.ts";
 import { dispatch, integer, issueMessage } from "./messages.ts";
 
@@ -149,6 +150,8 @@ const tunables = {
   deliverPolicy: deliverPolicySchema.optional(),
   encoding: z.enum(["json", "text", "binary"]).optional(),
   config: configMapSchema.optional(),
+  isolation: z.enum(["worker", "none"]).optional(),
+  memoryLimit: sizeSchema(16 * 1024 * 1024).optional(),
 };
 
 /** Keys that only a function entry may set; `defaults:` rejects them by name. */

@@ -62,7 +62,14 @@ export interface CompiledFunction {
   readonly deliverPolicy: CompiledDeliverPolicy;
   readonly encoding: Encoding;
   readonly config: Readonly<Record<string, unknown>>;
+  /** Where the handler runs: a worker thread of its own function, or the host's thread. */
+  readonly isolation: Isolation;
+  /** The heap cap of the function's worker thread, in MB (`memoryLimit:`). */
+  readonly memoryLimitMb: number;
 }
+
+/** `isolation:` in `functions.yaml`. */
+export type Isolation = "worker" | "none";
 
 export interface CompiledConfig {
   /** Absolute path of the `functions.yaml` this came from. */

@@ -31,6 +31,8 @@ describe("loadConfig: compiling", () => {
         deliverPolicy: { kind: "all" },
         encoding: "json",
         config: {},
+        isolation: "worker",
+        memoryLimitMb: 512,
       },
     ]);
     expect(config.functions[0]).not.toHaveProperty("breaker");
