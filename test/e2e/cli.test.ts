@@ -19,14 +19,7 @@ functions:
   - { name: work, handler: functions/work.ts, stream: JOBS, subjects: [jobs.work], concurrency: 4, timeout: 20s }
   - { name: stuck, handler: functions/stuck.ts, stream: JOBS, subjects: [jobs.stuck], timeout: 20s }
 `,
-    "functions/work.ts": `
-export default async (event: { id: number }, ctx: import("jetfn").FunctionContext) => {
-  await new Promise((resolve) => setTimeout(resolve, 3000));
-  await ctx.publish("done.work", { id: event.id });
-};`,
-    "functions/stuck.ts": `
-export default async () => { await new Promise(() => {}); };`,
-  });
+  }, { fixtures: "cli/start" });
 
 const nats = useNats();
 
@@ -48,10 +41,10 @@ describe("jetfn validate", () => {
   });
 
   it("exits 2 naming file, line and key of a bad functions.yaml", async () => {
-    const dir = makeProject({
-      "functions.yaml": "functions:\n  - name: a\n    handler: a.ts\n    stream: S\n    subjects: [x]\n    timeout: ten\n",
-      "a.ts": "export default async () => {};\n",
-    });
+    const dir = makeProject(
+      { "functions.yaml": "functions:\n  - name: a\n    handler: a.ts\n    stream: S\n    subjects: [x]\n    timeout: ten\n" },
+      { fixtures: "cli/validate" },
+    );
     const cli = runCli(["validate"], { JETFN_CONFIG: path.join(dir, "functions.yaml") });
     expect(await cli.exited).toBe(2);
     expect(cli.output()).toMatch(/functions\.yaml:6:14 functions\[0\]\.timeout: expected a duration like 10s, got "ten"/);

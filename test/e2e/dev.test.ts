@@ -43,7 +43,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const project = () => makeProject({ "functions.yaml": YAML, "functions/existing.ts": "export default async () => {};\n" });
+const project = () => makeProject({ "functions.yaml": YAML }, { fixtures: "dev" });
 
 describe("jetfn new", () => {
   it("writes a handler and its yaml entry, keeping the file's comments, and the result validates", async () => {

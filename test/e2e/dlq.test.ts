@@ -6,15 +6,13 @@ import path from "node:path";
 import { headers } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
+import type { Fragile } from "../fixtures/dlq/fragile.ts";
 import { runCli } from "../support/cli.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
 import { client, makeProject, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-interface Fragile {
-  fixed: boolean;
-  succeeded: { body: string; note?: string }[];
-}
+/** The fix switch and what got through, shared with test/fixtures/dlq/fragile.ts through globalThis. */
 const state: Fragile = ((globalThis as { __jetfnFragile?: Fragile }).__jetfnFragile = { fixed: false, succeeded: [] });
 
 let server: NatsServer;
@@ -31,15 +29,7 @@ functions:
   - { name: fragile, handler: fragile.ts, stream: DL, subjects: [dl.in] }
   - { name: audit, handler: audit.ts, stream: DL, subjects: [dl.in] }
 `,
-    "fragile.ts": `
-import { NonRetryableError } from "jetfn";
-const state = (globalThis as any).__jetfnFragile;
-export default async (event: { n: number }, ctx: import("jetfn").FunctionContext) => {
-  if (!state.fixed) throw new NonRetryableError("bug in fragile, event " + event.n);
-  state.succeeded.push({ body: JSON.stringify(event), note: ctx.headers["X-Note"] });
-};`,
-    "audit.ts": "export default async () => {};\n",
-  });
+  }, { fixtures: "dlq" });
   configFile = path.join(dir, "functions.yaml");
   ({ host } = await startHost(dir, server.url));
 });

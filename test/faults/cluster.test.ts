@@ -7,11 +7,13 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
+import type { Processed } from "../fixtures/cluster/count.ts";
 import { startNatsCluster, type NatsCluster } from "../support/nats-server.ts";
 import { makeProject, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-const processed: { id: number; at: number }[] = ((globalThis as { __jetfnCluster?: { id: number; at: number }[] }).__jetfnCluster = []);
+/** What test/fixtures/cluster/count.ts processed, shared through globalThis. */
+const processed: Processed = ((globalThis as { __jetfnCluster?: Processed }).__jetfnCluster = []);
 
 let cluster: NatsCluster;
 let host: Host;
@@ -31,10 +33,7 @@ streams:
 functions:
   - { name: count, handler: count.ts, stream: CL, subjects: [cl.in], timeout: 2s, retry: { initialDelay: 100ms } }
 `,
-    "count.ts": `
-const processed = (globalThis as any).__jetfnCluster;
-export default async (event: { id: number }) => { processed.push({ id: event.id, at: Date.now() }); };`,
-  });
+  }, { fixtures: "cluster" });
   ({ host } = await startHost(dir, cluster.urls.join(",")));
 }, 60_000);
 

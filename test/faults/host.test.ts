@@ -13,7 +13,7 @@ const nats = useNats();
 
 afterEach(killCliHosts);
 
-/** A project whose `work` function records each processing in the SEEN stream. */
+/** A project whose `work` function (test/fixtures/host/work.ts) records each processing in the SEEN stream. */
 function project(name: string): string {
   return makeProject({
     "functions.yaml": `
@@ -30,12 +30,7 @@ functions:
     ackWait: 3s
     retry: { maxAttempts: 10, initialDelay: 100ms, maxDelay: 1s }
 `,
-    "work.ts": `
-export default async (event: { id: number }, ctx: import("jetfn").FunctionContext) => {
-  await new Promise((resolve) => setTimeout(resolve, 10));
-  await ctx.publish("${name.toLowerCase()}.seen", { id: event.id, deliveryCount: ctx.deliveryCount });
-};`,
-  });
+  }, { fixtures: "host" });
 }
 
 const startCli = (dir: string) => startCliHost(path.join(dir, "functions.yaml"), nats.server.url, { JETFN_SHUTDOWN_TIMEOUT: "10s" });

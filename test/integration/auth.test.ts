@@ -28,6 +28,7 @@ const CANARY = "canary-SECRET-1234";
 /** How long a start with wrong credentials may take before it counts as hanging. */
 const FAIL_FAST_MS = 5_000;
 
+/** The handlers are in test/fixtures/auth/methods/fns/. */
 const files: Record<string, string> = {
   "functions.yaml": `
 streams:
@@ -36,15 +37,6 @@ streams:
 functions:
   - { name: echo, handler: fns/echo.ts, stream: EVT, subjects: [evt.echo], output: out.echo }
   - { name: fatal, handler: fns/fatal.ts, stream: EVT, subjects: [evt.fatal], retry: { maxAttempts: 1 } }
-`,
-  "fns/echo.ts": `export default async (event: { n: number }) => ({ n: event.n, echoed: true });\n`,
-  "fns/fatal.ts": `
-import { defineFunction, NonRetryableError } from "jetfn";
-export default defineFunction({
-  async handler(event: { orderId: string }) {
-    throw new NonRetryableError("card declined for " + event.orderId);
-  },
-});
 `,
 };
 
@@ -55,7 +47,7 @@ let operator: OperatorCreds;
 const servers: NatsServer[] = [];
 
 beforeAll(async () => {
-  project = makeProject(files);
+  project = makeProject(files, { fixtures: "auth/methods" });
   scratch = tempDir("jetfn-auth-");
   tls = makeTlsFiles(scratch.dir);
   operator = await makeOperatorCreds(scratch.dir);
@@ -266,8 +258,7 @@ streams:
 functions:
   - { name: echo, handler: echo.ts, stream: R, subjects: [r.in], output: r.out }
 `,
-      "echo.ts": "export default async (e: { n: number }) => ({ n: e.n });\n",
-    });
+    }, { fixtures: "auth/reconnect" });
     const { host, logs, baseUrl } = await startHost(dir, s.url, { NATS_USER: "jetfn", NATS_PASSWORD: CANARY });
     const readyz = async (): Promise<number> => (await fetch(`${baseUrl}/readyz`)).status;
     try {

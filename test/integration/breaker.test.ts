@@ -5,37 +5,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
+import type { Dependency } from "../fixtures/breaker/dependency.ts";
 import { makeProject, startHost, type LogCapture, scrape, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-/** The simulated dependency, shared with the in-process handlers through globalThis. */
-interface Dependency {
-  down: boolean;
-  deliveries: Map<string, { id: number; at: number }[]>;
-  processed: Map<string, Set<number>>;
-}
+/** The simulated dependency the handlers in test/fixtures/breaker/ call, shared through globalThis. */
 const dep: Dependency = ((globalThis as { __jetfnTestDependency?: Dependency }).__jetfnTestDependency = {
   down: false,
   deliveries: new Map(),
   processed: new Map(),
 });
-
-const handler = (useNamedBreaker: boolean) => `
-import { defineFunction } from "jetfn";
-const dep = (globalThis as any).__jetfnTestDependency;
-export default defineFunction({
-  async handler(event: { id: number }, ctx) {
-    const seen = dep.deliveries.get(ctx.function) ?? [];
-    seen.push({ id: event.id, at: Date.now() });
-    dep.deliveries.set(ctx.function, seen);
-    const call = async () => {
-      if (dep.down) throw new Error("dependency unavailable");
-    };
-    ${useNamedBreaker ? 'await ctx.breaker("dep", { failureThreshold: 2, openFor: "500ms" }).execute(call);' : "await call();"}
-    if (!dep.processed.has(ctx.function)) dep.processed.set(ctx.function, new Set());
-    dep.processed.get(ctx.function).add(event.id);
-  },
-});`;
 
 let host: Host;
 let baseUrl: string;
@@ -63,9 +42,7 @@ functions:
     concurrency: 1
     retry: { maxAttempts: 3, initialDelay: 100ms, jitter: false }
 `,
-    "guarded.ts": handler(false),
-    "named.ts": handler(true),
-  });
+  }, { fixtures: "breaker" });
   ({ host, baseUrl, logs } = await startHost(dir, nats.server.url));
 });
 

@@ -19,6 +19,7 @@ functions:
   - { name: fn, handler: ${handler}, stream: B, subjects: [b.in], retry: { maxAttempts: 1 } }
 `;
 
+/** A project whose handler is `handlerSource`, for the handlers that must not bundle or load. */
 function project(handlerSource: string, handler = "functions/fn.ts"): string {
   return makeProject({ "functions.yaml": yaml(handler), [handler.split("#")[0]!]: handlerSource });
 }
@@ -60,7 +61,7 @@ describe("bundling", () => {
   });
 
   it("loads a named export and a plain async function", async () => {
-    const dir = project("export const handle = async (e: number) => e * 2;\n", "functions/fn.ts#handle");
+    const dir = makeProject({ "functions.yaml": yaml("functions/fn.ts#handle") }, { fixtures: "bundle/named-export" });
     const config = loadConfig(path.join(dir, "functions.yaml"));
     const [built] = await buildHandlers(config);
     const loaded = await loadHandler(config.functions[0]!, built!.file, config.rootDir);
@@ -68,11 +69,7 @@ describe("bundling", () => {
   });
 
   it("reuses a bundle while its inputs are unchanged and rebuilds when one changes", async () => {
-    const dir = makeProject({
-      "functions.yaml": yaml("functions/fn.ts"),
-      "functions/fn.ts": 'import { answer } from "./lib/answer.ts";\nexport default async () => answer;\n',
-      "functions/lib/answer.ts": "export const answer = 1;\n",
-    });
+    const dir = makeProject({ "functions.yaml": yaml("functions/fn.ts") }, { fixtures: "bundle/reuse" });
     const config = loadConfig(path.join(dir, "functions.yaml"));
     const [first] = await buildHandlers(config);
     expect(first!.reused).toBe(false);
@@ -98,7 +95,7 @@ describe("a bundled handler at run time", () => {
   });
 
   it("throws errors whose stack names the handler's .ts line", async () => {
-    const dir = project('import { NonRetryableError } from "jetfn";\n\nexport default async () => {\n  throw new NonRetryableError("from line 4");\n};\n');
+    const dir = makeProject({ "functions.yaml": yaml("functions/fn.ts") }, { fixtures: "bundle/stack" });
     const { host, logs } = await startHost(dir, server.url);
     const { nc, js } = await client(server.url);
     try {

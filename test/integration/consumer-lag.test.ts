@@ -4,11 +4,13 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
+import type { Gate } from "../fixtures/consumer-lag/gated.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
 import { client, makeProject, scrape, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-const gate: { open: boolean } = ((globalThis as { __jetfnGate?: { open: boolean } }).__jetfnGate = { open: false });
+/** Holds test/fixtures/consumer-lag/gated.ts until opened, shared through globalThis. */
+const gate: Gate = ((globalThis as { __jetfnGate?: Gate }).__jetfnGate = { open: false });
 
 let server: NatsServer;
 let host: Host;
@@ -23,10 +25,7 @@ streams:
 functions:
   - { name: gated, handler: gated.ts, stream: LAG, subjects: [lag.in], concurrency: 1 }
 `,
-    "gated.ts": `
-const gate = (globalThis as any).__jetfnGate;
-export default async () => { while (!gate.open) await new Promise((r) => setTimeout(r, 20)); };`,
-  });
+  }, { fixtures: "consumer-lag" });
   ({ host, baseUrl } = await startHost(dir, server.url));
 });
 

@@ -5,18 +5,14 @@
 import { headers } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
+import { MAX_PAYLOAD } from "../fixtures/hostile/limits.ts";
+import type { Seen } from "../fixtures/hostile/echo.ts";
 import { makeProject, startHost, scrape, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-interface Seen {
-  keys: string[];
-  headerKeys: string[];
-  size?: number;
-}
 const seen: Seen[] = ((globalThis as { __jetfnHostile?: Seen[] }).__jetfnHostile = []);
 
-const MAX_PAYLOAD = 16 * 1024 * 1024;
-
+/** The handlers are in test/fixtures/hostile/. */
 const files = {
   "functions.yaml": `
 streams:
@@ -32,26 +28,6 @@ functions:
   - { name: nothing, handler: nothing.ts, stream: HX, subjects: [hx.nothing] }
   - { name: slow, handler: slow.ts, stream: HX, subjects: [hx.slow], ackWait: 1s, timeout: 10s, retry: { maxAttempts: 5 } }
 `,
-  "strict.ts": `
-import { defineFunction } from "jetfn";
-import { z } from "zod";
-export default defineFunction({ schema: z.object({ id: z.string() }), async handler() {} });`,
-  "echo.ts": `
-const seen = (globalThis as any).__jetfnHostile;
-export default async (event: Record<string, unknown>, ctx: import("jetfn").FunctionContext) => {
-  seen.push({ keys: Object.keys(event ?? {}), headerKeys: Object.keys(ctx.headers) });
-};`,
-  "big.ts": `
-export default async (event: Uint8Array) => ({ size: event.length });`,
-  "huge.ts": `
-export default async () => "x".repeat(${MAX_PAYLOAD} + 1);`,
-  "nothing.ts": `
-export default async () => { throw undefined; };`,
-  "slow.ts": `
-export default async (event: unknown, ctx: import("jetfn").FunctionContext) => {
-  await new Promise((resolve) => setTimeout(resolve, 3000)); // 3x the ack wait
-  await ctx.publish("hxout.slow", { deliveryCount: ctx.deliveryCount });
-};`,
 };
 
 let host: Host;
@@ -60,7 +36,7 @@ let baseUrl: string;
 const nats = useNats({ configText: `max_payload: ${MAX_PAYLOAD}\n` });
 
 beforeAll(async () => {
-  ({ host, baseUrl } = await startHost(makeProject(files), nats.server.url));
+  ({ host, baseUrl } = await startHost(makeProject(files, { fixtures: "hostile" }), nats.server.url));
 });
 
 afterAll(async () => {

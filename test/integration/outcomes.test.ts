@@ -10,14 +10,7 @@ import type { Host } from "../../runtime/host.ts";
 import { makeProject, startHost, type LogCapture, scrape, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-const record = `
-import type { FunctionContext } from "jetfn";
-/** Publishes one line per invocation to calls.<function>, for the test to count. */
-export async function record(ctx: FunctionContext, extra: Record<string, unknown> = {}): Promise<void> {
-  await ctx.publish("calls." + ctx.function, { seq: ctx.seq, deliveryCount: ctx.deliveryCount, at: Date.now(), ...extra });
-}
-`;
-
+/** The handlers are in test/fixtures/outcomes/fns/. */
 const files: Record<string, string> = {
   "functions.yaml": `
 defaults:
@@ -38,63 +31,6 @@ functions:
   - { name: slow, handler: fns/slow.ts, stream: EVT, subjects: [evt.slow], timeout: 300ms, retry: { maxAttempts: 2 } }
   - { name: dlqfail, handler: fns/fatal.ts, stream: EVT, subjects: [evt.dlqfail], deadLetter: dlqfail.dead }
 `,
-  "fns/record.ts": record,
-  "fns/ok.ts": `
-import { defineFunction } from "jetfn";
-import { record } from "./record.ts";
-export default defineFunction({
-  async handler(event: { n: number }, ctx) {
-    await record(ctx);
-    return { n: event.n, ok: true };
-  },
-});`,
-  "fns/flaky.ts": `
-import { record } from "./record.ts";
-export default async (event: unknown, ctx: import("jetfn").FunctionContext) => {
-  await record(ctx);
-  if (ctx.deliveryCount < 3) throw new Error("flaky dependency, attempt " + ctx.deliveryCount);
-  return "done";
-};`,
-  "fns/later.ts": `
-import { defineFunction, RetryAfterError } from "jetfn";
-import { record } from "./record.ts";
-export default defineFunction({
-  async handler(event, ctx) {
-    await record(ctx);
-    if (ctx.deliveryCount === 1) throw new RetryAfterError("rate limited", "400ms");
-  },
-});`,
-  "fns/fatal.ts": `
-import { defineFunction, NonRetryableError } from "jetfn";
-import { record } from "./record.ts";
-export default defineFunction({
-  async handler(event, ctx) {
-    await record(ctx);
-    throw new NonRetryableError("card declined");
-  },
-});`,
-  "fns/strict.ts": `
-import { defineFunction } from "jetfn";
-import { z } from "zod";
-import { record } from "./record.ts";
-export default defineFunction({
-  schema: z.object({ amount: z.number().positive() }),
-  async handler(event, ctx) {
-    await record(ctx, { amount: event.amount });
-  },
-});`,
-  "fns/broken.ts": `
-import { record } from "./record.ts";
-export default async (event: unknown, ctx: import("jetfn").FunctionContext) => {
-  await record(ctx);
-  throw "a string, not an Error";
-};`,
-  "fns/slow.ts": `
-import { record } from "./record.ts";
-export default async (event: unknown, ctx: import("jetfn").FunctionContext) => {
-  await record(ctx);
-  await new Promise(() => {}); // ignores its signal: the host must still move on
-};`,
 };
 
 let host: Host;
@@ -111,7 +47,7 @@ beforeAll(async () => {
       seen.push({ fn: msg.subject.slice("calls.".length), ...msg.json<{ seq: number; deliveryCount: number; at: number }>() });
     },
   });
-  ({ host, logs, baseUrl } = await startHost(makeProject(files), nats.server.url));
+  ({ host, logs, baseUrl } = await startHost(makeProject(files, { fixtures: "outcomes" }), nats.server.url));
 });
 
 afterAll(async () => {

@@ -292,15 +292,7 @@ functions:
   - { name: ok, handler: fns/ok.ts, stream: EVT, subjects: [evt.ok] }
   - { name: poison, handler: fns/poison.ts, stream: EVT, subjects: [evt.poison] }
 `,
-      "fns/ok.ts": `
-import { defineFunction } from "jetfn";
-export default defineFunction({ async handler(event: { n: number }) { return { n: event.n }; } });
-`,
-      "fns/poison.ts": `
-import { defineFunction, NonRetryableError } from "jetfn";
-export default defineFunction({ async handler() { throw new NonRetryableError("poison pill"); } });
-`,
-    });
+    }, { fixtures: "prometheus" });
     ({ host } = await startHost(dir, server.url));
     const port = host.httpAddress!.port;
 

@@ -8,10 +8,9 @@ import { ProvisionError } from "../../runtime/nats/provision.ts";
 import { createHost, makeProject, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-const handler = "export default async (e: unknown, ctx: import('jetfn').FunctionContext) => { await ctx.publish('seen.' + ctx.function, e); };\n";
-
+/** A project of `yaml` whose functions all run test/fixtures/provision/fn.ts. */
 function project(yaml: string): string {
-  return makeProject({ "functions.yaml": yaml, "fn.ts": handler });
+  return makeProject({ "functions.yaml": yaml }, { fixtures: "provision" });
 }
 
 const nats = useNats();

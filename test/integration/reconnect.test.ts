@@ -22,8 +22,7 @@ streams:
 functions:
   - { name: echo, handler: echo.ts, stream: R, subjects: [r.in], output: r.out }
 `,
-    "echo.ts": "export default async (e: { n: number }) => ({ n: e.n });\n",
-  });
+  }, { fixtures: "reconnect" });
   ({ host, logs, baseUrl } = await startHost(dir, server.url));
 });
 

@@ -25,8 +25,7 @@ streams:
 functions:
   - { name: echo, handler: echo.ts, stream: TF, subjects: [tf.in], output: tf.out }
 `,
-    "echo.ts": "export default async (e: { n: number }) => e;\n",
-  });
+  }, { fixtures: "tracing-failure" });
   const nobody = await freePort(); // nothing listens there
   ({ host, logs } = await startHost(dir, server.url, { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${nobody}` }));
 });

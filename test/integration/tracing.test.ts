@@ -36,18 +36,7 @@ functions:
     subjects: [tr.middle]
     retry: { maxAttempts: 3, initialDelay: 50ms, jitter: false }
 `,
-    "first.ts": `
-export default async (event: { order: string }) => ({ order: event.order, step: 1 });`,
-    "second.ts": `
-import { trace } from "@opentelemetry/api";
-export default async (event: { order: string }, ctx: import("jetfn").FunctionContext) => {
-  if (ctx.deliveryCount === 1) throw new Error("payment gateway hiccup");
-  await trace.getTracer("handler").startActiveSpan("charge card", async (span) => {
-    await ctx.publish("tr.out", { order: event.order, step: 2 });
-    span.end();
-  });
-};`,
-  });
+  }, { fixtures: "tracing" });
   ({ host, logs } = await startHost(dir, nats.server.url, {
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
     OTEL_SERVICE_NAME: "jetfn-under-test",

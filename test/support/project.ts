@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
@@ -11,18 +11,40 @@ import { startNatsServer, type NatsServer, type StartNatsServerOptions } from ".
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
+/** Handler files the tests run, as real modules that `npm run typecheck` checks. */
+export const FIXTURES_DIR = path.join(REPO_ROOT, "test", "fixtures");
+
+/** Options of {@link makeProject}. */
+export interface MakeProjectOptions {
+  /**
+   * A folder under `test/fixtures/` (e.g. `"outcomes"`, `"bundle/reuse"`) copied into the
+   * project as it is laid out: `test/fixtures/outcomes/fns/ok.ts` becomes `fns/ok.ts`, the
+   * path `functions.yaml` names, and relative imports between the files keep working.
+   */
+  fixtures?: string;
+}
+
 /**
- * Writes a throwaway jetfn project (functions.yaml plus handler files). It lives under the
- * repo's git-ignored `.jetfn/`, so handlers resolve `zod` and other packages from the
- * repo's node_modules as the shipped functions do.
+ * Writes a throwaway jetfn project: `files` (functions.yaml, and handler text a test must
+ * write itself: a broken handler, one it rewrites) plus the handler files of
+ * `options.fixtures`. It lives under the repo's git-ignored `.jetfn/`, so handlers resolve
+ * `zod` and other packages from the repo's node_modules as the shipped functions do.
  */
-export function makeProject(files: Record<string, string>): string {
+export function makeProject(files: Record<string, string>, options: MakeProjectOptions = {}): string {
   const base = path.join(REPO_ROOT, ".jetfn", "test-projects");
   mkdirSync(base, { recursive: true });
   const dir = mkdtempSync(path.join(base, "p-"));
+  if (options.fixtures !== undefined) {
+    const from = path.join(FIXTURES_DIR, options.fixtures);
+    if (!existsSync(from)) throw new Error(`makeProject: no fixture folder ${path.relative(REPO_ROOT, from)}`);
+    cpSync(from, dir, { recursive: true });
+  }
   for (const [name, text] of Object.entries(files)) {
-    mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-    writeFileSync(path.join(dir, name), text);
+    const file = path.join(dir, name);
+    // One source per file: a fixture silently replaced by inline text would mislead.
+    if (existsSync(file)) throw new Error(`makeProject: ${name} is both inline and in test/fixtures/${options.fixtures}`);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, text);
   }
   return dir;
 }
