@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { BundleError, buildHandlers } from "./bundle/build.ts";
-import { loadHandlers } from "./bundle/load.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadEnv } from "./config/env.ts";
 import { loadConfig } from "./config/load.ts";
 import { runDev } from "./dev.ts";
 import { Host } from "./host.ts";
+import { prepareHandlers } from "./isolation/check.ts";
 import { openClients, type NatsClients } from "./nats/clients.ts";
 import { listDeadLetters, redriveDeadLetters, type DeadLetter } from "./nats/dead-letters.ts";
 import { ProvisionError } from "./nats/provision.ts";
@@ -150,7 +150,7 @@ async function build(): Promise<number> {
 async function validate(): Promise<number> {
   const env = loadEnv();
   const config = loadConfig(env.configFile);
-  await loadHandlers(config);
+  await prepareHandlers(config);
   console.log(`${config.file}: ${config.functions.length} function(s), ${config.streams.length} stream(s): ok`);
   return 0;
 }

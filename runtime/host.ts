@@ -1,14 +1,16 @@
 import { setMaxListeners } from "node:events";
 import type { AddressInfo } from "node:net";
-import { loadHandlers } from "./bundle/load.ts";
 import { loadConfig } from "./config/load.ts";
 import type { CompiledConfig, CompiledEnv, CompiledFunction } from "./config/types.ts";
 import { HttpServer } from "./http/server.ts";
-import type { LoadedHandler } from "./bundle/load.ts";
+import type { PreparedHandler } from "./bundle/load.ts";
 import { Admission } from "./invoke/admission.ts";
 import type { Executor } from "./invoke/executor.ts";
 import { HostContext } from "./invoke/host-context.ts";
 import { InProcessExecutor } from "./invoke/in-process.ts";
+import { prepareHandlers } from "./isolation/check.ts";
+import { workerScript } from "./isolation/script.ts";
+import { WorkerExecutor } from "./isolation/worker-executor.ts";
 import { Invoker } from "./invoke/process.ts";
 import { openClients, type NatsClients } from "./nats/clients.ts";
 import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
@@ -41,6 +43,8 @@ export interface HostOptions {
   readonly embedded?: EmbeddedOptions;
   /** How often consumer info is polled for the lag gauges. @default 5000 */
   readonly consumerPollMs?: number;
+  /** Handler threads: idle time before one is closed, grace before a stuck one is terminated. */
+  readonly isolation?: { readonly idleMs?: number; readonly graceMs?: number };
 }
 
 interface Running {
@@ -57,9 +61,11 @@ export class Host {
   readonly metrics = new Metrics();
   readonly log: Logger;
   readonly #env: CompiledEnv;
-  readonly #handlers: ReadonlyMap<string, LoadedHandler>;
+  readonly #handlers: ReadonlyMap<string, PreparedHandler>;
   readonly #embedded?: EmbeddedOptions;
   readonly #consumerPollMs: number;
+  readonly #isolation: HostOptions["isolation"];
+  readonly #workerScript?: string;
   readonly #stop = new AbortController();
   readonly #breakers: BreakerRegistry;
   #state: HostState = "created";
@@ -74,8 +80,16 @@ export class Host {
   #starting?: Promise<void>;
   #shutdown?: Promise<void>;
 
-  private constructor(options: HostOptions, config: CompiledConfig, handlers: ReadonlyMap<string, LoadedHandler>, log: Logger) {
+  private constructor(
+    options: HostOptions,
+    config: CompiledConfig,
+    handlers: ReadonlyMap<string, PreparedHandler>,
+    workerScript: string | undefined,
+    log: Logger,
+  ) {
     this.#env = options.env;
+    this.#isolation = options.isolation;
+    this.#workerScript = workerScript;
     this.#embedded = options.embedded;
     this.#consumerPollMs = options.consumerPollMs ?? 5000;
     this.config = config;
@@ -94,17 +108,19 @@ export class Host {
   }
 
   /**
-   * Validates the config, bundles and loads every handler: a broken handler fails here,
-   * before any connection. Throws `ConfigError` or `BundleError`.
+   * Validates the config, bundles every handler and checks each one loads (in a worker
+   * thread for `isolation: worker`): a broken handler fails here, before any connection.
+   * Throws `ConfigError` or `BundleError`.
    */
   static async create(options: HostOptions): Promise<Host> {
     const log = options.logger ?? createLogger(options.env.logLevel);
     const config = options.config ?? loadConfig(options.env.configFile);
-    const handlers = await loadHandlers(config, (fn, bundle) =>
+    const handlers = await prepareHandlers(config, (fn, bundle) =>
       log.debug({ function: fn.name, bundle: bundle.file, reused: bundle.reused }, "handler loaded"),
     );
     log.info({ config: config.file, functions: config.functions.map((f) => f.name) }, "functions loaded");
-    return new Host(options, config, handlers, log);
+    const isolated = config.functions.some((fn) => fn.isolation === "worker");
+    return new Host(options, config, handlers, isolated ? await workerScript() : undefined, log);
   }
 
   get state(): HostState {
@@ -172,13 +188,28 @@ export class Host {
     const admission = new Admission(fn.breaker, (from, to) => this.#breakerChanged(fn.name, "function", from, to));
     if (admission.breaker) this.metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
     const host = new HostContext(fn, this.log.child({ function: fn.name }), publisher, this.#breakers);
-    const executor = new InProcessExecutor(this.#handlers.get(fn.name)!, host);
+    const executor = this.#executor(fn, host);
     const invoker = new Invoker({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
     const loop = new PullLoop(js, fn, (delivery) => invoker.process(delivery), this.log, {
       rebind: () => ensureConsumer(jsm, fn, this.log),
       admission,
     });
     return { fn, invoker, executor, loop, admission };
+  }
+
+  /** Where the function's handler runs: `isolation:` in its entry. */
+  #executor(fn: CompiledFunction, host: HostContext): Executor {
+    const handler = this.#handlers.get(fn.name)!;
+    if (handler.loaded) return new InProcessExecutor(handler.loaded, host);
+    return new WorkerExecutor(host, {
+      script: this.#workerScript!,
+      bundleFile: handler.bundleFile,
+      rootDir: this.config.rootDir,
+      logLevel: this.log.levelVal,
+      ...(this.#env.tracing ? { tracing: this.#env.tracing } : {}),
+      metrics: this.metrics,
+      ...this.#isolation,
+    });
   }
 
   #breakerChanged(fn: string, breaker: string, from: BreakerState, to: BreakerState): void {

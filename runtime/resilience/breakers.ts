@@ -100,17 +100,31 @@ export class NamedBreaker implements Breaker {
   }
 
   async execute<T>(fn: () => T | Promise<T>): Promise<T> {
-    if (!this.#circuit.tryAcquire()) {
-      throw new BreakerOpenError(this.name, this.#circuit.remainingOpenMs() || 1000);
-    }
+    if (!this.tryAcquire()) throw new BreakerOpenError(this.name, this.remainingOpenMs() || 1000);
     let result: T;
     try {
       result = await fn();
     } catch (error) {
-      this.#circuit.failure();
+      this.failure();
       throw error;
     }
-    this.#circuit.success();
+    this.success();
     return result;
+  }
+
+  /**
+   * Admits one call, or refuses it; each admitted call ends in {@link success} or
+   * {@link failure}. `execute()` does both; a handler in a worker thread does them apart.
+   */
+  tryAcquire(): boolean {
+    return this.#circuit.tryAcquire();
+  }
+
+  success(): void {
+    this.#circuit.success();
+  }
+
+  failure(): void {
+    this.#circuit.failure();
   }
 }

@@ -2,8 +2,10 @@ import { isDuration, parseDuration } from "./duration.ts";
 
 /**
  * Brand carried by every error a handler may throw to steer settlement. Each handler is
- * its own bundle with its own copy of these classes, so the host recognises them by this
- * registered symbol rather than by `instanceof`.
+ * its own bundle with its own copy of these classes, and may run in a worker thread, so
+ * the host recognises them by this registered symbol. `instanceof` checks it too
+ * (`Symbol.hasInstance`), so it works across bundles and for errors rebuilt after
+ * crossing from a worker thread.
  */
 export const ERROR_BRAND: unique symbol = Symbol.for("jetfn.error") as never;
 
@@ -18,6 +20,10 @@ interface Branded {
  * retries (a declined card, a malformed order that no retry will fix).
  */
 export class NonRetryableError extends Error implements Branded {
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return branded(this, NonRetryableError, value, "non-retryable");
+  }
+
   readonly [ERROR_BRAND] = "non-retryable" as const;
   override readonly name = "NonRetryableError";
 
@@ -31,6 +37,10 @@ export class NonRetryableError extends Error implements Branded {
  * backoff (a 429 with `Retry-After`). It still counts as an attempt.
  */
 export class RetryAfterError extends Error implements Branded {
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return branded(this, RetryAfterError, value, "retry-after");
+  }
+
   readonly [ERROR_BRAND] = "retry-after" as const;
   override readonly name = "RetryAfterError";
   /** Milliseconds to wait before the next delivery. */
@@ -51,6 +61,10 @@ export class RetryAfterError extends Error implements Branded {
  * up an attempt: an outage of a dependency never dead-letters messages.
  */
 export class BreakerOpenError extends Error implements Branded {
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return branded(this, BreakerOpenError, value, "breaker-open");
+  }
+
   readonly [ERROR_BRAND] = "breaker-open" as const;
   override readonly name = "BreakerOpenError";
   /** The breaker's name. */
@@ -74,6 +88,12 @@ function toDelayMs(delay: number | string | Date): number {
     throw new TypeError(`RetryAfterError: invalid delay ${String(delay)}`);
   }
   return Math.max(0, Math.round(value));
+}
+
+/** `instanceof` for the error classes: by brand for the class itself, by prototype for a subclass. */
+function branded(cls: unknown, own: unknown, value: unknown, kind: ErrorKind): boolean {
+  if (cls === own) return brandOf(value) === kind;
+  return Function.prototype[Symbol.hasInstance].call(cls, value);
 }
 
 function brandOf(error: unknown): ErrorKind | undefined {

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { DeadLetterReason, InvocationOutcome } from "../invoke/settle.ts";
+import type { CrashReason, DeadLetterReason, InvocationOutcome } from "../invoke/settle.ts";
 import { JETFN_VERSION } from "../package-root.ts";
 
 /** `jetfn_acks_total{action}` values. */
@@ -22,7 +22,7 @@ export class Metrics {
   });
   readonly invocations = new Counter({
     name: "jetfn_invocations_total",
-    help: "Settled deliveries by outcome (success, error, timeout, invalid).",
+    help: "Settled deliveries by outcome (success, error, timeout, invalid, crashed).",
     labelNames: ["function", "outcome"] as const,
     registers: [this.registry],
   });
@@ -77,6 +77,12 @@ export class Metrics {
     labelNames: ["version"] as const,
     registers: [this.registry],
   });
+  readonly workerRestarts = new Counter({
+    name: "jetfn_worker_restarts_total",
+    help: "Worker threads that ended without being asked to, by reason (timeout, out-of-memory, exit, uncaught, load).",
+    labelNames: ["function", "reason"] as const,
+    registers: [this.registry],
+  });
   readonly endToEnd = new Histogram({
     name: "jetfn_end_to_end_latency_seconds",
     help: "From the message's stream timestamp to its settlement.",
@@ -101,14 +107,17 @@ export class Metrics {
   registerFunction(name: string): void {
     this.received.inc({ function: name }, 0);
     this.inflight.set({ function: name }, 0);
-    for (const outcome of ["success", "error", "timeout", "invalid"] satisfies InvocationOutcome[]) {
+    for (const outcome of ["success", "error", "timeout", "invalid", "crashed"] satisfies InvocationOutcome[]) {
       this.invocations.inc({ function: name, outcome }, 0);
     }
     for (const action of ["ack", "nak", "term", "working"] satisfies AckAction[]) {
       this.acks.inc({ function: name, action }, 0);
     }
-    for (const reason of ["non-retryable", "attempts-exhausted", "undecodable", "invalid"] satisfies DeadLetterReason[]) {
+    for (const reason of ["non-retryable", "attempts-exhausted", "undecodable", "invalid", "crashed"] satisfies DeadLetterReason[]) {
       this.deadLetters.inc({ function: name, reason }, 0);
+    }
+    for (const reason of ["timeout", "out-of-memory", "exit", "uncaught", "load"] satisfies CrashReason[]) {
+      this.workerRestarts.inc({ function: name, reason }, 0);
     }
   }
 }

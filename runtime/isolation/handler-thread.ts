@@ -1,0 +1,334 @@
+import { performance } from "node:perf_hooks";
+import { Worker } from "node:worker_threads";
+import { propagation, ROOT_CONTEXT, type Attributes, type SpanStatus } from "@opentelemetry/api";
+import type { Invocation } from "../invoke/executor.ts";
+import type { HostContext } from "../invoke/host-context.ts";
+import { errorMessage, type CrashReason, type Outcome } from "../invoke/settle.ts";
+import type { NamedBreaker } from "../resilience/breakers.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import { fromWire, toWire, transferable, type BreakerAdmission, type Call, type FromThread, type ThreadInit, type ToThread, type WireOutcome } from "./protocol.ts";
+
+/** How a thread ended, when it was not asked to. */
+export interface ThreadEnd {
+  readonly reason: CrashReason;
+  readonly error: string;
+}
+
+export interface HandlerThreadOptions {
+  /** The worker entry (`thread.ts`, bundled). */
+  readonly script: string;
+  readonly init: ThreadInit;
+  readonly memoryLimitMb: number;
+  readonly host: HostContext;
+  /** How long an aborted invocation's thread has to show it is still yielding. */
+  readonly graceMs: number;
+  /** The thread ended: `end` is set when it was not asked to (a crash, a hard timeout). */
+  readonly onEnd: (thread: HandlerThread, end?: ThreadEnd) => void;
+  /** The last running invocation finished. */
+  readonly onIdle: (thread: HandlerThread) => void;
+}
+
+/** One invocation sent to the thread and not reported done. */
+interface Pending {
+  readonly invocation: Invocation;
+  readonly resolve: (outcome: Outcome) => void;
+  /** Its deadline passed (or shutdown cut it off): the invoker settled it already. */
+  abandoned: boolean;
+  /** Ends the thread unless it shows, within the grace, that it is still yielding. */
+  killTimer?: NodeJS.Timeout;
+  /** Named breakers that admitted a call of it which has not reported back. */
+  readonly admitted: NamedBreaker[];
+  log?: Logger;
+  unlisten?: () => void;
+}
+
+/** A thread that has not been heard from for this long while busy is reported stuck. */
+const STUCK_AFTER_MS = 2500;
+const PING_EVERY_MS = 1000;
+
+/**
+ * One worker thread running one function's handler, seen from the host's thread: it sends
+ * invocations, serves the handler's calls (publish, breakers, logs, span updates), and
+ * turns the thread's end into outcomes. A thread that does not answer an abort within the
+ * grace is not yielding (a sync loop): it is terminated, its invocation has already timed
+ * out, and the others running on it are handed back as bystanders.
+ */
+export class HandlerThread {
+  readonly #worker: Worker;
+  readonly #options: HandlerThreadOptions;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #ready = false;
+  #closing = false;
+  /** Set when the host terminates the thread: the reason it gives. */
+  #terminated?: ThreadEnd;
+  #error?: unknown;
+  #lastHeard = performance.now();
+  #pinger?: NodeJS.Timeout;
+  readonly ended: Promise<void>;
+
+  constructor(options: HandlerThreadOptions) {
+    this.#options = options;
+    this.#worker = new Worker(options.script, {
+      workerData: options.init,
+      resourceLimits: { maxOldGenerationSizeMb: options.memoryLimitMb },
+      name: `jetfn:${options.init.function}`,
+    });
+    this.#worker.on("message", (message: FromThread) => this.#receive(message));
+    this.#worker.on("error", (error) => {
+      this.#error ??= error;
+    });
+    this.ended = new Promise((resolve) => this.#worker.once("exit", (code) => resolve(this.#exited(code))));
+  }
+
+  /** Invocations running in the thread that the invoker still waits for. */
+  get inflight(): number {
+    let count = 0;
+    for (const pending of this.#pending.values()) if (!pending.abandoned) count++;
+    return count;
+  }
+
+  /** Invocations whose deadline passed while their code still runs (it ignores its signal). */
+  get abandoned(): number {
+    return this.#pending.size - this.inflight;
+  }
+
+  /** Busy, and silent for longer than it should be: a handler is not yielding. */
+  get stuck(): boolean {
+    return this.#pending.size > 0 && performance.now() - this.#lastHeard > STUCK_AFTER_MS;
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  run(invocation: Invocation, signal: () => AbortSignal): Promise<Outcome> {
+    const id = this.#nextId++;
+    const { delivery } = invocation;
+    return new Promise<Outcome>((resolve) => {
+      const pending: Pending = { invocation, resolve, abandoned: false, admitted: [] };
+      this.#pending.set(id, pending);
+      const aborts = signal();
+      const onAbort = (): void => this.#abort(id, aborts.reason);
+      aborts.addEventListener("abort", onAbort, { once: true });
+      pending.unlisten = () => aborts.removeEventListener("abort", onAbort);
+      const carrier: Record<string, string> = {};
+      propagation.inject(invocation.context, carrier);
+      // The message's bytes live in the client's read buffer: copied once, then moved.
+      const data = transferable(delivery.data, false);
+      this.#post(
+        {
+          t: "run",
+          id,
+          data,
+          subject: delivery.subject,
+          headers: { ...delivery.headers },
+          stream: delivery.stream,
+          seq: delivery.seq,
+          deliveryCount: delivery.deliveryCount,
+          timestamp: delivery.timestamp.getTime(),
+          trace: carrier,
+        },
+        [data.buffer as ArrayBuffer],
+      );
+      if (this.#pending.size === 1) this.#watch();
+    });
+  }
+
+  /** Asks the thread to flush and exit; terminates it when it is busy or does not. */
+  async close(): Promise<void> {
+    if (this.#closing) return this.ended;
+    this.#closing = true;
+    if (this.#pending.size > 0) {
+      await this.#worker.terminate();
+      return this.ended;
+    }
+    this.#post({ t: "close" });
+    const timer = setTimeout(() => void this.#worker.terminate(), 5000);
+    await this.ended;
+    clearTimeout(timer);
+  }
+
+  #post(message: ToThread, transfer: ArrayBuffer[] = []): void {
+    this.#worker.postMessage(message, transfer);
+  }
+
+  /** While busy, ping: a thread that answers nothing is reported stuck in `/functions`. */
+  #watch(): void {
+    this.#lastHeard = performance.now();
+    this.#pinger ??= setInterval(() => {
+      if (this.#pending.size === 0) {
+        clearInterval(this.#pinger);
+        this.#pinger = undefined;
+      } else {
+        this.#post({ t: "ping" });
+      }
+    }, PING_EVERY_MS).unref();
+  }
+
+  #abort(id: number, reason: unknown): void {
+    const pending = this.#pending.get(id);
+    if (!pending || pending.abandoned) return;
+    pending.abandoned = true;
+    this.#post({ t: "abort", id, reason: toWire(reason, errorMessage) });
+    pending.killTimer = setTimeout(() => {
+      const error = `terminated: an invocation (seq ${pending.invocation.delivery.seq}) ignored its abort and did not yield for ${this.#options.graceMs}ms`;
+      this.#terminate({ reason: "timeout", error });
+    }, this.#options.graceMs);
+    pending.killTimer.unref();
+  }
+
+  #terminate(end: ThreadEnd): void {
+    if (this.#terminated || this.#closing) return;
+    this.#terminated = end;
+    void this.#worker.terminate();
+  }
+
+  #receive(message: FromThread): void {
+    this.#lastHeard = performance.now();
+    switch (message.t) {
+      case "ready":
+        this.#ready = true;
+        return;
+      case "done":
+        return this.#done(message.id, message.outcome);
+      case "aborted": {
+        // It read the abort: the thread yields, so it is left to finish in its own time.
+        const pending = this.#pending.get(message.id);
+        if (pending) clearTimeout(pending.killTimer);
+        return;
+      }
+      case "working": {
+        const pending = this.#pending.get(message.id);
+        if (pending && !pending.abandoned) pending.invocation.working();
+        return;
+      }
+      case "call":
+        void this.#serve(message.req, message.id, message.call);
+        return;
+      case "breaker-result": {
+        const admitted = this.#pending.get(message.id)?.admitted;
+        const at = admitted?.findIndex((breaker) => breaker.name === message.name) ?? -1;
+        if (at < 0) return;
+        const [breaker] = admitted!.splice(at, 1);
+        if (message.ok) breaker!.success();
+        else breaker!.failure();
+        return;
+      }
+      case "log":
+        return this.#log(message);
+      case "span":
+        return this.#span(message);
+      case "pong":
+        return;
+    }
+  }
+
+  #done(id: number, wire: WireOutcome): void {
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    this.#pending.delete(id);
+    clearTimeout(pending.killTimer);
+    pending.unlisten?.();
+    if (!pending.abandoned) pending.resolve(outcomeOf(wire));
+    if (this.#pending.size === 0) this.#options.onIdle(this);
+  }
+
+  async #serve(req: number, id: number, call: Call): Promise<void> {
+    const pending = this.#pending.get(id);
+    try {
+      if (!pending) throw new Error("the invocation has ended");
+      let value: unknown;
+      if (call.op === "publish") {
+        const parent = call.parent ? propagation.extract(ROOT_CONTEXT, call.parent) : pending.invocation.context;
+        const options = { ...(call.headers ? { headers: call.headers } : {}), ...(call.msgId ? { msgId: call.msgId } : {}) };
+        value = await this.#options.host.publish(pending.invocation, call.subject, call.data, options, parent);
+      } else {
+        const breaker = this.#options.host.breaker(pending.invocation, call.name, call.options);
+        const admitted = breaker.tryAcquire();
+        if (admitted) pending.admitted.push(breaker);
+        value = { admitted, state: breaker.state, retryAfterMs: breaker.remainingOpenMs() || 1000 } satisfies BreakerAdmission;
+      }
+      this.#post({ t: "reply", req, value });
+    } catch (error) {
+      this.#post({ t: "reply", req, error: toWire(error, errorMessage) });
+    }
+  }
+
+  #log(message: Extract<FromThread, { t: "log" }>): void {
+    const pending = this.#pending.get(message.id);
+    let log = this.#options.host.log;
+    if (pending) log = pending.log ??= this.#options.host.logger(pending.invocation);
+    if (Object.keys(message.bindings).length > 0) log = log.child(message.bindings);
+    log[message.level](message.fields, message.msg);
+  }
+
+  #span(message: Extract<FromThread, { t: "span" }>): void {
+    const span = this.#pending.get(message.id)?.invocation.span;
+    if (!span) return;
+    const [first, second] = message.args;
+    switch (message.op) {
+      case "setAttribute":
+        span.setAttribute(String(first), second as never);
+        break;
+      case "setAttributes":
+        span.setAttributes(first as Attributes);
+        break;
+      case "addEvent":
+        span.addEvent(String(first), second as Attributes | undefined);
+        break;
+      case "setStatus":
+        span.setStatus(first as SpanStatus);
+        break;
+      case "updateName":
+        span.updateName(String(first));
+        break;
+      case "recordException":
+        span.recordException(fromWire(first as never) as Error);
+        break;
+    }
+  }
+
+  #exited(code: number): void {
+    clearInterval(this.#pinger);
+    const end = this.#terminated ?? (this.#closing ? undefined : this.#crash(code));
+    for (const pending of this.#pending.values()) {
+      clearTimeout(pending.killTimer);
+      pending.unlisten?.();
+      // A call let through a breaker never reported back: count it as failed.
+      for (const breaker of pending.admitted) breaker.failure();
+      if (pending.abandoned) continue;
+      if (end?.reason === "timeout") pending.resolve({ kind: "aborted", cause: "bystander" });
+      else pending.resolve({ kind: "crashed", reason: end?.reason ?? "exit", error: end?.error ?? "its worker thread was stopped" });
+    }
+    this.#pending.clear();
+    this.#options.onEnd(this, end);
+  }
+
+  /** Why a thread ended that nobody asked to end. */
+  #crash(code: number): ThreadEnd {
+    const error = this.#error;
+    if ((error as { code?: string } | undefined)?.code === "ERR_WORKER_OUT_OF_MEMORY") {
+      return { reason: "out-of-memory", error: `its worker thread ran out of memory (memoryLimit ${this.#options.memoryLimitMb}MB)` };
+    }
+    if (error !== undefined && !this.#ready) {
+      return { reason: "load", error: `loading the handler in its worker thread failed: ${errorMessage(error)}` };
+    }
+    if (error !== undefined) {
+      return { reason: "uncaught", error: `handler code threw outside any invocation (an uncaught exception or unhandled rejection), ending its worker thread: ${errorMessage(error)}` };
+    }
+    return { reason: "exit", error: `handler code ended its worker thread with process.exit(${code})` };
+  }
+}
+
+function outcomeOf(wire: WireOutcome): Outcome {
+  switch (wire.kind) {
+    case "success":
+      return { kind: "success", value: wire.value };
+    case "error":
+      return { kind: "error", error: fromWire(wire.error) };
+    case "undecodable":
+    case "invalid":
+      return { kind: wire.kind, error: new Error(wire.message) };
+  }
+}

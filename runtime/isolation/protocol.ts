@@ -1,0 +1,189 @@
+/**
+ * The messages between the host's thread and a function's worker thread. Everything that
+ * crosses is plain data: payloads as bytes (transferred, not copied), errors rebuilt from
+ * their fields with their brand, outputs already encoded.
+ */
+import type { CompiledTracing, Encoding } from "../config/types.ts";
+import { ERROR_BRAND, type ErrorKind } from "../sdk/errors.ts";
+import type { BreakerOptions } from "../sdk/types.ts";
+
+/** `workerData` of a handler thread. */
+export interface ThreadInit {
+  readonly mode: "serve";
+  readonly function: string;
+  readonly bundleFile: string;
+  readonly exportName: string;
+  readonly handlerPath: string;
+  readonly rootDir: string;
+  readonly encoding: Encoding;
+  /** Whether a return value is published (`output:`): only then is it encoded and sent back. */
+  readonly output: boolean;
+  readonly config: Readonly<Record<string, unknown>>;
+  /** pino's numeric level: calls below it are dropped in the thread. */
+  readonly logLevel: number;
+  readonly tracing?: CompiledTracing;
+}
+
+/** `workerData` of the thread that checks every handler's shape before a host starts. */
+export interface CheckInit {
+  readonly mode: "check";
+  readonly rootDir: string;
+  readonly handlers: readonly { function: string; bundleFile: string; exportName: string; handlerPath: string }[];
+}
+
+/** W3C trace context of a span, as headers. */
+export interface TraceCarrier {
+  traceparent?: string;
+  tracestate?: string;
+}
+
+/** The host's thread to a handler thread. */
+export type ToThread =
+  | {
+      readonly t: "run";
+      readonly id: number;
+      readonly data: Uint8Array;
+      readonly subject: string;
+      readonly headers: Readonly<Record<string, string>>;
+      readonly stream: string;
+      readonly seq: number;
+      readonly deliveryCount: number;
+      readonly timestamp: number;
+      readonly trace: TraceCarrier;
+    }
+  /** The invocation's signal aborts; the thread answers `aborted` as soon as it reads this. */
+  | { readonly t: "abort"; readonly id: number; readonly reason: WireError }
+  | { readonly t: "reply"; readonly req: number; readonly value?: unknown; readonly error?: WireError }
+  | { readonly t: "ping" }
+  /** Flush and exit: the thread has been idle. */
+  | { readonly t: "close" };
+
+/** A handler thread to the host's thread. */
+export type FromThread =
+  | { readonly t: "ready" }
+  | { readonly t: "done"; readonly id: number; readonly outcome: WireOutcome }
+  | { readonly t: "aborted"; readonly id: number }
+  | { readonly t: "working"; readonly id: number }
+  | { readonly t: "call"; readonly req: number; readonly id: number; readonly call: Call }
+  | { readonly t: "breaker-result"; readonly id: number; readonly name: string; readonly ok: boolean }
+  | {
+      readonly t: "log";
+      readonly id: number;
+      readonly level: LogLevel;
+      readonly bindings: Record<string, unknown>;
+      readonly fields: Record<string, unknown>;
+      readonly msg?: string;
+    }
+  | { readonly t: "span"; readonly id: number; readonly op: SpanOp; readonly args: unknown[] }
+  | { readonly t: "pong" };
+
+/** What a handler thread asks of the host on a handler's behalf. */
+export type Call =
+  | {
+      readonly op: "publish";
+      readonly subject: string;
+      readonly data: Uint8Array;
+      readonly headers?: Record<string, string>;
+      readonly msgId?: string;
+      /** The handler's active span, when it made one: the publish's parent. */
+      readonly parent?: TraceCarrier;
+    }
+  | { readonly op: "breaker"; readonly name: string; readonly options?: BreakerOptions };
+
+/** The answer to a `breaker` call: may the call go through the host's breaker? */
+export interface BreakerAdmission {
+  readonly admitted: boolean;
+  readonly state: "closed" | "half-open" | "open";
+  readonly retryAfterMs: number;
+}
+
+export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal";
+
+/** The span methods a handler may call on `ctx.span` from a thread. */
+export type SpanOp = "setAttribute" | "setAttributes" | "addEvent" | "setStatus" | "updateName" | "recordException";
+
+/** How an invocation ended, as a thread reports it. */
+export type WireOutcome =
+  /** `value` is the encoded output (only when the function has `output:` and returned something). */
+  | { readonly kind: "success"; readonly value?: Uint8Array }
+  | { readonly kind: "error"; readonly error: WireError }
+  | { readonly kind: "undecodable" | "invalid"; readonly message: string };
+
+/** A thrown value, taken apart: an Error's fields and brand, or a non-error's description. */
+export interface WireError {
+  readonly name?: string;
+  readonly message: string;
+  readonly stack?: string;
+  /** Set when something other than an Error was thrown (a string, undefined). */
+  readonly nonError?: true;
+  readonly brand?: ErrorKind;
+  readonly delayMs?: number;
+  readonly retryAfterMs?: number;
+  readonly breaker?: string;
+}
+
+/**
+ * Takes a thrown value apart for the trip across threads. Structured clone would drop the
+ * brand of jetfn's error classes and refuse values it cannot clone, so this never clones
+ * the value itself: it reads fields, and reading cannot throw.
+ */
+export function toWire(error: unknown, describe: (error: unknown) => string): WireError {
+  if (!(error instanceof Error)) return { message: describe(error), nonError: true };
+  const read = <T,>(key: string, type: string): T | undefined => {
+    try {
+      const value = (error as unknown as Record<string, unknown>)[key];
+      return typeof value === type ? (value as T) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const brand = read<ErrorKind>(ERROR_BRAND as unknown as string, "string") ?? brandOf(error);
+  return {
+    name: read<string>("name", "string"),
+    message: read<string>("message", "string") ?? describe(error),
+    stack: read<string>("stack", "string"),
+    ...(brand ? { brand } : {}),
+    ...(read<number>("delayMs", "number") !== undefined ? { delayMs: read<number>("delayMs", "number") } : {}),
+    ...(read<number>("retryAfterMs", "number") !== undefined ? { retryAfterMs: read<number>("retryAfterMs", "number") } : {}),
+    ...(read<string>("breaker", "string") !== undefined ? { breaker: read<string>("breaker", "string") } : {}),
+  };
+}
+
+function brandOf(error: Error): ErrorKind | undefined {
+  try {
+    return (error as unknown as Record<symbol, ErrorKind | undefined>)[ERROR_BRAND];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Rebuilds a thrown value on the host's side: an Error with the original name, message,
+ * stack (source-mapped in the thread) and brand, so settlement reads it as it would have
+ * read the original; a non-error as its description.
+ */
+export function fromWire(wire: WireError): unknown {
+  if (wire.nonError) return wire.message;
+  const error = new Error(wire.message) as Error & Record<string, unknown>;
+  if (wire.name) Object.defineProperty(error, "name", { value: wire.name, enumerable: false, configurable: true, writable: true });
+  if (wire.stack) error.stack = wire.stack;
+  if (wire.brand) Object.defineProperty(error, ERROR_BRAND, { value: wire.brand });
+  if (wire.delayMs !== undefined) error.delayMs = wire.delayMs;
+  if (wire.retryAfterMs !== undefined) error.retryAfterMs = wire.retryAfterMs;
+  if (wire.breaker !== undefined) error.breaker = wire.breaker;
+  return error;
+}
+
+/**
+ * Bytes that can be transferred to another thread: `data` itself when it owns its whole
+ * buffer and `owned` says nobody else holds it, else a copy.
+ */
+export function transferable(data: Uint8Array, owned: boolean): Uint8Array {
+  const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
+  if (owned && whole) return data;
+  // Not data.slice(): on a Buffer that is a view of the same memory, and moving it would
+  // take the bytes from under everyone else reading that buffer.
+  const copy = new Uint8Array(data.byteLength);
+  copy.set(data);
+  return copy;
+}

@@ -1,0 +1,305 @@
+/**
+ * The entry of a worker thread. In `serve` mode it loads one function's bundle and runs its
+ * invocations as the host's thread sends them; in `check` mode it loads every handler once
+ * to check its shape, answers, and ends. Handler code runs only in threads like this one.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { context, propagation, ROOT_CONTEXT, trace, type Context, type Span, type SpanContext } from "@opentelemetry/api";
+import { loadHandler, type LoadedHandler } from "../bundle/load.ts";
+import type { CompiledFunction } from "../config/types.ts";
+import { decode, encode, validate } from "../invoke/decode.ts";
+import { errorMessage } from "../invoke/settle.ts";
+import { BreakerOpenError } from "../sdk/errors.ts";
+import type { Breaker, BreakerOptions, FunctionContext, Logger, PublishAck } from "../sdk/types.ts";
+import { installTracing } from "../telemetry/tracing.ts";
+import {
+  fromWire,
+  toWire,
+  transferable,
+  type BreakerAdmission,
+  type Call,
+  type CheckInit,
+  type FromThread,
+  type LogLevel,
+  type SpanOp,
+  type ThreadInit,
+  type ToThread,
+  type TraceCarrier,
+  type WireOutcome,
+} from "./protocol.ts";
+
+const port = parentPort!;
+const init = workerData as ThreadInit | CheckInit;
+process.setSourceMapsEnabled(true);
+
+function post(message: FromThread, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(message, transfer);
+}
+
+/** What loadHandler needs to know of the function. */
+function asFunction(h: { function: string; exportName: string; handlerPath: string }): CompiledFunction {
+  return { name: h.function, exportName: h.exportName, handlerPath: h.handlerPath } as CompiledFunction;
+}
+
+if (init.mode === "check") {
+  const results: { function: string; error?: string }[] = [];
+  for (const handler of init.handlers) {
+    try {
+      await loadHandler(asFunction(handler), handler.bundleFile, init.rootDir);
+      results.push({ function: handler.function });
+    } catch (error) {
+      results.push({ function: handler.function, error: (error as Error).message });
+    }
+  }
+  port.postMessage({ t: "checked", results });
+} else {
+  await serve(init);
+}
+
+/** One invocation as the thread knows it. */
+interface Running {
+  controller?: AbortController;
+  abortReason?: Error;
+}
+
+async function serve(init: ThreadInit): Promise<void> {
+  const levels: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+  // The host already said where traces go; the thread only reports export failures.
+  const hostLog = threadLogger(0, {}, levels, Math.max(init.logLevel, levels.warn));
+  installTracing(init.tracing, hostLog as never);
+  const loaded: LoadedHandler = await loadHandler(asFunction(init), init.bundleFile, init.rootDir);
+  const running = new Map<number, Running>();
+  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
+  let nextReq = 1;
+
+  const call = <T,>(id: number, request: Call, transfer: ArrayBuffer[] = []): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const req = nextReq++;
+      pending.set(req, { resolve: resolve as (value: unknown) => void, reject });
+      post({ t: "call", req, id, call: request }, transfer);
+    });
+
+  port.on("message", (message: ToThread) => {
+    switch (message.t) {
+      case "run":
+        void invoke(message);
+        break;
+      case "abort": {
+        const invocation = running.get(message.id);
+        post({ t: "aborted", id: message.id });
+        if (!invocation) break;
+        invocation.abortReason = fromWire(message.reason) as Error;
+        invocation.controller?.abort(invocation.abortReason);
+        break;
+      }
+      case "reply": {
+        const waiting = pending.get(message.req);
+        pending.delete(message.req);
+        if (message.error) waiting?.reject(fromWire(message.error));
+        else waiting?.resolve(message.value);
+        break;
+      }
+      case "ping":
+        post({ t: "pong" });
+        break;
+      case "close":
+        void installTracing(undefined, hostLog as never)
+          .flush()
+          .finally(() => process.exit(0));
+        break;
+    }
+  });
+  post({ t: "ready" });
+
+  async function invoke(message: Extract<ToThread, { t: "run" }>): Promise<void> {
+    const { id } = message;
+    const state: Running = {};
+    running.set(id, state);
+    let outcome: WireOutcome;
+    let transfer: ArrayBuffer[] = [];
+    try {
+      const decoded = decode(message.data, init.encoding);
+      if (!decoded.ok) {
+        outcome = { kind: "undecodable", message: decoded.error.message };
+      } else {
+        let event = decoded.value;
+        const valid = loaded.schema ? await validate(loaded.schema, event) : undefined;
+        if (valid && !valid.ok) {
+          outcome = { kind: "invalid", message: valid.error.message };
+        } else {
+          if (valid?.ok) event = valid.value;
+          const parent = remoteParent(message.trace);
+          const ctx = functionContext(message, state, parent);
+          const value = await context.with(parent, () => loaded.handler(event, ctx));
+          if (init.output && value !== undefined) {
+            const bytes = transferable(encode(value), !(value instanceof Uint8Array));
+            outcome = { kind: "success", value: bytes };
+            transfer = [bytes.buffer as ArrayBuffer];
+          } else {
+            outcome = { kind: "success" };
+          }
+        }
+      }
+    } catch (error) {
+      outcome = { kind: "error", error: toWire(error, errorMessage) };
+    }
+    running.delete(id);
+    post({ t: "done", id, outcome }, transfer);
+  }
+
+  /** The delivery's span, as the parent of what the handler does (its own spans, its publishes). */
+  function remoteParent(carrier: TraceCarrier): Context {
+    return carrier.traceparent ? propagation.extract(ROOT_CONTEXT, carrier) : ROOT_CONTEXT;
+  }
+
+  function functionContext(message: Extract<ToThread, { t: "run" }>, state: Running, parent: Context): FunctionContext {
+    const { id } = message;
+    const spanContext = trace.getSpanContext(parent);
+    let log: Logger | undefined;
+    const breakers = new Map<string, Breaker>();
+    return {
+      function: init.function,
+      subject: message.subject,
+      headers: message.headers,
+      seq: message.seq,
+      deliveryCount: message.deliveryCount,
+      timestamp: new Date(message.timestamp),
+      get signal() {
+        if (!state.controller) {
+          state.controller = new AbortController();
+          if (state.abortReason) state.controller.abort(state.abortReason);
+        }
+        return state.controller.signal;
+      },
+      span: remoteSpan(id, spanContext),
+      config: init.config as Record<string, unknown>,
+      get log(): Logger {
+        log ??= threadLogger(id, {}, levels, init.logLevel);
+        return log;
+      },
+      working: () => post({ t: "working", id }),
+      breaker: (name: string, options?: BreakerOptions): Breaker => {
+        let breaker = breakers.get(name);
+        if (!breaker) {
+          breaker = remoteBreaker(id, name, options, call);
+          breakers.set(name, breaker);
+        }
+        return breaker;
+      },
+      publish: (subject, data, options) => {
+        const bytes = transferable(encode(data), !(data instanceof Uint8Array));
+        const active = trace.getSpanContext(context.active());
+        const parentCarrier: TraceCarrier = {};
+        if (active && active.spanId !== spanContext?.spanId) propagation.inject(context.active(), parentCarrier);
+        return call<PublishAck>(
+          id,
+          {
+            op: "publish",
+            subject,
+            data: bytes,
+            ...(options?.headers ? { headers: { ...options.headers } } : {}),
+            ...(options?.msgId ? { msgId: options.msgId } : {}),
+            ...(parentCarrier.traceparent ? { parent: parentCarrier } : {}),
+          },
+          [bytes.buffer as ArrayBuffer],
+        );
+      },
+    };
+  }
+}
+
+/**
+ * `ctx.breaker(name)` in a thread: the breaker itself lives in the host, shared by every
+ * thread; each call asks it for admission and reports how it ended. `state` is as of the
+ * last call.
+ */
+function remoteBreaker(
+  id: number,
+  name: string,
+  options: BreakerOptions | undefined,
+  call: <T>(id: number, request: Call) => Promise<T>,
+): Breaker {
+  let state: Breaker["state"] = "closed";
+  return {
+    name,
+    get state() {
+      return state;
+    },
+    async execute<T>(fn: () => T | Promise<T>): Promise<T> {
+      const admission = await call<BreakerAdmission>(id, { op: "breaker", name, ...(options ? { options } : {}) });
+      state = admission.state;
+      if (!admission.admitted) throw new BreakerOpenError(name, admission.retryAfterMs);
+      let result: T;
+      try {
+        result = await fn();
+      } catch (error) {
+        post({ t: "breaker-result", id, name, ok: false });
+        throw error;
+      }
+      post({ t: "breaker-result", id, name, ok: true });
+      return result;
+    },
+  };
+}
+
+/**
+ * `ctx.span` in a thread: the delivery's span lives in the host; what the handler sets on
+ * it is sent there. Spans the handler starts itself are recorded and exported by the
+ * thread's own tracer, as children of this one.
+ */
+function remoteSpan(id: number, spanContext: SpanContext | undefined): Span {
+  const context = spanContext ?? trace.wrapSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 }).spanContext();
+  const send = (op: SpanOp, args: unknown[]): void => {
+    try {
+      post({ t: "span", id, op, args });
+    } catch {
+      // an attribute value that cannot be cloned is dropped, as OpenTelemetry drops invalid ones
+    }
+  };
+  const span: Span = {
+    spanContext: () => context,
+    setAttribute: (key, value) => (send("setAttribute", [key, value]), span),
+    setAttributes: (attributes) => (send("setAttributes", [attributes]), span),
+    addEvent: (name, attributes) => (send("addEvent", [name, typeof attributes === "object" && !(attributes instanceof Date) ? attributes : undefined]), span),
+    addLink: () => span,
+    addLinks: () => span,
+    setStatus: (status) => (send("setStatus", [status]), span),
+    updateName: (name) => (send("updateName", [name]), span),
+    end: () => {},
+    isRecording: () => (context.traceFlags & 1) === 1,
+    recordException: (exception) => send("recordException", [toWire(exception, errorMessage)]),
+  };
+  return span;
+}
+
+/** `ctx.log` in a thread: each line is written by the host's logger, with the delivery's fields. */
+function threadLogger(id: number, bindings: Record<string, unknown>, levels: Record<LogLevel, number>, threshold: number): Logger {
+  const at = (level: LogLevel) => (first: string | object, message?: string): void => {
+    if (levels[level] < threshold) return;
+    const fields = typeof first === "string" ? {} : (first as Record<string, unknown>);
+    const msg = typeof first === "string" ? first : message;
+    try {
+      post({ t: "log", id, level, bindings, fields, ...(msg !== undefined ? { msg } : {}) });
+    } catch {
+      // fields that cannot be cloned (a function, a socket): send what JSON can say of them
+      post({ t: "log", id, level, bindings, fields: jsonSafe(fields), ...(msg !== undefined ? { msg } : {}) });
+    }
+  };
+  return {
+    trace: at("trace"),
+    debug: at("debug"),
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
+    fatal: at("fatal"),
+    child: (more) => threadLogger(id, { ...bindings, ...more }, levels, threshold),
+  };
+}
+
+function jsonSafe(fields: Record<string, unknown>): Record<string, unknown> {
+  try {
+    return JSON.parse(JSON.stringify(fields, (_key, value: unknown) => (value instanceof Error ? { message: value.message, stack: value.stack } : value))) as Record<string, unknown>;
+  } catch {
+    return { unserializable: true };
+  }
+}

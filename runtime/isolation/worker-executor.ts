@@ -1,0 +1,110 @@
+import type { CompiledTracing } from "../config/types.ts";
+import type { Executor, Invocation } from "../invoke/executor.ts";
+import type { HostContext } from "../invoke/host-context.ts";
+import type { Outcome } from "../invoke/settle.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
+import { HandlerThread, type ThreadEnd } from "./handler-thread.ts";
+
+export interface WorkerExecutorOptions {
+  /** The worker entry; see `workerScript()`. */
+  readonly script: string;
+  /** The function's bundle. */
+  readonly bundleFile: string;
+  readonly rootDir: string;
+  /** pino's numeric level of the host's logger. */
+  readonly logLevel: number;
+  readonly tracing?: CompiledTracing;
+  readonly metrics: Metrics;
+  /** An idle thread is closed after this long. @default 30000 */
+  readonly idleMs?: number;
+  /** How long an aborted invocation's thread has to show it still yields. @default 1000 */
+  readonly graceMs?: number;
+}
+
+/**
+ * `isolation: worker`: the function's handler runs in a worker thread of its own, never in
+ * the host's thread. One thread per function, started on its first delivery and closed
+ * after it has been idle a while, runs that function's invocations concurrently (up to
+ * its `concurrency`), as the host's thread would. A crash, an out-of-memory or a hard
+ * timeout ends that thread only: the next delivery starts a fresh one.
+ */
+export class WorkerExecutor implements Executor {
+  readonly #host: HostContext;
+  readonly #options: WorkerExecutorOptions;
+  #thread?: HandlerThread;
+  #idleTimer?: NodeJS.Timeout;
+  #restarts = 0;
+  #lastEnd?: ThreadEnd & { readonly at: string };
+  #closed = false;
+
+  constructor(host: HostContext, options: WorkerExecutorOptions) {
+    this.#host = host;
+    this.#options = options;
+  }
+
+  run(invocation: Invocation, signal: () => AbortSignal): Promise<Outcome> {
+    clearTimeout(this.#idleTimer);
+    if (this.#closed) return Promise.resolve({ kind: "aborted" });
+    this.#thread ??= this.#spawn();
+    return this.#thread.run(invocation, signal);
+  }
+
+  status(): Record<string, unknown> {
+    const thread = this.#thread;
+    return {
+      isolation: "worker",
+      thread: thread
+        ? { state: thread.stuck ? "stuck" : thread.ready ? "running" : "starting", inflight: thread.inflight, abandoned: thread.abandoned }
+        : { state: "idle" },
+      restarts: this.#restarts,
+      ...(this.#lastEnd ? { lastRestart: this.#lastEnd } : {}),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#idleTimer);
+    await this.#thread?.close();
+  }
+
+  #spawn(): HandlerThread {
+    const fn = this.#host.fn;
+    const options = this.#options;
+    return new HandlerThread({
+      script: options.script,
+      init: {
+        mode: "serve",
+        function: fn.name,
+        bundleFile: options.bundleFile,
+        exportName: fn.exportName,
+        handlerPath: fn.handlerPath,
+        rootDir: options.rootDir,
+        encoding: fn.encoding,
+        output: fn.output !== undefined,
+        config: fn.config,
+        logLevel: options.logLevel,
+        ...(options.tracing ? { tracing: options.tracing } : {}),
+      },
+      memoryLimitMb: fn.memoryLimitMb,
+      host: this.#host,
+      graceMs: options.graceMs ?? 1000,
+      onIdle: (thread) => {
+        clearTimeout(this.#idleTimer);
+        this.#idleTimer = setTimeout(() => {
+          if (this.#thread !== thread) return;
+          this.#thread = undefined;
+          void thread.close();
+        }, options.idleMs ?? 30_000);
+        this.#idleTimer.unref();
+      },
+      onEnd: (thread, end) => {
+        if (this.#thread === thread) this.#thread = undefined;
+        if (!end) return;
+        this.#restarts++;
+        this.#lastEnd = { ...end, at: new Date().toISOString() };
+        options.metrics.workerRestarts.inc({ function: fn.name, reason: end.reason });
+        this.#host.log.warn({ reason: end.reason, error: end.error }, "worker thread ended; the next delivery starts a new one");
+      },
+    });
+  }
+}
