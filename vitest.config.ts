@@ -1,15 +1,28 @@
 import { defineConfig } from "vitest/config";
 
 /**
- * Every test file starts its own nats-server(s); two workers suit the 2-core CI host.
+ * Every test file starts its own nats-server(s); two workers suit the 2-core CI host. The
+ * suites that run hosts run twice: as users run them (handlers in worker threads, the
+ * default) and with `isolation: none` (JETFN_TEST_ISOLATION, read by test/support/project.ts).
  */
+const shared = { testTimeout: 60_000, hookTimeout: 60_000 };
+
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
     pool: "forks",
     maxWorkers: 2,
     coverage: { enabled: false },
+    projects: [
+      { test: { ...shared, name: "unit", include: ["test/unit/**/*.test.ts"] } },
+      { test: { ...shared, name: "worker", include: ["test/{integration,faults,e2e,isolation}/**/*.test.ts"] } },
+      {
+        test: {
+          ...shared,
+          name: "none",
+          include: ["test/{integration,faults}/**/*.test.ts"],
+          env: { JETFN_TEST_ISOLATION: "none" },
+        },
+      },
+    ],
   },
 });

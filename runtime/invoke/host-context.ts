@@ -1,4 +1,4 @@
-import type { Context } from "@opentelemetry/api";
+import { context, trace, type Context } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
 import type { Publisher } from "../contracts/delivery.ts";
 import type { BreakerRegistry, NamedBreaker } from "../resilience/breakers.ts";
@@ -26,15 +26,20 @@ export class HostContext {
     this.#breakers = breakers;
   }
 
-  /** `ctx.publish`: a PRODUCER span under `parent` (default: the delivery's span). */
+  /**
+   * `ctx.publish`: a PRODUCER span under `parent`; by default the span the handler made
+   * itself when one is active here, else the delivery's span.
+   */
   publish(
     invocation: Invocation,
     subject: string,
     data: Uint8Array,
     options: { headers?: Record<string, string>; msgId?: string } = {},
-    parent: Context = invocation.context,
+    parent?: Context,
   ): Promise<PublishAck> {
-    return tracedPublish(this.publisher, parent, subject, data, options.headers, options.msgId);
+    const active = context.active();
+    const base = parent ?? (trace.getSpan(active) ? active : invocation.context);
+    return tracedPublish(this.publisher, base, subject, data, options.headers, options.msgId);
   }
 
   /** `ctx.breaker(name)`: the host's breaker of that name, noted as used by this invocation. */

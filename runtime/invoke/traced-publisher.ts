@@ -1,4 +1,4 @@
-import { context, propagation, SpanKind, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
+import { propagation, SpanKind, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
 import type { PublishAck } from "../sdk/types.ts";
 import type { Publisher } from "../contracts/delivery.ts";
 import { errorMessage } from "./settle.ts";
@@ -7,8 +7,7 @@ const tracer = trace.getTracer("jetfn");
 
 /**
  * Publishes with a PRODUCER span `send <subject>` and its `traceparent` (and `tracestate`)
- * injected into the headers, so a chain of functions is one trace. `parent` is the
- * delivery's context; a span the handler made itself, when active, comes first.
+ * injected into the headers, so a chain of functions is one trace, under `parent`.
  */
 export async function tracedPublish(
   publisher: Publisher,
@@ -18,8 +17,6 @@ export async function tracedPublish(
   headers: Record<string, string> = {},
   msgId?: string,
 ): Promise<PublishAck> {
-  const active = context.active();
-  const base = trace.getSpan(active) ? active : parent;
   const span = tracer.startSpan(
     `send ${subject}`,
     {
@@ -31,11 +28,11 @@ export async function tracedPublish(
         "messaging.message.body.size": data.length,
       },
     },
-    base,
+    parent,
   );
   try {
     const carrier = { ...headers };
-    propagation.inject(trace.setSpan(base, span), carrier);
+    propagation.inject(trace.setSpan(parent, span), carrier);
     return await publisher.publish(subject, data, { headers: carrier, ...(msgId ? { msgId } : {}) });
   } catch (error) {
     span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });

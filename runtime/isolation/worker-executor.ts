@@ -1,3 +1,4 @@
+import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { CompiledTracing } from "../config/types.ts";
 import type { Executor, Invocation } from "../invoke/executor.ts";
 import type { HostContext } from "../invoke/host-context.ts";
@@ -45,7 +46,8 @@ export class WorkerExecutor implements Executor {
   run(invocation: Invocation, signal: () => AbortSignal): Promise<Outcome> {
     clearTimeout(this.#idleTimer);
     if (this.#closed) return Promise.resolve({ kind: "aborted" });
-    this.#thread ??= this.#spawn();
+    // Spawned outside the delivery's trace context: the thread's events must not run in it.
+    this.#thread ??= context.with(ROOT_CONTEXT, () => this.#spawn());
     return this.#thread.run(invocation, signal);
   }
 

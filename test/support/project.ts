@@ -4,9 +4,10 @@ import { fileURLToPath } from "node:url";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
+import { parseDocument, YAMLMap } from "yaml";
 import { afterAll, beforeAll } from "vitest";
 import { loadEnv } from "../../runtime/config/env.ts";
-import { Host } from "../../runtime/host.ts";
+import { Host, type HostOptions } from "../../runtime/host.ts";
 import { startNatsServer, type NatsServer, type StartNatsServerOptions } from "./nats-server.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -44,9 +45,25 @@ export function makeProject(files: Record<string, string>, options: MakeProjectO
     // One source per file: a fixture silently replaced by inline text would mislead.
     if (existsSync(file)) throw new Error(`makeProject: ${name} is both inline and in test/fixtures/${options.fixtures}`);
     mkdirSync(path.dirname(file), { recursive: true });
-    writeFileSync(file, text);
+    writeFileSync(file, name === "functions.yaml" ? withTestIsolation(text) : text);
   }
   return dir;
+}
+
+/**
+ * The suites run twice (vitest.config.ts): with the default `isolation: worker`, and with
+ * `JETFN_TEST_ISOLATION=none`, which this writes under `defaults:` of every project's
+ * functions.yaml, unless the yaml chooses an isolation itself.
+ */
+function withTestIsolation(yaml: string): string {
+  const mode = process.env.JETFN_TEST_ISOLATION;
+  if (!mode || /\bisolation:/.test(yaml)) return yaml;
+  const document = parseDocument(yaml);
+  if (!document.has("functions")) return yaml;
+  const defaults = document.get("defaults");
+  if (defaults instanceof YAMLMap) defaults.set("isolation", mode);
+  else document.set("defaults", document.createNode({ isolation: mode }));
+  return document.toString();
 }
 
 /** Log lines a host wrote, parsed, for assertions. */
@@ -67,6 +84,7 @@ export async function createHost(
   dir: string,
   natsUrl: string,
   env: Record<string, string> = {},
+  options: Pick<HostOptions, "isolation"> = {},
 ): Promise<{ host: Host; logs: LogCapture }> {
   const logs = new LogCapture();
   const compiled = loadEnv({
@@ -78,7 +96,7 @@ export async function createHost(
     LOG_LEVEL: "debug",
     ...env,
   });
-  const host = await Host.create({ env: compiled, logger: pino({ level: "debug" }, logs.stream), consumerPollMs: 200 });
+  const host = await Host.create({ env: compiled, logger: pino({ level: "debug" }, logs.stream), consumerPollMs: 200, ...options });
   return { host, logs };
 }
 
@@ -87,8 +105,9 @@ export async function startHost(
   dir: string,
   natsUrl: string,
   env: Record<string, string> = {},
+  options: Pick<HostOptions, "isolation"> = {},
 ): Promise<{ host: Host; logs: LogCapture; baseUrl: string }> {
-  const { host, logs } = await createHost(dir, natsUrl, env);
+  const { host, logs } = await createHost(dir, natsUrl, env, options);
   await host.start();
   return { host, logs, baseUrl: `http://127.0.0.1:${host.httpAddress!.port}` };
 }
