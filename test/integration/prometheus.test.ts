@@ -47,6 +47,7 @@ const CONTRACT_METRICS = new Set([
   "jetfn_consumer_ack_pending_messages",
   "jetfn_end_to_end_latency_seconds",
   "jetfn_build_info",
+  "jetfn_worker_restarts_total",
 ]);
 
 /** Metric families a host exports today, so a live scrape must show them. */
@@ -61,6 +62,7 @@ const SCRAPED_METRICS = [
   "jetfn_consumer_pending_messages",
   "jetfn_consumer_ack_pending_messages",
   "jetfn_build_info",
+  "jetfn_worker_restarts_total",
 ];
 
 interface AlertRule {
@@ -102,15 +104,15 @@ describe("deploy/prometheus/alerts.yml", () => {
   it("passes promtool check rules", async () => {
     const r = await promtool(["check", "rules", ALERTS_FILE]);
     expect(r.code, promtoolFailure("promtool check rules", r)).toBe(0);
-    expect(r.stdout).toMatch(/SUCCESS: 4 rules found/);
+    expect(r.stdout).toMatch(/SUCCESS: 5 rules found/);
   });
 
-  it("has the jetfn group with the four alerts, each with a severity, summary and description", () => {
+  it("has the jetfn group with the five alerts, each with a severity, summary and description", () => {
     const { groups } = readAlertRules();
     expect(groups.map((g) => g.name)).toEqual(["jetfn"]);
     const rules = groups[0]!.rules;
     expect(rules.map((r) => r.alert).sort()).toEqual(
-      ["JetfnBreakerOpen", "JetfnConsumerLagGrowing", "JetfnDeadLetters", "JetfnNotReady"],
+      ["JetfnBreakerOpen", "JetfnConsumerLagGrowing", "JetfnDeadLetters", "JetfnNotReady", "JetfnWorkerRestarting"],
     );
     for (const rule of rules) {
       expect(["warning", "critical"], rule.alert).toContain(rule.labels?.severity);
@@ -166,6 +168,9 @@ describe("deploy/prometheus/alerts.yml", () => {
             { series: 'jetfn_dead_letters_total{job="jetfn",instance="a:8080",function="steady",reason="invalid"}', values: "0x20" },
             { series: 'jetfn_breaker_state{job="jetfn",instance="a:8080",function="pay",breaker="function"}', values: "0 2x20" },
             { series: 'jetfn_breaker_state{job="jetfn",instance="a:8080",function="steady",breaker="function"}', values: "0 1 0x20" },
+            // 5 thread restarts at 2m fire; 2 (one OOM, then a fresh thread that holds) do not.
+            { series: 'jetfn_worker_restarts_total{job="jetfn",instance="a:8080",function="pay",reason="timeout"}', values: "0 0 5x30" },
+            { series: 'jetfn_worker_restarts_total{job="jetfn",instance="a:8080",function="steady",reason="out-of-memory"}', values: "0 0 2x30" },
             { series: 'up{job="jetfn",instance="a:8080"}', values: "1 1 0x20" },
             { series: 'up{job="jetfn",instance="b:8080"}', values: "1x20" },
             { series: 'up{job="other",instance="c:9100"}', values: "0x20" },
@@ -182,6 +187,13 @@ describe("deploy/prometheus/alerts.yml", () => {
               exp_alerts: [expected("JetfnDeadLetters", { function: "pay", reason: "non-retryable" }, "3")],
             },
             { eval_time: "8m", alertname: "JetfnDeadLetters", exp_alerts: [] },
+            { eval_time: "1m", alertname: "JetfnWorkerRestarting", exp_alerts: [] },
+            {
+              eval_time: "3m",
+              alertname: "JetfnWorkerRestarting",
+              exp_alerts: [expected("JetfnWorkerRestarting", { function: "pay", reason: "timeout" }, "5")],
+            },
+            { eval_time: "20m", alertname: "JetfnWorkerRestarting", exp_alerts: [] },
             // open from 1m: firing from 6m; a half-open blip never fires.
             { eval_time: "5m", alertname: "JetfnBreakerOpen", exp_alerts: [] },
             { eval_time: "7m", alertname: "JetfnBreakerOpen", exp_alerts: [expected("JetfnBreakerOpen", { function: "pay", breaker: "function" })] },
@@ -372,7 +384,7 @@ functions:
     const group = groups[0]!;
     expect(group.file).toBe(ALERTS_FILE);
     expect(group.rules.map((r) => r.name).sort()).toEqual(
-      ["JetfnBreakerOpen", "JetfnConsumerLagGrowing", "JetfnDeadLetters", "JetfnNotReady"],
+      ["JetfnBreakerOpen", "JetfnConsumerLagGrowing", "JetfnDeadLetters", "JetfnNotReady", "JetfnWorkerRestarting"],
     );
     for (const rule of group.rules) {
       expect(rule.type).toBe("alerting");
