@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { CompiledRetry } from "../../runtime/config/types.ts";
-import { errorMessage, invocationOutcome, settle } from "../../runtime/invoke/settle.ts";
+import type { Delivery } from "../../runtime/contracts/delivery.ts";
+import { AttemptLedger } from "../../runtime/invoke/attempts.ts";
+import { errorMessage, invocationOutcome, settle, spendsAttempt } from "../../runtime/invoke/settle.ts";
 import { backoffDelay } from "../../runtime/resilience/backoff.ts";
 import { NonRetryableError, RetryAfterError } from "../../runtime/sdk/errors.ts";
 
@@ -126,5 +128,59 @@ describe("settle: breakers", () => {
     // The handler's own verdicts still stand.
     expect(settle({ kind: "error", error: new NonRetryableError("no") }, 1, retry, Math.random, 700)).toMatchObject({ action: "dead-letter" });
     expect(settle({ kind: "invalid", error: new Error("schema") }, 1, retry, Math.random, 700)).toMatchObject({ action: "dead-letter" });
+  });
+});
+
+describe("settle: worker threads and the poison guard", () => {
+  const crash = { kind: "crashed", reason: "out-of-memory", error: "its worker thread ran out of memory (memoryLimit 64MB)" } as const;
+
+  it("retries a crash with backoff, and dead-letters it as crashed on the last attempt", () => {
+    expect(settle(crash, 2, retry)).toEqual({ action: "nak", delayMs: 2000, error: crash.error });
+    expect(settle(crash, 5, retry)).toEqual({ action: "dead-letter", reason: "crashed", error: crash.error });
+  });
+
+  it("hands a bystander of a terminated thread back at once", () => {
+    expect(settle({ kind: "aborted", cause: "bystander" }, 5, retry)).toMatchObject({ action: "nak", delayMs: 0 });
+    expect(invocationOutcome({ kind: "aborted", cause: "bystander" })).toBe("crashed");
+  });
+
+  it("dead-letters an exhausted delivery unrun, and counts no invocation for it", () => {
+    expect(settle({ kind: "exhausted", attempts: 6 }, 6, retry)).toMatchObject({
+      action: "dead-letter",
+      reason: "attempts-exhausted",
+      error: expect.stringMatching(/^not run: attempt 6 is past retry.maxAttempts \(5\)/),
+    });
+    expect(invocationOutcome({ kind: "exhausted", attempts: 6 })).toBeUndefined();
+    expect(invocationOutcome(crash)).toBe("crashed");
+  });
+
+  it("spends an attempt only for the message's own failures", () => {
+    expect(spendsAttempt({ kind: "error", error: new Error("x") })).toBe(true);
+    expect(spendsAttempt({ kind: "timeout", timeoutMs: 5 })).toBe(true);
+    expect(spendsAttempt(crash)).toBe(true);
+    expect(spendsAttempt({ kind: "aborted" })).toBe(false);
+    expect(spendsAttempt({ kind: "aborted", cause: "bystander" })).toBe(false);
+    expect(spendsAttempt({ kind: "error", error: new Error("down") }, 700)).toBe(false);
+  });
+});
+
+describe("AttemptLedger", () => {
+  const delivery = (seq: number, deliveryCount: number) => ({ stream: "S", seq, deliveryCount }) as Delivery;
+
+  it("subtracts the deliveries that spent no attempt, and forgets a settled message", () => {
+    const ledger = new AttemptLedger();
+    expect(ledger.attempt(delivery(1, 3))).toBe(3);
+    ledger.spare(delivery(1, 1));
+    ledger.spare(delivery(1, 2));
+    expect(ledger.attempt(delivery(1, 3))).toBe(1);
+    expect(ledger.attempt(delivery(2, 3))).toBe(3);
+    ledger.forget(delivery(1, 3));
+    expect(ledger.attempt(delivery(1, 4))).toBe(4);
+  });
+
+  it("keeps at most `limit` messages, dropping the oldest note", () => {
+    const ledger = new AttemptLedger(2);
+    for (const seq of [1, 2, 3]) ledger.spare(delivery(seq, 1));
+    expect([1, 2, 3].map((seq) => ledger.attempt(delivery(seq, 2)))).toEqual([2, 1, 1]);
   });
 });
