@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, renameSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -9,7 +9,8 @@ let script: Promise<string> | undefined;
 /**
  * The file a handler thread runs. The CLI runs from its bundle in `.jetfn/runtime/`, and
  * `bin/jetfn.js` bundles the thread's entry next to it (`worker.mjs`). Run from sources (the
- * tests), the entry is bundled here on first use, and again when `runtime/` changes.
+ * tests) or another bundle (the benchmark), the entry is bundled here on first use, and
+ * again when `runtime/` changes.
  */
 export function workerScript(): Promise<string> {
   script ??= locate();
@@ -17,8 +18,8 @@ export function workerScript(): Promise<string> {
 }
 
 async function locate(): Promise<string> {
-  const self = fileURLToPath(import.meta.url);
-  if (self.endsWith(".mjs")) return path.join(path.dirname(self), "worker.mjs");
+  const beside = path.join(path.dirname(fileURLToPath(import.meta.url)), "worker.mjs");
+  if (existsSync(beside)) return beside;
   const outfile = path.join(PACKAGE_ROOT, ".jetfn", "runtime", "worker.dev.mjs");
   if (modified(outfile) >= newestSource(path.join(PACKAGE_ROOT, "runtime"))) return outfile;
   mkdirSync(path.dirname(outfile), { recursive: true });
