@@ -1,6 +1,7 @@
 import type { Context, Span } from "@opentelemetry/api";
 import type { Delivery } from "../contracts/delivery.ts";
 import type { NamedBreaker } from "../resilience/breakers.ts";
+import type { Deadline } from "./run.ts";
 import type { Outcome } from "./settle.ts";
 
 /** One admitted delivery on its way through an executor. */
@@ -26,9 +27,9 @@ export interface Invocation {
 export interface Executor {
   /**
    * Never rejects. The invoker's deadline may settle the delivery before this resolves;
-   * `signal` (made on first use) aborts then, on the timeout or at shutdown.
+   * `deadline` tells when: on the timeout, or at shutdown.
    */
-  run(invocation: Invocation, signal: () => AbortSignal): Promise<Outcome>;
+  run(invocation: Invocation, deadline: Deadline): Promise<Outcome>;
   /** What `/functions` shows about how the function runs (its threads), if anything. */
   status(): Record<string, unknown> | undefined;
   /** Releases what the executor holds (threads). */

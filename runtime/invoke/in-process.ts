@@ -4,6 +4,7 @@ import type { Logger } from "../telemetry/logger.ts";
 import { decode, encode, validate } from "./decode.ts";
 import type { Executor, Invocation } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
+import type { Deadline } from "./run.ts";
 import type { Outcome } from "./settle.ts";
 
 /**
@@ -19,7 +20,7 @@ export class InProcessExecutor implements Executor {
     this.#host = host;
   }
 
-  async run(invocation: Invocation, signal: () => AbortSignal): Promise<Outcome> {
+  async run(invocation: Invocation, deadline: Deadline): Promise<Outcome> {
     const decoded = decode(invocation.delivery.data, this.#host.fn.encoding);
     if (!decoded.ok) return { kind: "undecodable", error: decoded.error };
     let event = decoded.value;
@@ -29,7 +30,7 @@ export class InProcessExecutor implements Executor {
       event = valid.value;
     }
     try {
-      return { kind: "success", value: await this.#loaded.handler(event, this.#context(invocation, signal)) };
+      return { kind: "success", value: await this.#loaded.handler(event, this.#context(invocation, deadline)) };
     } catch (error) {
       return { kind: "error", error };
     }
@@ -41,7 +42,7 @@ export class InProcessExecutor implements Executor {
 
   async close(): Promise<void> {}
 
-  #context(invocation: Invocation, signal: () => AbortSignal): FunctionContext {
+  #context(invocation: Invocation, deadline: Deadline): FunctionContext {
     const { delivery, span } = invocation;
     const host = this.#host;
     let log: Logger | undefined;
@@ -53,7 +54,7 @@ export class InProcessExecutor implements Executor {
       deliveryCount: delivery.deliveryCount,
       timestamp: delivery.timestamp,
       get signal() {
-        return signal();
+        return deadline.signal();
       },
       span,
       config: host.fn.config as Record<string, unknown>,

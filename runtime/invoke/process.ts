@@ -127,7 +127,7 @@ export class Invoker {
     const fn = this.#fn;
     const heartbeat = fn.timeoutMs > fn.ackWaitMs / 2 ? new Heartbeat(fn.ackWaitMs, invocation.working) : undefined;
     try {
-      return await runWithTimeout((signal) => this.#deps.executor.run(invocation, signal), fn.timeoutMs, this.#deps.stop);
+      return await runWithTimeout((deadline) => this.#deps.executor.run(invocation, deadline), fn.timeoutMs, this.#deps.stop);
     } finally {
       heartbeat?.stop();
     }

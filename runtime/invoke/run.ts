@@ -1,27 +1,42 @@
 import type { Outcome } from "./settle.ts";
 
+/** How a run learns that its deadline passed, or that shutdown cut it off. */
+export interface Deadline {
+  /**
+   * The invocation's AbortSignal, made on first use: most fast handlers never ask for it,
+   * and an AbortController per message is a measurable share of the host's work.
+   */
+  signal(): AbortSignal;
+  /** Calls `listener` when the run is cut off (at once if it already was). One listener. */
+  onAbort(listener: (reason: Error) => void): void;
+}
+
 /**
- * Runs one invocation with a deadline. The run gets a signal that aborts when the timeout
+ * Runs one invocation with a deadline. The run's {@link Deadline} aborts when the timeout
  * fires or when `stop` (shutdown past its grace period) aborts. Whichever comes first
  * decides the outcome; a run that ends after that is ignored, never an unhandled
  * rejection.
- *
- * The signal is made on first use (`signal()`): most fast handlers never ask for it, and an
- * AbortController per message is a measurable share of the host's work.
  */
 export function runWithTimeout(
-  run: (signal: () => AbortSignal) => Promise<Outcome>,
+  run: (deadline: Deadline) => Promise<Outcome>,
   timeoutMs: number,
   stop: AbortSignal,
 ): Promise<Outcome> {
   let controller: AbortController | undefined;
   let abortedWith: Error | undefined;
-  const signal = (): AbortSignal => {
-    if (!controller) {
-      controller = new AbortController();
-      if (abortedWith) controller.abort(abortedWith);
-    }
-    return controller.signal;
+  let listener: ((reason: Error) => void) | undefined;
+  const deadline: Deadline = {
+    signal: () => {
+      if (!controller) {
+        controller = new AbortController();
+        if (abortedWith) controller.abort(abortedWith);
+      }
+      return controller.signal;
+    },
+    onAbort: (l) => {
+      if (abortedWith) l(abortedWith);
+      else listener = l;
+    },
   };
   return new Promise<Outcome>((resolve) => {
     let settled = false;
@@ -33,6 +48,7 @@ export function runWithTimeout(
       if (abortReason) {
         abortedWith = abortReason;
         controller?.abort(abortReason);
+        listener?.(abortReason);
       }
       resolve(outcome);
     };
@@ -44,7 +60,7 @@ export function runWithTimeout(
     if (stop.aborted) return onStop();
     stop.addEventListener("abort", onStop, { once: true });
 
-    run(signal).then(
+    run(deadline).then(
       (outcome) => finish(outcome),
       (error: unknown) => finish({ kind: "error", error }),
     );

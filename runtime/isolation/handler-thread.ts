@@ -3,6 +3,7 @@ import { Worker } from "node:worker_threads";
 import { propagation, ROOT_CONTEXT, type Attributes, type SpanStatus } from "@opentelemetry/api";
 import type { Invocation } from "../invoke/executor.ts";
 import type { HostContext } from "../invoke/host-context.ts";
+import type { Deadline } from "../invoke/run.ts";
 import { errorMessage, type CrashReason, type Outcome } from "../invoke/settle.ts";
 import type { NamedBreaker } from "../resilience/breakers.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -39,7 +40,6 @@ interface Pending {
   /** Named breakers that admitted a call of it which has not reported back. */
   readonly admitted: NamedBreaker[];
   log?: Logger;
-  unlisten?: () => void;
 }
 
 /** A thread that has not been heard from for this long while busy is reported stuck. */
@@ -102,16 +102,12 @@ export class HandlerThread {
     return this.#ready;
   }
 
-  run(invocation: Invocation, signal: () => AbortSignal): Promise<Outcome> {
+  run(invocation: Invocation, deadline: Deadline): Promise<Outcome> {
     const id = this.#nextId++;
     const { delivery } = invocation;
     return new Promise<Outcome>((resolve) => {
-      const pending: Pending = { invocation, resolve, abandoned: false, admitted: [] };
-      this.#pending.set(id, pending);
-      const aborts = signal();
-      const onAbort = (): void => this.#abort(id, aborts.reason);
-      aborts.addEventListener("abort", onAbort, { once: true });
-      pending.unlisten = () => aborts.removeEventListener("abort", onAbort);
+      this.#pending.set(id, { invocation, resolve, abandoned: false, admitted: [] });
+      deadline.onAbort((reason) => this.#abort(id, reason));
       const carrier: Record<string, string> = {};
       propagation.inject(invocation.context, carrier);
       // The message's bytes live in the client's read buffer: copied once, then moved.
@@ -229,7 +225,6 @@ export class HandlerThread {
     if (!pending) return;
     this.#pending.delete(id);
     clearTimeout(pending.killTimer);
-    pending.unlisten?.();
     if (!pending.abandoned) pending.resolve(outcomeOf(wire));
     if (this.#pending.size === 0) this.#options.onIdle(this);
   }
@@ -294,8 +289,7 @@ export class HandlerThread {
     const end = this.#terminated ?? (this.#closing ? undefined : this.#crash(code));
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.killTimer);
-      pending.unlisten?.();
-      // A call let through a breaker never reported back: count it as failed.
+        // A call let through a breaker never reported back: count it as failed.
       for (const breaker of pending.admitted) breaker.failure();
       if (pending.abandoned) continue;
       if (end?.reason === "timeout") pending.resolve({ kind: "aborted", cause: "bystander" });

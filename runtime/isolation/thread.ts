@@ -155,8 +155,10 @@ async function serve(init: ThreadInit): Promise<void> {
   function functionContext(message: Extract<ToThread, { t: "run" }>, state: Running, parent: Context): FunctionContext {
     const { id } = message;
     const spanContext = trace.getSpanContext(parent);
+    // Built on first use: most handlers never touch them.
     let log: Logger | undefined;
-    const breakers = new Map<string, Breaker>();
+    let span: Span | undefined;
+    let breakers: Map<string, Breaker> | undefined;
     return {
       function: init.function,
       subject: message.subject,
@@ -171,7 +173,10 @@ async function serve(init: ThreadInit): Promise<void> {
         }
         return state.controller.signal;
       },
-      span: remoteSpan(id, spanContext),
+      get span(): Span {
+        span ??= remoteSpan(id, spanContext);
+        return span;
+      },
       config: init.config as Record<string, unknown>,
       get log(): Logger {
         log ??= threadLogger(id, {}, levels, init.logLevel);
@@ -179,6 +184,7 @@ async function serve(init: ThreadInit): Promise<void> {
       },
       working: () => post({ t: "working", id }),
       breaker: (name: string, options?: BreakerOptions): Breaker => {
+        breakers ??= new Map();
         let breaker = breakers.get(name);
         if (!breaker) {
           breaker = remoteBreaker(id, name, options, call);

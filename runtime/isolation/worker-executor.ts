@@ -2,6 +2,7 @@ import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { CompiledTracing } from "../config/types.ts";
 import type { Executor, Invocation } from "../invoke/executor.ts";
 import type { HostContext } from "../invoke/host-context.ts";
+import type { Deadline } from "../invoke/run.ts";
 import type { Outcome } from "../invoke/settle.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { HandlerThread, type ThreadEnd } from "./handler-thread.ts";
@@ -43,12 +44,12 @@ export class WorkerExecutor implements Executor {
     this.#options = options;
   }
 
-  run(invocation: Invocation, signal: () => AbortSignal): Promise<Outcome> {
+  run(invocation: Invocation, deadline: Deadline): Promise<Outcome> {
     clearTimeout(this.#idleTimer);
     if (this.#closed) return Promise.resolve({ kind: "aborted" });
     // Spawned outside the delivery's trace context: the thread's events must not run in it.
     this.#thread ??= context.with(ROOT_CONTEXT, () => this.#spawn());
-    return this.#thread.run(invocation, signal);
+    return this.#thread.run(invocation, deadline);
   }
 
   status(): Record<string, unknown> {

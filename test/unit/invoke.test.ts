@@ -73,8 +73,8 @@ describe("runWithTimeout", () => {
     process.on("unhandledRejection", onUnhandled);
     try {
       const outcome = await runWithTimeout(
-        (signal) => {
-          seen = signal();
+        (deadline) => {
+          seen = deadline.signal();
           return new Promise((_, reject) => seen!.addEventListener("abort", () => setTimeout(() => reject(new Error("late")), 5)));
         },
         20,
@@ -92,13 +92,26 @@ describe("runWithTimeout", () => {
 
   it("hands out an already-aborted signal when it is first asked for after the timeout", async () => {
     let late: (() => AbortSignal) | undefined;
-    const outcome = await runWithTimeout((signal) => {
-      late = signal;
+    const outcome = await runWithTimeout((deadline) => {
+      late = deadline.signal;
       return new Promise(() => {});
     }, 10, never);
     expect(outcome.kind).toBe("timeout");
     expect(late!().aborted).toBe(true);
     expect((late!().reason as Error).name).toBe("TimeoutError");
+  });
+
+  it("tells its onAbort listener the reason, at once when it comes after the abort", async () => {
+    const reasons: string[] = [];
+    let late: ((listener: (reason: Error) => void) => void) | undefined;
+    const outcome = await runWithTimeout((deadline) => {
+      deadline.onAbort((reason) => reasons.push(reason.name));
+      late = deadline.onAbort;
+      return new Promise(() => {});
+    }, 10, never);
+    expect(outcome.kind).toBe("timeout");
+    late!((reason) => reasons.push(`late ${reason.name}`));
+    expect(reasons).toEqual(["TimeoutError", "late TimeoutError"]);
   });
 
   it("aborts when stop fires, and at once when it already has", async () => {
