@@ -3,30 +3,47 @@
  * fix the handler, send them back, watch them succeed.
  */
 import path from "node:path";
-import { headers } from "@nats-io/transport-node";
+import { headers, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import type { Fragile } from "../fixtures/dlq/fragile.ts";
+import { FIXED_SUBJECT, type Fix, type Succeeded } from "../fixtures/dlq/fragile.ts";
 import { runCli } from "../support/cli.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
 import { client, makeProject, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-/** The fix switch and what got through, shared with test/fixtures/dlq/fragile.ts through globalThis. */
-const state: Fragile = ((globalThis as { __jetfnFragile?: Fragile }).__jetfnFragile = { fixed: false, succeeded: [] });
+/**
+ * The fix switch, answered to test/fixtures/dlq/fragile.ts's requests on FIXED_SUBJECT, and
+ * what got through, as fragile.ts published it to calls.fragile.
+ */
+const state: { fixed: boolean; succeeded: Succeeded[] } = { fixed: false, succeeded: [] };
 
 let server: NatsServer;
+/** Answers fragile.ts and collects what it publishes. */
+let control: NatsConnection;
 let host: Host;
 let configFile: string;
 
 beforeAll(async () => {
   server = await startNatsServer();
+  ({ nc: control } = await client(server.url));
+  control.subscribe(FIXED_SUBJECT, {
+    callback: (_err: Error | null, msg: Msg) => {
+      msg.respond(JSON.stringify({ fixed: state.fixed } satisfies Fix));
+    },
+  });
+  control.subscribe("calls.fragile", {
+    callback: (_err: Error | null, msg: Msg) => {
+      state.succeeded.push(msg.json<Succeeded>());
+    },
+  });
   const dir = makeProject({
     "functions.yaml": `
 streams:
   - { name: DL, subjects: ["dl.>"], storage: memory }
+  - { name: DLCALLS, subjects: ["calls.>"], storage: memory }
 functions:
-  - { name: fragile, handler: fragile.ts, stream: DL, subjects: [dl.in] }
+  - { name: fragile, handler: fragile.ts, stream: DL, subjects: [dl.in], config: { natsUrl: ${JSON.stringify(server.url)} } }
   - { name: audit, handler: audit.ts, stream: DL, subjects: [dl.in] }
 `,
   }, { fixtures: "dlq" });
@@ -36,6 +53,7 @@ functions:
 
 afterAll(async () => {
   await host?.shutdown();
+  await control?.close();
   await server?.stop();
 });
 

@@ -4,16 +4,17 @@
  * duplicates, lost, and the longest stall in processing after each fault.
  */
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import type { Processed } from "../fixtures/cluster/count.ts";
+import { PROCESSED_SUBJECT, type Processed } from "../fixtures/cluster/count.ts";
 import { startNatsCluster, type NatsCluster } from "../support/nats-server.ts";
 import { makeProject, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-/** What test/fixtures/cluster/count.ts processed, shared through globalThis. */
-const processed: Processed = ((globalThis as { __jetfnCluster?: Processed }).__jetfnCluster = []);
+/** What test/fixtures/cluster/count.ts processed, as it reported it on PROCESSED_SUBJECT. */
+const processed: { id: number; at: number }[] = [];
+const reported = new Set<string>();
 
 let cluster: NatsCluster;
 let host: Host;
@@ -26,8 +27,20 @@ beforeAll(async () => {
   nc = await connect({ servers: cluster.urls, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
   js = jetstream(nc, { timeout: 2000 });
   jsm = await jetstreamManager(nc);
+  nc.subscribe(PROCESSED_SUBJECT, {
+    callback: (_err: Error | null, msg: Msg) => {
+      const { id, at, invocation } = msg.json<Processed>();
+      if (!reported.has(invocation)) {
+        reported.add(invocation);
+        processed.push({ id, at });
+      }
+      msg.respond();
+    },
+  });
   const dir = makeProject({
     "functions.yaml": `
+defaults:
+  config: { natsUrl: ${JSON.stringify(cluster.urls.join(","))} }
 streams:
   - { name: CL, subjects: ["cl.>"], replicas: 3 }
 functions:

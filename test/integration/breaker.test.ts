@@ -3,30 +3,60 @@
  * breaker stops pulling and a named breaker fails fast, and no message is dead-lettered
  * because of the outage. Each test prints its figures.
  */
+import type { Msg, Subscription } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import type { Dependency } from "../fixtures/breaker/dependency.ts";
+import { DEPENDENCY_SUBJECT, type Call, type DependencyReply } from "../fixtures/breaker/dependency.ts";
 import { makeProject, startHost, type LogCapture, scrape, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-/** The simulated dependency the handlers in test/fixtures/breaker/ call, shared through globalThis. */
-const dep: Dependency = ((globalThis as { __jetfnTestDependency?: Dependency }).__jetfnTestDependency = {
+/**
+ * The simulated dependency the handlers in test/fixtures/breaker/ call: this file answers
+ * their requests on DEPENDENCY_SUBJECT, and collects what they publish to calls.<function>.
+ */
+const dep = {
   down: false,
-  deliveries: new Map(),
-  processed: new Map(),
-});
+  deliveries: new Map<string, { id: number; at: number }[]>(),
+  processed: new Map<string, Set<number>>(),
+};
+
+function noted(fn: string, { kind, id, at }: Call): void {
+  if (kind === "delivered") {
+    const seen = dep.deliveries.get(fn) ?? [];
+    seen.push({ id, at });
+    dep.deliveries.set(fn, seen);
+  } else {
+    let ids = dep.processed.get(fn);
+    if (!ids) dep.processed.set(fn, (ids = new Set()));
+    ids.add(id);
+  }
+}
 
 let host: Host;
 let baseUrl: string;
 let logs: LogCapture;
+let subscriptions: Subscription[] = [];
 
 const nats = useNats();
 
 beforeAll(async () => {
+  subscriptions = [
+    nats.nc.subscribe(DEPENDENCY_SUBJECT, {
+      callback: (_err: Error | null, msg: Msg) => {
+        msg.respond(JSON.stringify({ up: !dep.down } satisfies DependencyReply));
+      },
+    }),
+    nats.nc.subscribe("calls.>", {
+      callback: (_err: Error | null, msg: Msg) => noted(msg.subject.slice("calls.".length), msg.json<Call>()),
+    }),
+  ];
   const dir = makeProject({
     "functions.yaml": `
+defaults:
+  config: { natsUrl: ${JSON.stringify(nats.server.url)} }
 streams:
   - { name: BRK, subjects: ["brk.>"], storage: memory }
+  - { name: BRKCALLS, subjects: ["calls.>"], storage: memory }
 functions:
   - name: guarded
     handler: guarded.ts
@@ -48,6 +78,7 @@ functions:
 
 afterAll(async () => {
   await host?.shutdown();
+  for (const subscription of subscriptions) subscription.unsubscribe();
 });
 
 const metric = (series: string) => scrape(baseUrl, series);
@@ -83,7 +114,7 @@ async function outage(fn: string, subject: string, published: number, whileOpen:
 describe("breakers during a dependency outage", () => {
   it("function breaker: stops pulling while open, dead-letters nothing, recovers", async () => {
     const published = 20;
-    let deliveriesWhileOpen = 0;
+    let open: [number, number] | undefined;
     await outage("guarded", "brk.guarded", published, async () => {
       // Between opening and its first probe (openFor later), nothing may be pulled.
       const transitions = () => logs.lines.filter((l) => l.function === "guarded" && l.breaker === "function");
@@ -91,8 +122,11 @@ describe("breakers during a dependency outage", () => {
       const probing = await waitFor(() => transitions().find((l) => l.to === "half-open"), { message: "half-open after openFor" });
       const [from, to] = [Number(opened.time), Number(probing.time)]; // pino's epoch ms
       expect(to - from).toBeGreaterThanOrEqual(990);
-      deliveriesWhileOpen = dep.deliveries.get("guarded")!.filter((d) => d.at > from && d.at < to).length;
+      open = [from, to];
     });
+    // Counted once every delivery's report has arrived.
+    const [from, to] = open!;
+    const deliveriesWhileOpen = dep.deliveries.get("guarded")!.filter((d) => d.at > from && d.at < to).length;
     const result = { ...figures("guarded", published), deadLettered: await metric('jetfn_dead_letters_total{function="guarded",reason="attempts-exhausted"}') };
     console.log("function breaker outage:", JSON.stringify({ ...result, deliveriesWhileOpen }));
     expect(result.processed).toBe(published);

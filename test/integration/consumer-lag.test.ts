@@ -2,24 +2,35 @@
  * The consumer lag gauges follow the server: polled from consumer info on an interval,
  * they rise while messages wait and fall back to 0 once they are processed.
  */
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import type { Gate } from "../fixtures/consumer-lag/gated.ts";
+import { GATE_SUBJECT, type Gate } from "../fixtures/consumer-lag/gated.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
 import { client, makeProject, scrape, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-/** Holds test/fixtures/consumer-lag/gated.ts until opened, shared through globalThis. */
-const gate: Gate = ((globalThis as { __jetfnGate?: Gate }).__jetfnGate = { open: false });
+/** Holds test/fixtures/consumer-lag/gated.ts until opened: answered to its requests on GATE_SUBJECT. */
+const gate: Gate = { open: false };
 
 let server: NatsServer;
+/** Answers the gate's requests. */
+let gatekeeper: NatsConnection;
 let host: Host;
 let baseUrl: string;
 
 beforeAll(async () => {
   server = await startNatsServer();
+  ({ nc: gatekeeper } = await client(server.url));
+  gatekeeper.subscribe(GATE_SUBJECT, {
+    callback: (_err: Error | null, msg: Msg) => {
+      msg.respond(JSON.stringify(gate));
+    },
+  });
   const dir = makeProject({
     "functions.yaml": `
+defaults:
+  config: { natsUrl: ${JSON.stringify(server.url)} }
 streams:
   - { name: LAG, subjects: ["lag.>"], storage: memory }
 functions:
@@ -32,6 +43,7 @@ functions:
 afterAll(async () => {
   gate.open = true;
   await host?.shutdown();
+  await gatekeeper?.close();
   await server?.stop();
 });
 

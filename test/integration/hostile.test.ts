@@ -2,7 +2,7 @@
  * Hostile input and slow handlers: nothing crashes, nothing is lost, dead letters carry
  * the original bytes, and heartbeats keep a long invocation from being redelivered.
  */
-import { headers } from "@nats-io/transport-node";
+import { headers, type Msg, type Subscription } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { MAX_PAYLOAD } from "../fixtures/hostile/limits.ts";
@@ -10,7 +10,8 @@ import type { Seen } from "../fixtures/hostile/echo.ts";
 import { makeProject, startHost, scrape, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-const seen: Seen[] = ((globalThis as { __jetfnHostile?: Seen[] }).__jetfnHostile = []);
+/** What echo.ts saw, as it published it to calls.echo. */
+const seen: Seen[] = [];
 
 /** The handlers are in test/fixtures/hostile/. */
 const files = {
@@ -18,6 +19,7 @@ const files = {
 streams:
   - { name: HX, subjects: ["hx.>"], storage: memory }
   - { name: HXOUT, subjects: ["hxout.>"], storage: memory }
+  - { name: HXCALLS, subjects: ["calls.>"], storage: memory }
 defaults:
   retry: { maxAttempts: 1 }
 functions:
@@ -32,15 +34,22 @@ functions:
 
 let host: Host;
 let baseUrl: string;
+let calls: Subscription;
 
 const nats = useNats({ configText: `max_payload: ${MAX_PAYLOAD}\n` });
 
 beforeAll(async () => {
+  calls = nats.nc.subscribe("calls.echo", {
+    callback: (_err: Error | null, msg: Msg) => {
+      seen.push(msg.json<Seen>());
+    },
+  });
   ({ host, baseUrl } = await startHost(makeProject(files, { fixtures: "hostile" }), nats.server.url));
 });
 
 afterAll(async () => {
   await host?.shutdown();
+  calls?.unsubscribe();
 });
 
 async function deadLetter(fn: string, seq: number) {
@@ -76,6 +85,7 @@ describe("hostile input", () => {
     const event = await waitFor(() => seen.find((s) => s.keys.includes("id")));
     expect(event.keys).toEqual(["__proto__", "constructor", "id"]);
     expect(event.headerKeys).toContain("__proto__");
+    expect(event.polluted).toBe(false); // where the handler ran (a worker thread, or this process)
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(({} as Record<string, unknown>).polluted2).toBeUndefined();
   });
