@@ -25,7 +25,10 @@ export interface HandlerThreadOptions {
   readonly graceMs: number;
   /** The thread ended: `end` is set when it was not asked to (a crash, a hard timeout). */
   readonly onEnd: (thread: HandlerThread, end?: ThreadEnd) => void;
-  /** The last running invocation finished. */
+  /**
+   * No invocation the invoker waits for is left (only, perhaps, aborted ones that still run:
+   * closing the thread ends them).
+   */
   readonly onIdle: (thread: HandlerThread) => void;
 }
 
@@ -37,6 +40,8 @@ interface Pending {
   abandoned: boolean;
   /** Ends the thread unless it shows, within the grace, that it is still yielding. */
   killTimer?: NodeJS.Timeout;
+  /** The thread read its abort: it yields. */
+  acknowledged?: boolean;
   /** Named breakers that admitted a call of it which has not reported back. */
   readonly admitted: NamedBreaker[];
   log?: Logger;
@@ -91,6 +96,15 @@ export class HandlerThread {
   /** Invocations whose deadline passed while their code still runs (it ignores its signal). */
   get abandoned(): number {
     return this.#pending.size - this.inflight;
+  }
+
+  /**
+   * An invocation was aborted and the thread has not shown it read the abort yet: it may be
+   * stuck, and about to be terminated. New invocations are better sent elsewhere.
+   */
+  get suspect(): boolean {
+    for (const pending of this.#pending.values()) if (pending.killTimer && pending.abandoned && !pending.acknowledged) return true;
+    return false;
   }
 
   /** Busy, and silent for longer than it should be: a handler is not yielding. */
@@ -172,6 +186,7 @@ export class HandlerThread {
       this.#terminate({ reason: "timeout", error });
     }, this.#options.graceMs);
     pending.killTimer.unref();
+    if (this.inflight === 0) this.#options.onIdle(this);
   }
 
   #terminate(end: ThreadEnd): void {
@@ -191,7 +206,11 @@ export class HandlerThread {
       case "aborted": {
         // It read the abort: the thread yields, so it is left to finish in its own time.
         const pending = this.#pending.get(message.id);
-        if (pending) clearTimeout(pending.killTimer);
+        if (pending) {
+          pending.acknowledged = true;
+          clearTimeout(pending.killTimer);
+          if (this.inflight === 0) this.#options.onIdle(this);
+        }
         return;
       }
       case "working": {
@@ -226,7 +245,7 @@ export class HandlerThread {
     this.#pending.delete(id);
     clearTimeout(pending.killTimer);
     if (!pending.abandoned) pending.resolve(outcomeOf(wire));
-    if (this.#pending.size === 0) this.#options.onIdle(this);
+    if (this.inflight === 0) this.#options.onIdle(this);
   }
 
   async #serve(req: number, id: number, call: Call): Promise<void> {

@@ -28,12 +28,16 @@ export interface WorkerExecutorOptions {
  * the host's thread. One thread per function, started on its first delivery and closed
  * after it has been idle a while, runs that function's invocations concurrently (up to
  * its `concurrency`), as the host's thread would. A crash, an out-of-memory or a hard
- * timeout ends that thread only: the next delivery starts a fresh one.
+ * timeout ends that thread only: the next delivery starts a fresh one. While a thread may
+ * be stuck (an aborted invocation has not let it read the abort), new deliveries go to a
+ * fresh thread rather than join it; the old one finishes or is terminated, then goes.
  */
 export class WorkerExecutor implements Executor {
   readonly #host: HostContext;
   readonly #options: WorkerExecutorOptions;
   #thread?: HandlerThread;
+  /** Threads replaced while they may be stuck: each ends, or closes once idle. */
+  readonly #retiring = new Set<HandlerThread>();
   #idleTimer?: NodeJS.Timeout;
   #restarts = 0;
   #lastEnd?: ThreadEnd & { readonly at: string };
@@ -47,6 +51,10 @@ export class WorkerExecutor implements Executor {
   run(invocation: Invocation, deadline: Deadline): Promise<Outcome> {
     clearTimeout(this.#idleTimer);
     if (this.#closed) return Promise.resolve({ kind: "aborted" });
+    if (this.#thread?.suspect) {
+      this.#retiring.add(this.#thread);
+      this.#thread = undefined;
+    }
     // Spawned outside the delivery's trace context: the thread's events must not run in it.
     this.#thread ??= context.with(ROOT_CONTEXT, () => this.#spawn());
     return this.#thread.run(invocation, deadline);
@@ -59,6 +67,7 @@ export class WorkerExecutor implements Executor {
       thread: thread
         ? { state: thread.stuck ? "stuck" : thread.ready ? "running" : "starting", inflight: thread.inflight, abandoned: thread.abandoned }
         : { state: "idle" },
+      ...(this.#retiring.size > 0 ? { retiring: this.#retiring.size } : {}),
       restarts: this.#restarts,
       ...(this.#lastEnd ? { lastRestart: this.#lastEnd } : {}),
     };
@@ -67,7 +76,7 @@ export class WorkerExecutor implements Executor {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#idleTimer);
-    await this.#thread?.close();
+    await Promise.all([this.#thread?.close(), ...[...this.#retiring].map((thread) => thread.close())]);
   }
 
   #spawn(): HandlerThread {
@@ -92,6 +101,12 @@ export class WorkerExecutor implements Executor {
       host: this.#host,
       graceMs: options.graceMs ?? 1000,
       onIdle: (thread) => {
+        // A replaced thread goes once nothing it runs is awaited (a stuck one is left to its
+        // kill timer, which counts the restart); the current one after a while.
+        if (this.#retiring.has(thread)) {
+          if (!thread.suspect) void thread.close();
+          return;
+        }
         clearTimeout(this.#idleTimer);
         this.#idleTimer = setTimeout(() => {
           if (this.#thread !== thread) return;
@@ -101,6 +116,7 @@ export class WorkerExecutor implements Executor {
         this.#idleTimer.unref();
       },
       onEnd: (thread, end) => {
+        this.#retiring.delete(thread);
         if (this.#thread === thread) this.#thread = undefined;
         if (!end) return;
         this.#restarts++;
