@@ -21,6 +21,7 @@ export class InProcessExecutor implements Executor {
   }
 
   async run(invocation: Invocation, deadline: Deadline): Promise<Outcome> {
+    deadline.start();
     const decoded = decode(invocation.delivery.data, this.#host.fn.encoding);
     if (!decoded.ok) return { kind: "undecodable", error: decoded.error };
     let event = decoded.value;

@@ -9,6 +9,11 @@ export interface Deadline {
   signal(): AbortSignal;
   /** Calls `listener` when the run is cut off (at once if it already was). One listener. */
   onAbort(listener: (reason: Error) => void): void;
+  /**
+   * Starts the clock: the handler starts now. The timeout counts the handler's run, not what
+   * comes before it (a worker thread starting); until then only shutdown cuts the run off.
+   */
+  start(): void;
 }
 
 /**
@@ -25,7 +30,9 @@ export function runWithTimeout(
   let controller: AbortController | undefined;
   let abortedWith: Error | undefined;
   let listener: ((reason: Error) => void) | undefined;
+  let start = (): void => {};
   const deadline: Deadline = {
+    start: () => start(),
     signal: () => {
       if (!controller) {
         controller = new AbortController();
@@ -43,7 +50,7 @@ export function runWithTimeout(
     const finish = (outcome: Outcome, abortReason?: Error): void => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      if (timer) clearTimeout(timer);
       stop.removeEventListener("abort", onStop);
       if (abortReason) {
         abortedWith = abortReason;
@@ -52,10 +59,11 @@ export function runWithTimeout(
       }
       resolve(outcome);
     };
-    const timer = setTimeout(
-      () => finish({ kind: "timeout", timeoutMs }, timeoutError(timeoutMs)),
-      timeoutMs,
-    );
+    let timer: NodeJS.Timeout | undefined;
+    start = () => {
+      if (settled || timer) return;
+      timer = setTimeout(() => finish({ kind: "timeout", timeoutMs }, timeoutError(timeoutMs)), timeoutMs);
+    };
     const onStop = (): void => finish({ kind: "aborted" }, abortError());
     if (stop.aborted) return onStop();
     stop.addEventListener("abort", onStop, { once: true });

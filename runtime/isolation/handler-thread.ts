@@ -50,6 +50,8 @@ interface Pending {
 /** A thread that has not been heard from for this long while busy is reported stuck. */
 const STUCK_AFTER_MS = 2500;
 const PING_EVERY_MS = 1000;
+/** A thread that has not loaded its handler by then is ended (a module that never finishes loading). */
+const START_LIMIT_MS = 30_000;
 
 /**
  * One worker thread running one function's handler, seen from the host's thread: it sends
@@ -64,6 +66,9 @@ export class HandlerThread {
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #ready = false;
+  /** Deadlines of invocations sent before the thread was ready: they start when it is. */
+  #starting: Deadline[] = [];
+  #startTimer?: NodeJS.Timeout;
   #closing = false;
   /** Set when the host terminates the thread: the reason it gives. */
   #terminated?: ThreadEnd;
@@ -84,6 +89,10 @@ export class HandlerThread {
       this.#error ??= error;
     });
     this.ended = new Promise((resolve) => this.#worker.once("exit", (code) => resolve(this.#exited(code))));
+    this.#startTimer = setTimeout(() => {
+      const seconds = START_LIMIT_MS / 1000;
+      this.#terminate({ reason: "load", error: `loading the handler in its worker thread did not finish within ${seconds}s` });
+    }, START_LIMIT_MS).unref();
   }
 
   /** Invocations running in the thread that the invoker still waits for. */
@@ -122,6 +131,9 @@ export class HandlerThread {
     return new Promise<Outcome>((resolve) => {
       this.#pending.set(id, { invocation, resolve, abandoned: false, admitted: [] });
       deadline.onAbort((reason) => this.#abort(id, reason));
+      // The timeout counts the handler's run, not the thread's start.
+      if (this.#ready) deadline.start();
+      else this.#starting.push(deadline);
       const carrier: Record<string, string> = {};
       propagation.inject(invocation.context, carrier);
       // The message's bytes live in the client's read buffer: copied once, then moved.
@@ -200,6 +212,9 @@ export class HandlerThread {
     switch (message.t) {
       case "ready":
         this.#ready = true;
+        clearTimeout(this.#startTimer);
+        for (const deadline of this.#starting) deadline.start();
+        this.#starting = [];
         return;
       case "done":
         return this.#done(message.id, message.outcome);
@@ -305,6 +320,7 @@ export class HandlerThread {
 
   #exited(code: number): void {
     clearInterval(this.#pinger);
+    clearTimeout(this.#startTimer);
     const end = this.#terminated ?? (this.#closing ? undefined : this.#crash(code));
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.killTimer);

@@ -74,6 +74,7 @@ describe("runWithTimeout", () => {
     try {
       const outcome = await runWithTimeout(
         (deadline) => {
+          deadline.start();
           seen = deadline.signal();
           return new Promise((_, reject) => seen!.addEventListener("abort", () => setTimeout(() => reject(new Error("late")), 5)));
         },
@@ -93,6 +94,7 @@ describe("runWithTimeout", () => {
   it("hands out an already-aborted signal when it is first asked for after the timeout", async () => {
     let late: (() => AbortSignal) | undefined;
     const outcome = await runWithTimeout((deadline) => {
+      deadline.start();
       late = deadline.signal;
       return new Promise(() => {});
     }, 10, never);
@@ -105,6 +107,7 @@ describe("runWithTimeout", () => {
     const reasons: string[] = [];
     let late: ((listener: (reason: Error) => void) => void) | undefined;
     const outcome = await runWithTimeout((deadline) => {
+      deadline.start();
       deadline.onAbort((reason) => reasons.push(reason.name));
       late = deadline.onAbort;
       return new Promise(() => {});
@@ -112,6 +115,18 @@ describe("runWithTimeout", () => {
     expect(outcome.kind).toBe("timeout");
     late!((reason) => reasons.push(`late ${reason.name}`));
     expect(reasons).toEqual(["TimeoutError", "late TimeoutError"]);
+  });
+
+  it("starts the clock when the run says the handler starts, not before", async () => {
+    let start!: () => void;
+    const running = runWithTimeout((deadline) => {
+      start = deadline.start;
+      return new Promise(() => {});
+    }, 10, never);
+    const first = await Promise.race([running, new Promise((r) => setTimeout(r, 40, "still running"))]);
+    expect(first).toBe("still running");
+    start();
+    expect(await running).toEqual({ kind: "timeout", timeoutMs: 10 });
   });
 
   it("aborts when stop fires, and at once when it already has", async () => {
