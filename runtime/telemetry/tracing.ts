@@ -50,10 +50,11 @@ export function installTracing(config: CompiledTracing | undefined, log: Logger)
     return installed;
   }
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  const exporter = new LoggedExporter(new OTLPTraceExporter({ url: config.endpoint }), config.endpoint, log);
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ ...config.resourceAttributes, "service.name": config.serviceName }),
     sampler: sampler(config),
-    spanProcessors: [new BatchSpanProcessor(new LoggedExporter(new OTLPTraceExporter({ url: config.endpoint }), config.endpoint, log))],
+    spanProcessors: [new BatchSpanProcessor(exporter)],
   });
   trace.setGlobalTracerProvider(provider);
   log.info({ endpoint: config.endpoint, sampler: config.sampler }, "exporting traces over OTLP/HTTP");
@@ -63,7 +64,10 @@ export function installTracing(config: CompiledTracing | undefined, log: Logger)
       // A collector that is down must not hold the exit: what is not flushed by then is dropped.
       const timeout = new Promise<"timeout">((resolve) => setTimeout(resolve, FLUSH_TIMEOUT_MS, "timeout").unref());
       try {
-        if ((await Promise.race([provider.forceFlush(), timeout])) === "timeout") {
+        // The processor's flush sends what it buffers; the exporter's waits for what is
+        // already on its way (a batch its timer sent), which a thread's exit would cut off.
+        const flushed = provider.forceFlush().then(() => exporter.forceFlush());
+        if ((await Promise.race([flushed, timeout])) === "timeout") {
           log.warn({ timeout_ms: FLUSH_TIMEOUT_MS }, "flushing traces timed out; the remaining spans are dropped");
         }
       } catch (error) {
