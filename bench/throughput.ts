@@ -23,17 +23,26 @@
  * published beforehand (parallel batches of 500, each awaiting its PubAcks; not timed). The
  * clock starts when the first message reaches a handler, and stops when the handlers have
  * seen all N and the server reports the consumer with num_pending 0 and num_ack_pending 0
- * (polled every 5 ms once the local count is reached). Start-up (connecting, bundling,
- * provisioning) is not timed. CPU is the benchmark process's user+system time over the same
- * window (the server is a separate process and not included).
+ * (polled every 5 ms once the handlers reported the N-th call). Start-up (connecting,
+ * bundling, provisioning, a worker thread's start) is not timed. CPU is the benchmark
+ * process's user+system time over the same window, every thread included (the server is a
+ * separate process and not included).
+ *
+ * jetfn handlers (bench/fixtures/fns/) run in this process either in the host's thread
+ * (`isolation: none`) or in a worker thread of their function (`isolation: worker`). They
+ * count their calls in their own module and report only the first call (time and
+ * process.cpuUsage()) and the N-th over a node:worker_threads BroadcastChannel; see
+ * bench/fixtures/tally.ts.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { build } from "esbuild";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { BroadcastChannel } from "node:worker_threads";
 import {
   AckPolicy,
   DeliverPolicy,
@@ -49,7 +58,7 @@ import { pino } from "pino";
 import type * as HostModule from "../runtime/host.ts";
 import type * as EnvModule from "../runtime/config/env.ts";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
-import { makeProject } from "../test/support/project.ts";
+import { CHANNEL, now, SLEEP_MS, type BenchConfig, type BenchReport } from "./fixtures/tally.ts";
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -65,24 +74,37 @@ function intEnv(name: string, fallback: number, min = 1): number {
   return value;
 }
 
+const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
+const FIXTURES_DIR = fileURLToPath(new URL("fixtures", import.meta.url));
+
 /**
  * The runtime as production runs it: bundled by esbuild (as bin/jetfn.js does), not compiled
- * file by file by tsx, whose keepNames adds work to every closure on the hot path.
+ * file by file by tsx, whose keepNames adds work to every closure on the hot path. The
+ * bundled runtime looks for its handler threads' entry as worker.mjs next to itself, as
+ * bin/jetfn.js lays them out.
  */
-const runtimeBundle = path.resolve(".jetfn", "bench", "runtime.mjs");
-await build({
-  stdin: {
-    contents: 'export { Host } from "./runtime/host.ts"; export { loadEnv } from "./runtime/config/env.ts";',
-    resolveDir: process.cwd(),
-    loader: "ts",
-  },
+const runtimeBundle = path.join(REPO_ROOT, ".jetfn", "bench", "runtime.mjs");
+const bundleOptions = {
   bundle: true,
   platform: "node",
   format: "esm",
   target: "node20",
   packages: "external",
-  outfile: runtimeBundle,
   logLevel: "error",
+} as const;
+await build({
+  ...bundleOptions,
+  stdin: {
+    contents: 'export { Host } from "./runtime/host.ts"; export { loadEnv } from "./runtime/config/env.ts";',
+    resolveDir: REPO_ROOT,
+    loader: "ts",
+  },
+  outfile: runtimeBundle,
+});
+await build({
+  ...bundleOptions,
+  entryPoints: [path.join(REPO_ROOT, "runtime", "isolation", "thread.ts")],
+  outfile: path.join(path.dirname(runtimeBundle), "worker.mjs"),
 });
 const { Host } = (await import(runtimeBundle)) as typeof HostModule;
 const { loadEnv } = (await import(runtimeBundle)) as typeof EnvModule;
@@ -104,96 +126,69 @@ const PUBLISH_BATCH = 500;
 const WARMUP_MESSAGES = Math.min(2_000, MESSAGES);
 /** A scenario that has not finished by then is a failure, not a result. */
 const SCENARIO_TIMEOUT_MS = 120_000;
-const SLEEP_MS = 5;
 
 // ---------------------------------------------------------------------------------------
-// The counter every handler (baseline or jetfn bundle) reports to, through globalThis:
-// jetfn handlers are separate esbuild bundles loaded into this same process.
+// The timed window of one run. The baselines' loops (in this thread) fill it in directly;
+// jetfn handlers, in this thread or in a worker thread, report over a BroadcastChannel.
 
-interface BenchCounter {
-  target: number;
-  count: number;
-  /** performance.now() when the first message reached a handler; 0 before. */
-  t0: number;
-  cpu0: NodeJS.CpuUsage;
+class Window {
+  /** `now()` when the first message reached a handler; 0 before. */
+  t0 = 0;
+  cpu0: NodeJS.CpuUsage = { user: 0, system: 0 };
   /** Sum of the time the I/O-bound handlers actually slept (timers run late), in ms. */
-  sleptMs: number;
-  done: () => void;
-}
+  sleptMs = 0;
+  /** Resolves when the handlers have seen `target` messages. */
+  readonly reached: Promise<void>;
+  readonly #reach: () => void;
 
-declare global {
-  // eslint-disable-next-line no-var
-  var __jetfnBench: BenchCounter;
-}
+  constructor(
+    readonly run: string,
+    readonly target: number,
+  ) {
+    let reach!: () => void;
+    this.reached = new Promise<void>((resolve) => (reach = resolve));
+    this.#reach = reach;
+    windows.set(run, this);
+  }
 
-function newCounter(target: number): { counter: BenchCounter; reached: Promise<void> } {
-  let done!: () => void;
-  const reached = new Promise<void>((resolve) => (done = resolve));
-  const counter: BenchCounter = { target, count: 0, t0: 0, cpu0: { user: 0, system: 0 }, sleptMs: 0, done };
-  globalThis.__jetfnBench = counter;
-  return { counter, reached };
-}
+  started(at: number, cpu: NodeJS.CpuUsage): void {
+    if (this.t0 !== 0) return;
+    this.t0 = at;
+    this.cpu0 = cpu;
+  }
 
-/** Inlined at the top of every handler. */
-function begin(b: BenchCounter): void {
-  if (b.t0 === 0) {
-    b.t0 = performance.now();
-    b.cpu0 = process.cpuUsage();
+  done(sleptMs: number): void {
+    this.sleptMs = sleptMs;
+    this.#reach();
   }
 }
 
-/** Inlined at the end of every handler. */
-function end(b: BenchCounter): void {
-  if (++b.count === b.target) b.done();
-}
-
-// ---------------------------------------------------------------------------------------
-// jetfn handler files (written into a throwaway project under .jetfn/)
-
-const HANDLER_PRELUDE = `
-const begin = (b) => { if (b.t0 === 0) { b.t0 = performance.now(); b.cpu0 = process.cpuUsage(); } };
-const end = (b) => { if (++b.count === b.target) b.done(); };
-`;
-
-const HANDLER_FILES: Record<string, string> = {
-  "fns/noop.ts": `import { defineFunction } from "jetfn";
-${HANDLER_PRELUDE}
-export default defineFunction({
-  async handler(_event: unknown) {
-    const b = (globalThis as any).__jetfnBench;
-    begin(b);
-    end(b);
-  },
-});
-`,
-  "fns/zod.ts": `import { defineFunction } from "jetfn";
-import { z } from "zod";
-${HANDLER_PRELUDE}
-export default defineFunction({
-  schema: z.object({ id: z.number() }),
-  async handler(event) {
-    const b = (globalThis as any).__jetfnBench;
-    begin(b);
-    if (typeof event.id !== "number") throw new Error("unreachable");
-    end(b);
-  },
-});
-`,
-  "fns/sleep.ts": `import { defineFunction } from "jetfn";
-import { setTimeout as sleep } from "node:timers/promises";
-${HANDLER_PRELUDE}
-export default defineFunction({
-  async handler(_event: unknown) {
-    const b = (globalThis as any).__jetfnBench;
-    begin(b);
-    const started = performance.now();
-    await sleep(${SLEEP_MS});
-    b.sleptMs += performance.now() - started;
-    end(b);
-  },
-});
-`,
+/** Open windows by run id. */
+const windows = new Map<string, Window>();
+const reports = new BroadcastChannel(CHANNEL);
+reports.onmessage = (event: MessageEvent) => {
+  const report = event.data as BenchReport;
+  const window = windows.get(report.run);
+  if (!window) return;
+  if (report.kind === "first") window.started(report.at, report.cpu);
+  else window.done(report.sleptMs);
 };
+
+/** A baseline loop's own count, in this thread. */
+class LocalCount {
+  #count = 0;
+  constructor(readonly window: Window) {}
+
+  /** At the top of the loop's per-message code. */
+  begin(): void {
+    if (this.window.t0 === 0) this.window.started(now(), process.cpuUsage());
+  }
+
+  /** At its end. */
+  end(): void {
+    if (++this.#count === this.window.target) this.window.done(0);
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // Scenarios
@@ -205,19 +200,39 @@ type Scenario =
       readonly name: string;
       readonly kind: "jetfn";
       readonly concurrency: number;
+      /** A file of bench/fixtures/fns/. */
       readonly handler: "noop" | "zod" | "sleep";
+      /** `isolation:` in the function's entry. */
+      readonly isolation: "none" | "worker";
       readonly what: string;
     };
 
+/** Each worker row follows its `isolation: none` twin, so a pair runs close together. */
 const ALL_SCENARIOS: Scenario[] = [
   { name: "baseline", kind: "consume", concurrency: 64, what: "nats.js consume({max_messages: 64}), JSON.parse + ack" },
   { name: "baseline-fetch", kind: "fetch", concurrency: 16, what: "nats.js slot-gated fetch loop (16 slots), JSON.parse + ack" },
-  { name: "jetfn-noop-c16", kind: "jetfn", concurrency: 16, handler: "noop", what: "jetfn, no-op defineFunction handler" },
-  { name: "jetfn-noop-c64", kind: "jetfn", concurrency: 64, handler: "noop", what: "jetfn, no-op handler" },
-  { name: "jetfn-zod-c16", kind: "jetfn", concurrency: 16, handler: "zod", what: "jetfn, z.object({id: z.number()}) schema" },
-  { name: "jetfn-io5ms-c16", kind: "jetfn", concurrency: 16, handler: "sleep", what: `jetfn, handler awaits ${SLEEP_MS} ms` },
-  { name: "jetfn-io5ms-c64", kind: "jetfn", concurrency: 64, handler: "sleep", what: `jetfn, handler awaits ${SLEEP_MS} ms` },
+  { name: "jetfn-noop-c16", kind: "jetfn", concurrency: 16, handler: "noop", isolation: "none", what: "jetfn, no-op defineFunction handler" },
+  { name: "jetfn-noop-c16-worker", kind: "jetfn", concurrency: 16, handler: "noop", isolation: "worker", what: "the same in a worker thread" },
+  { name: "jetfn-noop-c64", kind: "jetfn", concurrency: 64, handler: "noop", isolation: "none", what: "jetfn, no-op handler" },
+  { name: "jetfn-noop-c64-worker", kind: "jetfn", concurrency: 64, handler: "noop", isolation: "worker", what: "the same in a worker thread" },
+  { name: "jetfn-zod-c16", kind: "jetfn", concurrency: 16, handler: "zod", isolation: "none", what: "jetfn, z.object({id: z.number()}) schema" },
+  { name: "jetfn-io5ms-c16", kind: "jetfn", concurrency: 16, handler: "sleep", isolation: "none", what: `jetfn, handler awaits ${SLEEP_MS} ms` },
+  { name: "jetfn-io5ms-c64", kind: "jetfn", concurrency: 64, handler: "sleep", isolation: "none", what: `jetfn, handler awaits ${SLEEP_MS} ms` },
+  { name: "jetfn-io5ms-c64-worker", kind: "jetfn", concurrency: 64, handler: "sleep", isolation: "worker", what: "the same in a worker thread" },
 ];
+
+/** Worker rows and the `isolation: none` rows they are compared with. */
+const WORKER_PAIRS: readonly (readonly [none: string, worker: string])[] = [
+  ["jetfn-noop-c16", "jetfn-noop-c16-worker"],
+  ["jetfn-noop-c64", "jetfn-noop-c64-worker"],
+  ["jetfn-io5ms-c64", "jetfn-io5ms-c64-worker"],
+];
+
+function scenarioNamed(name: string): Scenario {
+  const scenario = ALL_SCENARIOS.find((s) => s.name === name);
+  if (!scenario) throw new Error(`no scenario ${name}`);
+  return scenario;
+}
 
 const SCENARIOS = ALL_SCENARIOS.filter((s) => s.name === "baseline" || ONLY.length === 0 || ONLY.includes(s.name));
 for (const name of ONLY) {
@@ -232,6 +247,8 @@ interface Measurement {
   /** Mean time one I/O-bound handler really slept, in ms (0 for the others). */
   readonly meanSleepMs: number;
   readonly cpuSeconds: number;
+  /** The system (kernel) part of cpuSeconds. */
+  readonly systemSeconds: number;
   readonly redelivered: number;
 }
 
@@ -296,27 +313,27 @@ async function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
  * Waits until the handlers saw every message, then until the server has nothing pending
  * or ack-pending for the consumer; returns the timed window.
  */
-async function finish(
-  counter: BenchCounter,
-  reached: Promise<void>,
-  jsm: JetStreamManager,
-  target: Target,
-  label: string,
-): Promise<Measurement> {
-  await withTimeout(reached, `${label}: handlers`);
+async function finish(window: Window, jsm: JetStreamManager, target: Target, label: string): Promise<Measurement> {
+  try {
+    await withTimeout(window.reached, `${label}: handlers`);
+  } finally {
+    windows.delete(window.run);
+  }
   const deadline = Date.now() + 30_000;
   for (;;) {
     const info = await jsm.consumers.info(target.stream, target.durable);
     if (info.num_pending === 0 && info.num_ack_pending === 0) {
-      const seconds = (performance.now() - counter.t0) / 1000;
-      const cpu = process.cpuUsage(counter.cpu0);
-      if (info.ack_floor.stream_seq < counter.target) {
-        throw new Error(`${label}: ack floor ${info.ack_floor.stream_seq} < ${counter.target}`);
+      const seconds = (now() - window.t0) / 1000;
+      const cpu = process.cpuUsage(window.cpu0);
+      if (window.t0 === 0) throw new Error(`${label}: the handlers did not report their first call`);
+      if (info.ack_floor.stream_seq < window.target) {
+        throw new Error(`${label}: ack floor ${info.ack_floor.stream_seq} < ${window.target}`);
       }
       return {
         seconds,
-        meanSleepMs: counter.sleptMs / counter.target,
+        meanSleepMs: window.sleptMs / window.target,
         cpuSeconds: (cpu.user + cpu.system) / 1e6,
+        systemSeconds: cpu.system / 1e6,
         redelivered: info.num_redelivered,
       };
     }
@@ -345,18 +362,18 @@ async function runConsume(env: Env, target: Target, n: number, label: string): P
   const nc = await connect({ servers: env.server.url });
   try {
     const consumer = await jetstream(nc).consumers.get(target.stream, target.durable);
-    const { counter, reached } = newCounter(n);
+    const window = new Window(target.durable, n);
+    const count = new LocalCount(window);
     const messages = await consumer.consume({ max_messages: 64 });
     const loop = (async () => {
       for await (const m of messages) {
-        const b = globalThis.__jetfnBench;
-        begin(b);
+        count.begin();
         JSON.parse(textDecoder.decode(m.data));
         m.ack();
-        end(b);
+        count.end();
       }
     })();
-    const result = await finish(counter, reached, env.jsm, target, label);
+    const result = await finish(window, env.jsm, target, label);
     messages.stop();
     await loop;
     return result;
@@ -390,12 +407,11 @@ class Slots {
   }
 }
 
-async function handleFetched(m: JsMsg): Promise<void> {
-  const b = globalThis.__jetfnBench;
-  begin(b);
+async function handleFetched(m: JsMsg, count: LocalCount): Promise<void> {
+  count.begin();
   JSON.parse(textDecoder.decode(m.data));
   m.ack();
-  end(b);
+  count.end();
 }
 
 /** 2. jetfn's pull strategy without jetfn: fetch(free slots), dispatch async, repeat. */
@@ -404,7 +420,8 @@ async function runFetch(env: Env, target: Target, n: number, concurrency: number
   const nc = await connect({ servers: env.server.url });
   try {
     const consumer = await jetstream(nc).consumers.get(target.stream, target.durable);
-    const { counter, reached } = newCounter(n);
+    const window = new Window(target.durable, n);
+    const count = new LocalCount(window);
     const slots = new Slots(concurrency);
     const stop = new AbortController();
     let batch: Awaited<ReturnType<typeof consumer.fetch>> | undefined;
@@ -415,11 +432,11 @@ async function runFetch(env: Env, target: Target, n: number, concurrency: number
         batch = await consumer.fetch({ max_messages: slots.free, expires: 5000 });
         for await (const m of batch) {
           slots.take();
-          void handleFetched(m).finally(() => slots.release());
+          void handleFetched(m, count).finally(() => slots.release());
         }
       }
     })();
-    const result = await finish(counter, reached, env.jsm, target, label);
+    const result = await finish(window, env.jsm, target, label);
     stop.abort();
     batch?.stop();
     slots.wakeAll();
@@ -432,7 +449,10 @@ async function runFetch(env: Env, target: Target, n: number, concurrency: number
 
 const discard = { write(): void {} };
 
-/** 3-6. An in-process jetfn host, as test/support/project.ts starts one, but quiet. */
+/**
+ * 3-. An in-process jetfn host, as test/support/project.ts starts one, but quiet. With
+ * `isolation: worker` the handler runs in a worker thread of this process.
+ */
 async function runJetfn(
   env: Env,
   target: Target,
@@ -442,6 +462,7 @@ async function runJetfn(
 ): Promise<Measurement> {
   const name = `bench-${target.durable.slice("bench_".length)}`;
   const configFile = path.join(env.projectDir, `${name}.yaml`);
+  const config: BenchConfig = { run: target.durable, target: n };
   writeFileSync(
     configFile,
     [
@@ -452,6 +473,8 @@ async function runJetfn(
       `    subjects: ["${target.subject}"]`,
       `    durable: ${target.durable}`,
       `    concurrency: ${scenario.concurrency}`,
+      `    isolation: ${scenario.isolation}`,
+      `    config: ${JSON.stringify(config)}`,
       "",
     ].join("\n"),
   );
@@ -467,11 +490,12 @@ async function runJetfn(
     }),
     logger: pino({ level: "warn" }, discard),
   });
-  const { counter, reached } = newCounter(n);
+  const window = new Window(config.run, n);
   try {
     await host.start();
-    return await finish(counter, reached, env.jsm, target, label);
+    return await finish(window, env.jsm, target, label);
   } finally {
+    windows.delete(config.run);
     await host.shutdown();
   }
 }
@@ -566,8 +590,49 @@ function table(results: Map<string, Measurement[]>, baselineByRound: Measurement
   return rows.join("\n");
 }
 
+/**
+ * Worker rows next to their `isolation: none` twins: the CPU each message costs more, and
+ * the throughput ratio. Each round pairs the two runs of that round; medians over rounds.
+ */
+function workerTable(results: Map<string, Measurement[]>): string | undefined {
+  const rows = [
+    "| isolation: worker vs none | CPU µs/msg none | CPU µs/msg worker | worker − none (CPU µs/msg) | msgs/s none | msgs/s worker | worker / none (msgs/s) |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  const perMessage = (m: Measurement): number => (m.cpuSeconds / MESSAGES) * 1e6;
+  for (const [noneName, workerName] of WORKER_PAIRS) {
+    const none = results.get(noneName) ?? [];
+    const worker = results.get(workerName) ?? [];
+    const rounds = Math.min(none.length, worker.length);
+    if (rounds === 0) continue;
+    const pairs = Array.from({ length: rounds }, (_, i) => [none[i]!, worker[i]!] as const);
+    const diffs = pairs.map(([n, w]) => perMessage(w) - perMessage(n));
+    const ratios = pairs.map(([n, w]) => n.seconds / w.seconds);
+    const range = (values: number[], digits: number): string =>
+      rounds > 1 ? ` (${fmt(Math.min(...values), digits)} to ${fmt(Math.max(...values), digits)})` : "";
+    rows.push(
+      `| ${workerName} | ${fmt(median(none.map(perMessage)), 1)} | ${fmt(median(worker.map(perMessage)), 1)} | ` +
+        `${fmt(median(diffs), 1)}${range(diffs, 1)} | ${fmt(median(none.map((r) => MESSAGES / r.seconds)), 0)} | ` +
+        `${fmt(median(worker.map((r) => MESSAGES / r.seconds)), 0)} | ${fmt(median(ratios), 3)}${range(ratios, 3)} |`,
+    );
+  }
+  return rows.length > 2 ? rows.join("\n") : undefined;
+}
+
 // ---------------------------------------------------------------------------------------
 // Main
+
+/**
+ * A throwaway project under the repo's git-ignored `.jetfn/` (so handlers resolve `zod`
+ * from the repo's node_modules) holding bench/fixtures/; each run writes its own yaml.
+ */
+function makeProject(): string {
+  const base = path.join(REPO_ROOT, ".jetfn", "bench");
+  mkdirSync(base, { recursive: true });
+  const dir = mkdtempSync(path.join(base, "project-"));
+  cpSync(FIXTURES_DIR, dir, { recursive: true });
+  return dir;
+}
 
 /** An OTLP/HTTP endpoint in its own process that reads and discards every request. */
 async function startDiscardingReceiver(): Promise<{ url: string; child: ChildProcess; received: () => number }> {
@@ -604,15 +669,17 @@ async function main(): Promise<void> {
       ...(receiver ? { otlpEndpoint: receiver.url } : {}),
       js: jetstream(nc),
       jsm: await jetstreamManager(nc),
-      projectDir: (projectDir = makeProject(HANDLER_FILES)),
+      projectDir: (projectDir = makeProject()),
     };
     const serverVersion = nc.info?.version ?? "unknown";
     if (CPU_PROF_DIR) mkdirSync(CPU_PROF_DIR, { recursive: true });
 
-    // Warm-up: JIT for nats.js and for the host's code paths; not reported.
+    // Warm-up: JIT for nats.js and for the host's code paths in either mode; not reported.
+    // (Every worker row's handler thread is new, and starts with cold code of its own.)
     process.stderr.write(`warm-up (${WARMUP_MESSAGES} messages each)...\n`);
-    await runScenario(env, ALL_SCENARIOS[0]!, WARMUP_MESSAGES, "warm-up baseline");
-    await runScenario(env, ALL_SCENARIOS[2]!, WARMUP_MESSAGES, "warm-up jetfn");
+    await runScenario(env, scenarioNamed("baseline"), WARMUP_MESSAGES, "warm-up baseline");
+    await runScenario(env, scenarioNamed("jetfn-noop-c16"), WARMUP_MESSAGES, "warm-up jetfn");
+    await runScenario(env, scenarioNamed("jetfn-noop-c16-worker"), WARMUP_MESSAGES, "warm-up jetfn worker");
 
     const results = new Map<string, Measurement[]>();
     const baselineByRound: Measurement[] = [];
@@ -627,7 +694,7 @@ async function main(): Promise<void> {
         results.set(scenario.name, list);
         process.stderr.write(
           `${label}: ${m.seconds.toFixed(2)} s, ${fmt(MESSAGES / m.seconds, 0)} msgs/s, ` +
-            `CPU ${((m.cpuSeconds / MESSAGES) * 1e6).toFixed(1)} µs/msg\n`,
+            `CPU ${((m.cpuSeconds / MESSAGES) * 1e6).toFixed(1)} µs/msg (system ${((m.systemSeconds / MESSAGES) * 1e6).toFixed(1)})\n`,
         );
       }
     }
@@ -645,7 +712,13 @@ async function main(): Promise<void> {
     );
     console.log("");
     console.log(table(results, baselineByRound));
+    const pairs = workerTable(results);
+    if (pairs) {
+      console.log("");
+      console.log(pairs);
+    }
   } finally {
+    reports.close();
     receiver?.child.kill();
     await nc?.close().catch(() => {});
     await server.stop();
