@@ -7,7 +7,18 @@ import type { Deadline } from "../invoke/run.ts";
 import { errorMessage, type CrashReason, type Outcome } from "../invoke/settle.ts";
 import type { NamedBreaker } from "../resilience/breakers.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import { fromWire, toWire, transferable, type BreakerAdmission, type Call, type FromThread, type ThreadInit, type ToThread, type WireOutcome } from "./protocol.ts";
+import { BatchPort, bytesIn, type Batch } from "./batch-port.ts";
+import {
+  fromWire,
+  toWire,
+  type BreakerAdmission,
+  type Call,
+  type DoneWire,
+  type FromThread,
+  type ThreadInit,
+  type ToThread,
+  type WireOutcome,
+} from "./protocol.ts";
 
 /** How a thread ended, when it was not asked to. */
 export interface ThreadEnd {
@@ -62,6 +73,7 @@ const START_LIMIT_MS = 30_000;
  */
 export class HandlerThread {
   readonly #worker: Worker;
+  readonly #outbox: BatchPort<ToThread>;
   readonly #options: HandlerThreadOptions;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
@@ -84,7 +96,14 @@ export class HandlerThread {
       resourceLimits: { maxOldGenerationSizeMb: options.memoryLimitMb },
       name: `jetfn:${options.init.function}`,
     });
-    this.#worker.on("message", (message: FromThread) => this.#receive(message));
+    this.#outbox = new BatchPort(this.#worker);
+    this.#worker.on("message", (batch: Batch<FromThread>) => {
+      this.#lastHeard = performance.now();
+      for (const message of batch.m) {
+        if (Array.isArray(message)) this.#succeeded(message as DoneWire, batch);
+        else this.#receive(message as Exclude<FromThread, DoneWire>, batch);
+      }
+    });
     this.#worker.on("error", (error) => {
       this.#error ??= error;
     });
@@ -134,25 +153,26 @@ export class HandlerThread {
       // The timeout counts the handler's run, not the thread's start.
       if (this.#ready) deadline.start();
       else this.#starting.push(deadline);
-      const carrier: Record<string, string> = {};
+      const carrier: { traceparent?: string; tracestate?: string } = {};
       propagation.inject(invocation.context, carrier);
-      // The message's bytes live in the client's read buffer: copied once, then moved.
-      const data = transferable(delivery.data, false);
-      this.#post(
-        {
-          t: "run",
-          id,
-          data,
-          subject: delivery.subject,
-          headers: { ...delivery.headers },
-          stream: delivery.stream,
-          seq: delivery.seq,
-          deliveryCount: delivery.deliveryCount,
-          timestamp: delivery.timestamp.getTime(),
-          trace: carrier,
-        },
-        [data.buffer as ArrayBuffer],
-      );
+      let headers: Readonly<Record<string, string>> | 0 = 0;
+      for (const _ in delivery.headers) {
+        headers = delivery.headers;
+        break;
+      }
+      this.#post([
+        0,
+        id,
+        delivery.subject,
+        delivery.stream,
+        delivery.seq,
+        delivery.deliveryCount,
+        delivery.timestamp.getTime(),
+        this.#outbox.bytes(delivery.data),
+        headers,
+        carrier.traceparent ?? 0,
+        carrier.tracestate ?? 0,
+      ]);
       if (this.#pending.size === 1) this.#watch();
     });
   }
@@ -171,8 +191,8 @@ export class HandlerThread {
     clearTimeout(timer);
   }
 
-  #post(message: ToThread, transfer: ArrayBuffer[] = []): void {
-    this.#worker.postMessage(message, transfer);
+  #post(message: ToThread): void {
+    this.#outbox.send(message);
   }
 
   /** While busy, ping: a thread that answers nothing is reported stuck in `/functions`. */
@@ -207,8 +227,7 @@ export class HandlerThread {
     void this.#worker.terminate();
   }
 
-  #receive(message: FromThread): void {
-    this.#lastHeard = performance.now();
+  #receive(message: Exclude<FromThread, DoneWire>, batch: Batch<FromThread>): void {
     switch (message.t) {
       case "ready":
         this.#ready = true;
@@ -234,7 +253,7 @@ export class HandlerThread {
         return;
       }
       case "call":
-        void this.#serve(message.req, message.id, message.call);
+        void this.#serve(message.req, message.id, message.call, batch);
         return;
       case "breaker-result": {
         const admitted = this.#pending.get(message.id)?.admitted;
@@ -254,16 +273,24 @@ export class HandlerThread {
     }
   }
 
+  #succeeded([, id, value]: DoneWire, batch: Batch<FromThread>): void {
+    this.#settled(id, { kind: "success", value: value ? bytesIn(batch, value) : undefined });
+  }
+
   #done(id: number, wire: WireOutcome): void {
+    this.#settled(id, outcomeOf(wire));
+  }
+
+  #settled(id: number, outcome: Outcome): void {
     const pending = this.#pending.get(id);
     if (!pending) return;
     this.#pending.delete(id);
     clearTimeout(pending.killTimer);
-    if (!pending.abandoned) pending.resolve(outcomeOf(wire));
+    if (!pending.abandoned) pending.resolve(outcome);
     if (this.inflight === 0) this.#options.onIdle(this);
   }
 
-  async #serve(req: number, id: number, call: Call): Promise<void> {
+  async #serve(req: number, id: number, call: Call, batch: Batch<FromThread>): Promise<void> {
     const pending = this.#pending.get(id);
     try {
       if (!pending) throw new Error("the invocation has ended");
@@ -271,7 +298,7 @@ export class HandlerThread {
       if (call.op === "publish") {
         const parent = call.parent ? propagation.extract(ROOT_CONTEXT, call.parent) : pending.invocation.context;
         const options = { ...(call.headers ? { headers: call.headers } : {}), ...(call.msgId ? { msgId: call.msgId } : {}) };
-        value = await this.#options.host.publish(pending.invocation, call.subject, call.data, options, parent);
+        value = await this.#options.host.publish(pending.invocation, call.subject, bytesIn(batch, call.data), options, parent);
       } else {
         const breaker = this.#options.host.breaker(pending.invocation, call.name, call.options);
         const admitted = breaker.tryAcquire();
@@ -352,8 +379,6 @@ export class HandlerThread {
 
 function outcomeOf(wire: WireOutcome): Outcome {
   switch (wire.kind) {
-    case "success":
-      return { kind: "success", value: wire.value };
     case "error":
       return { kind: "error", error: fromWire(wire.error) };
     case "undecodable":

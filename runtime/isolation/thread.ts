@@ -12,15 +12,17 @@ import { errorMessage } from "../invoke/settle.ts";
 import { BreakerOpenError } from "../sdk/errors.ts";
 import type { Breaker, BreakerOptions, FunctionContext, Logger, PublishAck } from "../sdk/types.ts";
 import { installTracing } from "../telemetry/tracing.ts";
+import { BatchPort, bytesIn, type Batch } from "./batch-port.ts";
 import {
   fromWire,
   toWire,
-  transferable,
   type BreakerAdmission,
   type Call,
   type CheckInit,
   type FromThread,
   type LogLevel,
+  type Run,
+  type RunWire,
   type SpanOp,
   type ThreadInit,
   type ToThread,
@@ -32,8 +34,18 @@ const port = parentPort!;
 const init = workerData as ThreadInit | CheckInit;
 process.setSourceMapsEnabled(true);
 
-function post(message: FromThread, transfer: ArrayBuffer[] = []): void {
-  port.postMessage(message, transfer);
+const outbox = new BatchPort<FromThread>(port);
+
+function post(message: FromThread): void {
+  outbox.send(message);
+}
+
+/**
+ * Bytes of the handler's (a return value, a publish's data) for the next batch: copied now
+ * when the handler could still change them, else read when the batch leaves.
+ */
+function outgoing(value: unknown, encoded: Uint8Array): ReturnType<typeof outbox.bytes> {
+  return outbox.bytes(value instanceof Uint8Array ? new Uint8Array(encoded) : encoded);
 }
 
 /** What loadHandler needs to know of the function. */
@@ -72,18 +84,39 @@ async function serve(init: ThreadInit): Promise<void> {
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
   let nextReq = 1;
 
-  const call = <T,>(id: number, request: Call, transfer: ArrayBuffer[] = []): Promise<T> =>
+  const call = <T,>(id: number, request: Call): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       const req = nextReq++;
       pending.set(req, { resolve: resolve as (value: unknown) => void, reject });
-      post({ t: "call", req, id, call: request }, transfer);
+      post({ t: "call", req, id, call: request });
     });
 
-  port.on("message", (message: ToThread) => {
+  port.on("message", (batch: Batch<ToThread>) => {
+    for (const message of batch.m) {
+      if (Array.isArray(message)) void invoke(runOf(message as RunWire, batch));
+      else receive(message as Exclude<ToThread, RunWire>);
+    }
+  });
+
+  function runOf(wire: RunWire, batch: Batch<ToThread>): Run {
+    const [, id, subject, stream, seq, deliveryCount, timestamp, data, headers, traceparent, tracestate] = wire;
+    const bytes = bytesIn(batch, data);
+    return {
+      id,
+      subject,
+      stream,
+      seq,
+      deliveryCount,
+      timestamp,
+      // A handler given raw bytes gets its own copy, not a view of the whole batch.
+      data: init.encoding === "binary" ? bytes.slice() : bytes,
+      headers: headers || {},
+      trace: traceparent ? { traceparent, ...(tracestate ? { tracestate } : {}) } : {},
+    };
+  }
+
+  function receive(message: Exclude<ToThread, RunWire>): void {
     switch (message.t) {
-      case "run":
-        void invoke(message);
-        break;
       case "abort": {
         const invocation = running.get(message.id);
         post({ t: "aborted", id: message.id });
@@ -105,18 +138,24 @@ async function serve(init: ThreadInit): Promise<void> {
       case "close":
         void installTracing(undefined, hostLog as never)
           .flush()
-          .finally(() => process.exit(0));
+          .finally(() => {
+            outbox.flush();
+            process.exit(0);
+          });
         break;
     }
-  });
+  }
+  // Now, not with the next batch: a handler that spins from its first event would keep the
+  // batch from ever leaving, and the host starts invocations' deadlines on "ready".
   post({ t: "ready" });
+  outbox.flush();
 
-  async function invoke(message: Extract<ToThread, { t: "run" }>): Promise<void> {
+  async function invoke(message: Run): Promise<void> {
     const { id } = message;
     const state: Running = {};
     running.set(id, state);
-    let outcome: WireOutcome;
-    let transfer: ArrayBuffer[] = [];
+    let outcome: WireOutcome | undefined;
+    let output: ReturnType<typeof outbox.bytes> | 0 = 0;
     try {
       const decoded = decode(message.data, init.encoding);
       if (!decoded.ok) {
@@ -131,20 +170,14 @@ async function serve(init: ThreadInit): Promise<void> {
           const parent = remoteParent(message.trace);
           const ctx = functionContext(message, state, parent);
           const value = await context.with(parent, () => loaded.handler(event, ctx));
-          if (init.output && value !== undefined) {
-            const bytes = transferable(encode(value), !(value instanceof Uint8Array));
-            outcome = { kind: "success", value: bytes };
-            transfer = [bytes.buffer as ArrayBuffer];
-          } else {
-            outcome = { kind: "success" };
-          }
+          if (init.output && value !== undefined) output = outgoing(value, encode(value));
         }
       }
     } catch (error) {
       outcome = { kind: "error", error: toWire(error, errorMessage) };
     }
     running.delete(id);
-    post({ t: "done", id, outcome }, transfer);
+    post(outcome ? { t: "done", id, outcome } : [1, id, output]);
   }
 
   /** The delivery's span, as the parent of what the handler does (its own spans, its publishes). */
@@ -152,7 +185,7 @@ async function serve(init: ThreadInit): Promise<void> {
     return carrier.traceparent ? propagation.extract(ROOT_CONTEXT, carrier) : ROOT_CONTEXT;
   }
 
-  function functionContext(message: Extract<ToThread, { t: "run" }>, state: Running, parent: Context): FunctionContext {
+  function functionContext(message: Run, state: Running, parent: Context): FunctionContext {
     const { id } = message;
     const spanContext = trace.getSpanContext(parent);
     // Built on first use: most handlers never touch them.
@@ -193,7 +226,7 @@ async function serve(init: ThreadInit): Promise<void> {
         return breaker;
       },
       publish: (subject, data, options) => {
-        const bytes = transferable(encode(data), !(data instanceof Uint8Array));
+        const bytes = outgoing(data, encode(data));
         const active = trace.getSpanContext(context.active());
         const parentCarrier: TraceCarrier = {};
         if (active && active.spanId !== spanContext?.spanId) propagation.inject(context.active(), parentCarrier);
@@ -207,7 +240,6 @@ async function serve(init: ThreadInit): Promise<void> {
             ...(options?.msgId ? { msgId: options.msgId } : {}),
             ...(parentCarrier.traceparent ? { parent: parentCarrier } : {}),
           },
-          [bytes.buffer as ArrayBuffer],
         );
       },
     };
@@ -257,7 +289,7 @@ function remoteSpan(id: number, spanContext: SpanContext | undefined): Span {
   const context = spanContext ?? trace.wrapSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 }).spanContext();
   const send = (op: SpanOp, args: unknown[]): void => {
     try {
-      post({ t: "span", id, op, args });
+      post({ t: "span", id, op, args: structuredClone(args) });
     } catch {
       // an attribute value that cannot be cloned is dropped, as OpenTelemetry drops invalid ones
     }
@@ -284,12 +316,7 @@ function threadLogger(id: number, bindings: Record<string, unknown>, levels: Rec
     if (levels[level] < threshold) return;
     const fields = typeof first === "string" ? {} : (first as Record<string, unknown>);
     const msg = typeof first === "string" ? first : message;
-    try {
-      post({ t: "log", id, level, bindings, fields, ...(msg !== undefined ? { msg } : {}) });
-    } catch {
-      // fields that cannot be cloned (a function, a socket): send what JSON can say of them
-      post({ t: "log", id, level, bindings, fields: jsonSafe(fields), ...(msg !== undefined ? { msg } : {}) });
-    }
+    post({ t: "log", id, level, bindings, fields: cloneable(fields), ...(msg !== undefined ? { msg } : {}) });
   };
   return {
     trace: at("trace"),
@@ -298,8 +325,17 @@ function threadLogger(id: number, bindings: Record<string, unknown>, levels: Rec
     warn: at("warn"),
     error: at("error"),
     fatal: at("fatal"),
-    child: (more) => threadLogger(id, { ...bindings, ...more }, levels, threshold),
+    child: (more) => threadLogger(id, { ...bindings, ...cloneable(more) }, levels, threshold),
   };
+}
+
+/** `fields` as they can cross to the host: as they are, or (a function, a socket in them) as JSON says them. */
+function cloneable(fields: Record<string, unknown>): Record<string, unknown> {
+  try {
+    return structuredClone(fields);
+  } catch {
+    return jsonSafe(fields);
+  }
 }
 
 function jsonSafe(fields: Record<string, unknown>): Record<string, unknown> {

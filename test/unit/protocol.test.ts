@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { errorMessage, settle } from "../../runtime/invoke/settle.ts";
-import { fromWire, toWire, transferable } from "../../runtime/isolation/protocol.ts";
+import { MessageChannel } from "node:worker_threads";
+import { BatchPort, bytesIn, type Batch, type BytesRef } from "../../runtime/isolation/batch-port.ts";
+import { fromWire, toWire } from "../../runtime/isolation/protocol.ts";
+import { waitFor } from "../support/wait-for.ts";
 import { BreakerOpenError, NonRetryableError, RetryAfterError } from "../../runtime/sdk/errors.ts";
 
 const retry = { maxAttempts: 5, backoff: "exponential", initialDelayMs: 1000, maxDelayMs: 300_000, jitter: false } as const;
@@ -42,14 +45,21 @@ describe("errors across threads", () => {
   });
 });
 
-describe("transferable", () => {
-  it("copies a view of a shared buffer, and passes on bytes nobody else holds", () => {
-    const shared = Buffer.from("0123456789").subarray(2, 5);
-    const copy = transferable(shared, false);
-    expect(copy.buffer).not.toBe(shared.buffer);
-    expect(Buffer.from(copy).toString()).toBe("234");
-    const own = new TextEncoder().encode("mine");
-    expect(transferable(own, true)).toBe(own);
-    expect(transferable(own, false)).not.toBe(own);
+describe("BatchPort", () => {
+  it("posts what one turn sent as one message, the payloads in one transferred buffer", async () => {
+    const { port1, port2 } = new MessageChannel();
+    const received: Batch<{ n: number; data: BytesRef }>[] = [];
+    port2.on("message", (batch: Batch<{ n: number; data: BytesRef }>) => received.push(batch));
+    const outbox = new BatchPort<{ n: number; data: BytesRef }>(port1);
+    const socketChunk = Buffer.from("xx{\"a\":1}{\"b\":22}yy");
+    outbox.send({ n: 1, data: outbox.bytes(socketChunk.subarray(2, 9)) });
+    outbox.send({ n: 2, data: outbox.bytes(socketChunk.subarray(9, 17)) });
+    await waitFor(() => received.length === 1);
+    const [batch] = received;
+    expect(batch!.m.map((m) => m.n)).toEqual([1, 2]);
+    expect(batch!.m.map((m) => Buffer.from(bytesIn(batch!, m.data)).toString())).toEqual(['{"a":1}', '{"b":22}']);
+    // The source was copied, not moved: the client's buffer is intact.
+    expect(socketChunk.toString()).toBe('xx{"a":1}{"b":22}yy');
+    port1.close();
   });
 });
