@@ -151,7 +151,7 @@ export class Host {
       if (this.#shutdown) throw new Error("start-up interrupted by shutdown");
     };
     try {
-      this.#tracing = installTracing(this.#env.tracing, this.log);
+      this.#tracing = await installTracing(this.#env.tracing, this.log);
       this.#endpoint = await resolveNats(this.#env.natsUrl, this.config.rootDir, this.log, this.#embedded);
       stillWanted();
       const clients = await openClients(this.#env, this.#endpoint.servers, this.log, (up) => {

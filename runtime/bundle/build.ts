@@ -4,11 +4,9 @@ import path from "node:path";
 import * as esbuild from "esbuild";
 import type { CompiledConfig, CompiledFunction } from "../config/types.ts";
 import { PACKAGE_ROOT } from "../package-root.ts";
+import { BundleError } from "./errors.ts";
 
-/** A handler that did not bundle: syntax error, missing import, and the like. */
-export class BundleError extends Error {
-  override readonly name = "BundleError";
-}
+export { BundleError } from "./errors.ts";
 
 /** Where `jetfn build` writes and `jetfn start` looks for bundles. */
 export function buildDir(config: CompiledConfig): string {

@@ -1,4 +1,4 @@
-import type { LoadedHandler } from "../bundle/load.ts";
+import type { LoadedHandler } from "../bundle/module.ts";
 import type { FunctionContext } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { decode, encode, validate } from "./decode.ts";

@@ -5,13 +5,13 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { context, propagation, ROOT_CONTEXT, trace, type Context, type Span, type SpanContext } from "@opentelemetry/api";
-import { loadHandler, type LoadedHandler } from "../bundle/load.ts";
+import { loadHandler, type LoadedHandler } from "../bundle/module.ts";
 import type { CompiledFunction } from "../config/types.ts";
 import { decode, encode, validate } from "../invoke/decode.ts";
 import { errorMessage } from "../invoke/settle.ts";
 import { BreakerOpenError } from "../sdk/errors.ts";
 import type { Breaker, BreakerOptions, FunctionContext, Logger, PublishAck } from "../sdk/types.ts";
-import { installTracing } from "../telemetry/tracing.ts";
+import { installedTracing, installTracing } from "../telemetry/tracing.ts";
 import { BatchPort, bytesIn, type Batch } from "./batch-port.ts";
 import {
   fromWire,
@@ -78,7 +78,7 @@ async function serve(init: ThreadInit): Promise<void> {
   const levels: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
   // The host already said where traces go; the thread only reports export failures.
   const hostLog = threadLogger(0, {}, levels, Math.max(init.logLevel, levels.warn));
-  installTracing(init.tracing, hostLog as never);
+  await installTracing(init.tracing, hostLog as never);
   const loaded: LoadedHandler = await loadHandler(asFunction(init), init.bundleFile, init.rootDir);
   const running = new Map<number, Running>();
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
@@ -136,8 +136,8 @@ async function serve(init: ThreadInit): Promise<void> {
         post({ t: "pong" });
         break;
       case "close":
-        void installTracing(undefined, hostLog as never)
-          .flush()
+        void installedTracing()!
+          .then((tracing) => tracing.flush())
           .finally(() => {
             outbox.flush();
             process.exit(0);

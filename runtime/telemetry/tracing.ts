@@ -1,19 +1,6 @@
 import { context, propagation, trace } from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { CompositePropagator, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { resourceFromAttributes } from "@opentelemetry/resources";
-import {
-  AlwaysOffSampler,
-  AlwaysOnSampler,
-  BasicTracerProvider,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  TraceIdRatioBasedSampler,
-  type ReadableSpan,
-  type Sampler,
-  type SpanExporter,
-} from "@opentelemetry/sdk-trace-base";
+import type { ReadableSpan, Sampler, SpanExporter } from "@opentelemetry/sdk-trace-base";
 import type { CompiledTracing } from "../config/types.ts";
 import type { Logger } from "./logger.ts";
 
@@ -28,37 +15,51 @@ export interface Tracing {
   flush(): Promise<void>;
 }
 
-let installed: Tracing | undefined;
+let installed: Promise<Tracing> | undefined;
 
 /** How long a flush waits for the last spans to be exported. */
 const FLUSH_TIMEOUT_MS = 3000;
 
 /**
- * Installs tracing once per process. W3C trace context and baggage propagation is always
- * on, so a `traceparent` that arrives with a message travels on through `ctx.publish`,
- * outputs and dead letters even when nothing is exported. With an OTLP endpoint, spans are
- * recorded by an SDK tracer provider and exported in batches over OTLP/HTTP; without one,
- * the API stays a no-op and costs next to nothing.
+ * Installs tracing once per process (per thread: a handler thread installs its own). W3C
+ * trace context and baggage propagation is always on, so a `traceparent` that arrives with
+ * a message travels on through `ctx.publish`, outputs and dead letters even when nothing
+ * is exported. With an OTLP endpoint, spans are recorded by an SDK tracer provider and
+ * exported in batches over OTLP/HTTP; without one, the API stays a no-op and costs next to
+ * nothing, and the SDK is not even loaded (it is imported on demand: every handler thread
+ * would otherwise load it for nothing).
  */
-export function installTracing(config: CompiledTracing | undefined, log: Logger): Tracing {
-  if (installed) return installed;
+export function installTracing(config: CompiledTracing | undefined, log: Logger): Promise<Tracing> {
+  installed ??= install(config, log);
+  return installed;
+}
+
+/** What {@link installTracing} installed, if it was called. */
+export function installedTracing(): Promise<Tracing> | undefined {
+  return installed;
+}
+
+async function install(config: CompiledTracing | undefined, log: Logger): Promise<Tracing> {
   propagation.setGlobalPropagator(
     new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
   );
-  if (!config) {
-    installed = { exporting: false, flush: async () => {} };
-    return installed;
-  }
+  if (!config) return { exporting: false, flush: async () => {} };
+  const [sdk, { OTLPTraceExporter }, { resourceFromAttributes }, { AsyncLocalStorageContextManager }] = await Promise.all([
+    import("@opentelemetry/sdk-trace-base"),
+    import("@opentelemetry/exporter-trace-otlp-http"),
+    import("@opentelemetry/resources"),
+    import("@opentelemetry/context-async-hooks"),
+  ]);
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   const exporter = new LoggedExporter(new OTLPTraceExporter({ url: config.endpoint }), config.endpoint, log);
-  const provider = new BasicTracerProvider({
+  const provider = new sdk.BasicTracerProvider({
     resource: resourceFromAttributes({ ...config.resourceAttributes, "service.name": config.serviceName }),
-    sampler: sampler(config),
-    spanProcessors: [new BatchSpanProcessor(exporter)],
+    sampler: sampler(sdk, config),
+    spanProcessors: [new sdk.BatchSpanProcessor(exporter)],
   });
   trace.setGlobalTracerProvider(provider);
   log.info({ endpoint: config.endpoint, sampler: config.sampler }, "exporting traces over OTLP/HTTP");
-  installed = {
+  return {
     exporting: true,
     flush: async () => {
       // A collector that is down must not hold the exit: what is not flushed by then is dropped.
@@ -75,10 +76,10 @@ export function installTracing(config: CompiledTracing | undefined, log: Logger)
       }
     },
   };
-  return installed;
 }
 
-function sampler(config: CompiledTracing): Sampler {
+function sampler(sdk: typeof import("@opentelemetry/sdk-trace-base"), config: CompiledTracing): Sampler {
+  const { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler } = sdk;
   switch (config.sampler) {
     case "always_on":
       return new AlwaysOnSampler();

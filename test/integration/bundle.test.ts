@@ -6,7 +6,7 @@ import { readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BundleError, buildDir, buildHandlers } from "../../runtime/bundle/build.ts";
-import { loadHandler } from "../../runtime/bundle/load.ts";
+import { loadHandler } from "../../runtime/bundle/module.ts";
 import { loadConfig } from "../../runtime/config/load.ts";
 import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
 import { client, makeProject, startHost } from "../support/project.ts";

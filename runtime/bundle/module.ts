@@ -1,0 +1,48 @@
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import type { CompiledFunction } from "../config/types.ts";
+import { FUNCTION_BRAND } from "../sdk/index.ts";
+import type { EventSchema, Handler } from "../sdk/types.ts";
+import { BundleError } from "./errors.ts";
+
+/** A handler module after bundling, loading and its shape check. */
+export interface LoadedHandler {
+  readonly handler: Handler;
+  readonly schema?: EventSchema<unknown>;
+}
+
+/**
+ * Imports a bundle and checks that the named export is a handler: an async function, or a
+ * `defineFunction({ handler, schema? })` object (recognised by its brand or its shape).
+ */
+export async function loadHandler(fn: CompiledFunction, bundleFile: string, rootDir: string): Promise<LoadedHandler> {
+  const source = path.relative(rootDir, fn.handlerPath);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(bundleFile).href)) as Record<string, unknown>;
+  } catch (error) {
+    const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    throw new BundleError(`${source}: loading the handler module threw (function ${fn.name}):\n${stack}`);
+  }
+  const exported = mod[fn.exportName];
+  if (typeof exported === "function") return { handler: exported as Handler };
+  if (typeof exported === "object" && exported !== null) {
+    const candidate = exported as { handler?: unknown; schema?: unknown; [FUNCTION_BRAND]?: unknown };
+    if (typeof candidate.handler === "function") {
+      const schema = candidate.schema;
+      if (schema !== undefined && !isSchema(schema)) {
+        throw new BundleError(`${source}: export "${fn.exportName}" has a schema without safeParse() or ~standard (function ${fn.name})`);
+      }
+      return { handler: candidate.handler as Handler, schema: schema as EventSchema<unknown> | undefined };
+    }
+  }
+  const found = exported === undefined ? `no export "${fn.exportName}"` : `export "${fn.exportName}" is ${typeof exported}`;
+  throw new BundleError(
+    `${source}: ${found} (function ${fn.name}); expected \`export default defineFunction({ handler })\` or an async function`,
+  );
+}
+
+function isSchema(value: unknown): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  return typeof (value as { safeParse?: unknown }).safeParse === "function" || "~standard" in value;
+}
