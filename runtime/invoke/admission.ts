@@ -82,6 +82,7 @@ export class Admission {
       else breaker.release();
     }
     if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) this.pause(outcome.error.retryAfterMs);
+    if (!breaker && usedBreakers.size === 0) return undefined;
     let hold: number | undefined;
     for (const used of [breaker, ...usedBreakers]) {
       if (used?.state === "open") hold = Math.max(hold ?? 0, used.remainingOpenMs());

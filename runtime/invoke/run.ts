@@ -27,52 +27,88 @@ export function runWithTimeout(
   timeoutMs: number,
   stop: AbortSignal,
 ): Promise<Outcome> {
-  let controller: AbortController | undefined;
-  let abortedWith: Error | undefined;
-  let listener: ((reason: Error) => void) | undefined;
-  let start = (): void => {};
-  const deadline: Deadline = {
-    start: () => start(),
-    signal: () => {
-      if (!controller) {
-        controller = new AbortController();
-        if (abortedWith) controller.abort(abortedWith);
-      }
-      return controller.signal;
-    },
-    onAbort: (l) => {
-      if (abortedWith) l(abortedWith);
-      else listener = l;
-    },
-  };
   return new Promise<Outcome>((resolve) => {
-    let settled = false;
-    const finish = (outcome: Outcome, abortReason?: Error): void => {
-      if (settled) return;
-      settled = true;
-      if (timer) clearTimeout(timer);
-      stop.removeEventListener("abort", onStop);
-      if (abortReason) {
-        abortedWith = abortReason;
-        controller?.abort(abortReason);
-        listener?.(abortReason);
-      }
-      resolve(outcome);
-    };
-    let timer: NodeJS.Timeout | undefined;
-    start = () => {
-      if (settled || timer) return;
-      timer = setTimeout(() => finish({ kind: "timeout", timeoutMs }, timeoutError(timeoutMs)), timeoutMs);
-    };
-    const onStop = (): void => finish({ kind: "aborted" }, abortError());
-    if (stop.aborted) return onStop();
-    stop.addEventListener("abort", onStop, { once: true });
-
+    const deadline = new RunDeadline(resolve, timeoutMs, cutOffBy(stop));
+    if (stop.aborted) return deadline.cutOff();
     run(deadline).then(
-      (outcome) => finish(outcome),
-      (error: unknown) => finish({ kind: "error", error }),
+      (outcome) => deadline.finish(outcome),
+      (error: unknown) => deadline.finish({ kind: "error", error }),
     );
   });
+}
+
+/**
+ * The runs a stop signal cuts off: one listener per signal for all of them, rather than
+ * one per invocation (an EventTarget listener costs more than a Set entry).
+ */
+const runsOf = new WeakMap<AbortSignal, Set<RunDeadline>>();
+
+function cutOffBy(stop: AbortSignal): Set<RunDeadline> {
+  let runs = runsOf.get(stop);
+  if (!runs) {
+    const set = new Set<RunDeadline>();
+    runs = set;
+    runsOf.set(stop, set);
+    stop.addEventListener("abort", () => {
+      for (const run of [...set]) run.cutOff();
+    }, { once: true });
+  }
+  return runs;
+}
+
+/** One run's deadline; its methods live on the prototype, as a run's are many and short. */
+class RunDeadline implements Deadline {
+  readonly #resolve: (outcome: Outcome) => void;
+  readonly #timeoutMs: number;
+  readonly #runs: Set<RunDeadline>;
+  #settled = false;
+  #timer?: NodeJS.Timeout;
+  #controller?: AbortController;
+  #abortedWith?: Error;
+  #listener?: (reason: Error) => void;
+
+  constructor(resolve: (outcome: Outcome) => void, timeoutMs: number, runs: Set<RunDeadline>) {
+    this.#resolve = resolve;
+    this.#timeoutMs = timeoutMs;
+    this.#runs = runs;
+    runs.add(this);
+  }
+
+  start(): void {
+    if (this.#settled || this.#timer) return;
+    this.#timer = setTimeout(() => this.finish({ kind: "timeout", timeoutMs: this.#timeoutMs }, timeoutError(this.#timeoutMs)), this.#timeoutMs);
+  }
+
+  signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#abortedWith) this.#controller.abort(this.#abortedWith);
+    }
+    return this.#controller.signal;
+  }
+
+  onAbort(listener: (reason: Error) => void): void {
+    if (this.#abortedWith) listener(this.#abortedWith);
+    else this.#listener = listener;
+  }
+
+  /** Shutdown's grace period is over. */
+  cutOff(): void {
+    this.finish({ kind: "aborted" }, abortError());
+  }
+
+  finish(outcome: Outcome, abortReason?: Error): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#runs.delete(this);
+    if (abortReason) {
+      this.#abortedWith = abortReason;
+      this.#controller?.abort(abortReason);
+      this.#listener?.(abortReason);
+    }
+    this.#resolve(outcome);
+  }
 }
 
 function timeoutError(timeoutMs: number): Error {

@@ -95,7 +95,7 @@ describe("runWithTimeout", () => {
     let late: (() => AbortSignal) | undefined;
     const outcome = await runWithTimeout((deadline) => {
       deadline.start();
-      late = deadline.signal;
+      late = () => deadline.signal();
       return new Promise(() => {});
     }, 10, never);
     expect(outcome.kind).toBe("timeout");
@@ -109,7 +109,7 @@ describe("runWithTimeout", () => {
     const outcome = await runWithTimeout((deadline) => {
       deadline.start();
       deadline.onAbort((reason) => reasons.push(reason.name));
-      late = deadline.onAbort;
+      late = (listener) => deadline.onAbort(listener);
       return new Promise(() => {});
     }, 10, never);
     expect(outcome.kind).toBe("timeout");
@@ -120,7 +120,7 @@ describe("runWithTimeout", () => {
   it("starts the clock when the run says the handler starts, not before", async () => {
     let start!: () => void;
     const running = runWithTimeout((deadline) => {
-      start = deadline.start;
+      start = () => deadline.start();
       return new Promise(() => {});
     }, 10, never);
     const first = await Promise.race([running, new Promise((r) => setTimeout(r, 40, "still running"))]);
