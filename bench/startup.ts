@@ -33,17 +33,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
-
-function intEnv(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) {
-    console.error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
-    process.exit(2);
-  }
-  return value;
-}
+import { fmt, intEnv, median } from "./env.ts";
 
 const FUNCTIONS = intEnv("STARTUP_FUNCTIONS", 50);
 const ROUNDS = intEnv("STARTUP_ROUNDS", 1);
@@ -288,16 +278,6 @@ async function measureStart(env: Env, isolation: Isolation, bundles: Bundles, la
 
 // ---------------------------------------------------------------------------------------
 // Report
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function fmt(value: number, digits: number): string {
-  return value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
 
 function table(results: StartResult[]): string {
   const rows = [

@@ -59,20 +59,10 @@ import type * as HostModule from "../runtime/host.ts";
 import type * as EnvModule from "../runtime/config/env.ts";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
 import { CHANNEL, now, SLEEP_MS, type BenchConfig, type BenchReport } from "./fixtures/tally.ts";
+import { fmt, intEnv, median } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------
 // Settings
-
-function intEnv(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) {
-    console.error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
-    process.exit(2);
-  }
-  return value;
-}
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const FIXTURES_DIR = fileURLToPath(new URL("fixtures", import.meta.url));
@@ -540,16 +530,6 @@ async function runScenario(
 
 // ---------------------------------------------------------------------------------------
 // Report
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function fmt(value: number, digits: number): string {
-  return value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
 
 function table(results: Map<string, Measurement[]>, baselineByRound: Measurement[]): string {
   const rows = [

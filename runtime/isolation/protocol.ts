@@ -4,6 +4,7 @@
  * their fields with their brand, outputs already encoded.
  */
 import type { CompiledTracing, Encoding } from "../config/types.ts";
+import type { Delivery } from "../contracts/delivery.ts";
 import { ERROR_BRAND, type ErrorKind } from "../sdk/errors.ts";
 import type { BytesRef } from "./batch-port.ts";
 import type { BreakerOptions } from "../sdk/types.ts";
@@ -39,14 +40,9 @@ export interface TraceCarrier {
 }
 
 /** One invocation, as a thread runs it. */
-export interface Run {
+export interface Run extends Pick<Delivery, "data" | "subject" | "headers" | "stream" | "seq" | "deliveryCount"> {
   readonly id: number;
-  readonly data: Uint8Array;
-  readonly subject: string;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly stream: string;
-  readonly seq: number;
-  readonly deliveryCount: number;
+  /** The stream timestamp, epoch ms. */
   readonly timestamp: number;
   readonly trace: TraceCarrier;
 }
