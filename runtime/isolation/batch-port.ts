@@ -1,3 +1,6 @@
+/** The longest a message waits for its batch when the turn it was sent in runs long. */
+const MAX_WAIT_MS = 0.25;
+
 /** What a batch is posted through: a worker's port or the worker itself. */
 interface Port {
   postMessage(value: unknown, transfer?: readonly ArrayBuffer[]): void;
@@ -39,6 +42,8 @@ export class BatchPort<T> {
   #chunks: Uint8Array[] = [];
   #size = 0;
   #scheduled?: NodeJS.Immediate;
+  /** When the oldest waiting message was sent. */
+  #since = 0;
 
   constructor(port: Port) {
     this.#port = port;
@@ -57,7 +62,13 @@ export class BatchPort<T> {
 
   send(message: T): void {
     this.#messages.push(message);
-    this.#scheduled ??= setImmediate(() => this.flush());
+    if (this.#messages.length === 1) {
+      this.#since = performance.now();
+      this.#scheduled ??= setImmediate(() => this.flush());
+    } else if (performance.now() - this.#since > MAX_WAIT_MS) {
+      // A long turn (a big pull being dispatched) must not hold the first ones back.
+      this.flush();
+    }
   }
 
   /** Posts what is waiting now. */
