@@ -77,6 +77,8 @@ export class HandlerThread {
   readonly #options: HandlerThreadOptions;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
+  /** How many of #pending are abandoned. */
+  #abandoned = 0;
   #ready = false;
   /** Deadlines of invocations sent before the thread was ready: they start when it is. */
   #starting: Deadline[] = [];
@@ -116,14 +118,12 @@ export class HandlerThread {
 
   /** Invocations running in the thread that the invoker still waits for. */
   get inflight(): number {
-    let count = 0;
-    for (const pending of this.#pending.values()) if (!pending.abandoned) count++;
-    return count;
+    return this.#pending.size - this.#abandoned;
   }
 
   /** Invocations whose deadline passed while their code still runs (it ignores its signal). */
   get abandoned(): number {
-    return this.#pending.size - this.inflight;
+    return this.#abandoned;
   }
 
   /**
@@ -212,6 +212,7 @@ export class HandlerThread {
     const pending = this.#pending.get(id);
     if (!pending || pending.abandoned) return;
     pending.abandoned = true;
+    this.#abandoned++;
     this.#post({ t: "abort", id, reason: toWire(reason, errorMessage) });
     pending.killTimer = setTimeout(() => {
       const error = `terminated: an invocation (seq ${pending.invocation.delivery.seq}) ignored its abort and did not yield for ${this.#options.graceMs}ms`;
@@ -286,7 +287,8 @@ export class HandlerThread {
     if (!pending) return;
     this.#pending.delete(id);
     clearTimeout(pending.killTimer);
-    if (!pending.abandoned) pending.resolve(outcome);
+    if (pending.abandoned) this.#abandoned--;
+    else pending.resolve(outcome);
     if (this.inflight === 0) this.#options.onIdle(this);
   }
 
@@ -351,13 +353,14 @@ export class HandlerThread {
     const end = this.#terminated ?? (this.#closing ? undefined : this.#crash(code));
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.killTimer);
-        // A call let through a breaker never reported back: count it as failed.
+      // A call let through a breaker never reported back: count it as failed.
       for (const breaker of pending.admitted) breaker.failure();
       if (pending.abandoned) continue;
       if (end?.reason === "timeout") pending.resolve({ kind: "aborted", cause: "bystander" });
       else pending.resolve({ kind: "crashed", reason: end?.reason ?? "exit", error: end?.error ?? "its worker thread was stopped" });
     }
     this.#pending.clear();
+    this.#abandoned = 0;
     this.#options.onEnd(this, end);
   }
 
