@@ -6,7 +6,7 @@ import { describeValue } from "./errors.ts";
 const SIZE = /^(\d+(?:\.\d+)?)\s*(kb|mb|gb)$/i;
 
 /** Parses `256MB`, `1.5GB` or `512kb` into bytes (1 MB = 1024 KB); throws a `RangeError` otherwise. */
-export function parseSize(text: string): number {
+function parseSize(text: string): number {
   const value = SIZE.test(text) ? bytes.parse(text) : null;
   if (value === null || !Number.isFinite(value)) throw new RangeError(sizeMessage(text));
   return value;

@@ -14,7 +14,7 @@ const CHECK_TIMEOUT_MS = 30_000;
  * runs handler code (not even a module's top level). Throws one `BundleError` listing every
  * handler that failed; a module that spins or exits while loading fails the check too.
  */
-export async function checkInThread(config: CompiledConfig, bundles: readonly BuiltHandler[], script: string): Promise<void> {
+async function checkInThread(config: CompiledConfig, bundles: readonly BuiltHandler[], script: string): Promise<void> {
   if (bundles.length === 0) return;
   const init: CheckInit = {
     mode: "check",

@@ -33,6 +33,16 @@ describe("loadConfig: errors", () => {
     ]);
   });
 
+  it("reports a bad isolation or memoryLimit at its value, in defaults: too", () => {
+    expect(
+      errorsOf(["defaults:", "  memoryLimit: 512", "functions:", ...FUNCTION_A, "    isolation: thread", "    memoryLimit: 8MB"]),
+    ).toEqual([
+      "functions.yaml:2:16 defaults.memoryLimit: expected a size like 256MB, got 512",
+      'functions.yaml:8:16 functions[0].isolation: expected worker or none, got "thread"',
+      'functions.yaml:9:18 functions[0].memoryLimit: expected a size of at least 16MB, got "8MB"',
+    ]);
+  });
+
   it("reports a missing required key at the map that lacks it", () => {
     expect(errorsOf(["functions:", "  - name: a", "    stream: ORDERS", "    subjects: [orders.a]"])).toEqual([
       'functions.yaml:2:5 functions[0].handler: missing required key "handler"',
