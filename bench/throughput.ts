@@ -59,6 +59,7 @@ import type * as HostModule from "../runtime/host.ts";
 import type * as EnvModule from "../runtime/config/env.ts";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
 import { CHANNEL, now, SLEEP_MS, type BenchConfig, type BenchReport } from "./fixtures/tally.ts";
+import { ensureRuntime } from "../bin/build-runtime.js";
 import { fmt, intEnv, median } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -69,32 +70,24 @@ const FIXTURES_DIR = fileURLToPath(new URL("fixtures", import.meta.url));
 
 /**
  * The runtime as production runs it: bundled by esbuild (as bin/jetfn.js does), not compiled
- * file by file by tsx, whose keepNames adds work to every closure on the hot path. The
- * bundled runtime looks for its handler threads' entry as worker.mjs next to itself, as
- * bin/jetfn.js lays them out.
+ * file by file by tsx, whose keepNames adds work to every closure on the hot path. It sits
+ * beside the CLI's bundles (bin/build-runtime.js), so it finds their worker.mjs, the entry
+ * of handler threads, as the CLI does.
  */
-const runtimeBundle = path.join(REPO_ROOT, ".jetfn", "bench", "runtime.mjs");
-const bundleOptions = {
+const runtimeBundle = path.join(await ensureRuntime(), "bench.mjs");
+await build({
   bundle: true,
   platform: "node",
   format: "esm",
   target: "node20",
   packages: "external",
   logLevel: "error",
-} as const;
-await build({
-  ...bundleOptions,
   stdin: {
     contents: 'export { Host } from "./runtime/host.ts"; export { loadEnv } from "./runtime/config/env.ts";',
     resolveDir: REPO_ROOT,
     loader: "ts",
   },
   outfile: runtimeBundle,
-});
-await build({
-  ...bundleOptions,
-  entryPoints: [path.join(REPO_ROOT, "runtime", "isolation", "thread.ts")],
-  outfile: path.join(path.dirname(runtimeBundle), "worker.mjs"),
 });
 const { Host } = (await import(runtimeBundle)) as typeof HostModule;
 const { loadEnv } = (await import(runtimeBundle)) as typeof EnvModule;

@@ -1,4 +1,3 @@
-import { setMaxListeners } from "node:events";
 import type { AddressInfo } from "node:net";
 import { loadConfig } from "./config/load.ts";
 import type { CompiledConfig, CompiledEnv, CompiledFunction } from "./config/types.ts";
@@ -95,8 +94,6 @@ export class Host {
     this.config = config;
     this.#handlers = handlers;
     this.log = log;
-    // Every in-flight invocation listens on it: as many listeners as the concurrency allows.
-    setMaxListeners(0, this.#stop.signal);
     this.#breakers = new BreakerRegistry((name, from, to, functions) => {
       for (const fn of functions) this.#breakerChanged(fn, name, from, to);
     });

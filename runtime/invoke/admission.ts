@@ -1,4 +1,5 @@
 import type { CompiledBreaker } from "../config/types.ts";
+import type { Gate } from "../contracts/gate.ts";
 import { CircuitBreaker, type BreakerState } from "../resilience/breaker.ts";
 import type { NamedBreaker } from "../resilience/breakers.ts";
 import { isBreakerOpenError, isNonRetryableError } from "../sdk/errors.ts";
@@ -17,7 +18,7 @@ import type { Outcome } from "./settle.ts";
  * {@link onClose} when the gate closes; the invoker admits each delivery with
  * {@link tryAdmit} and reports how it ended with {@link finish}.
  */
-export class Admission {
+export class Admission implements Gate {
   readonly breaker?: CircuitBreaker;
   readonly #now: () => number;
   readonly #closeListeners: Array<() => void> = [];

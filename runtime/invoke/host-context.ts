@@ -37,9 +37,12 @@ export class HostContext {
     options: { headers?: Record<string, string>; msgId?: string } = {},
     parent?: Context,
   ): Promise<PublishAck> {
+    return tracedPublish(this.publisher, parent ?? this.#parent(invocation), subject, data, options.headers, options.msgId);
+  }
+
+  #parent(invocation: Invocation): Context {
     const active = context.active();
-    const base = parent ?? (trace.getSpan(active) ? active : invocation.context);
-    return tracedPublish(this.publisher, base, subject, data, options.headers, options.msgId);
+    return trace.getSpan(active) ? active : invocation.context;
   }
 
   /** `ctx.breaker(name)`: the host's breaker of that name, noted as used by this invocation. */

@@ -3,7 +3,7 @@ import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-i
 import type { CompiledFunction, CompiledRetry } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
-import type { Admission } from "../invoke/admission.ts";
+import type { Gate } from "../contracts/gate.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { AckBatch } from "./ack-batch.ts";
 
@@ -15,7 +15,7 @@ export interface PullLoopOptions {
    * closed, only probes while its breaker is half-open. Each delivery is still admitted by
    * the dispatcher, which hands back what arrives after the gate closed.
    */
-  readonly admission: Admission;
+  readonly admission: Gate;
 }
 
 /**

@@ -1,0 +1,14 @@
+/**
+ * Whether a function may take deliveries, as its pull loop asks it (the invoke layer's
+ * admission answers). The seam between nats/ and invoke/, like `Delivery`.
+ */
+export interface Gate {
+  /** Milliseconds until anything may start: 0 while the gate is open. */
+  closedForMs(): number;
+  /** How many deliveries may start now: unlimited, a few probes, or 0. */
+  allowance(): number;
+  /** True while only probes may start. */
+  readonly probing: boolean;
+  /** `listener` runs whenever the gate closes: open pulls should end early. */
+  onClose(listener: () => void): void;
+}
