@@ -4,6 +4,7 @@ import type { CompiledConfig, CompiledEnv, CompiledFunction } from "./config/typ
 import { HttpServer } from "./http/server.ts";
 import type { PreparedHandler } from "./bundle/load.ts";
 import { Admission } from "./invoke/admission.ts";
+import { Caller } from "./invoke/call.ts";
 import type { Executor } from "./invoke/executor.ts";
 import { HostContext } from "./invoke/host-context.ts";
 import { InProcessExecutor } from "./invoke/in-process.ts";
@@ -49,6 +50,7 @@ export interface HostOptions {
 interface Running {
   readonly fn: CompiledFunction;
   readonly invoker: Invoker;
+  readonly caller: Caller;
   readonly executor: Executor;
   readonly loop: PullLoop;
   readonly admission: Admission;
@@ -187,11 +189,17 @@ export class Host {
     const host = new HostContext(fn, this.log.child({ function: fn.name }), publisher, this.#breakers);
     const executor = this.#executor(fn, host);
     const invoker = new Invoker({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
+    const caller = new Caller({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
     const loop = new PullLoop(js, fn, (delivery) => invoker.process(delivery), this.log, {
       rebind: () => ensureConsumer(jsm, fn, this.log),
       admission,
     });
-    return { fn, invoker, executor, loop, admission };
+    return { fn, invoker, caller, executor, loop, admission };
+  }
+
+  /** The function's synchronous caller (HTTP `invoke:` routes, the NATS service); undefined before start. */
+  caller(name: string): Caller | undefined {
+    return this.#running.find((r) => r.fn.name === name)?.caller;
   }
 
   /** Where the function's handler runs: `isolation:` in its entry. */
@@ -219,7 +227,7 @@ export class Host {
 
   /** `/functions`: each function's consumer, in-flight count, limit and last polled pending counts. */
   functions(): unknown[] {
-    return this.#running.map(({ fn, invoker, executor, loop, admission }) => {
+    return this.#running.map(({ fn, invoker, caller, executor, loop, admission }) => {
       const sample = this.#poller?.sample(fn.name);
       return {
         name: fn.name,
@@ -229,6 +237,7 @@ export class Host {
         bound: loop.bound,
         inflight: invoker.inflight,
         limit: fn.concurrency,
+        calls: caller.inflight,
         pending: sample?.pending,
         ackPending: sample?.ackPending,
         sampledAt: sample?.sampledAt,
@@ -285,6 +294,6 @@ export class Host {
   }
 
   #inflightCount(): number {
-    return this.#running.reduce((sum, r) => sum + r.invoker.inflight, 0);
+    return this.#running.reduce((sum, r) => sum + r.invoker.inflight + r.caller.inflight, 0);
   }
 }

@@ -126,6 +126,7 @@ export function compileFunction(
     config: entry.config ?? defaults.config ?? {},
     isolation: entry.isolation ?? defaults.isolation ?? builtIn.isolation,
     memoryLimitMb: Math.round((entry.memoryLimit ?? defaults.memoryLimit ?? builtIn.memoryLimitBytes) / (1024 * 1024)),
+    invoke: entry.invoke ?? false,
   };
   return { compiled, issues };
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import type { CompiledEnv } from "./types.ts";
@@ -5,9 +6,10 @@ import { durationMessage, isDuration, parseDuration } from "./duration.ts";
 import { ConfigError, describeValue } from "./errors.ts";
 import type { ConfigIssue } from "./errors.ts";
 import { isFile } from "./files.ts";
+import { isSize, parseSize } from "./size.ts";
 
 /** Variables whose values must never appear in a message. */
-const SECRETS: ReadonlySet<string> = new Set(["NATS_PASSWORD", "NATS_TOKEN", "NATS_NKEY_SEED"]);
+const SECRETS: ReadonlySet<string> = new Set(["NATS_PASSWORD", "NATS_TOKEN", "NATS_NKEY_SEED", "JETFN_INGRESS_TOKENS"]);
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 const URL_SCHEMES = new Set(["nats:", "tls:", "ws:", "wss:"]);
@@ -47,6 +49,29 @@ const existingFile = (cwd: string) =>
 
 const anything = z.string();
 
+const port = checked(
+  (value) => /^\d{1,5}$/.test(value) && Number(value) <= 65_535,
+  (value) => `expected a port 0-65535, got ${describeValue(value)}`,
+  Number,
+);
+
+/**
+ * `JETFN_INGRESS_TOKENS`: a comma list, or `@file` with tokens separated by commas or lines.
+ * Undefined when the file cannot be read or holds no token.
+ */
+function readTokens(value: string, cwd: string): string[] | undefined {
+  let text = value;
+  if (value.startsWith("@")) {
+    try {
+      text = readFileSync(path.resolve(cwd, value.slice(1)), "utf8");
+    } catch {
+      return undefined;
+    }
+  }
+  const tokens = text.split(/[,\r\n]+/).map((token) => token.trim()).filter((token) => token !== "");
+  return tokens.length > 0 ? tokens : undefined;
+}
+
 function envSchema(cwd: string) {
   return z.object({
     NATS_URL: checked(
@@ -68,12 +93,20 @@ function envSchema(cwd: string) {
     NATS_TLS_KEY: existingFile(cwd).optional(),
     JETFN_CONFIG: anything.default("functions.yaml").transform((value) => path.resolve(cwd, value)),
     JETFN_HTTP_HOST: anything.default("0.0.0.0"),
-    JETFN_HTTP_PORT: checked(
-      (value) => /^\d{1,5}$/.test(value) && Number(value) <= 65_535,
-      (value) => `expected a port 0-65535, got ${describeValue(value)}`,
-      Number,
-    ).default(8080),
+    JETFN_HTTP_PORT: port.default(8080),
     JETFN_SHUTDOWN_TIMEOUT: checked(isDuration, durationMessage, parseDuration).default(30_000),
+    JETFN_INGRESS_HOST: anything.default("0.0.0.0"),
+    JETFN_INGRESS_PORT: port.default(8081),
+    JETFN_INGRESS_TOKENS: checked(
+      (value) => readTokens(value, cwd) !== undefined,
+      (value) =>
+        value.startsWith("@")
+          ? `cannot read the token file ${path.resolve(cwd, value.slice(1))}`
+          : "expected a comma-separated list of tokens, or @/path/to/file",
+      (value) => readTokens(value, cwd)!,
+    ).optional(),
+    JETFN_INGRESS_MAX_BODY: checked(isSize, (value) => `expected a size like 1MB, got ${describeValue(value)}`, parseSize).default(1024 * 1024),
+    JETFN_INGRESS_READ_TIMEOUT: checked(isDuration, durationMessage, parseDuration).default(10_000),
     OTEL_SERVICE_NAME: anything.default("jetfn"),
     OTEL_EXPORTER_OTLP_ENDPOINT: checked(isHttpUrl, (value) => `expected an http(s) URL like http://collector:4318, got ${describeValue(value)}`, (value) => value).optional(),
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: checked(isHttpUrl, (value) => `expected an http(s) URL like http://collector:4318/v1/traces, got ${describeValue(value)}`, (value) => value).optional(),
@@ -181,6 +214,11 @@ export function loadEnv(
     httpHost: data.JETFN_HTTP_HOST,
     httpPort: data.JETFN_HTTP_PORT,
     shutdownTimeoutMs: data.JETFN_SHUTDOWN_TIMEOUT,
+    ingressHost: data.JETFN_INGRESS_HOST,
+    ingressPort: data.JETFN_INGRESS_PORT,
+    ingressTokens: Object.freeze(data.JETFN_INGRESS_TOKENS ?? []),
+    ingressMaxBodyBytes: data.JETFN_INGRESS_MAX_BODY,
+    ingressReadTimeoutMs: data.JETFN_INGRESS_READ_TIMEOUT,
     logLevel: data.LOG_LEVEL,
   };
   const tracesEndpoint = tracesUrl(data.OTEL_EXPORTER_OTLP_ENDPOINT, data.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);

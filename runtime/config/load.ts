@@ -2,7 +2,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
-import type { CompiledConfig, CompiledFunction, CompiledStream } from "./types.ts";
+import type { CompiledConfig, CompiledFunction, CompiledRoute, CompiledStream } from "./types.ts";
+import { compileRoute, routeEntrySchema, routeShape, type RouteEntry } from "./routes.ts";
 import { compileFunction, compileStream } from "./compile.ts";
 import { ConfigError, formatPath } from "./errors.ts";
 import type { ConfigIssue } from "./errors.ts";
@@ -101,9 +102,32 @@ export function compileConfig(source: string, file: string): CompiledConfig {
   }
   checkDurables(functions, compiledFunctions, report);
   checkCoverage(functions, compiledStreams, top.functions, report);
+  const routes = compileRoutes(top.routes, new Set(compiledFunctions.map((fn) => fn.name)), rootDir, check, report);
 
   if (issues.length > 0) throw new ConfigError(sortIssues(issues));
-  return deepFreeze({ file: absolute, rootDir, streams: compiledStreams, functions: compiledFunctions });
+  return deepFreeze({ file: absolute, rootDir, streams: compiledStreams, functions: compiledFunctions, routes });
+}
+
+/** `routes:`: each entry compiled, then the routes that would match the same requests, and schema files that do not exist. */
+function compileRoutes(
+  raw: unknown,
+  functions: ReadonlySet<string>,
+  rootDir: string,
+  check: (schema: typeof routeEntrySchema, value: unknown, at: readonly PropertyKey[]) => RouteEntry | undefined,
+  report: Report,
+): CompiledRoute[] {
+  const routes: CompiledRoute[] = [];
+  const shapes = new Map<string, number>();
+  for (const { entry, index } of entries(raw, "routes", (value, at) => check(routeEntrySchema, value, at))) {
+    const route = compileRoute(entry, index, functions, rootDir, report);
+    routes.push(route);
+    const shape = routeShape(route);
+    const first = shapes.get(shape);
+    if (first === undefined) shapes.set(shape, index);
+    else report(["routes", index, "route"], `${route.route} matches the same requests as routes[${first}]`);
+    if (route.schema && !isFile(route.schema.file)) report(["routes", index, "schema"], `schema file not found: ${entry.schema!.split("#")[0]}`);
+  }
+  return routes;
 }
 
 type Report = (at: readonly PropertyKey[], message: string, anchor?: Anchor) => void;

@@ -6,6 +6,7 @@ import { copyPlain, isPlainMap } from "./freeze.ts";
 import { sizeSchema } from "./size.ts";
 import { isValidSubject } from "./subjects.ts";
 import { dispatch, integer, issueMessage } from "./messages.ts";
+import { routeEntrySchema } from "./routes.ts";
 
 /**
  * Strict zod schemas for `functions.yaml` as the user writes it. Optional keys stay absent
@@ -163,6 +164,7 @@ export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
   "durable",
   "output",
   "deadLetter",
+  "invoke",
 ]);
 
 /** The `defaults:` section. */
@@ -177,6 +179,7 @@ export const functionEntrySchema = z.strictObject({
   durable: resourceName("consumer").optional(),
   output: subject(false).optional(),
   deadLetter: subject(false).optional(),
+  invoke: z.boolean().optional(),
   ...tunables,
 });
 
@@ -201,6 +204,7 @@ export const rootSchema = z.strictObject({
   defaults: z.unknown().optional(),
   streams: z.array(z.unknown()).optional(),
   functions: z.array(z.unknown()),
+  routes: z.array(z.unknown()).optional(),
 });
 
 /** The whole file in one schema, for tools that want a single `safeParse`. */
@@ -208,6 +212,7 @@ export const configFileSchema = z.strictObject({
   defaults: defaultsSchema.optional(),
   streams: z.array(streamEntrySchema).optional(),
   functions: z.array(functionEntrySchema),
+  routes: z.array(routeEntrySchema).optional(),
 });
 
 export type DefaultsEntry = z.output<typeof defaultsSchema>;

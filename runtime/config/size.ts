@@ -5,8 +5,13 @@ import { describeValue } from "./errors.ts";
 /** A number directly followed by a unit: bare numbers would leave the unit to guess. */
 const SIZE = /^(\d+(?:\.\d+)?)\s*(kb|mb|gb)$/i;
 
+/** True for a size `parseSize` reads. */
+export function isSize(text: string): boolean {
+  return SIZE.test(text);
+}
+
 /** Parses `256MB`, `1.5GB` or `512kb` into bytes (1 MB = 1024 KB); throws a `RangeError` otherwise. */
-function parseSize(text: string): number {
+export function parseSize(text: string): number {
   const value = SIZE.test(text) ? bytes.parse(text) : null;
   if (value === null || !Number.isFinite(value)) throw new RangeError(sizeMessage(text));
   return value;

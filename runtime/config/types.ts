@@ -66,6 +66,26 @@ export interface CompiledFunction {
   readonly isolation: Isolation;
   /** The heap cap of the function's worker thread, in MB (`memoryLimit:`). */
   readonly memoryLimitMb: number;
+  /** Served as `jetfn.invoke.<name>` by the NATS service `jetfn` (`invoke: true`). */
+  readonly invoke: boolean;
+}
+
+/** One segment of a route's path: a literal, or a `:param`. */
+export type RouteSegment = { readonly literal: string } | { readonly param: string };
+
+/** One entry of `routes:`: an HTTP route of the ingress listener. */
+export interface CompiledRoute {
+  /** `POST /orders/:id`: the route as written, and its metric label. */
+  readonly route: string;
+  readonly method: string;
+  readonly path: string;
+  readonly segments: readonly RouteSegment[];
+  /** Publish the body to a subject (its `{param}`s filled in), or invoke a function. */
+  readonly target: { readonly kind: "publish"; readonly subject: string } | { readonly kind: "invoke"; readonly function: string };
+  /** A schema export that checks the body before anything else happens. */
+  readonly schema?: { readonly file: string; readonly exportName: string };
+  readonly auth: "none" | "bearer";
+  readonly encoding: Encoding;
 }
 
 /** `isolation:` in `functions.yaml`. */
@@ -78,6 +98,7 @@ export interface CompiledConfig {
   readonly rootDir: string;
   readonly streams: readonly CompiledStream[];
   readonly functions: readonly CompiledFunction[];
+  readonly routes: readonly CompiledRoute[];
 }
 
 /** Validated environment (see DESIGN.md, "Environment"). */
@@ -96,6 +117,15 @@ export interface CompiledEnv {
   readonly httpHost: string;
   readonly httpPort: number;
   readonly shutdownTimeoutMs: number;
+  /** The ingress listener (`routes:`). */
+  readonly ingressHost: string;
+  readonly ingressPort: number;
+  /** Bearer tokens that `auth: bearer` routes accept; never logged. */
+  readonly ingressTokens: readonly string[];
+  /** Request bodies larger than this get 413. @default 1MB */
+  readonly ingressMaxBodyBytes: number;
+  /** A request not fully read within this gets 408 and its connection closed. @default 10s */
+  readonly ingressReadTimeoutMs: number;
   readonly logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
   /** Set only when an OTLP endpoint is configured: without one, no span is exported. */
   readonly tracing?: CompiledTracing;

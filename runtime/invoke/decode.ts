@@ -3,6 +3,23 @@ import type { EventSchema } from "../sdk/types.ts";
 
 export type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: Error };
 
+/** One field a schema refused: `path` is dotted (`items.0.sku`), empty for the value itself. */
+export interface FieldIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
+/** An event its schema refused, with every failing field. */
+export class ValidationError extends Error {
+  readonly issues: readonly FieldIssue[];
+
+  constructor(issues: readonly FieldIssue[]) {
+    super(`schema: ${formatIssues(issues)}`);
+    this.name = "ValidationError";
+    this.issues = issues;
+  }
+}
+
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const utf8Encoder = new TextEncoder();
 
@@ -23,8 +40,27 @@ export function decode(data: Uint8Array, encoding: Encoding): Result<unknown> {
   }
 }
 
+/** What kind of bytes a value encodes to: how a synchronous call's answer is typed. */
+export type EncodedType = "json" | "text" | "binary";
+
+/** A value already encoded (in a handler thread): its bytes, and what they were. */
+export class Encoded {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly type: EncodedType,
+  ) {}
+}
+
+/** How {@link encode} encodes `value`. */
+export function encodedType(value: unknown): EncodedType {
+  if (value instanceof Encoded) return value.type;
+  if (value instanceof Uint8Array) return "binary";
+  return typeof value === "string" ? "text" : "json";
+}
+
 /** Bytes for a value a handler returns or publishes: bytes as is, strings as UTF-8, else JSON. */
 export function encode(value: unknown): Uint8Array {
+  if (value instanceof Encoded) return value.bytes;
   if (value instanceof Uint8Array) return value;
   if (typeof value === "string") return utf8Encoder.encode(value);
   const json = JSON.stringify(value);
@@ -53,26 +89,29 @@ export async function validate(schema: EventSchema<unknown>, value: unknown): Pr
   const standard = (schema as Partial<StandardSchema>)["~standard"];
   if (standard && typeof standard.validate === "function") {
     const result = await standard.validate(value);
-    if (result.issues) return { ok: false, error: new Error(`schema: ${formatIssues(result.issues)}`) };
+    if (result.issues) return { ok: false, error: new ValidationError(fieldIssues(result.issues)) };
     return { ok: true, value: result.value };
   }
   if (typeof schema.safeParse === "function") {
     const result = schema.safeParse(value);
     if (result.success) return { ok: true, value: result.data };
     const issues = (result.error as { issues?: StandardIssue[] } | undefined)?.issues;
-    return { ok: false, error: new Error(`schema: ${issues ? formatIssues(issues) : String(result.error)}`) };
+    return { ok: false, error: new ValidationError(issues ? fieldIssues(issues) : [{ path: "", message: String(result.error) }]) };
   }
   return { ok: true, value };
 }
 
-function formatIssues(issues: readonly StandardIssue[]): string {
+function fieldIssues(issues: readonly StandardIssue[]): FieldIssue[] {
+  return issues.map((issue) => ({
+    path: (issue.path ?? []).map((p) => String(typeof p === "object" && p !== null && "key" in p ? p.key : p)).join("."),
+    message: issue.message,
+  }));
+}
+
+/** The first five issues in one line (log lines and dead-letter headers). */
+function formatIssues(issues: readonly FieldIssue[]): string {
   return issues
     .slice(0, 5)
-    .map((issue) => {
-      const path = (issue.path ?? [])
-        .map((p) => String(typeof p === "object" && p !== null && "key" in p ? p.key : p))
-        .join(".");
-      return path ? `${path}: ${issue.message}` : issue.message;
-    })
+    .map((issue) => (issue.path ? `${issue.path}: ${issue.message}` : issue.message))
     .join("; ");
 }

@@ -1,3 +1,4 @@
+import { Encoded, ValidationError } from "../invoke/decode.ts";
 import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import { propagation, ROOT_CONTEXT, type Attributes, type SpanStatus } from "@opentelemetry/api";
@@ -274,8 +275,8 @@ export class HandlerThread {
     }
   }
 
-  #succeeded([, id, value]: DoneWire, batch: Batch<FromThread>): void {
-    this.#settled(id, { kind: "success", value: value ? bytesIn(batch, value) : undefined });
+  #succeeded([, id, value, type]: DoneWire, batch: Batch<FromThread>): void {
+    this.#settled(id, { kind: "success", value: value ? new Encoded(bytesIn(batch, value), type ?? "json") : undefined });
   }
 
   #done(id: number, wire: WireOutcome): void {
@@ -385,7 +386,8 @@ function outcomeOf(wire: WireOutcome): Outcome {
     case "error":
       return { kind: "error", error: fromWire(wire.error) };
     case "undecodable":
+      return { kind: "undecodable", error: new Error(wire.message) };
     case "invalid":
-      return { kind: wire.kind, error: new Error(wire.message) };
+      return { kind: "invalid", error: new ValidationError(wire.issues) };
   }
 }

@@ -5,6 +5,7 @@
  */
 import type { CompiledTracing, Encoding } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
+import type { FieldIssue } from "../invoke/decode.ts";
 import { ERROR_BRAND, type ErrorKind } from "../sdk/errors.ts";
 import type { BytesRef } from "./batch-port.ts";
 import type { BreakerOptions } from "../sdk/types.ts";
@@ -65,8 +66,15 @@ export type RunWire = readonly [
   tracestate: string | 0,
 ];
 
-/** A success on the wire: the encoded output in the batch's bytes, or 0 for none. */
-export type DoneWire = readonly [t: 1, id: number, value: BytesRef | 0];
+/**
+ * A success on the wire: the encoded output in the batch's bytes, or 0 for none, and what
+ * those bytes encode (absent for JSON). A synchronous call (an HTTP route's or a NATS
+ * request's) runs with stream sequence 0: its return value always comes back, whether or
+ * not the function has an `output:`.
+ */
+export type DoneWire = readonly [t: 1, id: number, value: BytesRef | 0, type?: "text" | "binary"];
+
+
 
 /** The host's thread to a handler thread. */
 export type ToThread =
@@ -127,7 +135,8 @@ export type SpanOp = "setAttribute" | "setAttributes" | "addEvent" | "setStatus"
 /** How an invocation ended other than in success, as a thread reports it. */
 export type WireOutcome =
   | { readonly kind: "error"; readonly error: WireError }
-  | { readonly kind: "undecodable" | "invalid"; readonly message: string };
+  | { readonly kind: "undecodable"; readonly message: string }
+  | { readonly kind: "invalid"; readonly issues: readonly FieldIssue[] };
 
 /** A thrown value, taken apart: an Error's fields and brand, or a non-error's description. */
 export interface WireError {

@@ -7,7 +7,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { context, propagation, ROOT_CONTEXT, trace, type Context, type Span, type SpanContext } from "@opentelemetry/api";
 import { loadHandler, type LoadedHandler } from "../bundle/module.ts";
 import type { CompiledFunction } from "../config/types.ts";
-import { decode, encode, validate } from "../invoke/decode.ts";
+import { decode, encode, encodedType, validate, type EncodedType, type ValidationError } from "../invoke/decode.ts";
 import { errorMessage } from "../invoke/settle.ts";
 import { BreakerOpenError } from "../sdk/errors.ts";
 import type { Breaker, BreakerOptions, FunctionContext, Logger, PublishAck } from "../sdk/types.ts";
@@ -156,6 +156,7 @@ async function serve(init: ThreadInit): Promise<void> {
     running.set(id, state);
     let outcome: WireOutcome | undefined;
     let output: ReturnType<typeof outbox.bytes> | 0 = 0;
+    let type: EncodedType = "json";
     try {
       const decoded = decode(message.data, init.encoding);
       if (!decoded.ok) {
@@ -164,20 +165,23 @@ async function serve(init: ThreadInit): Promise<void> {
         let event = decoded.value;
         const valid = loaded.schema ? await validate(loaded.schema, event) : undefined;
         if (valid && !valid.ok) {
-          outcome = { kind: "invalid", message: valid.error.message };
+          outcome = { kind: "invalid", issues: (valid.error as ValidationError).issues };
         } else {
           if (valid?.ok) event = valid.value;
           const parent = remoteParent(message.trace);
           const ctx = functionContext(message, state, parent);
           const value = await context.with(parent, () => loaded.handler(event, ctx));
-          if (init.output && value !== undefined) output = outgoing(value, encode(value));
+          if ((init.output || message.seq === 0) && value !== undefined) {
+            output = outgoing(value, encode(value));
+            type = encodedType(value);
+          }
         }
       }
     } catch (error) {
       outcome = { kind: "error", error: toWire(error, errorMessage) };
     }
     running.delete(id);
-    post(outcome ? { t: "done", id, outcome } : [1, id, output]);
+    post(outcome ? { t: "done", id, outcome } : type === "json" ? [1, id, output] : [1, id, output, type]);
   }
 
   /** The delivery's span, as the parent of what the handler does (its own spans, its publishes). */

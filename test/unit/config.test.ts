@@ -33,8 +33,10 @@ describe("loadConfig: compiling", () => {
         config: {},
         isolation: "worker",
         memoryLimitMb: 512,
+        invoke: false,
       },
     ]);
+    expect(config.routes).toEqual([]);
     expect(config.functions[0]).not.toHaveProperty("breaker");
     expect(config.functions[0]).not.toHaveProperty("output");
   });

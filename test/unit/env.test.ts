@@ -30,6 +30,11 @@ describe("loadEnv", () => {
       httpHost: "0.0.0.0",
       httpPort: 8080,
       shutdownTimeoutMs: 30_000,
+      ingressHost: "0.0.0.0",
+      ingressPort: 8081,
+      ingressTokens: [],
+      ingressMaxBodyBytes: 1024 * 1024,
+      ingressReadTimeoutMs: 10_000,
       logLevel: "info",
     });
     expect(env.natsUrl).toBeUndefined();
@@ -53,6 +58,11 @@ describe("loadEnv", () => {
         JETFN_HTTP_HOST: "127.0.0.1",
         JETFN_HTTP_PORT: "0",
         JETFN_SHUTDOWN_TIMEOUT: "1.5s",
+        JETFN_INGRESS_HOST: "127.0.0.2",
+        JETFN_INGRESS_PORT: "9000",
+        JETFN_INGRESS_TOKENS: "t1, t2",
+        JETFN_INGRESS_MAX_BODY: "64KB",
+        JETFN_INGRESS_READ_TIMEOUT: "2s",
         LOG_LEVEL: "DEBUG",
       },
       dir,
@@ -71,6 +81,11 @@ describe("loadEnv", () => {
       httpHost: "127.0.0.1",
       httpPort: 0,
       shutdownTimeoutMs: 1500,
+      ingressHost: "127.0.0.2",
+      ingressPort: 9000,
+      ingressTokens: ["t1", "t2"],
+      ingressMaxBodyBytes: 64 * 1024,
+      ingressReadTimeoutMs: 2000,
       logLevel: "debug",
     });
     expect(Object.isFrozen(env.natsUrl)).toBe(true);
@@ -85,6 +100,18 @@ describe("loadEnv", () => {
     ["NATS_CREDS", "missing.creds", `environment NATS_CREDS: file not found: ${path.join(dir, "missing.creds")}`],
   ])("rejects %s=%s", (name, value, message) => {
     expect(errorOf({ [name]: value }).message).toBe(message);
+  });
+
+  it("reads ingress tokens from a file named with @, one per line or comma, and never echoes them", () => {
+    const tokens = path.join(dir, "tokens.txt");
+    writeFileSync(tokens, "alpha\nbeta, gamma\n\n");
+    expect(loadEnv({ JETFN_INGRESS_TOKENS: `@${tokens}` }, dir).ingressTokens).toEqual(["alpha", "beta", "gamma"]);
+    expect(errorOf({ JETFN_INGRESS_TOKENS: "@missing.txt" }).message).toBe(
+      `environment JETFN_INGRESS_TOKENS: cannot read the token file ${path.join(dir, "missing.txt")}`,
+    );
+    const error = errorOf({ JETFN_INGRESS_TOKENS: " , ", JETFN_INGRESS_MAX_BODY: "lots" });
+    expect(error.message).toContain("environment JETFN_INGRESS_TOKENS: expected a comma-separated list of tokens, or @/path/to/file");
+    expect(error.message).toContain('environment JETFN_INGRESS_MAX_BODY: expected a size like 1MB, got "lots"');
   });
 
   it("requires NATS_USER and NATS_PASSWORD together, and TLS cert with key", () => {

@@ -1,0 +1,187 @@
+import { context, SpanKind, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
+import type { CompiledFunction } from "../config/types.ts";
+import type { Delivery } from "../contracts/delivery.ts";
+import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
+import type { Admission } from "./admission.ts";
+import { ValidationError, type FieldIssue } from "./decode.ts";
+import type { Executor, Invocation } from "./executor.ts";
+import type { HostContext } from "./host-context.ts";
+import { runWithTimeout } from "./run.ts";
+import { errorMessage, invocationOutcome, type Outcome } from "./settle.ts";
+
+const tracer = trace.getTracer("jetfn");
+
+/** One synchronous call of a function: an HTTP route's request, or a NATS request. */
+export interface CallRequest {
+  readonly data: Uint8Array;
+  /** `ctx.subject`: the route (`POST /quote`), or the request's subject. */
+  readonly subject: string;
+  /** `ctx.headers`. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The caller's trace context: the call's span is its child. */
+  readonly parent: Context;
+  /** SERVER for a NATS request; INTERNAL under an HTTP request's own SERVER span. */
+  readonly spanKind: SpanKind;
+}
+
+/** How a call ended, in the terms both HTTP and the NATS service answer with. */
+export type CallResult =
+  | { readonly kind: "ok"; readonly value: unknown }
+  | { readonly kind: "invalid"; readonly message: string; readonly issues: readonly FieldIssue[] }
+  | { readonly kind: "rejected"; readonly message: string }
+  | { readonly kind: "unavailable"; readonly message: string; readonly retryAfterMs: number }
+  | { readonly kind: "timeout"; readonly message: string }
+  | { readonly kind: "failed"; readonly message: string };
+
+/** The status code of each result: HTTP's, and `Nats-Service-Error-Code`'s. */
+export const CALL_STATUS: Readonly<Record<CallResult["kind"], number>> = Object.freeze({
+  ok: 200,
+  invalid: 400,
+  rejected: 422,
+  unavailable: 503,
+  timeout: 504,
+  failed: 500,
+});
+
+export interface CallerDeps {
+  readonly host: HostContext;
+  readonly executor: Executor;
+  readonly admission: Admission;
+  readonly metrics: Metrics;
+  /** Aborts when shutdown's grace period is over. */
+  readonly stop: AbortSignal;
+}
+
+/**
+ * Runs a function synchronously through the same executor, admission, deadline, spans and
+ * metrics as a delivery, and answers with the outcome. Nothing is acked, retried, published
+ * to `output` or dead-lettered: the caller gets the answer and decides.
+ */
+export class Caller {
+  readonly #fn: CompiledFunction;
+  readonly #deps: CallerDeps;
+  readonly #log: Logger;
+  #inflight = 0;
+
+  constructor(deps: CallerDeps) {
+    this.#fn = deps.host.fn;
+    this.#deps = deps;
+    this.#log = deps.host.log;
+  }
+
+  /** Calls running now. */
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /** Never rejects. */
+  async call(request: CallRequest): Promise<CallResult> {
+    const fn = this.#fn;
+    const { admission, metrics, executor, stop } = this.#deps;
+    if (stop.aborted) return { kind: "unavailable", message: "the host is shutting down", retryAfterMs: 1000 };
+    // Calls get their own `concurrency` slots: a burst of them waits for no delivery, and
+    // beyond the limit the caller is told to come back rather than queued without bound.
+    if (this.#inflight >= fn.concurrency) {
+      return { kind: "unavailable", message: `function ${fn.name} is running ${fn.concurrency} calls already`, retryAfterMs: 1000 };
+    }
+    if (!admission.tryAdmit()) {
+      return { kind: "unavailable", message: `function ${fn.name} is not taking calls: a breaker is open`, retryAfterMs: admission.closedForMs() || 1000 };
+    }
+    const labels = { function: fn.name };
+    this.#inflight++;
+    metrics.inflight.inc(labels);
+    const span = tracer.startSpan(
+      `invoke ${fn.name}`,
+      { kind: request.spanKind, attributes: { "jetfn.function": fn.name, "jetfn.call": true } },
+      request.parent,
+    );
+    const delivery = callDelivery(request);
+    const invocation: Invocation = {
+      delivery,
+      span,
+      context: trace.setSpan(request.parent, span),
+      breakers: new Set(),
+      working: () => {},
+    };
+    const started = performance.now();
+    try {
+      const outcome = await context.with(invocation.context, () =>
+        runWithTimeout((deadline) => executor.run(invocation, deadline), fn.timeoutMs, stop),
+      );
+      metrics.duration.observe(labels, (performance.now() - started) / 1000);
+      admission.finish(outcome, invocation.breakers);
+      const counted = invocationOutcome(outcome);
+      if (counted) metrics.invocations.inc({ ...labels, outcome: counted });
+      span.setAttribute("jetfn.outcome", outcome.kind);
+      const result = callResult(fn, outcome);
+      if (result.kind !== "ok") {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: result.message });
+        if (outcome.kind === "error") span.recordException(outcome.error instanceof Error ? outcome.error : errorMessage(outcome.error));
+        this.#log.warn({ subject: request.subject, outcome: outcome.kind, err: outcome.kind === "error" ? outcome.error : undefined }, `call failed: ${result.message}`);
+      }
+      return result;
+    } catch (error) {
+      // Only a bug in the host gets here.
+      this.#log.error({ err: error, subject: request.subject }, "call failed in the host");
+      return { kind: "failed", message: `function ${fn.name} failed` };
+    } finally {
+      span.end();
+      this.#inflight--;
+      metrics.inflight.dec(labels);
+    }
+  }
+}
+
+/** A call seen as a delivery: stream sequence 0 and first delivery; nothing to settle. */
+function callDelivery(request: CallRequest): Delivery {
+  const nothing = (): void => {};
+  return {
+    data: request.data,
+    subject: request.subject,
+    headers: request.headers,
+    stream: "",
+    seq: 0,
+    deliveryCount: 1,
+    timestamp: new Date(),
+    ack: nothing,
+    nak: nothing,
+    term: nothing,
+    working: nothing,
+  };
+}
+
+/**
+ * The outcome as the caller sees it. A handler's own error messages reach the caller only
+ * where they are meant for it (a `NonRetryableError`, a schema's issues); any other failure
+ * is logged in full and answered with a generic message.
+ */
+export function callResult(fn: CompiledFunction, outcome: Outcome): CallResult {
+  switch (outcome.kind) {
+    case "success":
+      return { kind: "ok", value: outcome.value };
+    case "invalid": {
+      const issues = outcome.error instanceof ValidationError ? outcome.error.issues : [{ path: "", message: outcome.error.message }];
+      return { kind: "invalid", message: "the event does not match the function's schema", issues };
+    }
+    case "undecodable":
+      return { kind: "invalid", message: outcome.error.message, issues: [{ path: "", message: outcome.error.message }] };
+    case "error": {
+      const error = outcome.error;
+      if (isNonRetryableError(error)) return { kind: "rejected", message: error.message };
+      if (isBreakerOpenError(error)) return { kind: "unavailable", message: `breaker ${error.breaker} is open`, retryAfterMs: error.retryAfterMs };
+      if (isRetryAfterError(error)) return { kind: "unavailable", message: error.message, retryAfterMs: error.delayMs };
+      return { kind: "failed", message: `function ${fn.name} failed` };
+    }
+    case "timeout":
+      return { kind: "timeout", message: `function ${fn.name} did not answer within ${outcome.timeoutMs} ms` };
+    case "aborted":
+      // Cut off by shutdown, or by another invocation's hard timeout: worth trying again.
+      return { kind: "unavailable", message: `function ${fn.name} was interrupted`, retryAfterMs: 1000 };
+    case "crashed":
+      return { kind: "failed", message: `function ${fn.name} failed: its worker thread ended (${outcome.reason})` };
+    case "exhausted":
+      return { kind: "failed", message: `function ${fn.name} failed` };
+  }
+}
