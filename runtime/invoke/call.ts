@@ -1,49 +1,18 @@
-import { context, SpanKind, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
+import { context, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
+import type { CallRequest, CallResult, SyncCaller } from "../contracts/call.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import type { Admission } from "./admission.ts";
-import { ValidationError, type FieldIssue } from "./decode.ts";
+import { ValidationError } from "./decode.ts";
 import type { Executor, Invocation } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
 import { runWithTimeout } from "./run.ts";
 import { errorMessage, invocationOutcome, type Outcome } from "./settle.ts";
 
 const tracer = trace.getTracer("jetfn");
-
-/** One synchronous call of a function: an HTTP route's request, or a NATS request. */
-export interface CallRequest {
-  readonly data: Uint8Array;
-  /** `ctx.subject`: the route (`POST /quote`), or the request's subject. */
-  readonly subject: string;
-  /** `ctx.headers`. */
-  readonly headers: Readonly<Record<string, string>>;
-  /** The caller's trace context: the call's span is its child. */
-  readonly parent: Context;
-  /** SERVER for a NATS request; INTERNAL under an HTTP request's own SERVER span. */
-  readonly spanKind: SpanKind;
-}
-
-/** How a call ended, in the terms both HTTP and the NATS service answer with. */
-export type CallResult =
-  | { readonly kind: "ok"; readonly value: unknown }
-  | { readonly kind: "invalid"; readonly message: string; readonly issues: readonly FieldIssue[] }
-  | { readonly kind: "rejected"; readonly message: string }
-  | { readonly kind: "unavailable"; readonly message: string; readonly retryAfterMs: number }
-  | { readonly kind: "timeout"; readonly message: string }
-  | { readonly kind: "failed"; readonly message: string };
-
-/** The status code of each result: HTTP's, and `Nats-Service-Error-Code`'s. */
-export const CALL_STATUS: Readonly<Record<CallResult["kind"], number>> = Object.freeze({
-  ok: 200,
-  invalid: 400,
-  rejected: 422,
-  unavailable: 503,
-  timeout: 504,
-  failed: 500,
-});
 
 export interface CallerDeps {
   readonly host: HostContext;
@@ -59,7 +28,7 @@ export interface CallerDeps {
  * metrics as a delivery, and answers with the outcome. Nothing is acked, retried, published
  * to `output` or dead-lettered: the caller gets the answer and decides.
  */
-export class Caller {
+export class Caller implements SyncCaller {
   readonly #fn: CompiledFunction;
   readonly #deps: CallerDeps;
   readonly #log: Logger;

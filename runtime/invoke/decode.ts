@@ -1,13 +1,9 @@
+import type { FieldIssue } from "../contracts/call.ts";
 import type { Encoding } from "../config/types.ts";
 import type { EventSchema } from "../sdk/types.ts";
 
 export type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: Error };
 
-/** One field a schema refused: `path` is dotted (`items.0.sku`), empty for the value itself. */
-export interface FieldIssue {
-  readonly path: string;
-  readonly message: string;
-}
 
 /** An event its schema refused, with every failing field. */
 export class ValidationError extends Error {

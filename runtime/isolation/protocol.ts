@@ -5,7 +5,7 @@
  */
 import type { CompiledTracing, Encoding } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
-import type { FieldIssue } from "../invoke/decode.ts";
+import type { FieldIssue } from "../contracts/call.ts";
 import { ERROR_BRAND, type ErrorKind } from "../sdk/errors.ts";
 import type { BytesRef } from "./batch-port.ts";
 import type { BreakerOptions } from "../sdk/types.ts";
