@@ -1,8 +1,12 @@
 import type { AddressInfo } from "node:net";
 import { loadConfig } from "./config/load.ts";
-import type { CompiledConfig, CompiledEnv, CompiledFunction } from "./config/types.ts";
+import { ENVIRONMENT } from "./config/env.ts";
+import { ConfigError } from "./config/errors.ts";
+import type { CompiledConfig, CompiledEnv, CompiledFunction, CompiledRoute } from "./config/types.ts";
 import { HttpServer } from "./http/server.ts";
-import type { PreparedHandler } from "./bundle/load.ts";
+import { loadRouteSchemas, type PreparedHandler } from "./bundle/load.ts";
+import { IngressServer } from "./ingress/server.ts";
+import type { EventSchema } from "./sdk/types.ts";
 import { Admission } from "./invoke/admission.ts";
 import { Caller } from "./invoke/call.ts";
 import type { Executor } from "./invoke/executor.ts";
@@ -63,6 +67,7 @@ export class Host {
   readonly log: Logger;
   readonly #env: CompiledEnv;
   readonly #handlers: ReadonlyMap<string, PreparedHandler>;
+  readonly #schemas: ReadonlyMap<CompiledRoute, EventSchema<unknown>>;
   readonly #embedded?: EmbeddedOptions;
   readonly #consumerPollMs: number;
   readonly #isolation: HostOptions["isolation"];
@@ -75,6 +80,8 @@ export class Host {
   #connected = false;
   #running: Running[] = [];
   #http?: HttpServer;
+  #ingress?: IngressServer;
+  #ingressAddress?: AddressInfo;
   #poller?: ConsumerPoller;
   #tracing?: Tracing;
   #httpAddress?: AddressInfo;
@@ -85,9 +92,11 @@ export class Host {
     options: HostOptions,
     config: CompiledConfig,
     handlers: ReadonlyMap<string, PreparedHandler>,
+    schemas: ReadonlyMap<CompiledRoute, EventSchema<unknown>>,
     workerScript: string | undefined,
     log: Logger,
   ) {
+    this.#schemas = schemas;
     this.#env = options.env;
     this.#isolation = options.isolation;
     this.#workerScript = workerScript;
@@ -114,12 +123,14 @@ export class Host {
   static async create(options: HostOptions): Promise<Host> {
     const log = options.logger ?? createLogger(options.env.logLevel);
     const config = options.config ?? loadConfig(options.env.configFile);
+    checkIngressTokens(config, options.env);
+    const schemas = await loadRouteSchemas(config);
     const handlers = await prepareHandlers(config, (fn, bundle) =>
       log.debug({ function: fn.name, bundle: bundle.file, reused: bundle.reused }, "handler loaded"),
     );
     log.info({ config: config.file, functions: config.functions.map((f) => f.name) }, "functions loaded");
     const isolated = config.functions.some((fn) => fn.isolation === "worker");
-    return new Host(options, config, handlers, isolated ? await workerScript() : undefined, log);
+    return new Host(options, config, handlers, schemas, isolated ? await workerScript() : undefined, log);
   }
 
   get state(): HostState {
@@ -129,6 +140,11 @@ export class Host {
   /** The HTTP server's bound address, once started. */
   get httpAddress(): AddressInfo | undefined {
     return this.#httpAddress;
+  }
+
+  /** The ingress listener's bound address, once started (only with `routes:`). */
+  get ingressAddress(): AddressInfo | undefined {
+    return this.#ingressAddress;
   }
 
   /** Connected to NATS, every consumer bound, and not draining. */
@@ -173,13 +189,32 @@ export class Host {
       });
       this.#httpAddress = await this.#http.listen(this.#env.httpHost, this.#env.httpPort);
       stillWanted();
+      if (this.config.routes.length > 0) await this.#startIngress(clients);
       this.#state = "running";
-      this.log.info({ http: `${this.#httpAddress.address}:${this.#httpAddress.port}` }, "jetfn is running");
+      const ingress = this.#ingressAddress ? { ingress: `${this.#ingressAddress.address}:${this.#ingressAddress.port}` } : {};
+      this.log.info({ http: `${this.#httpAddress.address}:${this.#httpAddress.port}`, ...ingress }, "jetfn is running");
     } catch (error) {
       this.#state = "failed";
       await this.#release();
       throw error;
     }
+  }
+
+  async #startIngress({ publisher }: NatsClients): Promise<void> {
+    const env = this.#env;
+    this.#ingress = new IngressServer({
+      routes: this.config.routes,
+      schemas: this.#schemas,
+      publisher,
+      caller: (name) => this.caller(name),
+      connected: () => this.#connected,
+      tokens: env.ingressTokens,
+      maxBodyBytes: env.ingressMaxBodyBytes,
+      readTimeoutMs: env.ingressReadTimeoutMs,
+      metrics: this.metrics,
+      log: this.log.child({ component: "ingress" }),
+    });
+    this.#ingressAddress = await this.#ingress.listen(env.ingressHost, env.ingressPort);
   }
 
   /** Wires one function: its admission, executor, invoker and pull loop. */
@@ -262,6 +297,8 @@ export class Host {
   async #drain(): Promise<void> {
     if (this.#state !== "failed") this.#state = "draining";
     this.log.info({ inflight: this.#inflightCount() }, "shutting down: stopped pulling");
+    // No new requests; those in flight are answered (their calls get the same grace).
+    const ingressClosed = this.#ingress?.close();
     await Promise.all(this.#running.map(({ loop }) => loop.stop()));
     const settled = Promise.all(this.#running.map(({ loop }) => loop.settled()));
     const grace = AbortSignal.timeout(this.#env.shutdownTimeoutMs);
@@ -274,6 +311,7 @@ export class Host {
       this.#stop.abort();
       await settled;
     }
+    await ingressClosed;
     await this.#release();
     await Promise.all(this.#running.map(({ executor }) => executor.close()));
     if (this.#state !== "failed") this.#state = "stopped";
@@ -289,6 +327,7 @@ export class Host {
     }
     this.#connected = false;
     await this.#tracing?.flush();
+    await this.#ingress?.close();
     await this.#http?.close();
     await this.#endpoint?.stop?.();
   }
@@ -296,4 +335,17 @@ export class Host {
   #inflightCount(): number {
     return this.#running.reduce((sum, r) => sum + r.invoker.inflight + r.caller.inflight, 0);
   }
+}
+
+/** Routes with `auth: bearer` need tokens to compare with: without any, every request would get 401. */
+function checkIngressTokens(config: CompiledConfig, env: CompiledEnv): void {
+  const guarded = config.routes.filter((route) => route.auth === "bearer");
+  if (guarded.length === 0 || env.ingressTokens.length > 0) return;
+  throw new ConfigError([
+    {
+      file: ENVIRONMENT,
+      path: "JETFN_INGRESS_TOKENS",
+      message: `must be set: ${guarded.map((route) => route.route).join(", ")} ${guarded.length === 1 ? "has" : "have"} auth: bearer`,
+    },
+  ]);
 }

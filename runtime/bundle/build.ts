@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import * as esbuild from "esbuild";
-import type { CompiledConfig, CompiledFunction } from "../config/types.ts";
+import type { CompiledConfig } from "../config/types.ts";
 import { PACKAGE_ROOT } from "../package-root.ts";
 import { BundleError } from "./errors.ts";
 
@@ -23,6 +23,7 @@ export interface BuiltHandler {
 
 interface Manifest {
   readonly esbuild: string;
+  /** The entry file (a handler, or a route's schema). */
   readonly handler: string;
   readonly bundle: string;
   /** Every input file (path relative to the root) with its sha256. */
@@ -45,25 +46,59 @@ const sdkPlugin: esbuild.Plugin = {
  * build is reused. Throws one {@link BundleError} listing every handler that failed.
  */
 export async function buildHandlers(config: CompiledConfig, options: { force?: boolean } = {}): Promise<BuiltHandler[]> {
-  const outDir = buildDir(config);
-  mkdirSync(outDir, { recursive: true });
-  const results = await Promise.allSettled(config.functions.map((fn) => buildOne(config, fn, outDir, options.force ?? false)));
-  const failures = results.flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error).message)] : []));
-  if (failures.length > 0) throw new BundleError(failures.join("\n"));
-  return results.map((r) => (r as PromiseFulfilledResult<BuiltHandler>).value);
+  const targets = config.functions.map((fn) => ({ name: fn.name, entry: fn.handlerPath, owner: `function ${fn.name}` }));
+  const built = await buildAll(config, targets, options.force ?? false);
+  return built.map(({ name, file, reused }) => ({ function: name, file, reused }));
 }
 
-async function buildOne(config: CompiledConfig, fn: CompiledFunction, outDir: string, force: boolean): Promise<BuiltHandler> {
-  const manifestFile = path.join(outDir, `${fn.name}.json`);
+/** The bundle of each distinct schema file that `routes:` name: route schemas run in the host's thread. */
+export async function buildRouteSchemas(config: CompiledConfig, options: { force?: boolean } = {}): Promise<Map<string, string>> {
+  const files = [...new Set(config.routes.flatMap((route) => (route.schema ? [route.schema.file] : [])))];
+  const targets = files.map((file) => ({
+    name: `schema.${createHash("sha256").update(file).digest("hex").slice(0, 12)}`,
+    entry: file,
+    owner: `routes: ${config.routes.filter((r) => r.schema?.file === file).map((r) => r.route).join(", ")}`,
+  }));
+  const built = await buildAll(config, targets, options.force ?? false);
+  return new Map(built.map((bundle, i) => [files[i]!, bundle.file]));
+}
+
+/** One bundle to build: its name in the build folder, its entry file, and who it is for (in messages). */
+interface BuildTarget {
+  readonly name: string;
+  readonly entry: string;
+  readonly owner: string;
+}
+
+async function buildAll(
+  config: CompiledConfig,
+  targets: readonly BuildTarget[],
+  force: boolean,
+): Promise<{ name: string; file: string; reused: boolean }[]> {
+  const outDir = buildDir(config);
+  mkdirSync(outDir, { recursive: true });
+  const results = await Promise.allSettled(targets.map((target) => buildOne(config, target, outDir, force)));
+  const failures = results.flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error).message)] : []));
+  if (failures.length > 0) throw new BundleError(failures.join("\n"));
+  return results.map((r) => (r as PromiseFulfilledResult<{ name: string; file: string; reused: boolean }>).value);
+}
+
+async function buildOne(
+  config: CompiledConfig,
+  target: BuildTarget,
+  outDir: string,
+  force: boolean,
+): Promise<{ name: string; file: string; reused: boolean }> {
+  const manifestFile = path.join(outDir, `${target.name}.json`);
   const previous = force ? undefined : readManifest(manifestFile);
-  if (previous && previous.handler === fn.handlerPath && isFresh(config.rootDir, outDir, previous)) {
-    return { function: fn.name, file: path.join(outDir, previous.bundle), reused: true };
+  if (previous && previous.handler === target.entry && isFresh(config.rootDir, outDir, previous)) {
+    return { name: target.name, file: path.join(outDir, previous.bundle), reused: true };
   }
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   try {
     result = await esbuild.build({
       absWorkingDir: config.rootDir,
-      entryPoints: [fn.handlerPath],
+      entryPoints: [target.entry],
       bundle: true,
       platform: "node",
       format: "esm",
@@ -73,23 +108,23 @@ async function buildOne(config: CompiledConfig, fn: CompiledFunction, outDir: st
       write: false,
       metafile: true,
       logLevel: "silent",
-      outfile: path.join(outDir, `${fn.name}.mjs`),
+      outfile: path.join(outDir, `${target.name}.mjs`),
       plugins: [sdkPlugin],
       // Bundled CommonJS dependencies may call require(): give ESM output one.
       banner: { js: "import { createRequire as __jetfnRequire } from 'node:module'; const require = __jetfnRequire(import.meta.url);" },
     });
   } catch (error) {
-    throw new BundleError(formatBuildFailure(config.rootDir, fn, error));
+    throw new BundleError(formatBuildFailure(config.rootDir, target, error));
   }
   const code = result.outputFiles[0]!.contents;
   const hash = createHash("sha256").update(code).digest("hex").slice(0, 12);
-  const bundle = `${fn.name}.${hash}.mjs`;
+  const bundle = `${target.name}.${hash}.mjs`;
   writeFileSync(path.join(outDir, bundle), code);
   const inputs: Record<string, string> = {};
   for (const input of Object.keys(result.metafile.inputs)) inputs[input] = hashFile(path.resolve(config.rootDir, input));
-  const manifest: Manifest = { esbuild: esbuild.version, handler: fn.handlerPath, bundle, inputs };
+  const manifest: Manifest = { esbuild: esbuild.version, handler: target.entry, bundle, inputs };
   writeFileSync(manifestFile, JSON.stringify(manifest, null, 2));
-  return { function: fn.name, file: path.join(outDir, bundle), reused: false };
+  return { name: target.name, file: path.join(outDir, bundle), reused: false };
 }
 
 function readManifest(file: string): Manifest | undefined {
@@ -113,13 +148,13 @@ function hashFile(file: string): string {
   }
 }
 
-function formatBuildFailure(rootDir: string, fn: CompiledFunction, error: unknown): string {
+function formatBuildFailure(rootDir: string, target: BuildTarget, error: unknown): string {
   const errors = (error as { errors?: esbuild.Message[] }).errors;
-  if (!errors?.length) return `${path.relative(rootDir, fn.handlerPath)}: ${(error as Error).message}`;
+  if (!errors?.length) return `${path.relative(rootDir, target.entry)}: ${(error as Error).message}`;
   return errors
     .map((m) => {
-      const where = m.location ? `${m.location.file}:${m.location.line}:${m.location.column + 1}` : path.relative(rootDir, fn.handlerPath);
-      return `${where}: ${m.text} (function ${fn.name})`;
+      const where = m.location ? `${m.location.file}:${m.location.line}:${m.location.column + 1}` : path.relative(rootDir, target.entry);
+      return `${where}: ${m.text} (${target.owner})`;
     })
     .join("\n");
 }

@@ -1,6 +1,8 @@
-import type { CompiledConfig, CompiledFunction } from "../config/types.ts";
-import { buildHandlers, type BuiltHandler } from "./build.ts";
-import { loadHandler, type LoadedHandler } from "./module.ts";
+import path from "node:path";
+import type { CompiledConfig, CompiledFunction, CompiledRoute } from "../config/types.ts";
+import type { EventSchema } from "../sdk/types.ts";
+import { buildHandlers, buildRouteSchemas, type BuiltHandler } from "./build.ts";
+import { loadHandler, loadSchema, type LoadedHandler } from "./module.ts";
 
 /** A function's handler, ready for its executor. */
 export interface PreparedHandler {
@@ -37,4 +39,17 @@ export async function loadHandlers(
   await checkInWorker(isolated);
   for (const bundle of bundles) onLoaded(config.functions.find((f) => f.name === bundle.function)!, bundle);
   return handlers;
+}
+
+/** Bundles and loads the schema of each route that names one; throws a `BundleError` for a broken one. */
+export async function loadRouteSchemas(config: CompiledConfig): Promise<Map<CompiledRoute, EventSchema<unknown>>> {
+  const schemas = new Map<CompiledRoute, EventSchema<unknown>>();
+  if (!config.routes.some((route) => route.schema)) return schemas;
+  const bundles = await buildRouteSchemas(config);
+  for (const route of config.routes) {
+    if (!route.schema) continue;
+    const source = path.relative(config.rootDir, route.schema.file);
+    schemas.set(route, await loadSchema(bundles.get(route.schema.file)!, route.schema.exportName, source, `route ${route.route}`));
+  }
+  return schemas;
 }

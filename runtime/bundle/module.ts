@@ -42,6 +42,26 @@ export async function loadHandler(fn: CompiledFunction, bundleFile: string, root
   );
 }
 
+/**
+ * Imports a route's schema bundle (in the host's thread: a schema checks data, it runs no
+ * handler) and checks that the named export is a zod or Standard Schema.
+ */
+export async function loadSchema(bundleFile: string, exportName: string, source: string, owner: string): Promise<EventSchema<unknown>> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(bundleFile).href)) as Record<string, unknown>;
+  } catch (error) {
+    const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    throw new BundleError(`${source}: loading the schema module threw (${owner}):\n${stack}`);
+  }
+  const exported = mod[exportName];
+  if (!isSchema(exported)) {
+    const found = exported === undefined ? `has no export "${exportName}"` : `export "${exportName}" is not a schema (no safeParse() or ~standard)`;
+    throw new BundleError(`${source}: ${found} (${owner})`);
+  }
+  return exported as EventSchema<unknown>;
+}
+
 function isSchema(value: unknown): boolean {
   if (typeof value !== "object" || value === null) return false;
   return typeof (value as { safeParse?: unknown }).safeParse === "function" || "~standard" in value;

@@ -91,6 +91,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly ingressRequests = new Counter({
+    name: "jetfn_ingress_requests_total",
+    help: "HTTP requests to the ingress listener by route template (\"unmatched\" for none) and status code.",
+    labelNames: ["route", "status"] as const,
+    registers: [this.registry],
+  });
+  readonly ingressDuration = new Histogram({
+    name: "jetfn_ingress_request_duration_seconds",
+    help: "From an ingress request's arrival to its answer, by route template.",
+    labelNames: ["route"] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
   #refreshBreakers: () => void = () => {};
 
   constructor() {
