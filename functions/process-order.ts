@@ -1,13 +1,6 @@
 import { defineFunction, NonRetryableError } from "jetfn";
-import { z } from "zod";
 import { PaymentClient } from "./lib/payment-client.ts";
-
-const Order = z.object({
-  orderId: z.string().min(1),
-  customerId: z.string().min(1),
-  amount: z.number().positive(),
-  currency: z.string().length(3).default("EUR"),
-});
+import { Order } from "./schemas/order.ts";
 
 let payments: PaymentClient | undefined;
 

@@ -1,6 +1,8 @@
+import path from "node:path";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { BundleError, buildHandlers } from "./bundle/build.ts";
+import { BundleError, buildHandlers, buildRouteSchemas } from "./bundle/build.ts";
+import { loadRouteSchemas } from "./bundle/load.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadEnv } from "./config/env.ts";
 import { loadConfig } from "./config/load.ts";
@@ -144,6 +146,7 @@ async function build(): Promise<number> {
   const env = loadEnv();
   const config = loadConfig(env.configFile);
   for (const built of await buildHandlers(config, { force: true })) console.log(`${built.function}: ${built.file}`);
+  for (const [schema, file] of await buildRouteSchemas(config, { force: true })) console.log(`${path.relative(config.rootDir, schema)}: ${file}`);
   return 0;
 }
 
@@ -151,7 +154,9 @@ async function validate(): Promise<number> {
   const env = loadEnv();
   const config = loadConfig(env.configFile);
   await prepareHandlers(config);
-  console.log(`${config.file}: ${config.functions.length} function(s), ${config.streams.length} stream(s): ok`);
+  await loadRouteSchemas(config);
+  const routes = config.routes.length > 0 ? `, ${config.routes.length} route(s)` : "";
+  console.log(`${config.file}: ${config.functions.length} function(s), ${config.streams.length} stream(s)${routes}: ok`);
   return 0;
 }
 

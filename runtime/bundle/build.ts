@@ -23,7 +23,7 @@ export interface BuiltHandler {
 
 interface Manifest {
   readonly esbuild: string;
-  /** The entry file (a handler, or a route's schema). */
+  /** The entry file (a handler, or a route's schema), relative to the project's folder. */
   readonly handler: string;
   readonly bundle: string;
   /** Every input file (path relative to the root) with its sha256. */
@@ -55,7 +55,7 @@ export async function buildHandlers(config: CompiledConfig, options: { force?: b
 export async function buildRouteSchemas(config: CompiledConfig, options: { force?: boolean } = {}): Promise<Map<string, string>> {
   const files = [...new Set(config.routes.flatMap((route) => (route.schema ? [route.schema.file] : [])))];
   const targets = files.map((file) => ({
-    name: `schema.${createHash("sha256").update(file).digest("hex").slice(0, 12)}`,
+    name: `schema.${createHash("sha256").update(path.relative(config.rootDir, file)).digest("hex").slice(0, 12)}`,
     entry: file,
     owner: `routes: ${config.routes.filter((r) => r.schema?.file === file).map((r) => r.route).join(", ")}`,
   }));
@@ -91,7 +91,10 @@ async function buildOne(
 ): Promise<{ name: string; file: string; reused: boolean }> {
   const manifestFile = path.join(outDir, `${target.name}.json`);
   const previous = force ? undefined : readManifest(manifestFile);
-  if (previous && previous.handler === target.entry && isFresh(config.rootDir, outDir, previous)) {
+  // Relative to the project: a project built in one folder and run from another (an
+  // image's build stage and its final stage) keeps its bundles.
+  const entry = path.relative(config.rootDir, target.entry);
+  if (previous && previous.handler === entry && isFresh(config.rootDir, outDir, previous)) {
     return { name: target.name, file: path.join(outDir, previous.bundle), reused: true };
   }
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
@@ -122,7 +125,7 @@ async function buildOne(
   writeFileSync(path.join(outDir, bundle), code);
   const inputs: Record<string, string> = {};
   for (const input of Object.keys(result.metafile.inputs)) inputs[input] = hashFile(path.resolve(config.rootDir, input));
-  const manifest: Manifest = { esbuild: esbuild.version, handler: target.entry, bundle, inputs };
+  const manifest: Manifest = { esbuild: esbuild.version, handler: entry, bundle, inputs };
   writeFileSync(manifestFile, JSON.stringify(manifest, null, 2));
   return { name: target.name, file: path.join(outDir, bundle), reused: false };
 }
