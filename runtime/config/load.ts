@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
-import type { CompiledConfig, CompiledFunction, CompiledRoute, CompiledStream } from "./types.ts";
+import type { CompiledConfig, CompiledFunction, CompiledRoute, CompiledStream, Encoding } from "./types.ts";
 import { compileRoute, routeEntrySchema, routeShape, type RouteEntry } from "./routes.ts";
 import { compileFunction, compileStream } from "./compile.ts";
 import { ConfigError, formatPath } from "./errors.ts";
@@ -102,7 +102,8 @@ export function compileConfig(source: string, file: string): CompiledConfig {
   }
   checkDurables(functions, compiledFunctions, report);
   checkCoverage(functions, compiledStreams, top.functions, report);
-  const routes = compileRoutes(top.routes, new Set(compiledFunctions.map((fn) => fn.name)), rootDir, check, report);
+  const encodings = new Map(compiledFunctions.map((fn) => [fn.name, fn.encoding]));
+  const routes = compileRoutes(top.routes, encodings, rootDir, check, report);
 
   if (issues.length > 0) throw new ConfigError(sortIssues(issues));
   return deepFreeze({ file: absolute, rootDir, streams: compiledStreams, functions: compiledFunctions, routes });
@@ -111,7 +112,7 @@ export function compileConfig(source: string, file: string): CompiledConfig {
 /** `routes:`: each entry compiled, then the routes that would match the same requests, and schema files that do not exist. */
 function compileRoutes(
   raw: unknown,
-  functions: ReadonlySet<string>,
+  functions: ReadonlyMap<string, Encoding>,
   rootDir: string,
   check: (schema: typeof routeEntrySchema, value: unknown, at: readonly PropertyKey[]) => RouteEntry | undefined,
   report: Report,

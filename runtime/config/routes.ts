@@ -2,7 +2,7 @@ import path from "node:path";
 import { z } from "zod";
 import { describeValue } from "./errors.ts";
 import { isValidSubject } from "./subjects.ts";
-import type { CompiledRoute, RouteSegment } from "./types.ts";
+import type { CompiledRoute, Encoding, RouteSegment } from "./types.ts";
 
 /**
  * `routes:` in `functions.yaml`: HTTP routes of the ingress listener. Each one either
@@ -99,13 +99,13 @@ export const routeEntrySchema = z
 export type RouteEntry = z.output<typeof routeEntrySchema>;
 
 /**
- * Compiles `routes[index]`; `report` gets the problems that span keys: placeholders that are
+ * Compiles `routes[index]`; `functions` maps each function to its encoding. `report` gets the problems that span keys: placeholders that are
  * not path parameters, functions that do not exist, schemas on a route that is not JSON.
  */
 export function compileRoute(
   entry: RouteEntry,
   index: number,
-  functions: ReadonlySet<string>,
+  functions: ReadonlyMap<string, Encoding>,
   rootDir: string,
   report: (at: readonly PropertyKey[], message: string) => void,
 ): CompiledRoute {
@@ -120,7 +120,8 @@ export function compileRoute(
   if (entry.invoke !== undefined && !functions.has(entry.invoke)) {
     report(at("invoke"), `no function named "${entry.invoke}" in functions:`);
   }
-  const encoding = entry.encoding ?? "json";
+  // An invoke route takes what its function decodes, unless it says otherwise.
+  const encoding = entry.encoding ?? (entry.invoke !== undefined ? functions.get(entry.invoke) : undefined) ?? "json";
   if (entry.schema !== undefined && encoding !== "json") {
     report(at("schema"), `a schema checks JSON bodies; this route's encoding is ${encoding}`);
   }

@@ -98,6 +98,11 @@ describe("routes: in functions.yaml", () => {
     ]);
   });
 
+  it("gives an invoke route its function's encoding unless it names one", () => {
+    const file = project([...functions, "    encoding: binary", "routes:", "  - { route: POST /a, invoke: a }", "  - { route: POST /b, invoke: a, encoding: text }"]);
+    expect(loadConfig(file).routes.map((r) => r.encoding)).toEqual(["binary", "text"]);
+  });
+
   it("refuses a schema file that does not exist", () => {
     expect(errorsOf([...functions, "routes:", "  - route: POST /s", "    publish: s.x", "    schema: functions/nope.ts#S"])).toEqual([
       "functions.yaml:12:13 routes[0].schema: schema file not found: functions/nope.ts",
