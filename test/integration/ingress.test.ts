@@ -7,7 +7,7 @@
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { makeProject, scrape, startHost, useNats, type LogCapture } from "../support/project.ts";
+import { createHost, makeProject, scrape, startHost, useNats, type LogCapture } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const nats = useNats();
@@ -309,5 +309,24 @@ describe("while NATS is unreachable", () => {
     }
     expect(ids.length).toBeGreaterThan(0);
     expect(ids).not.toContain("while-down");
+  });
+});
+
+describe("start-up", () => {
+  it("refuses to start bearer routes without JETFN_INGRESS_TOKENS", async () => {
+    const dir = makeProject(
+      {
+        "functions.yaml": `
+functions:
+  - { name: count, handler: fns/count.ts, stream: ING, subjects: [ing.count] }
+routes:
+  - { route: POST /orders, publish: ing.orders.created, auth: bearer }
+`,
+      },
+      { fixtures: "ingress" },
+    );
+    await expect(createHost(dir, nats.server.url)).rejects.toThrow(
+      "environment JETFN_INGRESS_TOKENS: must be set: POST /orders has auth: bearer",
+    );
   });
 });
