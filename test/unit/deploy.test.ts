@@ -108,7 +108,7 @@ describe("Dockerfile", () => {
   const image = stages.at(-1)!;
   const workdirs = stages.map((s) => s.instructions.find((i) => i.op === "WORKDIR")?.args);
 
-  it("bundles in a build stage at the WORKDIR the image runs in (bundle manifests record absolute paths)", () => {
+  it("bundles in a build stage with the WORKDIR the image runs in, and copies the bundles into the image", () => {
     expect(stages).toHaveLength(2);
     expect(stages[0]!.name).toBe("build");
     expect(new Set(workdirs).size).toBe(1);
