@@ -51,6 +51,7 @@ afterAll(async () => {
 interface Container {
   readonly pid: number;
   readonly httpPort: number;
+  readonly ingressPort: number;
   output(): string;
   readonly exited: Promise<number | string>;
   kill(): void;
@@ -87,6 +88,7 @@ async function run(env: Record<string, string> = {}): Promise<Container> {
   const container: Container = {
     pid,
     httpPort: httpPort!,
+    ingressPort: ingressPort!,
     output: () => out,
     exited,
     kill: () => {
@@ -165,7 +167,13 @@ describe("the final stage", () => {
       expect(container.output()).not.toMatch(/"reused":false/);
       expect(healthcheck(container.httpPort)).toBe(0);
 
-      await publishOrder("o-1");
+      // The quick start's first event: POST /orders on the ingress port.
+      const placed = await fetch(`http://127.0.0.1:${container.ingressPort}/orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ orderId: "o-1", customerId: "c-1", amount: 5 }),
+      });
+      expect(placed.status).toBe(202);
       await waitFor(() => container.output().includes("notified customer"), { timeout: 20_000 });
       expect(listing(image.dir)).toEqual(before); // nothing written into the image's folder
 

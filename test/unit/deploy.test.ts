@@ -17,7 +17,7 @@ import { REPO_ROOT } from "../support/project.ts";
 const deploy = (...parts: string[]) => path.join(REPO_ROOT, "deploy", ...parts);
 const config = loadConfig(path.join(REPO_ROOT, "functions.yaml"));
 const defaults = loadEnv({});
-const ingressPort = 8081; // JETFN_INGRESS_PORT default
+const ingressPort = defaults.ingressPort;
 
 interface Container {
   env: { name: string; value?: string }[];
