@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { BundleError, buildHandlers, buildRouteSchemas } from "./bundle/build.ts";
 import { loadRouteSchemas } from "./bundle/load.ts";
+import { isDuration, parseDuration } from "./config/duration.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadEnv } from "./config/env.ts";
 import { loadConfig } from "./config/load.ts";
@@ -11,6 +12,7 @@ import { Host } from "./host.ts";
 import { prepareHandlers } from "./isolation/check.ts";
 import { openClients, type NatsClients } from "./nats/clients.ts";
 import { listDeadLetters, redriveDeadLetters, type DeadLetter } from "./nats/dead-letters.ts";
+import { requestInvoke } from "./nats/invoke-client.ts";
 import { ProvisionError } from "./nats/provision.ts";
 import { newFunction } from "./scaffold.ts";
 import { createLogger } from "./telemetry/logger.ts";
@@ -26,6 +28,8 @@ Commands:
   validate                      check functions.yaml, the environment and every handler; no connection
   publish <subject> <json|@file> [--header k=v]... [--msg-id id]
                                 publish one event to JetStream
+  invoke <function> <json|@file> [--timeout 30s] [--header k=v]...
+                                call a function with invoke: true over NATS and print its answer
   dlq list [function] [--limit n] [--json]
                                 show dead letters, oldest first
   dlq redrive <function> [--seq n]...
@@ -33,7 +37,8 @@ Commands:
                                 their original subject, then remove them from the dead letters
 
 Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
-Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.`;
+Exit codes: 0 done, 1 runtime failure (for invoke: the function answered with an error, or
+no host serves it), 2 bad configuration or usage.`;
 
 class UsageError extends Error {}
 
@@ -54,6 +59,8 @@ export async function main(argv: string[]): Promise<number> {
         return await validate();
       case "publish":
         return await publish(rest);
+      case "invoke":
+        return await invoke(rest);
       case "dlq":
         return await deadLetters(rest);
       case "help":
@@ -173,24 +180,75 @@ async function publish(args: string[]): Promise<number> {
   }
   const [subject, body] = parsed.positionals;
   if (!subject || body === undefined || parsed.positionals.length > 2) throw new UsageError("publish needs <subject> <json|@file>");
-  const text = body.startsWith("@") ? readFileSync(body.slice(1), "utf8") : body;
-  try {
-    JSON.parse(text);
-  } catch (error) {
-    throw new UsageError(`the event is not valid JSON: ${(error as Error).message}`);
-  }
-  const headers: Record<string, string> = {};
-  for (const header of parsed.values.header ?? []) {
-    const eq = header.indexOf("=");
-    if (eq <= 0) throw new UsageError(`--header expects key=value, got ${header}`);
-    headers[header.slice(0, eq)] = header.slice(eq + 1);
-  }
+  const text = jsonArgument(body);
+  const headers = headerOptions(parsed.values.header);
   const msgId = parsed.values["msg-id"];
   return withClients(loadEnv(), async ({ publisher }) => {
     const ack = await publisher.publish(subject, new TextEncoder().encode(text), { headers, ...(msgId ? { msgId } : {}) });
     console.log(JSON.stringify(ack));
     return 0;
   });
+}
+
+async function invoke(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { header: { type: "string", multiple: true, short: "H" }, timeout: { type: "string", default: "30s" } },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const [name, body] = parsed.positionals;
+  if (!name || body === undefined || parsed.positionals.length > 2) throw new UsageError("invoke needs <function> <json|@file>");
+  const { timeout } = parsed.values;
+  if (!isDuration(timeout) || parseDuration(timeout) === 0) throw new UsageError(`--timeout expects a duration like 30s, got ${timeout}`);
+  const data = new TextEncoder().encode(jsonArgument(body));
+  const headers = headerOptions(parsed.values.header);
+  return withClients(loadEnv(), async ({ nc }) => {
+    const reply = await requestInvoke(nc, name, data, { timeoutMs: parseDuration(timeout), headers });
+    switch (reply.kind) {
+      case "ok":
+        process.stdout.write(reply.data);
+        // A newline for the terminal, never inside bytes a pipe is meant to get as they are.
+        if (reply.data.length > 0 && reply.contentType !== "application/octet-stream") process.stdout.write("\n");
+        return 0;
+      case "error":
+        console.error(`error ${reply.code}: ${reply.message}${reply.retryAfter ? ` (retry after ${reply.retryAfter}s)` : ""}`);
+        if (reply.data.length > 0) console.error(new TextDecoder().decode(reply.data));
+        return 1;
+      case "no-responders":
+        console.error(`jetfn: no running host serves function ${name} (is it \`invoke: true\` in functions.yaml?)`);
+        return 1;
+      case "timeout":
+        console.error(`jetfn: function ${name} did not answer within ${timeout}`);
+        return 1;
+    }
+  });
+}
+
+/** A `<json|@file>` argument's text; not JSON is a usage error. */
+function jsonArgument(argument: string): string {
+  const text = argument.startsWith("@") ? readFileSync(argument.slice(1), "utf8") : argument;
+  try {
+    JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`the event is not valid JSON: ${(error as Error).message}`);
+  }
+  return text;
+}
+
+/** `--header k=v` options as a record. */
+function headerOptions(values: readonly string[] | undefined): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const header of values ?? []) {
+    const eq = header.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--header expects key=value, got ${header}`);
+    headers[header.slice(0, eq)] = header.slice(eq + 1);
+  }
+  return headers;
 }
 
 async function deadLetters(args: string[]): Promise<number> {

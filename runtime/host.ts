@@ -9,6 +9,7 @@ import { IngressServer } from "./ingress/server.ts";
 import type { EventSchema } from "./sdk/types.ts";
 import { Admission } from "./invoke/admission.ts";
 import { Caller } from "./invoke/call.ts";
+import { encode, encodedType } from "./invoke/decode.ts";
 import type { Executor } from "./invoke/executor.ts";
 import { HostContext } from "./invoke/host-context.ts";
 import { InProcessExecutor } from "./invoke/in-process.ts";
@@ -21,6 +22,7 @@ import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/emb
 import { ensureConsumer, provision } from "./nats/provision.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { PullLoop } from "./nats/pull-loop.ts";
+import { InvokeService } from "./nats/service.ts";
 import { BREAKER_STATE_VALUE, type BreakerState } from "./resilience/breaker.ts";
 import { BreakerRegistry } from "./resilience/breakers.ts";
 import { createLogger, type Logger } from "./telemetry/logger.ts";
@@ -30,9 +32,9 @@ import { installTracing, type Tracing } from "./telemetry/tracing.ts";
 /**
  * Lifecycle of a host:
  * - `created`: config validated, every handler bundled and loaded; no network I/O yet;
- * - `starting`: connecting, provisioning, starting pull loops and HTTP;
- * - `running`: pulling and invoking;
- * - `draining`: not ready, not pulling, in-flight invocations finishing;
+ * - `starting`: connecting, provisioning, starting pull loops, the NATS service and HTTP;
+ * - `running`: pulling and invoking, answering requests;
+ * - `draining`: not ready, not pulling nor taking requests, in-flight invocations and calls finishing;
  * - `stopped`: connection drained, HTTP closed;
  * - `failed`: `start()` threw; `shutdown()` still releases what was acquired.
  */
@@ -82,6 +84,7 @@ export class Host {
   #http?: HttpServer;
   #ingress?: IngressServer;
   #ingressAddress?: AddressInfo;
+  #service?: InvokeService;
   #poller?: ConsumerPoller;
   #tracing?: Tracing;
   #httpAddress?: AddressInfo;
@@ -152,7 +155,7 @@ export class Host {
     return this.#state === "running" && !this.#shutdown && this.#connected && this.#running.every((r) => r.loop.bound);
   }
 
-  /** Connects, provisions, starts one pull loop per function, then HTTP. */
+  /** Connects, provisions, starts one pull loop per function, the NATS service (for `invoke: true`), then HTTP. */
   start(): Promise<void> {
     if (this.#state !== "created") return Promise.reject(new Error(`cannot start a host that is ${this.#state}`));
     this.#starting = this.#start();
@@ -180,6 +183,14 @@ export class Host {
       stillWanted();
       for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients));
       for (const { loop } of this.#running) loop.start();
+      const served = this.#running.filter((r) => r.fn.invoke);
+      if (served.length > 0) {
+        this.#service = await InvokeService.start(clients.nc, {
+          functions: served,
+          encode: (value) => ({ bytes: encode(value), type: encodedType(value) }),
+          log: this.log,
+        });
+      }
       this.#poller = new ConsumerPoller(clients.jsm, this.config.functions, this.metrics, this.log);
       this.#poller.start(this.#consumerPollMs);
       this.#http = new HttpServer({
@@ -285,7 +296,7 @@ export class Host {
 
   /**
    * Stops the host; idempotent, every call returns the same promise. Not ready at once,
-   * pulling stops, in-flight invocations get `JETFN_SHUTDOWN_TIMEOUT`, then their signal
+   * requests and pulling stop, in-flight invocations and calls get `JETFN_SHUTDOWN_TIMEOUT`, then their signal
    * aborts and they are nak'd; the connection drains, HTTP closes.
    */
   shutdown(): Promise<void> {
@@ -296,11 +307,13 @@ export class Host {
 
   async #drain(): Promise<void> {
     if (this.#state !== "failed") this.#state = "draining";
-    this.log.info({ inflight: this.#inflightCount() }, "shutting down: stopped pulling");
-    // No new requests; those in flight are answered (their calls get the same grace).
+    // Requests first: no new request or call arrives; those running still answer, within
+    // the same grace as deliveries.
     const ingressClosed = this.#ingress?.close();
+    await this.#service?.stop();
+    this.log.info({ inflight: this.#inflightCount() }, "shutting down: stopped pulling");
     await Promise.all(this.#running.map(({ loop }) => loop.stop()));
-    const settled = Promise.all(this.#running.map(({ loop }) => loop.settled()));
+    const settled = Promise.all(this.#running.flatMap(({ loop, caller }) => [loop.settled(), caller.settled()]));
     const grace = AbortSignal.timeout(this.#env.shutdownTimeoutMs);
     const inTime = await Promise.race([
       settled.then(() => true),

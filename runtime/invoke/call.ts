@@ -33,6 +33,7 @@ export class Caller implements SyncCaller {
   readonly #deps: CallerDeps;
   readonly #log: Logger;
   #inflight = 0;
+  #idle: (() => void)[] = [];
 
   constructor(deps: CallerDeps) {
     this.#fn = deps.host.fn;
@@ -43,6 +44,12 @@ export class Caller implements SyncCaller {
   /** Calls running now. */
   get inflight(): number {
     return this.#inflight;
+  }
+
+  /** Resolves once no call is running: at once when none is. Shutdown waits on it. */
+  settled(): Promise<void> {
+    if (this.#inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
   }
 
   /** Never rejects. */
@@ -97,8 +104,8 @@ export class Caller implements SyncCaller {
       return { kind: "failed", message: `function ${fn.name} failed` };
     } finally {
       span.end();
-      this.#inflight--;
       metrics.inflight.dec(labels);
+      if (--this.#inflight === 0) for (const resolve of this.#idle.splice(0)) resolve();
     }
   }
 }
