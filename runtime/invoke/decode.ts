@@ -10,8 +10,8 @@ export class ValidationError extends Error {
   readonly issues: readonly FieldIssue[];
 
   constructor(issues: readonly FieldIssue[]) {
+    // Named plain "Error": dead letters and logs show the message as they always have.
     super(`schema: ${formatIssues(issues)}`);
-    this.name = "ValidationError";
     this.issues = issues;
   }
 }
