@@ -32,6 +32,7 @@ export const BUILT_IN_DEFAULTS = Object.freeze({
   encoding: "json" as Encoding,
   isolation: "worker" as Isolation,
   memoryLimitBytes: 512 * 1024 * 1024,
+  ordering: Object.freeze({ partitions: 1, leaseTtlMs: 10_000 }),
   stream: Object.freeze({
     storage: "file" as const,
     replicas: 1,
@@ -127,6 +128,15 @@ export function compileFunction(
     isolation: entry.isolation ?? defaults.isolation ?? builtIn.isolation,
     memoryLimitMb: Math.round((entry.memoryLimit ?? defaults.memoryLimit ?? builtIn.memoryLimitBytes) / (1024 * 1024)),
     invoke: entry.invoke ?? false,
+    ...(entry.ordering
+      ? {
+          ordering: {
+            key: entry.ordering.key,
+            partitions: entry.ordering.partitions ?? builtIn.ordering.partitions,
+            leaseTtlMs: entry.ordering.leaseTtl ?? builtIn.ordering.leaseTtlMs,
+          },
+        }
+      : {}),
   };
   return { compiled, issues };
 }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { CompiledDeliverPolicy } from "./types.ts";
+import type { CompiledDeliverPolicy, CompiledOrderingKey } from "./types.ts";
 import { durationMessage, durationSchema, isDuration, parseDuration } from "./duration.ts";
 import { describeValue } from "./errors.ts";
 import { copyPlain, isPlainMap } from "./freeze.ts";
@@ -155,6 +155,30 @@ const tunables = {
   memoryLimit: sizeSchema(16 * 1024 * 1024).optional(),
 };
 
+/** `ordering.key`: a dot path into the JSON event, `subject:N` (1-based token) or `header:Name`. */
+const orderingKeySchema = text(
+  (input) => `expected a JSON path like customer.id, subject:2 or header:Name, got ${describeValue(input)}`,
+  (value) => parseOrderingKey(value) !== undefined,
+).transform((value) => parseOrderingKey(value)!);
+
+/** Reads an `ordering.key`; undefined when malformed. */
+export function parseOrderingKey(value: string): CompiledOrderingKey | undefined {
+  const subject = /^subject:([1-9]\d*)$/.exec(value);
+  if (subject) return { kind: "subject", token: Number(subject[1]) };
+  const header = /^header:([!-9;-~]+)$/.exec(value);
+  if (header) return { kind: "header", name: header[1]! };
+  if (value.startsWith("subject:") || value.startsWith("header:")) return undefined;
+  const path = value.split(".");
+  return path.every((part) => /^[A-Za-z0-9_$-]+$/.test(part)) ? { kind: "json", path } : undefined;
+}
+
+/** `ordering:` of a function: one event per key at a time, in stream order, across replicas. */
+const orderingSchema = z.strictObject({
+  key: orderingKeySchema,
+  partitions: integer(1, 1024).optional(),
+  leaseTtl: durationAtLeast(500, "500ms").optional(),
+});
+
 /** Keys that only a function entry may set; `defaults:` rejects them by name. */
 export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
   "name",
@@ -165,6 +189,7 @@ export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
   "output",
   "deadLetter",
   "invoke",
+  "ordering",
 ]);
 
 /** The `defaults:` section. */
@@ -180,6 +205,7 @@ export const functionEntrySchema = z.strictObject({
   output: subject(false).optional(),
   deadLetter: subject(false).optional(),
   invoke: z.boolean().optional(),
+  ordering: orderingSchema.optional(),
   ...tunables,
 });
 

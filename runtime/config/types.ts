@@ -68,6 +68,22 @@ export interface CompiledFunction {
   readonly memoryLimitMb: number;
   /** Served as `jetfn.invoke.<name>` by the NATS service `jetfn` (`invoke: true`). */
   readonly invoke: boolean;
+  /** `ordering:`: one event per key at a time, in stream order, across every replica. */
+  readonly ordering?: CompiledOrdering;
+}
+
+/** Where an event's ordering key is read. */
+export type CompiledOrderingKey =
+  | { readonly kind: "json"; readonly path: readonly string[] }
+  | { readonly kind: "subject"; readonly token: number }
+  | { readonly kind: "header"; readonly name: string };
+
+export interface CompiledOrdering {
+  readonly key: CompiledOrderingKey;
+  /** Keys hash into this many partitions; each is owned by one replica at a time. */
+  readonly partitions: number;
+  /** A lease not renewed for this long passes to another replica. */
+  readonly leaseTtlMs: number;
 }
 
 /** One segment of a route's path: a literal, or a `:param`. */

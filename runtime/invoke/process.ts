@@ -18,6 +18,9 @@ const headerGetter = {
   get: (carrier: Readonly<Record<string, string>>, key: string) => carrier[key],
 };
 
+/** What became of a delivery: done with, or back at the server to be delivered again. */
+export type ProcessResult = "settled" | "again";
+
 export interface InvokerDeps {
   readonly host: HostContext;
   readonly executor: Executor;
@@ -54,14 +57,22 @@ export class Invoker {
     return this.#inflight;
   }
 
-  async process(delivery: Delivery): Promise<void> {
+  /**
+   * Runs one delivery to its settlement. Resolves with `"settled"` when the message is done
+   * with (acked or dead-lettered), `"again"` when it was handed back to the server (a nak)
+   * and will be delivered again.
+   */
+  async process(delivery: Delivery): Promise<ProcessResult> {
     const fn = this.#fn;
     const { metrics, admission } = this.#deps;
     const labels = { function: fn.name };
     const attempt = this.#attempts.attempt(delivery);
     const exhausted = attempt > fn.retry.maxAttempts;
     // The poison guard needs no admission: it runs nothing.
-    if (!exhausted && !admission.tryAdmit()) return this.#release(delivery);
+    if (!exhausted && !admission.tryAdmit()) {
+      this.#release(delivery);
+      return "again";
+    }
     metrics.received.inc(labels);
     metrics.inflight.inc(labels);
     this.#inflight++;
@@ -112,9 +123,11 @@ export class Invoker {
       const counted = invocationOutcome(outcome);
       if (counted) metrics.invocations.inc({ ...labels, outcome: counted });
       metrics.endToEnd.observe(labels, Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
+      return settlement.action === "nak" ? "again" : "settled";
     } catch (error) {
       // Only a bug in the host gets here; the message will be redelivered after ack wait.
       this.#log.error({ err: error, subject: delivery.subject, seq: delivery.seq }, "delivery processing failed");
+      return "again";
     } finally {
       span.end();
       this.#inflight--;

@@ -16,6 +16,14 @@ export interface PullLoopOptions {
    * the dispatcher, which hands back what arrives after the gate closed.
    */
   readonly admission: Gate;
+  /** The durable to pull from. @default the function's `durable` */
+  readonly durable?: string;
+  /**
+   * Deliveries held at once: running, or handed to `dispatch` and not finished. An ordered
+   * function holds events that wait for their key, so it holds more than its concurrency.
+   * @default the function's `concurrency`
+   */
+  readonly capacity?: number;
 }
 
 /**
@@ -54,11 +62,13 @@ const STALL_GRACE_MS = 10_000;
 export class PullLoop {
   readonly #js: JetStreamClient;
   readonly #fn: CompiledFunction;
-  readonly #dispatch: (delivery: Delivery) => Promise<void>;
+  readonly #dispatch: (delivery: Delivery) => Promise<unknown>;
+  readonly #durable: string;
+  readonly #capacity: number;
   readonly #log: Logger;
   readonly #options: PullLoopOptions;
   readonly #stopping = new AbortController();
-  readonly #inflight = new Set<Promise<void>>();
+  readonly #inflight = new Set<Promise<unknown>>();
   readonly #acks = new AckBatch();
   readonly #pulls = new Map<ConsumerMessages, Promise<void>>();
   /** Messages asked for by open pulls and not received yet. */
@@ -72,12 +82,14 @@ export class PullLoop {
   constructor(
     js: JetStreamClient,
     fn: CompiledFunction,
-    dispatch: (delivery: Delivery) => Promise<void>,
+    dispatch: (delivery: Delivery) => Promise<unknown>,
     log: Logger,
     options: PullLoopOptions,
   ) {
     this.#js = js;
     this.#fn = fn;
+    this.#durable = options.durable ?? fn.durable;
+    this.#capacity = options.capacity ?? fn.concurrency;
     this.#dispatch = dispatch;
     this.#log = log.child({ function: fn.name });
     this.#options = options;
@@ -130,7 +142,7 @@ export class PullLoop {
       }
       this.#requested += want;
       try {
-        consumer ??= await this.#js.consumers.get(this.#fn.stream, this.#fn.durable);
+        consumer ??= await this.#js.consumers.get(this.#fn.stream, this.#durable);
         const pull = await consumer.fetch({ max_messages: want, expires: PULL_EXPIRES_MS });
         this.#bound = true;
         this.#pulls.set(pull, this.#receive(pull, want));
@@ -146,7 +158,7 @@ export class PullLoop {
     const admission = this.#options.admission;
     const allowance = admission.allowance();
     if (allowance === 0) return 0;
-    const room = this.#fn.concurrency - this.#inflight.size - this.#requested;
+    const room = this.#capacity - this.#inflight.size - this.#requested;
     if (room <= 0) return 0;
     if (admission.probing) {
       // Only probes, from one pull at a time.
@@ -154,7 +166,7 @@ export class PullLoop {
     }
     if (this.#pulls.size === 0) return room;
     // A busy function pulls in batches, not one message per freed slot.
-    return this.#pulls.size < MAX_PULLS && room >= Math.ceil(this.#fn.concurrency / 4) ? room : 0;
+    return this.#pulls.size < MAX_PULLS && room >= Math.ceil(this.#capacity / 4) ? room : 0;
   }
 
   async #receive(pull: ConsumerMessages, asked: number): Promise<void> {
