@@ -14,7 +14,7 @@ export default defineConfig({
     coverage: { enabled: false },
     projects: [
       { test: { ...shared, name: "unit", include: ["test/unit/**/*.test.ts"] } },
-      { test: { ...shared, name: "worker", include: ["test/{integration,faults,e2e,isolation}/**/*.test.ts"] } },
+      { test: { ...shared, name: "worker", include: ["test/{integration,faults,e2e,isolation,ordering}/**/*.test.ts"] } },
       {
         test: {
           ...shared,

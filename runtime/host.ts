@@ -1,4 +1,7 @@
+import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
+import { hostname } from "node:os";
+import type { KV } from "@nats-io/kv";
 import { loadConfig } from "./config/load.ts";
 import { ENVIRONMENT } from "./config/env.ts";
 import { ConfigError } from "./config/errors.ts";
@@ -22,6 +25,9 @@ import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/emb
 import { ensureConsumer, provision } from "./nats/provision.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { PullLoop } from "./nats/pull-loop.ts";
+import { openLeaseBucket } from "./nats/leases.ts";
+import { OrderedFunction } from "./ordering/ordered-function.ts";
+import type { Delivery } from "./contracts/delivery.ts";
 import { InvokeService } from "./nats/service.ts";
 import { BREAKER_STATE_VALUE, type BreakerState } from "./resilience/breaker.ts";
 import { BreakerRegistry } from "./resilience/breakers.ts";
@@ -58,8 +64,23 @@ interface Running {
   readonly invoker: Invoker;
   readonly caller: Caller;
   readonly executor: Executor;
-  readonly loop: PullLoop;
+  readonly loop: Consumption;
   readonly admission: Admission;
+}
+
+/** How a function's messages come in: one pull loop, or an ordered function's partitions. */
+interface Consumption {
+  readonly bound: boolean;
+  start(): void | Promise<void>;
+  /** Stops pulling. */
+  stop(): Promise<void>;
+  /** Resolves when every delivery taken has settled. */
+  settled(): Promise<void>;
+  /** Ends open pulls early (a reconnect). */
+  interrupt(): void;
+  /** Hands over what this host holds for the function (an ordered function's leases). */
+  release?(): Promise<void>;
+  status?(): Record<string, unknown>;
 }
 
 /** The jetfn host: one process running every function of one `functions.yaml`. */
@@ -67,6 +88,8 @@ export class Host {
   readonly config: CompiledConfig;
   readonly metrics = new Metrics();
   readonly log: Logger;
+  /** This process among the function's replicas (partition leases name it). */
+  readonly hostId = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   readonly #env: CompiledEnv;
   readonly #handlers: ReadonlyMap<string, PreparedHandler>;
   readonly #schemas: ReadonlyMap<CompiledRoute, EventSchema<unknown>>;
@@ -181,8 +204,9 @@ export class Host {
       stillWanted();
       await provision(clients.nc, clients.jsm, this.config, this.log);
       stillWanted();
-      for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients));
-      for (const { loop } of this.#running) loop.start();
+      const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
+      for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients, leases));
+      await Promise.all(this.#running.map(({ loop }) => loop.start()));
       const served = this.#running.filter((r) => r.fn.invoke);
       if (served.length > 0) {
         this.#service = await InvokeService.start(clients.nc, {
@@ -229,17 +253,17 @@ export class Host {
   }
 
   /** Wires one function: its admission, executor, invoker and pull loop. */
-  #prepare(fn: CompiledFunction, { js, jsm, publisher }: NatsClients): Running {
+  #prepare(fn: CompiledFunction, { js, jsm, publisher }: NatsClients, leases: KV | undefined): Running {
     const admission = new Admission(fn.breaker, (from, to) => this.#breakerChanged(fn.name, "function", from, to));
     if (admission.breaker) this.metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
     const host = new HostContext(fn, this.log.child({ function: fn.name }), publisher, this.#breakers);
     const executor = this.#executor(fn, host);
     const invoker = new Invoker({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
     const caller = new Caller({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
-    const loop = new PullLoop(js, fn, (delivery) => invoker.process(delivery), this.log, {
-      rebind: () => ensureConsumer(jsm, fn, this.log),
-      admission,
-    });
+    const run = (delivery: Delivery) => invoker.process(delivery);
+    const loop = fn.ordering
+      ? new OrderedFunction({ js, jsm, kv: leases!, fn, hostId: this.hostId, run, admission, metrics: this.metrics, log: this.log })
+      : new PullLoop(js, fn, run, this.log, { rebind: () => ensureConsumer(jsm, fn, this.log), admission });
     return { fn, invoker, caller, executor, loop, admission };
   }
 
@@ -290,6 +314,7 @@ export class Host {
         breaker: admission.breaker?.state,
         breakers: this.#breakers.statesOf(fn.name),
         ...executor.status(),
+        ...loop.status?.(),
       };
     });
   }
@@ -324,6 +349,8 @@ export class Host {
       this.#stop.abort();
       await settled;
     }
+    // Nothing of theirs runs here any more: the other replicas may take the partitions now.
+    await Promise.all(this.#running.map(({ loop }) => loop.release?.()));
     await ingressClosed;
     await this.#release();
     await Promise.all(this.#running.map(({ executor }) => executor.close()));

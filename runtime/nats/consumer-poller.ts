@@ -1,5 +1,6 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { CompiledFunction } from "../config/types.ts";
+import { partitionConsumer } from "./provision.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 
@@ -57,8 +58,17 @@ export class ConsumerPoller {
     await Promise.all(
       this.#functions.map(async (fn) => {
         try {
-          const info = await this.#jsm.consumers.info(fn.stream, fn.durable);
-          const sample = { pending: info.num_pending, ackPending: info.num_ack_pending, sampledAt: new Date() };
+          // An ordered function's partitions each read the whole stream: its backlog is the
+          // largest partition's, and what it holds un-acked is theirs together.
+          const durables = fn.ordering
+            ? Array.from({ length: fn.ordering.partitions }, (_, p) => partitionConsumer(fn, p).durable)
+            : [fn.durable];
+          const infos = await Promise.all(durables.map((durable) => this.#jsm.consumers.info(fn.stream, durable)));
+          const sample = {
+            pending: Math.max(...infos.map((info) => info.num_pending)),
+            ackPending: infos.reduce((sum, info) => sum + info.num_ack_pending, 0),
+            sampledAt: new Date(),
+          };
           this.#samples.set(fn.name, sample);
           this.#metrics.consumerPending.set({ function: fn.name }, sample.pending);
           this.#metrics.consumerAckPending.set({ function: fn.name }, sample.ackPending);

@@ -53,7 +53,40 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, confi
   if (!config.streams.some((s) => s.name === DLQ_STREAM)) {
     await ensureStream(jsm, { name: DLQ_STREAM, subjects: DLQ_SUBJECTS, storage: "file", replicas: 1, maxAgeMs: 0, duplicateWindowMs: 120_000 }, log, { createOnly: true });
   }
-  for (const fn of config.functions) await ensureConsumer(jsm, fn, log);
+  for (const fn of config.functions) {
+    if (!fn.ordering) await ensureConsumer(jsm, fn, log);
+    else for (let p = 0; p < fn.ordering.partitions; p++) await ensureConsumer(jsm, partitionConsumer(fn, p), log);
+  }
+}
+
+/**
+ * An ordered function reads its stream through one durable per partition,
+ * `<durable>_p<partition>`: the function as that partition's consumer sees it.
+ */
+export function partitionConsumer(fn: CompiledFunction, partition: number): CompiledFunction {
+  return { ...fn, durable: `${fn.durable}_p${partition}` };
+}
+
+/**
+ * Taking over a partition: if the durable holds messages delivered and not acked (its last
+ * owner died or stalled with events in hand), it is re-created to start right after its ack
+ * floor, so its unfinished events come first and in stream order, at once rather than after
+ * their ack wait. Events acked beyond the floor run again: at-least-once, never out of order.
+ * @returns whether it was rewound.
+ */
+export async function rewindConsumer(jsm: JetStreamManager, fn: CompiledFunction, log: Logger): Promise<boolean> {
+  const info = await jsm.consumers.info(fn.stream, fn.durable);
+  if (info.num_ack_pending === 0) return false;
+  const floor = info.ack_floor.stream_seq;
+  await jsm.consumers.delete(fn.stream, fn.durable);
+  await jsm.consumers.add(fn.stream, {
+    ...info.config,
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: floor + 1,
+    opt_start_time: undefined,
+  });
+  log.info({ function: fn.name, durable: fn.durable, from_seq: floor + 1, unacked: info.num_ack_pending }, "rewound the partition's consumer to its ack floor");
+  return true;
 }
 
 async function ensureStream(jsm: JetStreamManager, stream: CompiledStream, log: Logger, opts: { createOnly?: boolean } = {}): Promise<void> {
@@ -160,7 +193,9 @@ export async function ensureConsumer(jsm: JetStreamManager, fn: CompiledFunction
     log.info({ function: fn.name, stream: fn.stream, durable: fn.durable }, "created consumer");
     return;
   }
-  if (current.deliver_policy !== wanted.deliver_policy) {
+  // A partition's durable is rewound by start sequence on takeover (rewindConsumer).
+  const rewound = fn.ordering !== undefined && current.deliver_policy === DeliverPolicy.StartSequence;
+  if (current.deliver_policy !== wanted.deliver_policy && !rewound) {
     log.warn({ function: fn.name, durable: fn.durable, server: current.deliver_policy, yaml: wanted.deliver_policy },
       "deliverPolicy differs from the existing consumer and cannot be changed in place; keeping the server's (delete the consumer to reset it)");
   }

@@ -24,6 +24,8 @@ export interface PullLoopOptions {
    * @default the function's `concurrency`
    */
   readonly capacity?: number;
+  /** Pull requests open at once. @default 4 */
+  readonly maxPulls?: number;
 }
 
 /**
@@ -42,7 +44,7 @@ const REBIND_BACKOFF: CompiledRetry = {
   jitter: true,
 };
 
-/** Pull requests one function keeps open at once. */
+/** Pull requests one function keeps open at once, unless told otherwise. */
 const MAX_PULLS = 4;
 /**
  * A pull still open this long after its expiry is given up: the client missed its end (a
@@ -166,7 +168,7 @@ export class PullLoop {
     }
     if (this.#pulls.size === 0) return room;
     // A busy function pulls in batches, not one message per freed slot.
-    return this.#pulls.size < MAX_PULLS && room >= Math.ceil(this.#capacity / 4) ? room : 0;
+    return this.#pulls.size < (this.#options.maxPulls ?? MAX_PULLS) && room >= Math.ceil(this.#capacity / 4) ? room : 0;
   }
 
   async #receive(pull: ConsumerMessages, asked: number): Promise<void> {

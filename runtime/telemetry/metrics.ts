@@ -105,6 +105,26 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly partitionsOwned = new Gauge({
+    name: "jetfn_partitions_owned",
+    help: "Partitions of an ordered function whose lease this host holds.",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+  readonly leaseChanges = new Counter({
+    name: "jetfn_lease_changes_total",
+    help: "Partition leases taken (free, expired, reclaimed), lost (taken, unrenewed) or handed over (released) by this host.",
+    labelNames: ["function", "reason"] as const,
+    registers: [this.registry],
+  });
+  readonly keyWait = new Histogram({
+    name: "jetfn_key_wait_seconds",
+    help: "How long an ordered function's event waited, once pulled, for its key (and a free slot) before it started.",
+    labelNames: ["function"] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
   #refreshBreakers: () => void = () => {};
 
   constructor() {
