@@ -223,6 +223,14 @@ describe("failures hold their key", () => {
     expect(await scrape(baseUrl, `jetfn_key_wait_seconds_count{function="${FUNCTION}"}`)).toBeGreaterThanOrEqual(14);
     expect(await scrape(baseUrl, `jetfn_partitions_owned{function="${FUNCTION}"}`)).toBe(8);
   });
+
+  it("treats every event without a key as one key: one at a time, in stream order, none dropped", async () => {
+    for (let i = 0; i < 6; i++) await nats.js.publish("lc.entries", JSON.stringify({ i, ms: 20 }));
+    await waitFor(async () => (await runs("LC")).filter((r) => r.key === undefined).length >= 6, { timeout: 20_000, interval: 100 });
+    const keyless = (await runs("LC")).filter((r) => r.key === undefined).sort((a, b) => a.start - b.start);
+    expect(keyless.map((r) => r.i)).toEqual([0, 1, 2, 3, 4, 5]);
+    for (let j = 1; j < keyless.length; j++) expect(keyless[j]!.start).toBeGreaterThanOrEqual(keyless[j - 1]!.end);
+  });
 });
 
 describe("a stalled replica", () => {
@@ -258,5 +266,21 @@ describe("a stalled replica", () => {
     const firstRetaken = lines.find((l) => l.at >= resumedAt && /acquired/.test(l.msg))?.at ?? Number.POSITIVE_INFINITY;
     const startedByStalled = (await runs("LD")).filter((run) => run.host === pid && run.start >= stoppedAt);
     for (const run of startedByStalled) expect(run.start).toBeGreaterThanOrEqual(firstRetaken);
+  });
+});
+
+describe("a replica shutting down", () => {
+  it("hands its partitions over at once on SIGTERM, not after the lease TTL", async () => {
+    const dir = project("LE", "{ key: account, partitions: 8, leaseTtl: 10s }");
+    const [leaving, staying] = await startHosts(path.join(dir, "functions.yaml"), 2);
+    const publishing = publishEntries("LE", 20, 10);
+    leaving!.cli.child.kill("SIGTERM");
+    const stoppedAt = Date.now();
+    await waitFor(async () => (await owned(staying!.base)).length === 8, { timeout: 15_000, interval: 100, message: "the other host owns every partition" });
+    expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+    expect(await leaving!.cli.exited).toBe(0);
+    await publishing;
+    await waitFor(async () => new Set((await runs("LE")).filter((r) => r.ok).map((r) => `${r.key}:${r.i}`)).size === 200, { timeout: 30_000, interval: 200 });
+    expectKeyOrder(await runs("LE"), 10);
   });
 });
