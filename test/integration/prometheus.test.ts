@@ -48,6 +48,11 @@ const CONTRACT_METRICS = new Set([
   "jetfn_end_to_end_latency_seconds",
   "jetfn_build_info",
   "jetfn_worker_restarts_total",
+  "jetfn_ingress_requests_total",
+  "jetfn_ingress_request_duration_seconds",
+  "jetfn_partitions_owned",
+  "jetfn_lease_changes_total",
+  "jetfn_key_wait_seconds",
 ]);
 
 /** Metric families a host exports today, so a live scrape must show them. */
