@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import { LoopWatch } from "./loop-watch.ts";
+import { listen } from "./listen.ts";
 
 /** What the HTTP endpoints ask of the host. */
 export interface HttpSource {
@@ -37,13 +38,7 @@ export class HttpServer {
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(port, host, () => {
-        this.#server.off("error", reject);
-        resolve(this.#server.address() as AddressInfo);
-      });
-    });
+    return listen(this.#server, host, port);
   }
 
   close(): Promise<void> {

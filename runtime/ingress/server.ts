@@ -13,6 +13,7 @@ import type { Metrics } from "../telemetry/metrics.ts";
 import { BearerTokens } from "./auth.ts";
 import { jsonDepthExceeds, MAX_JSON_DEPTH, readBody } from "./body.ts";
 import { Router } from "./router.ts";
+import { listen } from "../http/listen.ts";
 
 const tracer = trace.getTracer("jetfn");
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -85,13 +86,7 @@ export class IngressServer {
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(port, host, () => {
-        this.#server.off("error", reject);
-        resolve(this.#server.address() as AddressInfo);
-      });
-    });
+    return listen(this.#server, host, port);
   }
 
   /** Stops accepting connections; resolves once the requests in flight are answered. */
