@@ -22,7 +22,7 @@ import { WorkerExecutor } from "./isolation/worker-executor.ts";
 import { Invoker } from "./invoke/process.ts";
 import { openClients, type NatsClients } from "./nats/clients.ts";
 import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
-import { ensureConsumer, provision } from "./nats/provision.ts";
+import { ensureConsumer, provisionConsumers, provisionStreams } from "./nats/provision.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { PullLoop } from "./nats/pull-loop.ts";
 import { openLeaseBucket } from "./nats/leases.ts";
@@ -202,11 +202,17 @@ export class Host {
       });
       this.#clients = clients;
       stillWanted();
-      await provision(clients.nc, clients.jsm, this.config, this.log);
+      await provisionStreams(clients.nc, clients.jsm, this.config, this.log);
       stillWanted();
       const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
       for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients, leases));
-      await Promise.all(this.#running.map(({ loop }) => loop.start()));
+      // Every function's consumers at once, and each pulls as soon as its own are bound.
+      await Promise.all(
+        this.#running.map(async ({ fn, loop }) => {
+          await provisionConsumers(clients.jsm, fn, this.log);
+          await loop.start();
+        }),
+      );
       const served = this.#running.filter((r) => r.fn.invoke);
       if (served.length > 0) {
         this.#service = await InvokeService.start(clients.nc, {

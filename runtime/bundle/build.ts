@@ -25,8 +25,11 @@ interface Manifest {
   readonly esbuild: string;
   /** The entry file (a handler, or a route's schema), relative to the project's folder. */
   readonly handler: string;
+  /** The entry's output file, relative to the build folder. */
   readonly bundle: string;
-  /** Every input file (path relative to the root) with its sha256. */
+  /** The shared chunks it imports, relative to the build folder. */
+  readonly chunks?: readonly string[];
+  /** Every input file it was built from (path relative to the root) with its sha256. */
   readonly inputs: Record<string, string>;
 }
 
@@ -42,8 +45,10 @@ const sdkPlugin: esbuild.Plugin = {
 
 /**
  * Bundles every function's handler with esbuild (ESM, node, inline source maps so stack
- * traces name the user's `.ts` lines). A bundle whose inputs hash the same as at its last
- * build is reused. Throws one {@link BundleError} listing every handler that failed.
+ * traces name the user's `.ts` lines), all in one build with code splitting: a dependency
+ * that several handlers import (zod, the SDK, a shared lib) is one chunk, loaded once per
+ * thread. When every handler's inputs hash the same as at the last build, the bundles are
+ * reused. Throws one {@link BundleError} listing every error, each at its `file:line`.
  */
 export async function buildHandlers(config: CompiledConfig, options: { force?: boolean } = {}): Promise<BuiltHandler[]> {
   const targets = config.functions.map((fn) => ({ name: fn.name, entry: fn.handlerPath, owner: `function ${fn.name}` }));
@@ -63,46 +68,39 @@ export async function buildRouteSchemas(config: CompiledConfig, options: { force
   return new Map(built.map((bundle, i) => [files[i]!, bundle.file]));
 }
 
-/** One bundle to build: its name in the build folder, its entry file, and who it is for (in messages). */
+/** One entry of a build: its name in the build folder, its file, and who it is for (in messages). */
 interface BuildTarget {
   readonly name: string;
   readonly entry: string;
   readonly owner: string;
 }
 
-async function buildAll(
-  config: CompiledConfig,
-  targets: readonly BuildTarget[],
-  force: boolean,
-): Promise<{ name: string; file: string; reused: boolean }[]> {
-  const outDir = buildDir(config);
-  mkdirSync(outDir, { recursive: true });
-  const results = await Promise.allSettled(targets.map((target) => buildOne(config, target, outDir, force)));
-  const failures = results.flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error).message)] : []));
-  if (failures.length > 0) throw new BundleError(failures.join("\n"));
-  return results.map((r) => (r as PromiseFulfilledResult<{ name: string; file: string; reused: boolean }>).value);
+interface Built {
+  readonly name: string;
+  readonly file: string;
+  readonly reused: boolean;
 }
 
-async function buildOne(
-  config: CompiledConfig,
-  target: BuildTarget,
-  outDir: string,
-  force: boolean,
-): Promise<{ name: string; file: string; reused: boolean }> {
-  const manifestFile = path.join(outDir, `${target.name}.json`);
-  const previous = force ? undefined : readManifest(manifestFile);
+async function buildAll(config: CompiledConfig, targets: readonly BuildTarget[], force: boolean): Promise<Built[]> {
+  if (targets.length === 0) return [];
+  const outDir = buildDir(config);
+  mkdirSync(outDir, { recursive: true });
   // Relative to the project: a project built in one folder and run from another (an
   // image's build stage and its final stage) keeps its bundles.
-  const entry = path.relative(config.rootDir, target.entry);
-  if (previous && previous.handler === entry && isFresh(config.rootDir, outDir, previous)) {
-    return { name: target.name, file: path.join(outDir, previous.bundle), reused: true };
+  const entryOf = (target: BuildTarget): string => path.relative(config.rootDir, target.entry);
+  if (!force) {
+    const previous = targets.map((target) => readManifest(path.join(outDir, `${target.name}.json`)));
+    if (previous.every((manifest, i) => manifest && manifest.handler === entryOf(targets[i]!) && isFresh(config.rootDir, outDir, manifest))) {
+      return targets.map((target, i) => ({ name: target.name, file: path.join(outDir, previous[i]!.bundle), reused: true }));
+    }
   }
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   try {
     result = await esbuild.build({
       absWorkingDir: config.rootDir,
-      entryPoints: [target.entry],
+      entryPoints: targets.map((target) => ({ in: target.entry, out: target.name })),
       bundle: true,
+      splitting: true,
       platform: "node",
       format: "esm",
       target: "node20",
@@ -111,23 +109,45 @@ async function buildOne(
       write: false,
       metafile: true,
       logLevel: "silent",
-      outfile: path.join(outDir, `${target.name}.mjs`),
+      outdir: outDir,
+      entryNames: "[name].[hash]",
+      chunkNames: "chunks/[name].[hash]",
+      outExtension: { ".js": ".mjs" },
       plugins: [sdkPlugin],
       // Bundled CommonJS dependencies may call require(): give ESM output one.
       banner: { js: "import { createRequire as __jetfnRequire } from 'node:module'; const require = __jetfnRequire(import.meta.url);" },
     });
   } catch (error) {
-    throw new BundleError(formatBuildFailure(config.rootDir, target, error));
+    throw new BundleError(formatBuildFailure(config.rootDir, targets, error));
   }
-  const code = result.outputFiles[0]!.contents;
-  const hash = createHash("sha256").update(code).digest("hex").slice(0, 12);
-  const bundle = `${target.name}.${hash}.mjs`;
-  writeFileSync(path.join(outDir, bundle), code);
-  const inputs: Record<string, string> = {};
-  for (const input of Object.keys(result.metafile.inputs)) inputs[input] = hashFile(path.resolve(config.rootDir, input));
-  const manifest: Manifest = { esbuild: esbuild.version, handler: entry, bundle, inputs };
-  writeFileSync(manifestFile, JSON.stringify(manifest, null, 2));
-  return { name: target.name, file: path.join(outDir, bundle), reused: false };
+  mkdirSync(path.join(outDir, "chunks"), { recursive: true });
+  for (const file of result.outputFiles) writeFileSync(file.path, file.contents);
+
+  const outputs = result.metafile.outputs;
+  const relative = (file: string): string => path.relative(outDir, path.resolve(config.rootDir, file));
+  const hashes = new Map<string, string>();
+  return targets.map((target) => {
+    const entryOutput = Object.keys(outputs).find((out) => outputs[out]!.entryPoint !== undefined && path.resolve(config.rootDir, outputs[out]!.entryPoint!) === target.entry)!;
+    // The entry's output and every chunk it reaches, and what they were built from.
+    const reached = new Set<string>([entryOutput]);
+    for (const out of reached) for (const imported of outputs[out]!.imports) if (imported.kind === "import-statement" && outputs[imported.path]) reached.add(imported.path);
+    const inputs: Record<string, string> = {};
+    for (const out of reached) {
+      for (const input of Object.keys(outputs[out]!.inputs)) {
+        if (!hashes.has(input)) hashes.set(input, hashFile(path.resolve(config.rootDir, input)));
+        inputs[input] = hashes.get(input)!;
+      }
+    }
+    const manifest: Manifest = {
+      esbuild: esbuild.version,
+      handler: entryOf(target),
+      bundle: relative(entryOutput),
+      chunks: [...reached].filter((out) => out !== entryOutput).map(relative),
+      inputs,
+    };
+    writeFileSync(path.join(outDir, `${target.name}.json`), JSON.stringify(manifest, null, 2));
+    return { name: target.name, file: path.resolve(config.rootDir, entryOutput), reused: false };
+  });
 }
 
 function readManifest(file: string): Manifest | undefined {
@@ -140,6 +160,7 @@ function readManifest(file: string): Manifest | undefined {
 
 function isFresh(rootDir: string, outDir: string, manifest: Manifest): boolean {
   if (manifest.esbuild !== esbuild.version || !existsSync(path.join(outDir, manifest.bundle))) return false;
+  if (!(manifest.chunks ?? []).every((chunk) => existsSync(path.join(outDir, chunk)))) return false;
   return Object.entries(manifest.inputs).every(([input, sha]) => hashFile(path.resolve(rootDir, input)) === sha);
 }
 
@@ -151,13 +172,17 @@ function hashFile(file: string): string {
   }
 }
 
-function formatBuildFailure(rootDir: string, target: BuildTarget, error: unknown): string {
+function formatBuildFailure(rootDir: string, targets: readonly BuildTarget[], error: unknown): string {
   const errors = (error as { errors?: esbuild.Message[] }).errors;
-  if (!errors?.length) return `${path.relative(rootDir, target.entry)}: ${(error as Error).message}`;
+  const owners = (file: string | undefined): string => {
+    const of = targets.filter((t) => file !== undefined && path.resolve(rootDir, file) === t.entry).map((t) => t.owner);
+    return of.length > 0 ? ` (${of.join(", ")})` : "";
+  };
+  if (!errors?.length) return `${(error as Error).message} (${targets.map((t) => t.owner).join(", ")})`;
   return errors
     .map((m) => {
-      const where = m.location ? `${m.location.file}:${m.location.line}:${m.location.column + 1}` : path.relative(rootDir, target.entry);
-      return `${where}: ${m.text} (${target.owner})`;
+      const where = m.location ? `${m.location.file}:${m.location.line}:${m.location.column + 1}` : "bundling";
+      return `${where}: ${m.text}${owners(m.location?.file)}`;
     })
     .join("\n");
 }

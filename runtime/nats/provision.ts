@@ -35,11 +35,11 @@ export function atLeast(version: string | undefined, major: number, minor: numbe
 }
 
 /**
- * Makes the server match `functions.yaml`: declared streams created or updated, the
- * dead-letter stream created when missing, each function's durable pull consumer created
- * or updated. Drift that cannot be updated in place (deliver policy) is logged.
+ * Makes the server's streams match `functions.yaml`: declared streams created or updated,
+ * the dead-letter stream created when missing. Each function's consumers follow, in
+ * {@link provisionConsumers}; drift that cannot be updated in place is logged.
  */
-export async function provision(nc: NatsConnection, jsm: JetStreamManager, config: CompiledConfig, log: Logger): Promise<void> {
+export async function provisionStreams(nc: NatsConnection, jsm: JetStreamManager, config: CompiledConfig, log: Logger): Promise<void> {
   const version = nc.info?.version;
   for (const fn of config.functions) {
     if (fn.subjects.length > 1 && !atLeast(version, 2, 10)) {
@@ -53,10 +53,12 @@ export async function provision(nc: NatsConnection, jsm: JetStreamManager, confi
   if (!config.streams.some((s) => s.name === DLQ_STREAM)) {
     await ensureStream(jsm, { name: DLQ_STREAM, subjects: DLQ_SUBJECTS, storage: "file", replicas: 1, maxAgeMs: 0, duplicateWindowMs: 120_000 }, log, { createOnly: true });
   }
-  for (const fn of config.functions) {
-    if (!fn.ordering) await ensureConsumer(jsm, fn, log);
-    else for (let p = 0; p < fn.ordering.partitions; p++) await ensureConsumer(jsm, partitionConsumer(fn, p), log);
-  }
+}
+
+/** Creates or updates a function's durable consumer, or an ordered function's partition durables. */
+export async function provisionConsumers(jsm: JetStreamManager, fn: CompiledFunction, log: Logger): Promise<void> {
+  if (!fn.ordering) return ensureConsumer(jsm, fn, log);
+  await Promise.all(Array.from({ length: fn.ordering.partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log)));
 }
 
 /**
