@@ -25,21 +25,30 @@ export async function loadHandler(fn: CompiledFunction, bundleFile: string, root
     throw new BundleError(`${source}: loading the handler module threw (function ${fn.name}):\n${stack}`);
   }
   const exported = mod[fn.exportName];
-  if (typeof exported === "function") return { handler: exported as Handler };
-  if (typeof exported === "object" && exported !== null) {
-    const candidate = exported as { handler?: unknown; schema?: unknown; [FUNCTION_BRAND]?: unknown };
-    if (typeof candidate.handler === "function") {
-      const schema = candidate.schema;
-      if (schema !== undefined && !isSchema(schema)) {
-        throw new BundleError(`${source}: export "${fn.exportName}" has a schema without safeParse() or ~standard (function ${fn.name})`);
-      }
-      return { handler: candidate.handler as Handler, schema: schema as EventSchema<unknown> | undefined };
-    }
+  const loaded = handlerOf(exported);
+  if (loaded === "bad-schema") {
+    throw new BundleError(`${source}: export "${fn.exportName}" has a schema without safeParse() or ~standard (function ${fn.name})`);
   }
+  if (loaded) return loaded;
   const found = exported === undefined ? `no export "${fn.exportName}"` : `export "${fn.exportName}" is ${typeof exported}`;
   throw new BundleError(
     `${source}: ${found} (function ${fn.name}); expected \`export default defineFunction({ handler })\` or an async function`,
   );
+}
+
+/**
+ * The shape check of a handler export: an async function, or a `defineFunction({ handler,
+ * schema? })` object (recognised by its brand or its shape). Undefined when it is neither;
+ * `"bad-schema"` for a handler whose schema is not one.
+ */
+export function handlerOf(exported: unknown): LoadedHandler | "bad-schema" | undefined {
+  if (typeof exported === "function") return { handler: exported as Handler };
+  if (typeof exported !== "object" || exported === null) return undefined;
+  const candidate = exported as { handler?: unknown; schema?: unknown; [FUNCTION_BRAND]?: unknown };
+  if (typeof candidate.handler !== "function") return undefined;
+  const schema = candidate.schema;
+  if (schema !== undefined && !isSchema(schema)) return "bad-schema";
+  return { handler: candidate.handler as Handler, schema: schema as EventSchema<unknown> | undefined };
 }
 
 /**

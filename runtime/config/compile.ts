@@ -9,6 +9,7 @@ import type {
   Encoding,
   Isolation,
 } from "./types.ts";
+import { defaultDeadLetter } from "../contracts/dead-letter.ts";
 import { DEFAULT_BREAKER_POLICY } from "../resilience/breaker.ts";
 import type { DefaultsEntry, FunctionEntry, StreamEntry } from "./schema.ts";
 
@@ -121,7 +122,7 @@ export function compileFunction(
     retry,
     ...(breaker ? { breaker } : {}),
     ...(entry.output !== undefined ? { output: entry.output } : {}),
-    deadLetter: entry.deadLetter ?? `jetfn.dlq.${entry.name}`,
+    deadLetter: entry.deadLetter ?? defaultDeadLetter(entry.name),
     deliverPolicy: entry.deliverPolicy ?? defaults.deliverPolicy ?? builtIn.deliverPolicy,
     encoding: entry.encoding ?? defaults.encoding ?? builtIn.encoding,
     config: entry.config ?? defaults.config ?? {},

@@ -13,6 +13,11 @@ export const DeadLetterHeader = Object.freeze({
   FailedAt: "Jetfn-Failed-At",
 });
 
+/** A function's dead-letter subject when its entry sets no `deadLetter:`. */
+export function defaultDeadLetter(functionName: string): string {
+  return `jetfn.dlq.${functionName}`;
+}
+
 const OWN = /^(jetfn-|nats-)/i;
 
 /**

@@ -9,7 +9,7 @@ import type { Executor, Invocation } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { runWithTimeout } from "./run.ts";
-import { errorMessage, invocationOutcome, spendsAttempt, type Outcome } from "./settle.ts";
+import { errorMessage, invocationOutcome, spendsAttempt, type Outcome, type Settlement } from "./settle.ts";
 import { Settler } from "./settler.ts";
 
 const tracer = trace.getTracer("jetfn");
@@ -29,6 +29,8 @@ export interface InvokerDeps {
   /** Aborts when shutdown's grace period is over: in-flight handlers are cut off. */
   readonly stop: AbortSignal;
   readonly random?: () => number;
+  /** Told each settled delivery's outcome and settlement (`jetfn/testing` reads them here). */
+  readonly onSettled?: (outcome: Outcome, settlement: Settlement) => void;
 }
 
 /**
@@ -118,6 +120,7 @@ export class Invoker {
       if (outcome.kind === "error") span.recordException(outcome.error instanceof Error ? outcome.error : errorMessage(outcome.error));
       span.setAttribute("jetfn.outcome", outcome.kind);
       const settlement = await this.#settler.settle({ delivery, attempt, outcome, span, context: invocation.context, holdMs });
+      this.#deps.onSettled?.(outcome, settlement);
       if (settlement.action !== "nak") this.#attempts.forget(delivery);
       else if (!spendsAttempt(outcome, holdMs)) this.#attempts.spare(delivery);
       const counted = invocationOutcome(outcome);

@@ -1,4 +1,4 @@
-import { pino, type Logger as PinoLogger } from "pino";
+import { pino, type DestinationStream, type Logger as PinoLogger } from "pino";
 import { PinoPretty } from "pino-pretty";
 import type { CompiledEnv } from "../config/types.ts";
 
@@ -8,7 +8,7 @@ export type Logger = PinoLogger;
  * The host's structured logger: one JSON object per line on stdout, or coloured
  * human-readable lines when stdout is a terminal. Payloads and secrets are never logged.
  */
-export function createLogger(level: CompiledEnv["logLevel"], destination?: NodeJS.WritableStream): Logger {
+export function createLogger(level: CompiledEnv["logLevel"], destination?: DestinationStream): Logger {
   const options = {
     level,
     base: { service: "jetfn" },
