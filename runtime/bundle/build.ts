@@ -34,12 +34,15 @@ interface Manifest {
 }
 
 const SDK_ENTRY = path.join(PACKAGE_ROOT, "runtime", "sdk", "index.ts");
+/** `jetfn/testing`: for handler tests, which jetfn never bundles unless a handler imports it. */
+const TESTING_ENTRY = path.join(PACKAGE_ROOT, "runtime", "testing", "index.ts");
 
-/** Resolves `import ... from "jetfn"` in handler files to the SDK, bundled in. */
+/** Resolves `import ... from "jetfn"` (and `"jetfn/testing"`) in handler files to the SDK, bundled in. */
 const sdkPlugin: esbuild.Plugin = {
   name: "jetfn-sdk",
   setup(build) {
     build.onResolve({ filter: /^jetfn$/ }, () => ({ path: SDK_ENTRY }));
+    build.onResolve({ filter: /^jetfn\/testing$/ }, () => ({ path: TESTING_ENTRY }));
   },
 };
 

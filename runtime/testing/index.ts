@@ -1,0 +1,260 @@
+/**
+ * `jetfn/testing`: run a handler without a broker and see what jetfn would do with the
+ * delivery. `invoke()` drives the host's own invoker (decode, validate, run with timeout,
+ * admission, the attempt tally, settlement, output and dead-letter publishing) with the
+ * server side replaced by a captured delivery and publisher, so its answer is the host's.
+ *
+ * ```ts
+ * import { invoke } from "jetfn/testing";
+ * import chargePayment from "./charge-payment.ts";
+ *
+ * const result = await invoke(chargePayment, { orderId: "o-1", amount: 5 }, { deliveryCount: 2 });
+ * expect(result.settlement).toMatchObject({ action: "nak", delayMs: 2000 });
+ * ```
+ */
+import { handlerOf } from "../bundle/module.ts";
+import { BUILT_IN_DEFAULTS } from "../config/compile.ts";
+import type { CompiledFunction, CompiledRetry, Encoding } from "../config/types.ts";
+import { defaultDeadLetter } from "../contracts/dead-letter.ts";
+import type { Delivery } from "../contracts/delivery.ts";
+import { Admission } from "../invoke/admission.ts";
+import { HostContext } from "../invoke/host-context.ts";
+import { InProcessExecutor } from "../invoke/in-process.ts";
+import { Invoker } from "../invoke/process.ts";
+import type { Outcome, Settlement } from "../invoke/settle.ts";
+import { BreakerRegistry, type NamedBreaker } from "../resilience/breakers.ts";
+import type { FunctionDefinition } from "../sdk/index.ts";
+import { parseDuration } from "../sdk/duration.ts";
+import type { BreakerOptions, Handler } from "../sdk/types.ts";
+import { createLogger } from "../telemetry/logger.ts";
+import { Metrics } from "../telemetry/metrics.ts";
+import { CapturingPublisher, LogCapture, type LogLine, type PublishedMessage } from "./capture.ts";
+
+export type { Outcome, Settlement } from "../invoke/settle.ts";
+export type { LogLine, PublishedMessage } from "./capture.ts";
+
+/** `retry:` as in `functions.yaml`; durations as milliseconds or strings such as `"1s"`. */
+export interface RetryOptions {
+  /** @default 5 */
+  maxAttempts?: number;
+  /** @default "exponential" */
+  backoff?: "exponential" | "fixed";
+  /** @default "1s" */
+  initialDelay?: number | string;
+  /** @default "5m" */
+  maxDelay?: number | string;
+  /** Takes effect only with {@link InvokeOptions.random}. @default true */
+  jitter?: boolean;
+}
+
+/** Shapes the delivery and the function around the handler. Every option has the host's default. */
+export interface InvokeOptions<Config = Record<string, unknown>> {
+  /** `ctx.function`; also names the output's `Nats-Msg-Id`, the dead letter and log lines. @default "test" */
+  function?: string;
+  /** `ctx.subject`. @default "test" */
+  subject?: string;
+  /** The stream holding the message. @default "TEST" */
+  stream?: string;
+  /** `ctx.seq`. @default 1 */
+  seq?: number;
+  /** `ctx.deliveryCount`: which attempt this is, 1 the first. @default 1 */
+  deliveryCount?: number;
+  /** `ctx.headers`. @default {} */
+  headers?: Record<string, string>;
+  /** `ctx.config`. @default {} */
+  config?: Config;
+  /** The clock of `ctx.breaker()`s and of the default `ctx.timestamp`. @default Date.now */
+  now?: () => number;
+  /** `ctx.timestamp`. @default new Date(now()) */
+  timestamp?: Date;
+  /** The handler's timeout: milliseconds or a duration. @default "30s" */
+  timeout?: number | string;
+  /** The retry policy, over jetfn's built-in one. @default { maxAttempts: 5, backoff: "exponential", initialDelay: "1s", maxDelay: "5m", jitter: true } */
+  retry?: RetryOptions;
+  /**
+   * Jitter's random numbers in [0, 1). Without it jitter is off, so a nak's delay is the
+   * nominal backoff (1 s, 2 s, 4 s... by default).
+   */
+  random?: () => number;
+  /** `output:`: where the return value is published. @default none */
+  output?: string;
+  /** `deadLetter:`. @default "jetfn.dlq.<function>" */
+  deadLetter?: string;
+  /** How the event's bytes decode. @default "json" */
+  encoding?: Encoding;
+  /**
+   * Names of `ctx.breaker()`s that are open when the handler first asks for them: their
+   * `execute()` rejects with the `BreakerOpenError` an open breaker of the host gives. The
+   * others are real breakers, closed, fresh for each `invoke()`.
+   */
+  openBreakers?: readonly string[];
+  /** Sees each publish first (the handler's, the output, the dead letter); throw to fail it as the server would. */
+  publish?: (message: PublishedMessage) => void | Promise<void>;
+}
+
+/** What jetfn would do with the delivery. */
+export interface InvokeResult<Result = unknown> {
+  /** How the run ended: `success`, `error`, `timeout`, `invalid`, `undecodable`, or `exhausted` (not run). */
+  outcome: Outcome;
+  /** The one terminal action: `ack`, `nak` with `delayMs`, or `dead-letter` with `reason`; with the error. */
+  settlement: Settlement;
+  /** The handler's return value, when it returned. */
+  output: Result | undefined;
+  /** Every publish, in order: the handler's `ctx.publish`es, then the output or the dead letter. */
+  published: PublishedMessage[];
+  /** Every log line at any level: the handler's `ctx.log` ones and jetfn's "delivery failed". */
+  logs: LogLine[];
+}
+
+/** A handler module's default export: `defineFunction({ handler, schema? })` or an async function. */
+export type HandlerExport<Event, Result, Config> = FunctionDefinition<Event, Result, Config> | Handler<Event, Result, Config>;
+
+/** Never aborts: a test has no shutdown. */
+const NO_SHUTDOWN = new AbortController().signal;
+let metrics: Metrics | undefined;
+
+/**
+ * Runs `handler` on one delivery of `event` and tells what jetfn would do: the outcome,
+ * the settlement, the output, what was published and what was logged.
+ *
+ * @param handler a handler module's default export, or the module itself (`await import("./fn.ts")`).
+ * @param event the event: bytes as they are, anything else encoded per `encoding`
+ *   (JSON by default; a string for `text`).
+ */
+export async function invoke<Event, Result, Config = Record<string, unknown>>(
+  handler: HandlerExport<Event, Result, Config> | { readonly default: HandlerExport<Event, Result, Config> },
+  event: unknown,
+  options: InvokeOptions<Config> = {},
+): Promise<InvokeResult<Awaited<Result>>> {
+  const exported = typeof handler === "object" && handler !== null && "default" in handler ? handler.default : handler;
+  const loaded = handlerOf(exported);
+  if (!loaded || loaded === "bad-schema") {
+    throw new TypeError(
+      loaded ? "invoke: the handler's schema has no safeParse() or ~standard" : "invoke: expected defineFunction({ handler }) or an async function",
+    );
+  }
+  const fn = compiledFunction(options);
+  const now = options.now ?? Date.now;
+  const logs = new LogCapture();
+  const log = createLogger("trace", logs).child({ function: fn.name });
+  const publisher = new CapturingPublisher(options.publish);
+  const host = new HostContext(fn, log, publisher, new TestBreakers(options.openBreakers ?? [], now));
+  metrics ??= new Metrics();
+  let settled: { outcome: Outcome; settlement: Settlement } | undefined;
+  const invoker = new Invoker({
+    host,
+    executor: new InProcessExecutor(loaded, host),
+    admission: new Admission(undefined, undefined, now),
+    metrics,
+    stop: NO_SHUTDOWN,
+    ...(options.random ? { random: options.random } : {}),
+    onSettled: (outcome, settlement) => (settled = { outcome, settlement }),
+  });
+  const delivery: Delivery = {
+    data: payload(event, fn.encoding),
+    subject: options.subject ?? "test",
+    headers: { ...options.headers },
+    stream: fn.stream,
+    seq: options.seq ?? 1,
+    deliveryCount: options.deliveryCount ?? 1,
+    timestamp: options.timestamp ?? new Date(now()),
+    // What the server is told follows from `settled`, which says it with its reason.
+    ack() {},
+    nak() {},
+    term() {},
+    working() {},
+  };
+  await invoker.process(delivery);
+  if (!settled) throw new Error(`invoke: the delivery was not settled; logged: ${JSON.stringify(logs.lines.at(-1))}`);
+  const { outcome, settlement } = settled;
+  return {
+    outcome,
+    settlement,
+    output: outcome.kind === "success" ? (outcome.value as Awaited<Result>) : undefined,
+    published: publisher.published,
+    logs: logs.lines,
+  };
+}
+
+/** The function's entry as the host compiles it: built-in defaults under the options. */
+function compiledFunction(options: InvokeOptions<unknown>): CompiledFunction {
+  const name = options.function ?? "test";
+  const builtIn = BUILT_IN_DEFAULTS;
+  const timeoutMs = options.timeout === undefined ? builtIn.timeoutMs : toMs(options.timeout, "timeout");
+  return {
+    name,
+    handlerPath: "",
+    exportName: "default",
+    stream: options.stream ?? "TEST",
+    subjects: [options.subject ?? "test"],
+    durable: `jetfn_${name}`,
+    concurrency: 1,
+    timeoutMs,
+    ackWaitMs: timeoutMs + builtIn.ackWaitMarginMs,
+    maxAckPending: builtIn.maxAckPendingFloor,
+    retry: retryPolicy(options.retry, options.random !== undefined),
+    ...(options.output ? { output: options.output } : {}),
+    deadLetter: options.deadLetter ?? defaultDeadLetter(name),
+    deliverPolicy: builtIn.deliverPolicy,
+    encoding: options.encoding ?? builtIn.encoding,
+    config: (options.config ?? {}) as Record<string, unknown>,
+    isolation: "none",
+    memoryLimitMb: builtIn.memoryLimitBytes / (1024 * 1024),
+    invoke: false,
+  };
+}
+
+function retryPolicy(retry: RetryOptions = {}, random: boolean): CompiledRetry {
+  const builtIn = BUILT_IN_DEFAULTS.retry;
+  return {
+    maxAttempts: retry.maxAttempts ?? builtIn.maxAttempts,
+    backoff: retry.backoff ?? builtIn.backoff,
+    initialDelayMs: retry.initialDelay === undefined ? builtIn.initialDelayMs : toMs(retry.initialDelay, "retry.initialDelay"),
+    maxDelayMs: retry.maxDelay === undefined ? builtIn.maxDelayMs : toMs(retry.maxDelay, "retry.maxDelay"),
+    // Deterministic unless the test brings its own randomness.
+    jitter: random && (retry.jitter ?? builtIn.jitter),
+  };
+}
+
+function toMs(value: number | string, option: string): number {
+  try {
+    return typeof value === "number" ? value : parseDuration(value);
+  } catch (error) {
+    throw new TypeError(`invoke: ${option}: ${(error as Error).message}`);
+  }
+}
+
+const utf8 = new TextEncoder();
+
+/** The message's bytes: as given, or the event encoded as a publisher would for `encoding`. */
+function payload(event: unknown, encoding: Encoding): Uint8Array {
+  if (event instanceof Uint8Array) return event;
+  if (encoding === "text" && typeof event === "string") return utf8.encode(event);
+  if (encoding === "json") {
+    const json = JSON.stringify(event);
+    if (json !== undefined) return utf8.encode(json);
+  }
+  const expected = encoding === "json" ? "a JSON value or bytes" : encoding === "text" ? "a string or bytes" : "bytes (a Uint8Array)";
+  throw new TypeError(`invoke: the event for encoding ${encoding} must be ${expected}, got ${typeof event}`);
+}
+
+/** The host's named breakers, with the ones named open tripped on first use (with the handler's options). */
+class TestBreakers extends BreakerRegistry {
+  readonly #open: Set<string>;
+
+  constructor(open: readonly string[], now: () => number) {
+    super(undefined, now);
+    this.#open = new Set(open);
+  }
+
+  override get(name: string, options: BreakerOptions | undefined, fn: string): NamedBreaker {
+    const breaker = super.get(name, options, fn);
+    if (this.#open.delete(name)) {
+      while (breaker.state !== "open") {
+        breaker.tryAcquire();
+        breaker.failure();
+      }
+    }
+    return breaker;
+  }
+}
