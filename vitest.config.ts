@@ -13,7 +13,7 @@ export default defineConfig({
     maxWorkers: 2,
     coverage: { enabled: false },
     projects: [
-      { test: { ...shared, name: "unit", include: ["test/unit/**/*.test.ts"] } },
+      { test: { ...shared, name: "unit", include: ["test/unit/**/*.test.ts", "functions/**/*.test.ts"] } },
       { test: { ...shared, name: "worker", include: ["test/{integration,faults,e2e,isolation,ordering}/**/*.test.ts"] } },
       {
         test: {

@@ -1,0 +1,49 @@
+import { invoke, type InvokeOptions } from "jetfn/testing";
+import { describe, expect, it } from "vitest";
+import processOrder from "./process-order.ts";
+
+/** process-order as functions.yaml runs it (its defaults' retry, its output), with no simulated gateway failures. */
+const options: InvokeOptions = {
+  function: "process-order",
+  subject: "orders.created",
+  stream: "ORDERS",
+  output: "orders.paid",
+  retry: { maxAttempts: 5, initialDelay: "500ms", maxDelay: "30s" },
+  config: { failureRate: 0 },
+};
+
+const order = { orderId: "o-1", customerId: "c-1", amount: 25 };
+
+describe("process-order", () => {
+  it("charges the order and publishes it, paid, to orders.paid", async () => {
+    const result = await invoke(processOrder, order, { ...options, seq: 7 });
+    expect(result.settlement.action).toBe("ack");
+    expect(result.output).toMatchObject({ ...order, currency: "EUR", receiptId: expect.stringMatching(/^rcpt_o-1_/) });
+    expect(result.published).toHaveLength(1);
+    expect(result.published[0]).toMatchObject({ subject: "orders.paid", msgId: "process-order:ORDERS:7" });
+    expect(result.logs).toContainEqual(expect.objectContaining({ level: "info", msg: "payment captured", orderId: "o-1" }));
+  });
+
+  it("dead-letters a declined card at once", async () => {
+    const result = await invoke(processOrder, { ...order, amount: 20_000 }, options);
+    expect(result.settlement).toEqual({ action: "dead-letter", reason: "non-retryable", error: "NonRetryableError: card declined for order o-1" });
+    expect(result.published.map((m) => m.subject)).toEqual(["jetfn.dlq.process-order"]);
+  });
+
+  it("dead-letters an order its schema refuses, without charging", async () => {
+    const result = await invoke(processOrder, { ...order, amount: -1 }, options);
+    expect(result.settlement).toMatchObject({ action: "dead-letter", reason: "invalid", error: expect.stringContaining("amount") });
+    expect(result.logs.some((line) => line.msg === "payment captured")).toBe(false);
+  });
+
+  it("retries with backoff when the gateway is slower than the timeout", async () => {
+    const result = await invoke(processOrder, order, { ...options, timeout: 1, deliveryCount: 2 });
+    expect(result.outcome.kind).toBe("timeout");
+    expect(result.settlement).toMatchObject({ action: "nak", delayMs: 1000 });
+  });
+
+  it("waits, without spending attempts, while the payment-api breaker is open", async () => {
+    const result = await invoke(processOrder, order, { ...options, deliveryCount: 5, openBreakers: ["payment-api"] });
+    expect(result.settlement).toEqual({ action: "nak", delayMs: 10_000, error: "BreakerOpenError: breaker payment-api is open" });
+  });
+});
