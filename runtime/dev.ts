@@ -40,6 +40,8 @@ export async function runDev(env: CompiledEnv, log: Logger, stop: AbortSignal): 
 
   const watcher = watch(root, { recursive: true }, (_event, file) => {
     if (!file || /(^|[/\\])(node_modules|\.jetfn|\.git)([/\\]|$)/.test(file)) return;
+    // A handler's test (functions/<name>.test.ts) is no part of what runs.
+    if (/\.test\.[cm]?[jt]s$/.test(file)) return;
     clearTimeout(timer);
     timer = setTimeout(() => {
       reloading = reloading.then(reload).catch((error: unknown) => log.error({ err: error }, "reload failed"));
