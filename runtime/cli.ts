@@ -144,6 +144,7 @@ function scaffold(args: string[]): number {
   const env = loadEnv();
   const created = newFunction(env.configFile, { name, subject, ...(stream ? { stream } : {}) });
   console.log(`created ${created.handlerFile}`);
+  console.log(`created ${created.testFile} (npx vitest run ${path.relative(process.cwd(), created.testFile)})`);
   console.log(`added ${name} to ${env.configFile} (stream ${created.stream}, subject ${subject})`);
   console.log(`next: npx jetfn validate, then npm start (or npx jetfn dev) and npx jetfn publish ${subject} '{"id":"1"}'`);
   return 0;

@@ -18,6 +18,8 @@ export interface NewFunctionOptions {
 /** What `jetfn new` wrote. */
 export interface NewFunction {
   readonly handlerFile: string;
+  /** The handler's vitest test beside it, using `jetfn/testing`. */
+  readonly testFile: string;
   readonly stream: string;
 }
 
@@ -43,8 +45,34 @@ export default defineFunction({
 });
 `;
 
+/** The handler's test: what the template does with a good event, an empty id and a bad event. */
+const TEST_TEMPLATE = (name: string) => `import { invoke } from "jetfn/testing";
+import { describe, expect, it } from "vitest";
+import handler from "./${name}.ts";
+
+// invoke() runs the handler as jetfn would, without a broker, and tells what jetfn would do.
+describe("${name}", () => {
+  it("handles an event: acks, and returns what goes to output", async () => {
+    const result = await invoke(handler, { id: "42" }, { function: "${name}" });
+    expect(result.settlement.action).toBe("ack");
+    expect(result.output).toMatchObject({ id: "42" });
+  });
+
+  it("dead-letters an empty id at once, without retries", async () => {
+    const result = await invoke(handler, { id: "" });
+    expect(result.settlement).toMatchObject({ action: "dead-letter", reason: "non-retryable" });
+  });
+
+  it("dead-letters an event its schema refuses", async () => {
+    const result = await invoke(handler, { name: "no id" });
+    expect(result.settlement).toMatchObject({ action: "dead-letter", reason: "invalid" });
+  });
+});
+`;
+
 /**
- * Adds a function: writes `functions/<name>.ts` from a template and appends its entry to
+ * Adds a function: writes `functions/<name>.ts` from a template (and its test,
+ * `functions/<name>.test.ts`) and appends its entry to
  * `functions.yaml` (comments and layout kept), then checks the result loads. Refuses to
  * overwrite anything.
  */
@@ -65,6 +93,8 @@ export function newFunction(configFile: string, options: NewFunctionOptions): Ne
   const relative = path.posix.join("functions", `${name}.ts`);
   const handlerFile = path.join(config.rootDir, relative);
   if (existsSync(handlerFile)) fail(`${relative} already exists`);
+  const testFile = handlerFile.replace(/\.ts$/, ".test.ts");
+  if (existsSync(testFile)) fail(`${relative.replace(/\.ts$/, ".test.ts")} already exists`);
 
   const document = parseDocument(readFileSync(configFile, "utf8"));
   const functions = document.get("functions");
@@ -75,7 +105,8 @@ export function newFunction(configFile: string, options: NewFunctionOptions): Ne
 
   mkdirSync(path.dirname(handlerFile), { recursive: true });
   writeFileSync(handlerFile, TEMPLATE(name));
+  writeFileSync(testFile, TEST_TEMPLATE(name));
   writeFileSync(configFile, document.toString());
   loadConfig(configFile); // what we wrote must load
-  return { handlerFile, stream };
+  return { handlerFile, testFile, stream };
 }
