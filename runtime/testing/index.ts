@@ -63,7 +63,10 @@ export interface InvokeOptions<Config = Record<string, unknown>> {
   headers?: Record<string, string>;
   /** `ctx.config`. @default {} */
   config?: Config;
-  /** The clock of `ctx.breaker()`s and of the default `ctx.timestamp`. @default Date.now */
+  /**
+   * The clock of `ctx.breaker()`s and of the default `ctx.timestamp`, in epoch ms.
+   * @default the time of the `invoke()` call, standing still: an open breaker's delays are exact
+   */
   now?: () => number;
   /** `ctx.timestamp`. @default new Date(now()) */
   timestamp?: Date;
@@ -134,7 +137,8 @@ export async function invoke<Event, Result, Config = Record<string, unknown>>(
     );
   }
   const fn = compiledFunction(options);
-  const now = options.now ?? Date.now;
+  const startedAt = Date.now();
+  const now = options.now ?? (() => startedAt);
   const logs = new LogCapture();
   const log = createLogger("trace", logs).child({ function: fn.name });
   const publisher = new CapturingPublisher(options.publish);
