@@ -30,11 +30,18 @@ Commands:
                                 publish one event to JetStream
   invoke <function> <json|@file> [--timeout 30s] [--header k=v]...
                                 call a function with invoke: true over NATS and print its answer
-  dlq list [function] [--limit n] [--json]
-                                show dead letters, oldest first
+  dlq list [function] [--reason r] [--since <time|duration>] [--limit n] [--json]
+                                show dead letters, oldest first; --reason is one of non-retryable,
+                                attempts-exhausted, undecodable, invalid, crashed
+  dlq show <function> <seq> [--json]
+                                print one dead letter (its JETFN_DLQ#<seq>): headers, failure,
+                                origin, and the body as JSON or a hex dump
   dlq redrive <function> [--seq n]...
                                 send a function's dead letters (or the given ones) back to
                                 their original subject, then remove them from the dead letters
+  dlq purge <function> [--seq n]... [--before <time|duration>] [--yes]
+                                remove a function's dead letters (all, the given ones, or those
+                                that failed before a time); asks on a terminal, else needs --yes
 
 Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
 Exit codes: 0 done, 1 runtime failure (for invoke: the function answered with an error, or
