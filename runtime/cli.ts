@@ -3,6 +3,8 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { BundleError, buildHandlers, buildRouteSchemas } from "./bundle/build.ts";
 import { loadRouteSchemas } from "./bundle/load.ts";
+import { UsageError, withClients } from "./cli/common.ts";
+import { deadLetterCommand } from "./cli/dlq.ts";
 import { isDuration, parseDuration } from "./config/duration.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadEnv } from "./config/env.ts";
@@ -10,8 +12,6 @@ import { loadConfig } from "./config/load.ts";
 import { runDev } from "./dev.ts";
 import { Host } from "./host.ts";
 import { prepareHandlers } from "./isolation/check.ts";
-import { openClients, type NatsClients } from "./nats/clients.ts";
-import { listDeadLetters, redriveDeadLetters, type DeadLetter } from "./nats/dead-letters.ts";
 import { requestInvoke } from "./nats/invoke-client.ts";
 import { ProvisionError } from "./nats/provision.ts";
 import { newFunction } from "./scaffold.ts";
@@ -30,17 +30,22 @@ Commands:
                                 publish one event to JetStream
   invoke <function> <json|@file> [--timeout 30s] [--header k=v]...
                                 call a function with invoke: true over NATS and print its answer
-  dlq list [function] [--limit n] [--json]
-                                show dead letters, oldest first
+  dlq list [function] [--reason r] [--since <time|duration>] [--limit n] [--json]
+                                show dead letters, oldest first; --reason is one of non-retryable,
+                                attempts-exhausted, undecodable, invalid, crashed
+  dlq show <function> <seq> [--json]
+                                print one dead letter (its JETFN_DLQ#<seq>): headers, failure,
+                                origin, and the body as JSON or a hex dump
   dlq redrive <function> [--seq n]...
                                 send a function's dead letters (or the given ones) back to
                                 their original subject, then remove them from the dead letters
+  dlq purge <function> [--seq n]... [--before <time|duration>] [--yes]
+                                remove a function's dead letters (all, the given ones, or those
+                                that failed before a time); asks on a terminal, else needs --yes
 
 Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
 Exit codes: 0 done, 1 runtime failure (for invoke: the function answered with an error, or
 no host serves it), 2 bad configuration or usage.`;
-
-class UsageError extends Error {}
 
 /** Runs one CLI command; resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -62,7 +67,7 @@ export async function main(argv: string[]): Promise<number> {
       case "invoke":
         return await invoke(rest);
       case "dlq":
-        return await deadLetters(rest);
+        return await deadLetterCommand(rest);
       case "help":
       case "--help":
       case "-h":
@@ -73,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`jetfn: ${error.message}\n\n${USAGE}`);
+      console.error(error.showUsage ? `jetfn: ${error.message}\n\n${USAGE}` : `jetfn: ${error.message}`);
       return 2;
     }
     if (error instanceof ConfigError || error instanceof BundleError || error instanceof ProvisionError) {
@@ -250,71 +255,4 @@ function headerOptions(values: readonly string[] | undefined): Record<string, st
     headers[header.slice(0, eq)] = header.slice(eq + 1);
   }
   return headers;
-}
-
-async function deadLetters(args: string[]): Promise<number> {
-  const [action, ...rest] = args;
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      options: { limit: { type: "string" }, json: { type: "boolean" }, seq: { type: "string", multiple: true } },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const env = loadEnv();
-  const config = loadConfig(env.configFile);
-  const [name] = parsed.positionals;
-  const chosen = name ? config.functions.filter((f) => f.name === name) : config.functions;
-  if (name && chosen.length === 0) throw new UsageError(`no function named ${name} in ${config.file}`);
-  const numbers = (values: string[] | undefined, option: string): number[] =>
-    (values ?? []).map((value) => {
-      const n = Number(value);
-      if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${option} expects a positive integer, got ${value}`);
-      return n;
-    });
-  if (action === "list") {
-    const [limit] = numbers(parsed.values.limit ? [parsed.values.limit] : [], "limit");
-    return withClients(env, async (clients) => {
-      for (const fn of chosen) {
-        for (const letter of await listDeadLetters(clients, fn, limit)) {
-          console.log(parsed.values.json ? JSON.stringify(letter) : describe(letter));
-        }
-      }
-      return 0;
-    });
-  }
-  if (action === "redrive") {
-    if (!name) throw new UsageError("dlq redrive needs the function whose dead letters to send back");
-    const only = parsed.values.seq ? new Set(numbers(parsed.values.seq, "seq")) : undefined;
-    const fn = chosen[0]!;
-    return withClients(env, async (clients) => {
-      const redriven = await redriveDeadLetters(clients, fn, only);
-      for (const letter of redriven) console.log(`redriven ${describe(letter)}`);
-      const sharing = new Set(
-        redriven.flatMap((letter) => config.functions.filter((f) => f.name !== fn.name && f.subjects.includes(letter.subject)).map((f) => f.name)),
-      );
-      if (sharing.size > 0) console.error(`note: ${[...sharing].join(", ")} also receive these subjects and will see them again`);
-      console.error(`${redriven.length} dead letter(s) of ${fn.name} sent back`);
-      return 0;
-    });
-  }
-  throw new UsageError(action ? `unknown dlq action: ${action}` : "dlq needs list or redrive");
-}
-
-function describe(letter: DeadLetter): string {
-  return `${letter.dlqStream}#${letter.dlqSeq} ${letter.function} ${letter.subject} (${letter.stream}#${letter.streamSeq}) ${letter.failedAt} deliveries=${letter.deliveries} ${letter.reason}: ${letter.error}`;
-}
-
-/** Connects for one CLI command (to the default where `jetfn start` runs its embedded server). */
-async function withClients(env: ReturnType<typeof loadEnv>, run: (clients: NatsClients) => Promise<number>): Promise<number> {
-  const log = createLogger(env.logLevel === "info" ? "warn" : env.logLevel);
-  const clients = await openClients(env, env.natsUrl ?? ["nats://127.0.0.1:4222"], log);
-  try {
-    return await run(clients);
-  } finally {
-    await clients.nc.drain();
-  }
 }

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { parseDocument, YAMLSeq } from "yaml";
+import { appendFunctionEntry } from "./config/append-function.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadConfig } from "./config/load.ts";
 import { FUNCTION_NAME } from "./config/schema.ts";
@@ -72,9 +72,9 @@ describe("${name}", () => {
 
 /**
  * Adds a function: writes `functions/<name>.ts` from a template (and its test,
- * `functions/<name>.test.ts`) and appends its entry to
- * `functions.yaml` (comments and layout kept), then checks the result loads. Refuses to
- * overwrite anything.
+ * `functions/<name>.test.ts`) and adds its entry at the end of `functions:` in
+ * `functions.yaml`, leaving every other byte of the file as it was (see
+ * {@link appendFunctionEntry}), then checks the result loads. Refuses to overwrite anything.
  */
 export function newFunction(configFile: string, options: NewFunctionOptions): NewFunction {
   const { name, subject } = options;
@@ -96,17 +96,17 @@ export function newFunction(configFile: string, options: NewFunctionOptions): Ne
   const testFile = handlerFile.replace(/\.ts$/, ".test.ts");
   if (existsSync(testFile)) fail(`${relative.replace(/\.ts$/, ".test.ts")} already exists`);
 
-  const document = parseDocument(readFileSync(configFile, "utf8"));
-  const functions = document.get("functions");
-  const entry = document.createNode({ name, handler: relative, stream, subjects: [subject] });
-  entry.spaceBefore = true;
-  if (functions instanceof YAMLSeq) functions.add(entry);
-  else document.set("functions", document.createNode([entry]));
+  let yaml: string;
+  try {
+    yaml = appendFunctionEntry(readFileSync(configFile, "utf8"), { name, handler: relative, stream, subjects: [subject] });
+  } catch (error) {
+    return fail((error as Error).message);
+  }
 
   mkdirSync(path.dirname(handlerFile), { recursive: true });
   writeFileSync(handlerFile, TEMPLATE(name));
   writeFileSync(testFile, TEST_TEMPLATE(name));
-  writeFileSync(configFile, document.toString());
+  writeFileSync(configFile, yaml);
   loadConfig(configFile); // what we wrote must load
   return { handlerFile, testFile, stream };
 }

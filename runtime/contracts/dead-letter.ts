@@ -18,6 +18,14 @@ export function defaultDeadLetter(functionName: string): string {
   return `jetfn.dlq.${functionName}`;
 }
 
+/**
+ * The `Jetfn-Reason` values, which are also `jetfn_dead_letters_total{reason}`'s: why a
+ * delivery was dead-lettered. `jetfn dlq list --reason` takes one of them.
+ */
+export const DEAD_LETTER_REASONS = Object.freeze(["non-retryable", "attempts-exhausted", "undecodable", "invalid", "crashed"] as const);
+
+export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
+
 const OWN = /^(jetfn-|nats-)/i;
 
 /**

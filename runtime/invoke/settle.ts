@@ -1,4 +1,5 @@
 import type { CompiledRetry } from "../config/types.ts";
+import type { DeadLetterReason } from "../contracts/dead-letter.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
 import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
 
@@ -22,8 +23,8 @@ export type Outcome =
 /** Why a worker thread ended: `jetfn_worker_restarts_total{reason}` values. */
 export type CrashReason = "timeout" | "out-of-memory" | "exit" | "uncaught" | "load";
 
-/** `jetfn_dead_letters_total{reason}` values. */
-export type DeadLetterReason = "non-retryable" | "attempts-exhausted" | "undecodable" | "invalid" | "crashed";
+/** `jetfn_dead_letters_total{reason}` values (the `Jetfn-Reason` header's). */
+export type { DeadLetterReason };
 
 /** The one terminal action for a delivery (DESIGN.md, outcome table). */
 export type Settlement =

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { CrashReason, DeadLetterReason, InvocationOutcome } from "../invoke/settle.ts";
+import { DEAD_LETTER_REASONS } from "../contracts/dead-letter.ts";
+import type { CrashReason, InvocationOutcome } from "../invoke/settle.ts";
 import { JETFN_VERSION } from "../package-root.ts";
 
 /** `jetfn_acks_total{action}` values. */
@@ -147,7 +148,7 @@ export class Metrics {
     for (const action of ["ack", "nak", "term", "working"] satisfies AckAction[]) {
       this.acks.inc({ function: name, action }, 0);
     }
-    for (const reason of ["non-retryable", "attempts-exhausted", "undecodable", "invalid", "crashed"] satisfies DeadLetterReason[]) {
+    for (const reason of DEAD_LETTER_REASONS) {
       this.deadLetters.inc({ function: name, reason }, 0);
     }
     for (const reason of ["timeout", "out-of-memory", "exit", "uncaught", "load"] satisfies CrashReason[]) {

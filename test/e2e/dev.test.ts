@@ -13,6 +13,8 @@ import { client, makeProject } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const YAML = `# my functions
+defaults:
+  retry: { maxAttempts: 3, backoff: exponential, initialDelay: 100ms }
 streams:
   - name: SHOP   # the shop's events
     subjects: ["shop.>"]
@@ -46,16 +48,16 @@ afterAll(async () => {
 const project = () => makeProject({ "functions.yaml": YAML }, { fixtures: "dev" });
 
 describe("jetfn new", () => {
-  it("writes a handler and its yaml entry, keeping the file's comments, and the result validates", async () => {
+  it("writes a handler and its yaml entry, leaving the rest of the file as it was, and the result validates", async () => {
     const dir = project();
     const env = { JETFN_CONFIG: path.join(dir, "functions.yaml") };
     const created = runCli(["new", "ship-order", "--subject", "shop.paid"], env);
     expect(await created.exited).toBe(0);
     expect(created.output()).toContain("added ship-order");
-    const yaml = readFileSync(path.join(dir, "functions.yaml"), "utf8");
-    expect(yaml).toContain("# my functions");
-    expect(yaml).toContain("# the shop's events");
-    expect(yaml).toMatch(/- name: ship-order\n\s+handler: functions\/ship-order\.ts\n\s+stream: SHOP\n\s+subjects:\n\s+- shop\.paid/);
+    // The new entry is the whole diff: comments, `["shop.>"]` and the one-line retry map stay.
+    expect(readFileSync(path.join(dir, "functions.yaml"), "utf8")).toBe(
+      `${YAML}  - name: ship-order\n    handler: functions/ship-order.ts\n    stream: SHOP\n    subjects:\n      - shop.paid\n`,
+    );
     expect(readFileSync(path.join(dir, "functions/ship-order.ts"), "utf8")).toContain("defineFunction");
     const validate = runCli(["validate"], env);
     expect(await validate.exited).toBe(0);

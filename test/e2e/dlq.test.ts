@@ -107,5 +107,5 @@ it("lists dead letters, and redrives one, then the rest, to a fixed handler", as
 it("exits 2 on usage errors", async () => {
   expect((await cli("redrive")).code).toBe(2);
   expect((await cli("list", "nobody")).output).toContain("no function named nobody");
-  expect((await cli("purge")).output).toContain("unknown dlq action: purge");
+  expect((await cli("prune")).output).toContain("unknown dlq action: prune");
 });

@@ -1,0 +1,42 @@
+import { redactUrl } from "../config/env.ts";
+import type { CompiledEnv } from "../config/types.ts";
+import { openClients, type NatsClients } from "../nats/clients.ts";
+import { createLogger } from "../telemetry/logger.ts";
+
+/** Bad arguments: exit 2, with the usage text unless `showUsage` is false. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly showUsage = true,
+  ) {
+    super(message);
+  }
+}
+
+/** Where a command without `NATS_URL` connects: where `jetfn start` runs its embedded server. */
+const DEFAULT_SERVERS = ["nats://127.0.0.1:4222"];
+
+/** The servers a command talks to, as its messages name them (any credentials redacted). */
+export function serverLabel(env: CompiledEnv): string {
+  return (env.natsUrl ?? DEFAULT_SERVERS).map(redactUrl).join(",");
+}
+
+/** Connects for one CLI command; `run` gets the clients and {@link serverLabel} for its messages. */
+export async function withClients(env: CompiledEnv, run: (clients: NatsClients, server: string) => Promise<number>): Promise<number> {
+  const log = createLogger(env.logLevel === "info" ? "warn" : env.logLevel);
+  const clients = await openClients(env, env.natsUrl ?? DEFAULT_SERVERS, log);
+  try {
+    return await run(clients, serverLabel(env));
+  } finally {
+    await clients.nc.drain();
+  }
+}
+
+/** `--option` values that must be positive integers. */
+export function positiveIntegers(values: readonly string[] | undefined, option: string): number[] {
+  return (values ?? []).map((value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${option} expects a positive integer, got ${value}`);
+    return n;
+  });
+}
