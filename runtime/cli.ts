@@ -1,5 +1,6 @@
 import path from "node:path";
 import { readFileSync } from "node:fs";
+import { hostname, userInfo } from "node:os";
 import { parseArgs } from "node:util";
 import { BundleError, buildHandlers, buildRouteSchemas } from "./bundle/build.ts";
 import { loadRouteSchemas } from "./bundle/load.ts";
@@ -11,6 +12,7 @@ import { runDev } from "./dev.ts";
 import { Host } from "./host.ts";
 import { prepareHandlers } from "./isolation/check.ts";
 import { openClients, type NatsClients } from "./nats/clients.ts";
+import { openControlBucket, pauseKey, readPause, writePause } from "./nats/control.ts";
 import { listDeadLetters, redriveDeadLetters, type DeadLetter } from "./nats/dead-letters.ts";
 import { requestInvoke } from "./nats/invoke-client.ts";
 import { ProvisionError } from "./nats/provision.ts";
@@ -35,6 +37,9 @@ Commands:
   dlq redrive <function> [--seq n]...
                                 send a function's dead letters (or the given ones) back to
                                 their original subject, then remove them from the dead letters
+  pause <function> [--reason text]
+                                stop the function on every host (in-flight invocations finish)
+  resume <function>             start it again on every host
 
 Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
 Exit codes: 0 done, 1 runtime failure (for invoke: the function answered with an error, or
@@ -63,6 +68,9 @@ export async function main(argv: string[]): Promise<number> {
         return await invoke(rest);
       case "dlq":
         return await deadLetters(rest);
+      case "pause":
+      case "resume":
+        return await pauseOrResume(command, rest);
       case "help":
       case "--help":
       case "-h":
@@ -305,6 +313,65 @@ async function deadLetters(args: string[]): Promise<number> {
 
 function describe(letter: DeadLetter): string {
   return `${letter.dlqStream}#${letter.dlqSeq} ${letter.function} ${letter.subject} (${letter.stream}#${letter.streamSeq}) ${letter.failedAt} deliveries=${letter.deliveries} ${letter.reason}: ${letter.error}`;
+}
+
+/**
+ * `jetfn pause` / `jetfn resume`: writes the function's state to `JETFN_CONTROL`; every
+ * host applies it within moments. The name is checked against functions.yaml.
+ */
+async function pauseOrResume(command: "pause" | "resume", args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, options: command === "pause" ? { reason: { type: "string" } } : {} });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const [name] = parsed.positionals;
+  if (!name || parsed.positionals.length > 1) throw new UsageError(`${command} needs one <function>`);
+  const env = loadEnv();
+  const config = loadConfig(env.configFile);
+  if (!config.functions.some((f) => f.name === name)) throw new UsageError(`no function named ${name} in ${config.file}`);
+  const reason = (parsed.values as { reason?: string }).reason;
+  return withClients(env, async ({ nc }) => {
+    const kv = await openControlBucket(nc);
+    const current = await kv.get(pauseKey(name));
+    const was = current?.operation === "PUT" ? readPause(current.value) : undefined;
+    const paused = was !== undefined && was !== "invalid";
+    if (command === "resume" && !paused) {
+      console.log(`${name} is not paused`);
+      return 0;
+    }
+    if (command === "pause" && paused && !reason) {
+      // Nothing to change: the pause in force keeps its reason, time and author.
+      console.log(`${name} is paused already, since ${was.at} by ${was.by}${was.reason ? ` (reason: ${was.reason})` : ""}`);
+      return 0;
+    }
+    await writePause(kv, name, {
+      paused: command === "pause",
+      ...(command === "pause" && reason ? { reason } : {}),
+      at: new Date().toISOString(),
+      by: operator(),
+    });
+    if (command === "pause") {
+      const since = paused ? `; it was paused already, since ${was.at} by ${was.by}` : "";
+      console.log(`paused ${name}${reason ? ` (reason: ${reason})` : ""}${since}`);
+      console.log("every host stops pulling it within 2 s; invocations running now finish");
+    } else {
+      console.log(`resumed ${name}: every host pulls it again`);
+    }
+    return 0;
+  });
+}
+
+/** Who runs the CLI, for the record in JETFN_CONTROL. */
+function operator(): string {
+  let user = "unknown";
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry (a container running as an arbitrary uid)
+  }
+  return `${user}@${hostname()}`;
 }
 
 /** Connects for one CLI command (to the default where `jetfn start` runs its embedded server). */

@@ -27,7 +27,9 @@ import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { PullLoop } from "./nats/pull-loop.ts";
 import { openLeaseBucket } from "./nats/leases.ts";
 import { OrderedFunction } from "./ordering/ordered-function.ts";
+import type { Pause } from "./contracts/control.ts";
 import type { Delivery } from "./contracts/delivery.ts";
+import { openControlBucket, PauseWatch } from "./nats/control.ts";
 import { InvokeService } from "./nats/service.ts";
 import { BREAKER_STATE_VALUE, type BreakerState } from "./resilience/breaker.ts";
 import { BreakerRegistry } from "./resilience/breakers.ts";
@@ -38,7 +40,8 @@ import { installTracing, type Tracing } from "./telemetry/tracing.ts";
 /**
  * Lifecycle of a host:
  * - `created`: config validated, every handler bundled and loaded; no network I/O yet;
- * - `starting`: connecting, provisioning, starting pull loops, the NATS service and HTTP;
+ * - `starting`: connecting, provisioning, reading which functions are paused, starting pull
+ *   loops, the NATS service and HTTP;
  * - `running`: pulling and invoking, answering requests;
  * - `draining`: not ready, not pulling nor taking requests, in-flight invocations and calls finishing;
  * - `stopped`: connection drained, HTTP closed;
@@ -108,6 +111,7 @@ export class Host {
   #ingress?: IngressServer;
   #ingressAddress?: AddressInfo;
   #service?: InvokeService;
+  #pauses?: PauseWatch;
   #poller?: ConsumerPoller;
   #tracing?: Tracing;
   #httpAddress?: AddressInfo;
@@ -178,7 +182,10 @@ export class Host {
     return this.#state === "running" && !this.#shutdown && this.#connected && this.#running.every((r) => r.loop.bound);
   }
 
-  /** Connects, provisions, starts one pull loop per function, the NATS service (for `invoke: true`), then HTTP. */
+  /**
+   * Connects, provisions, applies each function's pause (`JETFN_CONTROL`), starts one pull
+   * loop per function, the NATS service (for `invoke: true`), then HTTP.
+   */
   start(): Promise<void> {
     if (this.#state !== "created") return Promise.reject(new Error(`cannot start a host that is ${this.#state}`));
     this.#starting = this.#start();
@@ -206,6 +213,15 @@ export class Host {
       stillWanted();
       const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
       for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients, leases));
+      // Before any pull: a function paused across the fleet starts paused here too.
+      this.#pauses = new PauseWatch({
+        kv: await openControlBucket(clients.nc),
+        functions: this.config.functions.map((fn) => fn.name),
+        apply: (name, pause) => this.#setPaused(name, pause),
+        log: this.log,
+      });
+      await this.#pauses.start();
+      stillWanted();
       // Every function's consumers at once, and each pulls as soon as its own are bound.
       await Promise.all(
         this.#running.map(async ({ fn, loop }) => {
@@ -293,6 +309,17 @@ export class Host {
     });
   }
 
+  /** Applies `jetfn pause` / `jetfn resume` as read from `JETFN_CONTROL`. */
+  #setPaused(name: string, pause: Pause | undefined): void {
+    const running = this.#running.find((r) => r.fn.name === name);
+    if (!running) return;
+    const was = running.admission.paused;
+    running.admission.setPaused(pause);
+    this.metrics.functionPaused.set({ function: name }, pause ? 1 : 0);
+    if (pause && !was) this.log.warn({ function: name, reason: pause.reason, by: pause.by, at: pause.at }, "function paused: pulling stopped");
+    else if (!pause && was) this.log.info({ function: name }, "function resumed: pulling again");
+  }
+
   #breakerChanged(fn: string, breaker: string, from: BreakerState, to: BreakerState): void {
     this.metrics.breakerState.set({ function: fn, breaker }, BREAKER_STATE_VALUE[to]);
     if (from === to) return;
@@ -311,6 +338,8 @@ export class Host {
         durable: fn.durable,
         subjects: fn.subjects,
         bound: loop.bound,
+        paused: admission.paused !== undefined,
+        ...(admission.paused ? { pausedReason: admission.paused.reason ?? null, pausedAt: admission.paused.at, pausedBy: admission.paused.by } : {}),
         inflight: invoker.inflight,
         limit: fn.concurrency,
         calls: caller.inflight,
@@ -367,6 +396,7 @@ export class Host {
   async #release(): Promise<void> {
     this.#stop.abort();
     await this.#poller?.stop();
+    await this.#pauses?.stop();
     const nc = this.#clients?.nc;
     if (nc && !nc.isClosed()) {
       await nc.drain().catch((error: unknown) => this.log.warn({ err: error }, "draining the NATS connection failed"));

@@ -125,6 +125,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly functionPaused = new Gauge({
+    name: "jetfn_function_paused",
+    help: "1 while the function is paused by `jetfn pause` (state in the KV bucket JETFN_CONTROL), 0 otherwise.",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+
   #refreshBreakers: () => void = () => {};
 
   constructor() {
@@ -140,6 +147,7 @@ export class Metrics {
   /** Makes every per-function series exist at 0, so dashboards see a function before traffic. */
   registerFunction(name: string): void {
     this.received.inc({ function: name }, 0);
+    this.functionPaused.set({ function: name }, 0);
     this.inflight.set({ function: name }, 0);
     for (const outcome of ["success", "error", "timeout", "invalid", "crashed"] satisfies InvocationOutcome[]) {
       this.invocations.inc({ function: name, outcome }, 0);
