@@ -1,6 +1,7 @@
 import path from "node:path";
 import { readFileSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { BundleError, buildHandlers, buildRouteSchemas } from "./bundle/build.ts";
 import { loadRouteSchemas } from "./bundle/load.ts";
@@ -16,7 +17,9 @@ import { openControlBucket, pauseKey, readPause, writePause } from "./nats/contr
 import { listDeadLetters, redriveDeadLetters, type DeadLetter } from "./nats/dead-letters.ts";
 import { requestInvoke } from "./nats/invoke-client.ts";
 import { ProvisionError } from "./nats/provision.ts";
+import { fleetStatus } from "./nats/status-client.ts";
 import { newFunction } from "./scaffold.ts";
+import { formatStatusTable } from "./status-table.ts";
 import { createLogger } from "./telemetry/logger.ts";
 
 const USAGE = `Usage: jetfn <command> [options]
@@ -40,6 +43,7 @@ Commands:
   pause <function> [--reason text]
                                 stop the function on every host (in-flight invocations finish)
   resume <function>             start it again on every host
+  status [--json] [--watch]     every running host and its functions, from the jetfn service
 
 Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
 Exit codes: 0 done, 1 runtime failure (for invoke: the function answered with an error, or
@@ -71,6 +75,8 @@ export async function main(argv: string[]): Promise<number> {
       case "pause":
       case "resume":
         return await pauseOrResume(command, rest);
+      case "status":
+        return await status(rest);
       case "help":
       case "--help":
       case "-h":
@@ -372,6 +378,48 @@ function operator(): string {
     // no passwd entry (a container running as an arbitrary uid)
   }
   return `${user}@${hostname()}`;
+}
+
+/** How often `jetfn status --watch` refreshes. */
+const WATCH_EVERY_MS = 2000;
+
+/** `jetfn status`: every host of the jetfn service, and its functions. */
+async function status(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: { json: { type: "boolean" }, watch: { type: "boolean" } } });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const { json, watch } = parsed.values;
+  const env = loadEnv();
+  const servers = (env.natsUrl ?? ["nats://127.0.0.1:4222"]).join(",");
+  return withClients(env, async ({ nc, jsm }) => {
+    const stop = new AbortController();
+    const onSignal = (): void => stop.abort();
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    try {
+      do {
+        const started = Date.now();
+        const fleet = await fleetStatus(nc, jsm);
+        if (json) {
+          console.log(watch ? JSON.stringify(fleet) : JSON.stringify(fleet, null, 2));
+          if (!watch && fleet.hosts.length === 0) console.error(`jetfn: no jetfn host answered on ${servers}`);
+        } else {
+          // On a terminal, each refresh takes the screen's place; in a pipe, they follow each other.
+          if (watch && process.stdout.isTTY) process.stdout.write("\x1b[2J\x1b[H");
+          console.log(fleet.hosts.length > 0 ? formatStatusTable(fleet) : `no jetfn host answered on ${servers}`);
+        }
+        if (!watch) return fleet.hosts.length > 0 ? 0 : 1;
+        await sleep(Math.max(0, WATCH_EVERY_MS - (Date.now() - started)), undefined, { signal: stop.signal }).catch(() => {});
+      } while (!stop.signal.aborted);
+      return 0;
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    }
+  });
 }
 
 /** Connects for one CLI command (to the default where `jetfn start` runs its embedded server). */

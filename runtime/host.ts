@@ -29,10 +29,12 @@ import { openLeaseBucket } from "./nats/leases.ts";
 import { OrderedFunction } from "./ordering/ordered-function.ts";
 import type { Pause } from "./contracts/control.ts";
 import type { Delivery } from "./contracts/delivery.ts";
+import type { FunctionStatus, HostStatus } from "./contracts/status.ts";
 import { openControlBucket, PauseWatch } from "./nats/control.ts";
-import { InvokeService } from "./nats/service.ts";
+import { JetfnService } from "./nats/service.ts";
 import { BREAKER_STATE_VALUE, type BreakerState } from "./resilience/breaker.ts";
 import { BreakerRegistry } from "./resilience/breakers.ts";
+import { JETFN_VERSION } from "./package-root.ts";
 import { createLogger, type Logger } from "./telemetry/logger.ts";
 import { Metrics } from "./telemetry/metrics.ts";
 import { installTracing, type Tracing } from "./telemetry/tracing.ts";
@@ -93,6 +95,7 @@ export class Host {
   readonly log: Logger;
   /** This process among the function's replicas (partition leases name it). */
   readonly hostId = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+  readonly #startedAt = new Date();
   readonly #env: CompiledEnv;
   readonly #handlers: ReadonlyMap<string, PreparedHandler>;
   readonly #schemas: ReadonlyMap<CompiledRoute, EventSchema<unknown>>;
@@ -110,7 +113,7 @@ export class Host {
   #http?: HttpServer;
   #ingress?: IngressServer;
   #ingressAddress?: AddressInfo;
-  #service?: InvokeService;
+  #service?: JetfnService;
   #pauses?: PauseWatch;
   #poller?: ConsumerPoller;
   #tracing?: Tracing;
@@ -184,7 +187,7 @@ export class Host {
 
   /**
    * Connects, provisions, applies each function's pause (`JETFN_CONTROL`), starts one pull
-   * loop per function, the NATS service (for `invoke: true`), then HTTP.
+   * loop per function, joins the NATS service `jetfn` (status, and `invoke: true`), then HTTP.
    */
   start(): Promise<void> {
     if (this.#state !== "created") return Promise.reject(new Error(`cannot start a host that is ${this.#state}`));
@@ -229,14 +232,14 @@ export class Host {
           await loop.start();
         }),
       );
-      const served = this.#running.filter((r) => r.fn.invoke);
-      if (served.length > 0) {
-        this.#service = await InvokeService.start(clients.nc, {
-          functions: served,
-          encode: (value) => ({ bytes: encode(value), type: encodedType(value) }),
-          log: this.log,
-        });
-      }
+      this.#service = await JetfnService.start(clients.nc, {
+        hostId: this.hostId,
+        names: this.config.functions.map((fn) => fn.name),
+        functions: this.#running.filter((r) => r.fn.invoke),
+        status: () => this.status(),
+        encode: (value) => ({ bytes: encode(value), type: encodedType(value) }),
+        log: this.log,
+      });
       this.#poller = new ConsumerPoller(clients.jsm, this.config.functions, this.metrics, this.log);
       this.#poller.start(this.#consumerPollMs);
       this.#http = new HttpServer({
@@ -352,6 +355,38 @@ export class Host {
         ...loop.status?.(),
       };
     });
+  }
+
+  /** What this host answers `jetfn status` (through the NATS service `jetfn`). */
+  async status(): Promise<HostStatus> {
+    const functions = await Promise.all(
+      this.#running.map(async ({ fn, invoker, loop, admission }): Promise<FunctionStatus> => {
+        const sample = this.#poller?.sample(fn.name);
+        return {
+          name: fn.name,
+          bound: loop.bound,
+          paused: admission.paused !== undefined,
+          ...(admission.paused?.reason ? { pausedReason: admission.paused.reason } : {}),
+          inflight: invoker.inflight,
+          limit: fn.concurrency,
+          ...(sample ? { pending: sample.pending, ackPending: sample.ackPending } : {}),
+          ...(admission.breaker ? { breaker: admission.breaker.state } : {}),
+          breakers: this.#breakers.statesOf(fn.name),
+          lastMinute: this.metrics.lastMinute(fn.name),
+          deadLettered: await this.metrics.deadLettered(fn.name),
+          deadLetter: fn.deadLetter,
+        };
+      }),
+    );
+    return {
+      host: this.hostId,
+      version: JETFN_VERSION,
+      startedAt: this.#startedAt.toISOString(),
+      uptimeMs: Date.now() - this.#startedAt.getTime(),
+      state: this.#state,
+      ready: this.ready(),
+      functions,
+    };
   }
 
   /**

@@ -91,7 +91,7 @@ export class Caller implements SyncCaller {
       metrics.duration.observe(labels, (performance.now() - started) / 1000);
       admission.finish(outcome, invocation.breakers);
       const counted = invocationOutcome(outcome);
-      if (counted) metrics.invocations.inc({ ...labels, outcome: counted });
+      if (counted) metrics.invoked(fn.name, counted);
       span.setAttribute("jetfn.outcome", outcome.kind);
       const result = callResult(fn, outcome);
       if (result.kind !== "ok") {

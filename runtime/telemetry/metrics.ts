@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { CrashReason, DeadLetterReason, InvocationOutcome } from "../invoke/settle.ts";
 import { JETFN_VERSION } from "../package-root.ts";
+import { MinuteRing, type RecentCounts } from "./recent.ts";
 
 /** `jetfn_acks_total{action}` values. */
 export type AckAction = "ack" | "nak" | "term" | "working";
@@ -133,6 +134,8 @@ export class Metrics {
   });
 
   #refreshBreakers: () => void = () => {};
+  /** Per function, the last minute's invocations, for `jetfn status`. */
+  readonly #recent = new Map<string, MinuteRing>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -142,6 +145,25 @@ export class Metrics {
   /** Sets what reads every breaker's state before a scrape. */
   onBreakerScrape(refresh: () => void): void {
     this.#refreshBreakers = refresh;
+  }
+
+  /** Counts one settled invocation: `jetfn_invocations_total`, and the last minute's counts. */
+  invoked(fn: string, outcome: InvocationOutcome): void {
+    this.invocations.inc({ function: fn, outcome });
+    let ring = this.#recent.get(fn);
+    if (!ring) this.#recent.set(fn, (ring = new MinuteRing()));
+    ring.add(outcome === "success");
+  }
+
+  /** The function's successes and failures in the last minute on this host. */
+  lastMinute(fn: string): RecentCounts {
+    return this.#recent.get(fn)?.counts() ?? { successes: 0, failures: 0 };
+  }
+
+  /** Messages this host dead-lettered for the function since it started, every reason. */
+  async deadLettered(fn: string): Promise<number> {
+    const { values } = await this.deadLetters.get();
+    return values.filter((v) => v.labels.function === fn).reduce((sum, v) => sum + v.value, 0);
   }
 
   /** Makes every per-function series exist at 0, so dashboards see a function before traffic. */
