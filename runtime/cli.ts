@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { BundleError, buildHandlers, buildRouteSchemas } from "./bundle/build.ts";
 import { loadRouteSchemas } from "./bundle/load.ts";
 import { UsageError, withClients } from "./cli/common.ts";
+import { pauseOrResume, status } from "./cli/control.ts";
 import { deadLetterCommand } from "./cli/dlq.ts";
 import { isDuration, parseDuration } from "./config/duration.ts";
 import { ConfigError } from "./config/errors.ts";
@@ -42,6 +43,10 @@ Commands:
   dlq purge <function> [--seq n]... [--before <time|duration>] [--yes]
                                 remove a function's dead letters (all, the given ones, or those
                                 that failed before a time); asks on a terminal, else needs --yes
+  pause <function> [--reason text]
+                                stop the function on every host (in-flight invocations finish)
+  resume <function>             start it again on every host
+  status [--json] [--watch]     every running host and its functions, from the jetfn service
 
 Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
 Exit codes: 0 done, 1 runtime failure (for invoke: the function answered with an error, or
@@ -68,6 +73,11 @@ export async function main(argv: string[]): Promise<number> {
         return await invoke(rest);
       case "dlq":
         return await deadLetterCommand(rest);
+      case "pause":
+      case "resume":
+        return await pauseOrResume(command, rest);
+      case "status":
+        return await status(rest);
       case "help":
       case "--help":
       case "-h":

@@ -27,10 +27,14 @@ import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { PullLoop } from "./nats/pull-loop.ts";
 import { openLeaseBucket } from "./nats/leases.ts";
 import { OrderedFunction } from "./ordering/ordered-function.ts";
+import type { Pause } from "./contracts/control.ts";
 import type { Delivery } from "./contracts/delivery.ts";
-import { InvokeService } from "./nats/service.ts";
+import type { FunctionStatus, HostStatus } from "./contracts/status.ts";
+import { openControlBucket, PauseWatch } from "./nats/control.ts";
+import { JetfnService } from "./nats/service.ts";
 import { BREAKER_STATE_VALUE, type BreakerState } from "./resilience/breaker.ts";
 import { BreakerRegistry } from "./resilience/breakers.ts";
+import { JETFN_VERSION } from "./package-root.ts";
 import { createLogger, type Logger } from "./telemetry/logger.ts";
 import { Metrics } from "./telemetry/metrics.ts";
 import { installTracing, type Tracing } from "./telemetry/tracing.ts";
@@ -38,7 +42,8 @@ import { installTracing, type Tracing } from "./telemetry/tracing.ts";
 /**
  * Lifecycle of a host:
  * - `created`: config validated, every handler bundled and loaded; no network I/O yet;
- * - `starting`: connecting, provisioning, starting pull loops, the NATS service and HTTP;
+ * - `starting`: connecting, provisioning, reading which functions are paused, starting pull
+ *   loops, the NATS service and HTTP;
  * - `running`: pulling and invoking, answering requests;
  * - `draining`: not ready, not pulling nor taking requests, in-flight invocations and calls finishing;
  * - `stopped`: connection drained, HTTP closed;
@@ -90,6 +95,7 @@ export class Host {
   readonly log: Logger;
   /** This process among the function's replicas (partition leases name it). */
   readonly hostId = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+  readonly #startedAt = new Date();
   readonly #env: CompiledEnv;
   readonly #handlers: ReadonlyMap<string, PreparedHandler>;
   readonly #schemas: ReadonlyMap<CompiledRoute, EventSchema<unknown>>;
@@ -107,7 +113,8 @@ export class Host {
   #http?: HttpServer;
   #ingress?: IngressServer;
   #ingressAddress?: AddressInfo;
-  #service?: InvokeService;
+  #service?: JetfnService;
+  #pauses?: PauseWatch;
   #poller?: ConsumerPoller;
   #tracing?: Tracing;
   #httpAddress?: AddressInfo;
@@ -178,7 +185,10 @@ export class Host {
     return this.#state === "running" && !this.#shutdown && this.#connected && this.#running.every((r) => r.loop.bound);
   }
 
-  /** Connects, provisions, starts one pull loop per function, the NATS service (for `invoke: true`), then HTTP. */
+  /**
+   * Connects, provisions, applies each function's pause (`JETFN_CONTROL`), starts one pull
+   * loop per function, joins the NATS service `jetfn` (status, and `invoke: true`), then HTTP.
+   */
   start(): Promise<void> {
     if (this.#state !== "created") return Promise.reject(new Error(`cannot start a host that is ${this.#state}`));
     this.#starting = this.#start();
@@ -206,6 +216,15 @@ export class Host {
       stillWanted();
       const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
       for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients, leases));
+      // Before any pull: a function paused across the fleet starts paused here too.
+      this.#pauses = new PauseWatch({
+        kv: await openControlBucket(clients.nc),
+        functions: this.config.functions.map((fn) => fn.name),
+        apply: (name, pause) => this.#setPaused(name, pause),
+        log: this.log,
+      });
+      await this.#pauses.start();
+      stillWanted();
       // Every function's consumers at once, and each pulls as soon as its own are bound.
       await Promise.all(
         this.#running.map(async ({ fn, loop }) => {
@@ -213,14 +232,14 @@ export class Host {
           await loop.start();
         }),
       );
-      const served = this.#running.filter((r) => r.fn.invoke);
-      if (served.length > 0) {
-        this.#service = await InvokeService.start(clients.nc, {
-          functions: served,
-          encode: (value) => ({ bytes: encode(value), type: encodedType(value) }),
-          log: this.log,
-        });
-      }
+      this.#service = await JetfnService.start(clients.nc, {
+        hostId: this.hostId,
+        names: this.config.functions.map((fn) => fn.name),
+        functions: this.#running.filter((r) => r.fn.invoke),
+        status: () => this.status(),
+        encode: (value) => ({ bytes: encode(value), type: encodedType(value) }),
+        log: this.log,
+      });
       this.#poller = new ConsumerPoller(clients.jsm, this.config.functions, this.metrics, this.log);
       this.#poller.start(this.#consumerPollMs);
       this.#http = new HttpServer({
@@ -293,6 +312,17 @@ export class Host {
     });
   }
 
+  /** Applies `jetfn pause` / `jetfn resume` as read from `JETFN_CONTROL`. */
+  #setPaused(name: string, pause: Pause | undefined): void {
+    const running = this.#running.find((r) => r.fn.name === name);
+    if (!running) return;
+    const was = running.admission.paused;
+    running.admission.setPaused(pause);
+    this.metrics.functionPaused.set({ function: name }, pause ? 1 : 0);
+    if (pause && !was) this.log.warn({ function: name, reason: pause.reason, by: pause.by, at: pause.at }, "function paused: pulling stopped");
+    else if (!pause && was) this.log.info({ function: name }, "function resumed: pulling again");
+  }
+
   #breakerChanged(fn: string, breaker: string, from: BreakerState, to: BreakerState): void {
     this.metrics.breakerState.set({ function: fn, breaker }, BREAKER_STATE_VALUE[to]);
     if (from === to) return;
@@ -311,6 +341,8 @@ export class Host {
         durable: fn.durable,
         subjects: fn.subjects,
         bound: loop.bound,
+        paused: admission.paused !== undefined,
+        ...(admission.paused ? { pausedReason: admission.paused.reason ?? null, pausedAt: admission.paused.at, pausedBy: admission.paused.by } : {}),
         inflight: invoker.inflight,
         limit: fn.concurrency,
         calls: caller.inflight,
@@ -323,6 +355,38 @@ export class Host {
         ...loop.status?.(),
       };
     });
+  }
+
+  /** What this host answers `jetfn status` (through the NATS service `jetfn`). */
+  async status(): Promise<HostStatus> {
+    const functions = await Promise.all(
+      this.#running.map(async ({ fn, invoker, loop, admission }): Promise<FunctionStatus> => {
+        const sample = this.#poller?.sample(fn.name);
+        return {
+          name: fn.name,
+          bound: loop.bound,
+          paused: admission.paused !== undefined,
+          ...(admission.paused?.reason ? { pausedReason: admission.paused.reason } : {}),
+          inflight: invoker.inflight,
+          limit: fn.concurrency,
+          ...(sample ? { pending: sample.pending, ackPending: sample.ackPending } : {}),
+          ...(admission.breaker ? { breaker: admission.breaker.state } : {}),
+          breakers: this.#breakers.statesOf(fn.name),
+          lastMinute: this.metrics.lastMinute(fn.name),
+          deadLettered: await this.metrics.deadLettered(fn.name),
+          deadLetter: fn.deadLetter,
+        };
+      }),
+    );
+    return {
+      host: this.hostId,
+      version: JETFN_VERSION,
+      startedAt: this.#startedAt.toISOString(),
+      uptimeMs: Date.now() - this.#startedAt.getTime(),
+      state: this.#state,
+      ready: this.ready(),
+      functions,
+    };
   }
 
   /**
@@ -367,6 +431,7 @@ export class Host {
   async #release(): Promise<void> {
     this.#stop.abort();
     await this.#poller?.stop();
+    await this.#pauses?.stop();
     const nc = this.#clients?.nc;
     if (nc && !nc.isClosed()) {
       await nc.drain().catch((error: unknown) => this.log.warn({ err: error }, "draining the NATS connection failed"));

@@ -9,6 +9,8 @@ export interface Gate {
   allowance(): number;
   /** True while only probes may start. */
   readonly probing: boolean;
-  /** `listener` runs whenever the gate closes: open pulls should end early. */
-  onClose(listener: () => void): void;
+  /** `listener` runs whenever the gate closes: open pulls should end early. Returns its removal. */
+  onClose(listener: () => void): () => void;
+  /** `listener` runs when an operator's pause ends: pulling may start at once. Returns its removal. */
+  onOpen(listener: () => void): () => void;
 }

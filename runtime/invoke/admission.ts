@@ -1,4 +1,5 @@
 import type { CompiledBreaker } from "../config/types.ts";
+import type { Pause } from "../contracts/control.ts";
 import type { Gate } from "../contracts/gate.ts";
 import { CircuitBreaker, type BreakerState } from "../resilience/breaker.ts";
 import type { NamedBreaker } from "../resilience/breakers.ts";
@@ -6,24 +7,34 @@ import { isBreakerOpenError, isNonRetryableError } from "../sdk/errors.ts";
 import type { Outcome } from "./settle.ts";
 
 /**
- * Whether one function's deliveries may start: the one place that decides it. Two things
+ * While an operator's pause lasts, how long until those who wait on the gate look again
+ * (they are also told at once through {@link Admission.onOpen}), and how long a delivery
+ * handed back unrun is held.
+ */
+const PAUSED_RECHECK_MS = 1000;
+
+/**
+ * Whether one function's deliveries may start: the one place that decides it. Three things
  * close the gate:
+ * - an operator's pause (`jetfn pause`, see {@link setPaused}), until resumed;
  * - the function's own breaker (`breaker:` in yaml) while open; half-open, it admits only
  *   its probes;
- * - a pause: a handler met an open named breaker (`ctx.breaker(name)`), so the backlog
+ * - a hold: a handler met an open named breaker (`ctx.breaker(name)`), so the backlog
  *   waits in the stream, unspent, until that breaker lets probes through, rather than
  *   failing fast one message after another.
  *
  * The pull loop asks {@link allowance} how much to pull and is told through
- * {@link onClose} when the gate closes; the invoker admits each delivery with
- * {@link tryAdmit} and reports how it ended with {@link finish}.
+ * {@link onClose} when the gate closes and {@link onOpen} when a pause ends; the invoker
+ * admits each delivery with {@link tryAdmit} and reports how it ended with {@link finish}.
  */
 export class Admission implements Gate {
   readonly breaker?: CircuitBreaker;
   readonly #now: () => number;
-  readonly #closeListeners: Array<() => void> = [];
+  readonly #closeListeners = new Set<() => void>();
+  readonly #openListeners = new Set<() => void>();
   /** Epoch ms until which nothing starts (a named breaker the handler uses is open). */
-  #pausedUntil = 0;
+  #heldUntil = 0;
+  #paused?: Pause;
 
   constructor(
     policy: CompiledBreaker | undefined,
@@ -39,14 +50,42 @@ export class Admission implements Gate {
     }
   }
 
-  /** `listener` runs whenever the gate closes: open pulls should end early. */
-  onClose(listener: () => void): void {
-    this.#closeListeners.push(listener);
+  /** `listener` runs whenever the gate closes: open pulls should end early. Returns its removal. */
+  onClose(listener: () => void): () => void {
+    this.#closeListeners.add(listener);
+    return () => this.#closeListeners.delete(listener);
   }
 
-  /** Milliseconds until anything may start: 0 while the gate is open. */
+  /** `listener` runs when a pause ends: pulling may start again at once. Returns its removal. */
+  onOpen(listener: () => void): () => void {
+    this.#openListeners.add(listener);
+    return () => this.#openListeners.delete(listener);
+  }
+
+  /**
+   * Milliseconds until anything may start: 0 while the gate is open. A pause has no known
+   * end: while it lasts, at least {@link PAUSED_RECHECK_MS}.
+   */
   closedForMs(): number {
-    return Math.max(this.#pausedUntil - this.#now(), this.breaker?.remainingOpenMs() ?? 0, 0);
+    const closed = Math.max(this.#heldUntil - this.#now(), this.breaker?.remainingOpenMs() ?? 0, 0);
+    return this.#paused ? Math.max(closed, PAUSED_RECHECK_MS) : closed;
+  }
+
+  /** The operator's pause in force, if any. */
+  get paused(): Pause | undefined {
+    return this.#paused;
+  }
+
+  /**
+   * Pauses the function (`jetfn pause`) or, with `undefined`, resumes it. Paused, nothing
+   * starts: open pulls end early, and deliveries already pulled are handed back unrun;
+   * those running finish. Resumed, pulling starts again at once (unless a breaker still holds).
+   */
+  setPaused(pause: Pause | undefined): void {
+    const was = this.#paused;
+    this.#paused = pause;
+    if (pause && !was) this.#closed();
+    else if (!pause && was) for (const listener of [...this.#openListeners]) listener();
   }
 
   /** How many deliveries may start now: unlimited, the free half-open probes, or 0. */
@@ -62,7 +101,7 @@ export class Admission implements Gate {
 
   /** Admits one delivery (a half-open probe counts), or refuses it. */
   tryAdmit(): boolean {
-    if (this.#pausedUntil > this.#now()) return false;
+    if (this.#paused || this.#heldUntil > this.#now()) return false;
     return this.breaker?.tryAcquire() ?? true;
   }
 
@@ -71,7 +110,7 @@ export class Admission implements Gate {
    * open (the function's, or a named one the handler used), how long to hold it: a
    * dependency's outage must not spend its attempts. Only handler errors, timeouts and
    * crashes speak of the dependency; a NonRetryableError, bad input, an open named breaker
-   * or shutdown say nothing about it. A handler that met an open named breaker pauses the
+   * or shutdown say nothing about it. A handler that met an open named breaker holds the
    * function until that breaker lets probes through.
    */
   finish(outcome: Outcome, usedBreakers: ReadonlySet<NamedBreaker>): number | undefined {
@@ -82,7 +121,7 @@ export class Admission implements Gate {
       else if (outcome.kind === "error" && !isNonRetryableError(outcome.error) && !isBreakerOpenError(outcome.error)) breaker.failure();
       else breaker.release();
     }
-    if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) this.pause(outcome.error.retryAfterMs);
+    if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) this.hold(outcome.error.retryAfterMs);
     if (!breaker && usedBreakers.size === 0) return undefined;
     let hold: number | undefined;
     for (const used of [breaker, ...usedBreakers]) {
@@ -92,14 +131,14 @@ export class Admission implements Gate {
   }
 
   /** Nothing starts for `ms`. */
-  pause(ms: number): void {
+  hold(ms: number): void {
     const until = this.#now() + ms;
-    if (until <= this.#pausedUntil) return;
-    this.#pausedUntil = until;
+    if (until <= this.#heldUntil) return;
+    this.#heldUntil = until;
     this.#closed();
   }
 
   #closed(): void {
-    for (const listener of this.#closeListeners) listener();
+    for (const listener of [...this.#closeListeners]) listener();
   }
 }

@@ -63,7 +63,9 @@ export class Caller implements SyncCaller {
       return { kind: "unavailable", message: `function ${fn.name} is running ${fn.concurrency} calls already`, retryAfterMs: 1000 };
     }
     if (!admission.tryAdmit()) {
-      return { kind: "unavailable", message: `function ${fn.name} is not taking calls: a breaker is open`, retryAfterMs: admission.closedForMs() || 1000 };
+      const paused = admission.paused;
+      const why = paused ? `it is paused${paused.reason ? ` (${paused.reason})` : ""}` : "a breaker is open";
+      return { kind: "unavailable", message: `function ${fn.name} is not taking calls: ${why}`, retryAfterMs: admission.closedForMs() || 1000 };
     }
     const labels = { function: fn.name };
     this.#inflight++;
@@ -89,7 +91,7 @@ export class Caller implements SyncCaller {
       metrics.duration.observe(labels, (performance.now() - started) / 1000);
       admission.finish(outcome, invocation.breakers);
       const counted = invocationOutcome(outcome);
-      if (counted) metrics.invocations.inc({ ...labels, outcome: counted });
+      if (counted) metrics.invoked(fn.name, counted);
       span.setAttribute("jetfn.outcome", outcome.kind);
       const result = callResult(fn, outcome);
       if (result.kind !== "ok") {

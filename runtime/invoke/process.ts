@@ -124,7 +124,7 @@ export class Invoker {
       if (settlement.action !== "nak") this.#attempts.forget(delivery);
       else if (!spendsAttempt(outcome, holdMs)) this.#attempts.spare(delivery);
       const counted = invocationOutcome(outcome);
-      if (counted) metrics.invocations.inc({ ...labels, outcome: counted });
+      if (counted) metrics.invoked(fn.name, counted);
       metrics.endToEnd.observe(labels, Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
       return settlement.action === "nak" ? "again" : "settled";
     } catch (error) {

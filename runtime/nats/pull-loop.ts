@@ -80,6 +80,7 @@ export class PullLoop {
   #wake?: () => void;
   #bound = false;
   #done?: Promise<void>;
+  readonly #unlisten: ReadonlyArray<() => void>;
 
   constructor(
     js: JetStreamClient,
@@ -95,7 +96,7 @@ export class PullLoop {
     this.#dispatch = dispatch;
     this.#log = log.child({ function: fn.name });
     this.#options = options;
-    options.admission.onClose(() => this.interrupt());
+    this.#unlisten = [options.admission.onClose(() => this.interrupt()), options.admission.onOpen(() => this.#notify())];
   }
 
   /** True while the consumer is known to exist and the last pull did not fail. */
@@ -109,6 +110,7 @@ export class PullLoop {
 
   /** Stops pulling; messages still arriving from open pulls are nak'd at once. */
   async stop(): Promise<void> {
+    for (const unlisten of this.#unlisten) unlisten();
     this.#stopping.abort();
     this.interrupt();
     this.#notify();
@@ -137,6 +139,16 @@ export class PullLoop {
         await this.#recover();
         continue;
       }
+      if (!consumer) {
+        // Found before anything is pulled, so a function paused from the start is bound too.
+        try {
+          consumer = await this.#js.consumers.get(this.#fn.stream, this.#durable);
+          this.#bound = true;
+        } catch (error) {
+          if (!stopped.aborted) this.#failure = error;
+          continue;
+        }
+      }
       const want = this.#want();
       if (want === 0) {
         await this.#changed(this.#options.admission.closedForMs() || 1000);
@@ -144,7 +156,6 @@ export class PullLoop {
       }
       this.#requested += want;
       try {
-        consumer ??= await this.#js.consumers.get(this.#fn.stream, this.#durable);
         const pull = await consumer.fetch({ max_messages: want, expires: PULL_EXPIRES_MS });
         this.#bound = true;
         this.#pulls.set(pull, this.#receive(pull, want));

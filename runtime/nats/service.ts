@@ -4,6 +4,7 @@ import { Empty, headers as natsHeaders, type MsgHdrs, type NatsConnection } from
 import { propagation, ROOT_CONTEXT, SpanKind } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
 import { CALL_STATUS, type CallResult, type SyncCaller } from "../contracts/call.ts";
+import type { HostStatus } from "../contracts/status.ts";
 import { JETFN_VERSION } from "../package-root.ts";
 import type { Logger } from "../telemetry/logger.ts";
 
@@ -15,6 +16,18 @@ export function invokeSubject(fn: string): string {
   return `jetfn.invoke.${fn}`;
 }
 
+/**
+ * The endpoint through which a host answers `jetfn status`: a name no function can have
+ * (function names are `[a-z0-9-]`), on a subject of its own per host (the service
+ * instance's id), so that each host is asked, not one of a queue group.
+ */
+export const STATUS_ENDPOINT = "_status";
+
+/** The status subject of one service instance. */
+export function statusSubject(instanceId: string): string {
+  return `jetfn.status.${instanceId}`;
+}
+
 /** What a successful reply's bytes are, in its `Content-Type` header. */
 const CONTENT_TYPE = { json: "application/json", text: "text/plain; charset=utf-8", binary: "application/octet-stream" } as const;
 
@@ -24,8 +37,15 @@ export interface ServedFunction {
   readonly caller: SyncCaller;
 }
 
-export interface InvokeServiceOptions {
+export interface JetfnServiceOptions {
+  /** The host's id: the service's `host` metadata. */
+  readonly hostId: string;
+  /** Every function of the host: the service's `functions` metadata. */
+  readonly names: readonly string[];
+  /** The functions with `invoke: true`. */
   readonly functions: readonly ServedFunction[];
+  /** The host's status, for its status endpoint. */
+  readonly status: () => Promise<HostStatus>;
   /**
    * A return value as bytes, and what they are (invoke/'s `encode` and `encodedType`, given
    * by the host so nats/ needs nothing of invoke/). Never called with `undefined`. May throw
@@ -50,33 +70,43 @@ const headerGetter = {
 };
 
 /**
- * Serves each function with `invoke: true` as an endpoint of the NATS service `jetfn`
- * (the services API): endpoint name the function's, subject `jetfn.invoke.<function>`, in
- * the API's queue group so the replicas share the calls. A request runs the function once
- * through its {@link SyncCaller}; the reply is the return value, or an error in
- * `Nats-Service-Error` / `Nats-Service-Error-Code` with the codes of `CALL_STATUS`.
+ * The NATS service `jetfn` (the services API), which every host joins with its version, id
+ * and functions, so `$SRV.PING|INFO|STATS.jetfn` and `jetfn status` find every replica.
+ * Its endpoints:
+ * - each function with `invoke: true`: endpoint name the function's, subject
+ *   `jetfn.invoke.<function>`, in the API's queue group so the replicas share the calls. A
+ *   request runs the function once through its {@link SyncCaller}; the reply is the return
+ *   value, or an error in `Nats-Service-Error` / `Nats-Service-Error-Code` with the codes of
+ *   `CALL_STATUS`;
+ * - `_status` on `jetfn.status.<instance id>`: the host's {@link HostStatus} as JSON.
  */
-export class InvokeService {
+export class JetfnService {
   readonly #service: Service;
-  readonly #options: InvokeServiceOptions;
+  readonly #options: JetfnServiceOptions;
   readonly #log: Logger;
   #stopping = false;
 
-  private constructor(service: Service, options: InvokeServiceOptions) {
+  private constructor(service: Service, options: JetfnServiceOptions) {
     this.#service = service;
     this.#options = options;
     this.#log = options.log;
   }
 
   /** Adds the service and its endpoints, and returns once the server has their subscriptions. */
-  static async start(nc: NatsConnection, options: InvokeServiceOptions): Promise<InvokeService> {
+  static async start(nc: NatsConnection, options: JetfnServiceOptions): Promise<JetfnService> {
     const service = await new Svcm(nc).add({
       name: SERVICE_NAME,
       version: JETFN_VERSION,
-      description: "jetfn functions called by request/reply",
-      metadata: { functions: options.functions.map(({ fn }) => fn.name).join(",") },
+      description: "jetfn host: functions called by request/reply, and the host's status",
+      metadata: { host: options.hostId, functions: options.names.join(",") },
     });
-    const served = new InvokeService(service, options);
+    const served = new JetfnService(service, options);
+    service.addEndpoint(STATUS_ENDPOINT, {
+      subject: statusSubject(service.info().id),
+      handler: (error, msg) => {
+        if (!error) served.#status(msg);
+      },
+    });
     for (const { fn, caller } of options.functions) {
       service.addEndpoint(fn.name, {
         subject: invokeSubject(fn.name),
@@ -88,10 +118,12 @@ export class InvokeService {
       });
     }
     void service.stopped.then((error) => {
-      if (error && !served.#stopping) options.log.error({ err: error }, "the jetfn NATS service stopped: functions are no longer served by request");
+      if (error && !served.#stopping) options.log.error({ err: error }, "the jetfn NATS service stopped: functions are no longer served by request, nor the status");
     });
     await nc.flush();
-    options.log.info({ functions: options.functions.map(({ fn }) => invokeSubject(fn.name)) }, "serving requests");
+    if (options.functions.length > 0) {
+      options.log.info({ functions: options.functions.map(({ fn }) => invokeSubject(fn.name)) }, "serving requests");
+    }
     return served;
   }
 
@@ -99,6 +131,21 @@ export class InvokeService {
   async stop(): Promise<void> {
     this.#stopping = true;
     await Promise.race([this.#service.stop(), sleep(STOP_WAIT_MS, undefined, { ref: false })]);
+  }
+
+  #status(msg: ServiceMsg): void {
+    if (!msg.reply) return;
+    void this.#options
+      .status()
+      .then((status) => msg.respond(JSON.stringify(status)))
+      .catch((error: unknown) => {
+        this.#log.warn({ err: error }, "answering a status request failed");
+        try {
+          msg.respondError(500, headerValue(`status failed: ${(error as Error).message}`));
+        } catch {
+          // The connection is gone: the request times out.
+        }
+      });
   }
 
   #serve(fn: CompiledFunction, caller: SyncCaller, msg: ServiceMsg): void {

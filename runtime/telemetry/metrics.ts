@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { DEAD_LETTER_REASONS } from "../contracts/dead-letter.ts";
 import type { CrashReason, InvocationOutcome } from "../invoke/settle.ts";
 import { JETFN_VERSION } from "../package-root.ts";
+import { MinuteRing, type RecentCounts } from "./recent.ts";
 
 /** `jetfn_acks_total{action}` values. */
 export type AckAction = "ack" | "nak" | "term" | "working";
@@ -126,7 +127,16 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly functionPaused = new Gauge({
+    name: "jetfn_function_paused",
+    help: "1 while the function is paused by `jetfn pause` (state in the KV bucket JETFN_CONTROL), 0 otherwise.",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+
   #refreshBreakers: () => void = () => {};
+  /** Per function, the last minute's invocations, for `jetfn status`. */
+  readonly #recent = new Map<string, MinuteRing>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -138,9 +148,29 @@ export class Metrics {
     this.#refreshBreakers = refresh;
   }
 
+  /** Counts one settled invocation: `jetfn_invocations_total`, and the last minute's counts. */
+  invoked(fn: string, outcome: InvocationOutcome): void {
+    this.invocations.inc({ function: fn, outcome });
+    let ring = this.#recent.get(fn);
+    if (!ring) this.#recent.set(fn, (ring = new MinuteRing()));
+    ring.add(outcome === "success");
+  }
+
+  /** The function's successes and failures in the last minute on this host. */
+  lastMinute(fn: string): RecentCounts {
+    return this.#recent.get(fn)?.counts() ?? { successes: 0, failures: 0 };
+  }
+
+  /** Messages this host dead-lettered for the function since it started, every reason. */
+  async deadLettered(fn: string): Promise<number> {
+    const { values } = await this.deadLetters.get();
+    return values.filter((v) => v.labels.function === fn).reduce((sum, v) => sum + v.value, 0);
+  }
+
   /** Makes every per-function series exist at 0, so dashboards see a function before traffic. */
   registerFunction(name: string): void {
     this.received.inc({ function: name }, 0);
+    this.functionPaused.set({ function: name }, 0);
     this.inflight.set({ function: name }, 0);
     for (const outcome of ["success", "error", "timeout", "invalid", "crashed"] satisfies InvocationOutcome[]) {
       this.invocations.inc({ function: name, outcome }, 0);

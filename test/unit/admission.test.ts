@@ -11,14 +11,14 @@ function clock(): { now: () => number; advance: (ms: number) => void } {
 }
 
 describe("Admission", () => {
-  it("admits everything without a breaker, and nothing while paused", () => {
+  it("admits everything without a breaker, and nothing while held", () => {
     const c = clock();
     const admission = new Admission(undefined, () => {}, c.now);
     expect(admission.allowance()).toBe(Number.POSITIVE_INFINITY);
     expect(admission.tryAdmit()).toBe(true);
     let closed = 0;
     admission.onClose(() => closed++);
-    admission.pause(500);
+    admission.hold(500);
     expect(closed).toBe(1);
     expect(admission.tryAdmit()).toBe(false);
     expect(admission.closedForMs()).toBe(500);
@@ -64,7 +64,7 @@ describe("Admission", () => {
     expect(hold).toBe(1000);
   });
 
-  it("pauses on a BreakerOpenError, and holds a failure while a named breaker it used is open", () => {
+  it("holds the gate on a BreakerOpenError, and holds a failure while a named breaker it used is open", () => {
     const c = clock();
     const admission = new Admission(undefined, () => {}, c.now);
     const named = new BreakerRegistry(() => {}, c.now).get("payment-api", { failureThreshold: 1, openFor: "2s" }, "fn");
@@ -73,5 +73,49 @@ describe("Admission", () => {
     named.tryAcquire();
     named.failure();
     expect(admission.finish({ kind: "error", error: new Error("down") }, new Set([named]))).toBe(2000);
+  });
+
+  it("admits nothing while an operator's pause lasts, tells the listeners, and opens at once on resume", () => {
+    const c = clock();
+    const admission = new Admission(undefined, () => {}, c.now);
+    const events: string[] = [];
+    admission.onClose(() => events.push("close"));
+    const unlisten = admission.onOpen(() => events.push("open"));
+    admission.setPaused({ reason: "db migration", at: "2024-01-01T00:00:00.000Z", by: "ops@box" });
+    expect(admission.paused?.reason).toBe("db migration");
+    expect(admission.allowance()).toBe(0);
+    expect(admission.tryAdmit()).toBe(false);
+    // No end is known: callers look again, and are told at once when it ends.
+    expect(admission.closedForMs()).toBe(1000);
+    c.advance(60_000);
+    expect(admission.tryAdmit()).toBe(false);
+    // The same pause written again changes nothing.
+    admission.setPaused({ at: "2024-01-01T00:01:00.000Z", by: "ops@box" });
+    expect(events).toEqual(["close"]);
+    admission.setPaused(undefined);
+    expect(events).toEqual(["close", "open"]);
+    expect(admission.paused).toBeUndefined();
+    expect(admission.closedForMs()).toBe(0);
+    expect(admission.allowance()).toBe(Number.POSITIVE_INFINITY);
+    expect(admission.tryAdmit()).toBe(true);
+    unlisten();
+    admission.setPaused({ at: "x", by: "y" });
+    admission.setPaused(undefined);
+    expect(events).toEqual(["close", "open", "close"]);
+  });
+
+  it("stays closed after a resume while the function's breaker is still open", () => {
+    const c = clock();
+    const admission = new Admission(policy, () => {}, c.now);
+    admission.setPaused({ at: "x", by: "y" });
+    for (let i = 0; i < 2; i++) {
+      admission.breaker!.tryAcquire();
+      admission.breaker!.failure();
+    }
+    c.advance(400);
+    expect(admission.closedForMs()).toBe(1000);
+    admission.setPaused(undefined);
+    expect(admission.closedForMs()).toBe(600);
+    expect(admission.allowance()).toBe(0);
   });
 });

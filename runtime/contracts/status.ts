@@ -1,0 +1,69 @@
+import type { BreakerState } from "../resilience/breaker.ts";
+
+/**
+ * What one host answers on its status endpoint of the NATS service `jetfn`, and what
+ * `jetfn status --json` prints per host. A contract between hosts and CLIs of different
+ * versions: fields are only ever added.
+ */
+export interface HostStatus {
+  /** The host's id (`<hostname>-<pid>-<random>`), as partition leases name it. */
+  readonly host: string;
+  readonly version: string;
+  /** ISO 8601. */
+  readonly startedAt: string;
+  readonly uptimeMs: number;
+  /** The host's lifecycle state (`running`, `draining`, ...). */
+  readonly state: string;
+  /** What `/readyz` answers. */
+  readonly ready: boolean;
+  readonly functions: readonly FunctionStatus[];
+}
+
+/** One function on one host. */
+export interface FunctionStatus {
+  readonly name: string;
+  /** Its consumer is known to exist and its last pull did not fail. */
+  readonly bound: boolean;
+  readonly paused: boolean;
+  readonly pausedReason?: string;
+  /** Deliveries running on this host, and the function's `concurrency`. */
+  readonly inflight: number;
+  readonly limit: number;
+  /** The consumer's backlog and un-acked deliveries (all replicas), as this host last polled them. */
+  readonly pending?: number;
+  readonly ackPending?: number;
+  /** The function's own breaker (`breaker:` in yaml); absent without one. */
+  readonly breaker?: BreakerState;
+  /** Named breakers (`ctx.breaker(name)`) the function used on this host. */
+  readonly breakers: Readonly<Record<string, BreakerState>>;
+  /** Invocations on this host in the last 60 s: successes, and every other outcome. */
+  readonly lastMinute: { readonly successes: number; readonly failures: number };
+  /** Messages this host dead-lettered since it started. */
+  readonly deadLettered: number;
+  /** The function's dead-letter subject. */
+  readonly deadLetter: string;
+}
+
+/** One function in `jetfn status`: what its host said, and its dead letters held now. */
+export interface FleetFunctionStatus extends FunctionStatus {
+  /** Messages of this function in the stream capturing its dead-letter subject (all hosts'); absent when unknown. */
+  readonly deadLetters?: number;
+}
+
+/** One replica found through the NATS service `jetfn`. */
+export interface FleetHost extends Partial<Omit<HostStatus, "functions">> {
+  /** The service instance's id. */
+  readonly id: string;
+  readonly host: string;
+  readonly version: string;
+  readonly functions: readonly FleetFunctionStatus[];
+  /** Why the host's status is missing (it did not answer in time, or is an older jetfn). */
+  readonly error?: string;
+}
+
+/** What `jetfn status --json` prints. */
+export interface FleetStatus {
+  /** ISO 8601: when it was gathered. */
+  readonly at: string;
+  readonly hosts: readonly FleetHost[];
+}
