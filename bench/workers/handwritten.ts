@@ -1,0 +1,98 @@
+/**
+ * The hand-written baseline of bench/process.ts: a plain `@nats-io/jetstream` worker, run
+ * as its own process (bundled by esbuild and started with plain `node`, like jetfn's own
+ * runtime), reading a durable pull consumer the benchmark created with `consume()`.
+ *
+ * Environment (set by bench/process.ts):
+ *   NATS_URL        the server
+ *   BENCH_STREAM    the stream
+ *   BENCH_DURABLE   the durable consumer (explicit acks)
+ *   BENCH_MODE      noop  | JSON.parse, then ack, one message at a time
+ *                   echo  | JSON.parse, JSON.stringify, publish to BENCH_OUTPUT with
+ *                         | `Nats-Msg-Id: <stream>:<seq>`, await the PubAck, then ack
+ *                   io5ms | JSON.parse, wait 5 ms, then ack
+ *   BENCH_OUTPUT    the output subject (echo)
+ *   BENCH_INFLIGHT  echo and io5ms: messages in flight at most (default 64); also
+ *                   consume()'s `max_messages`
+ *
+ * Prints `ready` on stdout once `consume()` is running. On SIGTERM it stops consuming,
+ * lets the messages in flight finish, drains the connection and exits 0. A failed
+ * publish naks the message and is reported on stderr.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { jetstream, type JsMsg } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) {
+    console.error(`handwritten worker: ${name} is required`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const mode = required("BENCH_MODE");
+if (mode !== "noop" && mode !== "echo" && mode !== "io5ms") {
+  console.error(`handwritten worker: BENCH_MODE must be noop, echo or io5ms, got ${mode}`);
+  process.exit(2);
+}
+const stream = required("BENCH_STREAM");
+const durable = required("BENCH_DURABLE");
+const output = mode === "echo" ? required("BENCH_OUTPUT") : "";
+const limit = Number(process.env.BENCH_INFLIGHT ?? "64");
+
+const nc = await connect({ servers: required("NATS_URL") });
+const js = jetstream(nc);
+const consumer = await js.consumers.get(stream, durable);
+const messages = await consumer.consume({ max_messages: limit });
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+async function echo(m: JsMsg): Promise<void> {
+  const event: unknown = JSON.parse(decoder.decode(m.data));
+  await js.publish(output, encoder.encode(JSON.stringify(event)), { msgID: `${stream}:${m.seq}` });
+  m.ack();
+}
+
+async function io(m: JsMsg): Promise<void> {
+  JSON.parse(decoder.decode(m.data));
+  await sleep(5);
+  m.ack();
+}
+
+let inflight = 0;
+let wake: (() => void) | undefined;
+let idle: (() => void) | undefined;
+
+function settled(): void {
+  inflight--;
+  const w = wake;
+  wake = undefined;
+  w?.();
+  if (inflight === 0) idle?.();
+}
+
+function failed(m: JsMsg, error: unknown): void {
+  console.error(`handwritten worker: seq ${m.seq}: ${error instanceof Error ? error.message : String(error)}`);
+  m.nak();
+}
+
+process.once("SIGTERM", () => messages.stop());
+process.stdout.write("ready\n");
+
+const run = mode === "echo" ? echo : io;
+for await (const m of messages) {
+  if (mode === "noop") {
+    JSON.parse(decoder.decode(m.data));
+    m.ack();
+    continue;
+  }
+  while (inflight >= limit) await new Promise<void>((resolve) => (wake = resolve));
+  inflight++;
+  run(m).catch((error: unknown) => failed(m, error)).finally(settled);
+}
+if (inflight > 0) await new Promise<void>((resolve) => (idle = resolve));
+await nc.drain();
+process.exit(0);
