@@ -22,9 +22,11 @@ import { WorkerExecutor } from "./isolation/worker-executor.ts";
 import { Invoker } from "./invoke/process.ts";
 import { openClients, type NatsClients } from "./nats/clients.ts";
 import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
-import { ensureConsumer, provisionConsumers, provisionStreams } from "./nats/provision.ts";
+import { ensureConsumer, provisionConsumers, provisionStreams, replayConsumer } from "./nats/provision.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
+import { PullBudget } from "./nats/pull-budget.ts";
 import { PullLoop } from "./nats/pull-loop.ts";
+import { replayed, ReplayWatch, withReplays } from "./nats/replays.ts";
 import { openLeaseBucket } from "./nats/leases.ts";
 import { OrderedFunction } from "./ordering/ordered-function.ts";
 import type { Delivery } from "./contracts/delivery.ts";
@@ -109,6 +111,7 @@ export class Host {
   #ingressAddress?: AddressInfo;
   #service?: InvokeService;
   #poller?: ConsumerPoller;
+  #replays?: ReplayWatch;
   #tracing?: Tracing;
   #httpAddress?: AddressInfo;
   #starting?: Promise<void>;
@@ -205,6 +208,7 @@ export class Host {
       await provisionStreams(clients.nc, clients.jsm, this.config, this.log);
       stillWanted();
       const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
+      this.#replays = new ReplayWatch(clients.jsm, this.log);
       for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients, leases));
       // Every function's consumers at once, and each pulls as soon as its own are bound.
       await Promise.all(
@@ -213,6 +217,7 @@ export class Host {
           await loop.start();
         }),
       );
+      this.#replays.start();
       const served = this.#running.filter((r) => r.fn.invoke);
       if (served.length > 0) {
         this.#service = await InvokeService.start(clients.nc, {
@@ -258,7 +263,7 @@ export class Host {
     this.#ingressAddress = await this.#ingress.listen(env.ingressHost, env.ingressPort);
   }
 
-  /** Wires one function: its admission, executor, invoker and pull loop. */
+  /** Wires one function: its admission, executor, invoker, pull loop and replay loop. */
   #prepare(fn: CompiledFunction, { js, jsm, publisher }: NatsClients, leases: KV | undefined): Running {
     const admission = new Admission(fn.breaker, (from, to) => this.#breakerChanged(fn.name, "function", from, to));
     if (admission.breaker) this.metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
@@ -267,10 +272,20 @@ export class Host {
     const invoker = new Invoker({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
     const caller = new Caller({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
     const run = (delivery: Delivery) => invoker.process(delivery);
-    const loop = fn.ordering
+    // Live events and replays share the function's concurrency (an ordered function's
+    // replays, which run unordered, have a concurrency of their own).
+    const budget = new PullBudget(fn.concurrency);
+    const events = fn.ordering
       ? new OrderedFunction({ js, jsm, kv: leases!, fn, hostId: this.hostId, run, admission, metrics: this.metrics, log: this.log })
-      : new PullLoop(js, fn, run, this.log, { rebind: () => ensureConsumer(jsm, fn, this.log), admission });
-    return { fn, invoker, caller, executor, loop, admission };
+      : new PullLoop(js, fn, run, this.log, { rebind: () => ensureConsumer(jsm, fn, this.log), admission, budget });
+    const replays = replayConsumer(fn);
+    const gate = this.#replays!.gate(replays.durable, admission);
+    const replayLoop = new PullLoop(js, replays, (delivery) => invoker.process(replayed(delivery)), this.log, {
+      rebind: () => ensureConsumer(jsm, replays, this.log),
+      admission: gate,
+      budget: fn.ordering ? new PullBudget(fn.concurrency) : budget,
+    });
+    return { fn, invoker, caller, executor, loop: withReplays(events, replayLoop, gate), admission };
   }
 
   /** The function's synchronous caller (HTTP `invoke:` routes, the NATS service); undefined before start. */
@@ -367,6 +382,7 @@ export class Host {
   async #release(): Promise<void> {
     this.#stop.abort();
     await this.#poller?.stop();
+    await this.#replays?.stop();
     const nc = this.#clients?.nc;
     if (nc && !nc.isClosed()) {
       await nc.drain().catch((error: unknown) => this.log.warn({ err: error }, "draining the NATS connection failed"));
