@@ -272,18 +272,24 @@ export class Host {
     const invoker = new Invoker({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
     const caller = new Caller({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
     const run = (delivery: Delivery) => invoker.process(delivery);
-    // Live events and replays share the function's concurrency (an ordered function's
-    // replays, which run unordered, have a concurrency of their own).
-    const budget = new PullBudget(fn.concurrency);
-    const events = fn.ordering
-      ? new OrderedFunction({ js, jsm, kv: leases!, fn, hostId: this.hostId, run, admission, metrics: this.metrics, log: this.log })
-      : new PullLoop(js, fn, run, this.log, { rebind: () => ensureConsumer(jsm, fn, this.log), admission, budget });
     const replays = replayConsumer(fn);
     const gate = this.#replays!.gate(replays.durable, admission);
+    // Live events and replays share the function's concurrency: while replays wait, they
+    // have half of it (at least 1), and live events the rest. An ordered function's
+    // replays, which run unordered, have a concurrency of their own.
+    const budget = new PullBudget(fn.concurrency);
+    const replayShare = Math.max(1, Math.floor(fn.concurrency / 2));
+    const events = fn.ordering
+      ? new OrderedFunction({ js, jsm, kv: leases!, fn, hostId: this.hostId, run, admission, metrics: this.metrics, log: this.log })
+      : new PullLoop(js, fn, run, this.log, {
+          rebind: () => ensureConsumer(jsm, fn, this.log),
+          admission,
+          budget: budget.part(() => (gate.waiting > 0 ? fn.concurrency - replayShare : fn.concurrency)),
+        });
     const replayLoop = new PullLoop(js, replays, (delivery) => invoker.process(replayed(delivery)), this.log, {
       rebind: () => ensureConsumer(jsm, replays, this.log),
       admission: gate,
-      budget: fn.ordering ? new PullBudget(fn.concurrency) : budget,
+      budget: fn.ordering ? new PullBudget(fn.concurrency).part() : budget.part(() => replayShare),
     });
     return { fn, invoker, caller, executor, loop: withReplays(events, replayLoop, gate), admission };
   }

@@ -6,7 +6,7 @@ import { backoffDelay } from "../resilience/backoff.ts";
 import type { Gate } from "../contracts/gate.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { AckBatch } from "./ack-batch.ts";
-import { PullBudget } from "./pull-budget.ts";
+import { PullBudget, type BudgetPart } from "./pull-budget.ts";
 
 export interface PullLoopOptions {
   /** Re-creates the consumer after it was found missing. */
@@ -26,7 +26,7 @@ export interface PullLoopOptions {
    */
   readonly capacity?: number;
   /** Room shared with the function's other loops (its replays'); `capacity` is ignored then. */
-  readonly budget?: PullBudget;
+  readonly budget?: BudgetPart;
   /** Pull requests open at once. @default 4 */
   readonly maxPulls?: number;
 }
@@ -69,7 +69,7 @@ export class PullLoop {
   readonly #fn: CompiledFunction;
   readonly #dispatch: (delivery: Delivery) => Promise<unknown>;
   readonly #durable: string;
-  readonly #budget: PullBudget;
+  readonly #budget: BudgetPart;
   readonly #log: Logger;
   readonly #options: PullLoopOptions;
   readonly #stopping = new AbortController();
@@ -92,7 +92,7 @@ export class PullLoop {
     this.#js = js;
     this.#fn = fn;
     this.#durable = options.durable ?? fn.durable;
-    this.#budget = options.budget ?? new PullBudget(options.capacity ?? fn.concurrency);
+    this.#budget = options.budget ?? new PullBudget(options.capacity ?? fn.concurrency).part();
     // Room freed by this loop, or by another one sharing the budget.
     this.#budget.onGive(() => this.#notify());
     this.#dispatch = dispatch;
@@ -163,7 +163,7 @@ export class PullLoop {
     const admission = this.#options.admission;
     const allowance = admission.allowance();
     if (allowance === 0) return 0;
-    const room = this.#budget.free;
+    const room = this.#budget.free();
     if (room <= 0) return 0;
     if (admission.probing) {
       // Only probes, from one pull at a time.
@@ -171,7 +171,7 @@ export class PullLoop {
     }
     if (this.#pulls.size === 0) return room;
     // A busy function pulls in batches, not one message per freed slot.
-    return this.#pulls.size < (this.#options.maxPulls ?? MAX_PULLS) && room >= Math.ceil(this.#budget.capacity / 4) ? room : 0;
+    return this.#pulls.size < (this.#options.maxPulls ?? MAX_PULLS) && room >= Math.ceil(this.#budget.limit / 4) ? room : 0;
   }
 
   async #receive(pull: ConsumerMessages, asked: number): Promise<void> {
