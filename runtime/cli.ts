@@ -10,10 +10,12 @@ import { loadConfig } from "./config/load.ts";
 import { runDev } from "./dev.ts";
 import { Host } from "./host.ts";
 import { prepareHandlers } from "./isolation/check.ts";
-import { openClients, type NatsClients } from "./nats/clients.ts";
+import { UsageError, withClients } from "./cli-support.ts";
 import { listDeadLetters, redriveDeadLetters, type DeadLetter } from "./nats/dead-letters.ts";
+import { replayConsumerExists } from "./nats/replay.ts";
 import { requestInvoke } from "./nats/invoke-client.ts";
 import { ProvisionError } from "./nats/provision.ts";
+import { replay, REPLAY_USAGE } from "./replay-command.ts";
 import { newFunction } from "./scaffold.ts";
 import { createLogger } from "./telemetry/logger.ts";
 
@@ -32,15 +34,14 @@ Commands:
                                 call a function with invoke: true over NATS and print its answer
   dlq list [function] [--limit n] [--json]
                                 show dead letters, oldest first
-  dlq redrive <function> [--seq n]...
+  dlq redrive <function> [--seq n]... [--only]
                                 send a function's dead letters (or the given ones) back to
-                                their original subject, then remove them from the dead letters
-
+                                their original subject, then remove them from the dead letters;
+                                with --only, to that function alone, as replays
+${REPLAY_USAGE}
 Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
 Exit codes: 0 done, 1 runtime failure (for invoke: the function answered with an error, or
 no host serves it), 2 bad configuration or usage.`;
-
-class UsageError extends Error {}
 
 /** Runs one CLI command; resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -63,6 +64,8 @@ export async function main(argv: string[]): Promise<number> {
         return await invoke(rest);
       case "dlq":
         return await deadLetters(rest);
+      case "replay":
+        return await replay(rest);
       case "help":
       case "--help":
       case "-h":
@@ -258,7 +261,7 @@ async function deadLetters(args: string[]): Promise<number> {
     parsed = parseArgs({
       args: rest,
       allowPositionals: true,
-      options: { limit: { type: "string" }, json: { type: "boolean" }, seq: { type: "string", multiple: true } },
+      options: { limit: { type: "string" }, json: { type: "boolean" }, seq: { type: "string", multiple: true }, only: { type: "boolean" } },
     });
   } catch (error) {
     throw new UsageError((error as Error).message);
@@ -289,7 +292,14 @@ async function deadLetters(args: string[]): Promise<number> {
     if (!name) throw new UsageError("dlq redrive needs the function whose dead letters to send back");
     const only = parsed.values.seq ? new Set(numbers(parsed.values.seq, "seq")) : undefined;
     const fn = chosen[0]!;
-    return withClients(env, async (clients) => {
+    return withClients(env, async (clients, log) => {
+      if (parsed.values.only) {
+        if (!(await replayConsumerExists(clients, fn))) console.error(`note: no host has consumed ${fn.name}'s replays yet; they wait in JETFN_REPLAY until one starts`);
+        const redriven = await redriveDeadLetters(clients, fn, only, { log });
+        for (const letter of redriven) console.log(`redriven ${describe(letter)}`);
+        console.error(`${redriven.length} dead letter(s) of ${fn.name} sent back to ${fn.name} alone`);
+        return 0;
+      }
       const redriven = await redriveDeadLetters(clients, fn, only);
       for (const letter of redriven) console.log(`redriven ${describe(letter)}`);
       const sharing = new Set(
@@ -305,15 +315,4 @@ async function deadLetters(args: string[]): Promise<number> {
 
 function describe(letter: DeadLetter): string {
   return `${letter.dlqStream}#${letter.dlqSeq} ${letter.function} ${letter.subject} (${letter.stream}#${letter.streamSeq}) ${letter.failedAt} deliveries=${letter.deliveries} ${letter.reason}: ${letter.error}`;
-}
-
-/** Connects for one CLI command (to the default where `jetfn start` runs its embedded server). */
-async function withClients(env: ReturnType<typeof loadEnv>, run: (clients: NatsClients) => Promise<number>): Promise<number> {
-  const log = createLogger(env.logLevel === "info" ? "warn" : env.logLevel);
-  const clients = await openClients(env, env.natsUrl ?? ["nats://127.0.0.1:4222"], log);
-  try {
-    return await run(clients);
-  } finally {
-    await clients.nc.drain();
-  }
 }
