@@ -93,10 +93,14 @@ export async function ensureReplayStream(jsm: JetStreamManager, log: Logger): Pr
 
 /** Creates or updates a function's durable consumer, or an ordered function's partition durables. */
 export async function provisionConsumers(jsm: JetStreamManager, fn: CompiledFunction, log: Logger): Promise<void> {
-  const replays = ensureConsumer(jsm, replayConsumer(fn), log);
-  if (!fn.ordering) await ensureConsumer(jsm, fn, log);
-  else await Promise.all(Array.from({ length: fn.ordering.partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log)));
-  await replays;
+  const ordering = fn.ordering;
+  const [events, replays] = await Promise.allSettled([
+    ordering ? Promise.all(Array.from({ length: ordering.partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log))) : ensureConsumer(jsm, fn, log),
+    ensureConsumer(jsm, replayConsumer(fn), log),
+  ]);
+  // The function's own consumer's error first: the replay consumer's checks are the same.
+  if (events.status === "rejected") throw events.reason;
+  if (replays.status === "rejected") throw replays.reason;
 }
 
 /**
