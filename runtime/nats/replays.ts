@@ -24,6 +24,8 @@ export class ReplayWatch {
   readonly #gates = new Map<string, ReplayGate>();
   #timer?: NodeJS.Timeout;
   #polling?: Promise<void>;
+  /** The last poll failed: the next failures are not worth a warning each. */
+  #failing = false;
 
   constructor(jsm: JetStreamManager, log: Logger) {
     this.#jsm = jsm;
@@ -59,9 +61,13 @@ export class ReplayWatch {
         waiting.set(info.name, info.num_pending + info.num_ack_pending);
       }
     } catch (error) {
-      this.#log.debug({ err: error, stream: REPLAY_STREAM }, "replay consumers poll failed");
+      // Said once per streak: replays do not start while it lasts (a permission missing, say).
+      if (this.#failing) this.#log.debug({ err: error, stream: REPLAY_STREAM }, "replay consumers poll failed");
+      else this.#log.warn({ err: error, stream: REPLAY_STREAM }, "listing the replay consumers failed; replays wait until it works");
+      this.#failing = true;
       return;
     }
+    this.#failing = false;
     for (const [durable, gate] of this.#gates) gate.waiting = waiting.get(durable) ?? 0;
   }
 }
