@@ -6,6 +6,7 @@ import { loadRouteSchemas } from "./bundle/load.ts";
 import { UsageError, withClients } from "./cli/common.ts";
 import { pauseOrResume, status } from "./cli/control.ts";
 import { deadLetterCommand } from "./cli/dlq.ts";
+import { replay, REPLAY_USAGE } from "./cli/replay.ts";
 import { isDuration, parseDuration } from "./config/duration.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadEnv } from "./config/env.ts";
@@ -37,12 +38,14 @@ Commands:
   dlq show <function> <seq> [--json]
                                 print one dead letter (its JETFN_DLQ#<seq>): headers, failure,
                                 origin, and the body as JSON or a hex dump
-  dlq redrive <function> [--seq n]...
+  dlq redrive <function> [--seq n]... [--only]
                                 send a function's dead letters (or the given ones) back to
-                                their original subject, then remove them from the dead letters
+                                their original subject, then remove them from the dead letters;
+                                with --only, to that function alone, as replays
   dlq purge <function> [--seq n]... [--before <time|duration>] [--yes]
                                 remove a function's dead letters (all, the given ones, or those
                                 that failed before a time); asks on a terminal, else needs --yes
+${REPLAY_USAGE}
   pause <function> [--reason text]
                                 stop the function on every host (in-flight invocations finish)
   resume <function>             start it again on every host
@@ -73,6 +76,8 @@ export async function main(argv: string[]): Promise<number> {
         return await invoke(rest);
       case "dlq":
         return await deadLetterCommand(rest);
+      case "replay":
+        return await replay(rest);
       case "pause":
       case "resume":
         return await pauseOrResume(command, rest);

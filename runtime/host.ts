@@ -22,9 +22,11 @@ import { WorkerExecutor } from "./isolation/worker-executor.ts";
 import { Invoker } from "./invoke/process.ts";
 import { openClients, type NatsClients } from "./nats/clients.ts";
 import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
-import { ensureConsumer, provisionConsumers, provisionStreams } from "./nats/provision.ts";
+import { ensureConsumer, provisionConsumers, provisionStreams, replayConsumer } from "./nats/provision.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
+import { PullBudget } from "./nats/pull-budget.ts";
 import { PullLoop } from "./nats/pull-loop.ts";
+import { replayed, ReplayWatch, withReplays } from "./nats/replays.ts";
 import { openLeaseBucket } from "./nats/leases.ts";
 import { OrderedFunction } from "./ordering/ordered-function.ts";
 import type { Pause } from "./contracts/control.ts";
@@ -116,6 +118,7 @@ export class Host {
   #service?: JetfnService;
   #pauses?: PauseWatch;
   #poller?: ConsumerPoller;
+  #replays?: ReplayWatch;
   #tracing?: Tracing;
   #httpAddress?: AddressInfo;
   #starting?: Promise<void>;
@@ -215,6 +218,7 @@ export class Host {
       await provisionStreams(clients.nc, clients.jsm, this.config, this.log);
       stillWanted();
       const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
+      this.#replays = new ReplayWatch(clients.jsm, this.log);
       for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients, leases));
       // Before any pull: a function paused across the fleet starts paused here too.
       this.#pauses = new PauseWatch({
@@ -232,6 +236,7 @@ export class Host {
           await loop.start();
         }),
       );
+      this.#replays.start();
       this.#service = await JetfnService.start(clients.nc, {
         hostId: this.hostId,
         names: this.config.functions.map((fn) => fn.name),
@@ -277,7 +282,7 @@ export class Host {
     this.#ingressAddress = await this.#ingress.listen(env.ingressHost, env.ingressPort);
   }
 
-  /** Wires one function: its admission, executor, invoker and pull loop. */
+  /** Wires one function: its admission, executor, invoker, pull loop and replay loop. */
   #prepare(fn: CompiledFunction, { js, jsm, publisher }: NatsClients, leases: KV | undefined): Running {
     const admission = new Admission(fn.breaker, (from, to) => this.#breakerChanged(fn.name, "function", from, to));
     if (admission.breaker) this.metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
@@ -286,10 +291,26 @@ export class Host {
     const invoker = new Invoker({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
     const caller = new Caller({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
     const run = (delivery: Delivery) => invoker.process(delivery);
-    const loop = fn.ordering
+    const replays = replayConsumer(fn);
+    const gate = this.#replays!.gate(replays.durable, admission);
+    // Live events and replays share the function's concurrency: while replays wait, they
+    // have half of it (at least 1), and live events the rest. An ordered function's
+    // replays, which run unordered, have a concurrency of their own.
+    const budget = new PullBudget(fn.concurrency);
+    const replayShare = Math.max(1, Math.floor(fn.concurrency / 2));
+    const events = fn.ordering
       ? new OrderedFunction({ js, jsm, kv: leases!, fn, hostId: this.hostId, run, admission, metrics: this.metrics, log: this.log })
-      : new PullLoop(js, fn, run, this.log, { rebind: () => ensureConsumer(jsm, fn, this.log), admission });
-    return { fn, invoker, caller, executor, loop, admission };
+      : new PullLoop(js, fn, run, this.log, {
+          rebind: () => ensureConsumer(jsm, fn, this.log),
+          admission,
+          budget: budget.part(() => (gate.waiting > 0 ? fn.concurrency - replayShare : fn.concurrency)),
+        });
+    const replayLoop = new PullLoop(js, replays, (delivery) => invoker.process(replayed(delivery)), this.log, {
+      rebind: () => ensureConsumer(jsm, replays, this.log),
+      admission: gate,
+      budget: fn.ordering ? new PullBudget(fn.concurrency).part() : budget.part(() => replayShare),
+    });
+    return { fn, invoker, caller, executor, loop: withReplays(events, replayLoop, gate), admission };
   }
 
   /** The function's synchronous caller (HTTP `invoke:` routes, the NATS service); undefined before start. */
@@ -432,6 +453,7 @@ export class Host {
     this.#stop.abort();
     await this.#poller?.stop();
     await this.#pauses?.stop();
+    await this.#replays?.stop();
     const nc = this.#clients?.nc;
     if (nc && !nc.isClosed()) {
       await nc.drain().catch((error: unknown) => this.log.warn({ err: error }, "draining the NATS connection failed"));

@@ -1,7 +1,7 @@
 import { redactUrl } from "../config/env.ts";
 import type { CompiledEnv } from "../config/types.ts";
 import { openClients, type NatsClients } from "../nats/clients.ts";
-import { createLogger } from "../telemetry/logger.ts";
+import { createLogger, type Logger } from "../telemetry/logger.ts";
 
 /** Bad arguments: exit 2, with the usage text unless `showUsage` is false. */
 export class UsageError extends Error {
@@ -21,12 +21,19 @@ export function serverLabel(env: CompiledEnv): string {
   return (env.natsUrl ?? DEFAULT_SERVERS).map(redactUrl).join(",");
 }
 
-/** Connects for one CLI command; `run` gets the clients and {@link serverLabel} for its messages. */
-export async function withClients(env: CompiledEnv, run: (clients: NatsClients, server: string) => Promise<number>): Promise<number> {
+/**
+ * Connects for one CLI command; `run` gets the clients, {@link serverLabel} for its
+ * messages, and a logger for what the command does on the server (a stream it creates),
+ * quiet unless LOG_LEVEL asks for more.
+ */
+export async function withClients(
+  env: CompiledEnv,
+  run: (clients: NatsClients, server: string, log: Logger) => Promise<number>,
+): Promise<number> {
   const log = createLogger(env.logLevel === "info" ? "warn" : env.logLevel);
   const clients = await openClients(env, env.natsUrl ?? DEFAULT_SERVERS, log);
   try {
-    return await run(clients, serverLabel(env));
+    return await run(clients, serverLabel(env), log);
   } finally {
     await clients.nc.drain();
   }

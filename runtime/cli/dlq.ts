@@ -6,6 +6,8 @@ import type { CompiledEnv, CompiledFunction } from "../config/types.ts";
 import { DEAD_LETTER_REASONS, type DeadLetterReason } from "../contracts/dead-letter.ts";
 import type { NatsClients } from "../nats/clients.ts";
 import { getDeadLetter, listDeadLetters, planDeadLetterPurge, redriveDeadLetters, type DeadLetter } from "../nats/dead-letters.ts";
+import { replayConsumerExists } from "../nats/replay.ts";
+import type { Logger } from "../telemetry/logger.ts";
 import { positiveIntegers, UsageError, withClients } from "./common.ts";
 import { deadLetterJson, renderDeadLetter } from "./dead-letter-view.ts";
 import { parseTimeArgument } from "./time-argument.ts";
@@ -13,7 +15,7 @@ import { parseTimeArgument } from "./time-argument.ts";
 /** Each action's options: one that belongs to another action is a usage error. */
 const OPTIONS = {
   list: { limit: { type: "string" }, json: { type: "boolean" }, reason: { type: "string" }, since: { type: "string" } },
-  redrive: { seq: { type: "string", multiple: true } },
+  redrive: { seq: { type: "string", multiple: true }, only: { type: "boolean" } },
   show: { json: { type: "boolean" } },
   purge: { seq: { type: "string", multiple: true }, before: { type: "string" }, yes: { type: "boolean", short: "y" } },
 } as const satisfies Record<string, ParseArgsConfig["options"]>;
@@ -64,7 +66,16 @@ export async function deadLetterCommand(args: string[]): Promise<number> {
     case "redrive": {
       if (!fn) throw new UsageError("dlq redrive needs the function whose dead letters to send back");
       const only = values.seq ? new Set(positiveIntegers(values.seq as string[], "seq")) : undefined;
-      return forFunction(env, fn, async (clients) => {
+      return forFunction(env, fn, async (clients, _server, log) => {
+        if (values.only) {
+          if (!(await replayConsumerExists(clients, fn))) {
+            console.error(`note: no host has consumed ${fn.name}'s replays yet; they wait in JETFN_REPLAY until one starts`);
+          }
+          const redriven = await redriveDeadLetters(clients, fn, only, { log });
+          for (const letter of redriven) console.log(`redriven ${describe(letter)}`);
+          console.error(`${redriven.length} dead letter(s) of ${fn.name} sent back to ${fn.name} alone`);
+          return 0;
+        }
         const redriven = await redriveDeadLetters(clients, fn, only);
         for (const letter of redriven) console.log(`redriven ${describe(letter)}`);
         const sharing = new Set(
@@ -122,9 +133,13 @@ async function show(clients: NatsClients, fn: CompiledFunction, dlqSeq: number, 
  * Runs one function's command connected, every error naming the function and the server
  * (a connection failure names the server itself).
  */
-async function forFunction(env: CompiledEnv, fn: CompiledFunction, work: (clients: NatsClients, server: string) => Promise<number>): Promise<number> {
+async function forFunction(
+  env: CompiledEnv,
+  fn: CompiledFunction,
+  work: (clients: NatsClients, server: string, log: Logger) => Promise<number>,
+): Promise<number> {
   try {
-    return await withClients(env, (clients, server) => located(fn.name, server, () => work(clients, server)));
+    return await withClients(env, (clients, server, log) => located(fn.name, server, () => work(clients, server, log)));
   } catch (error) {
     if (error instanceof LocatedError) throw error;
     throw new Error(`function ${fn.name}: ${(error as Error).message ?? String(error)}`, { cause: error });

@@ -1,4 +1,4 @@
-import type { PublishAck } from "../sdk/types.ts";
+import type { PublishAck, StreamPosition } from "../sdk/types.ts";
 
 /**
  * One delivery of one message, as the invoke layer sees it. The nats layer adapts a
@@ -13,6 +13,11 @@ export interface Delivery {
   readonly seq: number;
   readonly deliveryCount: number;
   readonly timestamp: Date;
+  /**
+   * Set for a replay's copy (from `JETFN_REPLAY`): where the original event is. Its
+   * `subject` is then the original's; `stream` and `seq` are the copy's own.
+   */
+  readonly replayOf?: StreamPosition;
   ack(): void;
   nak(delayMs: number): void;
   term(): void;

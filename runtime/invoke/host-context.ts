@@ -1,6 +1,7 @@
 import { context, trace, type Context } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
 import type { Publisher } from "../contracts/delivery.ts";
+import { formatReplayOf } from "../contracts/replay.ts";
 import type { BreakerRegistry, NamedBreaker } from "../resilience/breakers.ts";
 import type { BreakerOptions, PublishAck } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -59,6 +60,7 @@ export class HostContext {
       subject: delivery.subject,
       seq: delivery.seq,
       delivery_count: delivery.deliveryCount,
+      ...(delivery.replayOf ? { replay_of: formatReplayOf(delivery.replayOf) } : {}),
       ...traceFields(span),
     });
   }

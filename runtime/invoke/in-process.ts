@@ -66,6 +66,7 @@ export class InProcessExecutor implements Executor {
       },
       span,
       config: host.fn.config as Record<string, unknown>,
+      replay: delivery.replayOf ? { of: delivery.replayOf } : undefined,
       // Built on first use: most handlers never log.
       get log(): Logger {
         log ??= host.logger(invocation);

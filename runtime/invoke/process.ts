@@ -1,6 +1,7 @@
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
+import { formatReplayOf } from "../contracts/replay.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import type { Admission } from "./admission.ts";
@@ -92,6 +93,7 @@ export class Invoker {
           "messaging.message.body.size": delivery.data.length,
           "jetfn.function": fn.name,
           "jetfn.delivery_count": delivery.deliveryCount,
+          ...(delivery.replayOf ? { "jetfn.replay_of": formatReplayOf(delivery.replayOf) } : {}),
         },
       },
       parent,

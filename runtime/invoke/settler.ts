@@ -6,6 +6,7 @@ import type { Metrics } from "../telemetry/metrics.ts";
 import { encode } from "./decode.ts";
 import { DeadLetterHeader, isOwnHeader } from "../contracts/dead-letter.ts";
 import type { Delivery, Publisher } from "../contracts/delivery.ts";
+import { formatReplayOf, ReplayHeader } from "../contracts/replay.ts";
 import { errorMessage, settle, type Outcome, type Settlement } from "./settle.ts";
 import { tracedPublish } from "./traced-publisher.ts";
 
@@ -117,6 +118,9 @@ export class Settler {
       [DeadLetterHeader.Error]: settlement.error,
       [DeadLetterHeader.Reason]: settlement.reason,
       [DeadLetterHeader.FailedAt]: new Date().toISOString(),
+      // A replay's copy that failed says which event it was a copy of (its Jetfn-Stream is
+      // JETFN_REPLAY): `dlq redrive --only` sends it back as a replay of that event.
+      ...(delivery.replayOf ? { [ReplayHeader.Of]: formatReplayOf(delivery.replayOf) } : {}),
     };
     try {
       // The original bytes, never a re-serialisation; the id makes a redelivered dead
@@ -141,6 +145,7 @@ export class Settler {
         subject: delivery.subject,
         seq: delivery.seq,
         delivery_count: delivery.deliveryCount,
+        ...(delivery.replayOf ? { replay_of: formatReplayOf(delivery.replayOf) } : {}),
         ...traceFields(span),
         outcome: outcome.kind,
         action: settlement.action,

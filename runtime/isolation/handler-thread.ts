@@ -161,7 +161,7 @@ export class HandlerThread {
         headers = delivery.headers;
         break;
       }
-      this.#post([
+      const run = [
         0,
         id,
         delivery.subject,
@@ -173,7 +173,9 @@ export class HandlerThread {
         headers,
         carrier.traceparent ?? 0,
         carrier.tracestate ?? 0,
-      ]);
+      ] as const;
+      const of = delivery.replayOf;
+      this.#post(of ? [...run, [of.stream, of.seq]] : run);
       if (this.#pending.size === 1) this.#watch();
     });
   }

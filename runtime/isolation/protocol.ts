@@ -41,7 +41,7 @@ export interface TraceCarrier {
 }
 
 /** One invocation, as a thread runs it. */
-export interface Run extends Pick<Delivery, "data" | "subject" | "headers" | "stream" | "seq" | "deliveryCount"> {
+export interface Run extends Pick<Delivery, "data" | "subject" | "headers" | "stream" | "seq" | "deliveryCount" | "replayOf"> {
   readonly id: number;
   /** The stream timestamp, epoch ms. */
   readonly timestamp: number;
@@ -64,6 +64,8 @@ export type RunWire = readonly [
   headers: Readonly<Record<string, string>> | 0,
   traceparent: string | 0,
   tracestate: string | 0,
+  /** A replay's original event (`Delivery.replayOf`); left off otherwise. */
+  replayOf?: readonly [stream: string, seq: number],
 ];
 
 /**

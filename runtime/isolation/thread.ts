@@ -99,7 +99,7 @@ async function serve(init: ThreadInit): Promise<void> {
   });
 
   function runOf(wire: RunWire, batch: Batch<ToThread>): Run {
-    const [, id, subject, stream, seq, deliveryCount, timestamp, data, headers, traceparent, tracestate] = wire;
+    const [, id, subject, stream, seq, deliveryCount, timestamp, data, headers, traceparent, tracestate, replayOf] = wire;
     const bytes = bytesIn(batch, data);
     return {
       id,
@@ -112,6 +112,7 @@ async function serve(init: ThreadInit): Promise<void> {
       data: init.encoding === "binary" ? bytes.slice() : bytes,
       headers: headers || {},
       trace: traceparent ? { traceparent, ...(tracestate ? { tracestate } : {}) } : {},
+      ...(replayOf ? { replayOf: { stream: replayOf[0], seq: replayOf[1] } } : {}),
     };
   }
 
@@ -215,6 +216,7 @@ async function serve(init: ThreadInit): Promise<void> {
         return span;
       },
       config: init.config as Record<string, unknown>,
+      replay: message.replayOf ? { of: message.replayOf } : undefined,
       get log(): Logger {
         log ??= threadLogger(id, {}, levels, init.logLevel);
         return log;

@@ -1,7 +1,11 @@
 import type { MsgHdrs } from "@nats-io/transport-node";
 import type { CompiledFunction } from "../config/types.ts";
 import { DeadLetterHeader, isOwnHeader, type DeadLetterReason } from "../contracts/dead-letter.ts";
+import { parseReplayOf, ReplayHeader } from "../contracts/replay.ts";
+import type { Logger } from "../telemetry/logger.ts";
 import type { NatsClients } from "./clients.ts";
+import { ensureReplayStream } from "./provision.ts";
+import { publishReplayCopy } from "./replay.ts";
 
 /** One dead letter as `jetfn dlq list` shows it. */
 export interface DeadLetter {
@@ -18,6 +22,8 @@ export interface DeadLetter {
   readonly error: string;
   readonly failedAt: string;
   readonly size: number;
+  /** Set when the failed delivery was a replay's copy: `<stream>:<seq>` of the original event. */
+  readonly replayOf?: string;
 }
 
 /** One dead letter in full, as `jetfn dlq show` prints it. */
@@ -146,18 +152,29 @@ export async function planDeadLetterPurge(clients: NatsClients, fn: CompiledFunc
  * and removes each from the dead-letter stream once the republish is acknowledged. The
  * republish carries a `Nats-Msg-Id` per dead letter, so running it again after a crash
  * between the two steps does not publish twice (within the stream's duplicate window).
- * Every function bound to that subject sees the message again.
+ * Every function bound to that subject sees the message again; with `toFunction`, only
+ * this one does: each goes through the function's replay subject, as a replay of its
+ * original event (`jetfn dlq redrive --only`).
  */
 export async function redriveDeadLetters(
   clients: NatsClients,
   fn: CompiledFunction,
   only?: ReadonlySet<number>,
+  toFunction?: { readonly log: Logger },
 ): Promise<DeadLetter[]> {
+  if (toFunction) await ensureReplayStream(clients.jsm, toFunction.log);
   const redriven: DeadLetter[] = [];
   for (const { letter, data, headers } of await read(clients, fn)) {
     // Only jetfn's own dead letters say where they came from.
     if ((only && !only.has(letter.dlqSeq)) || !letter.subject) continue;
-    await clients.publisher.publish(letter.subject, data, { headers, msgId: `redrive:${letter.dlqStream}:${letter.dlqSeq}` });
+    const msgId = `redrive:${letter.dlqStream}:${letter.dlqSeq}`;
+    if (toFunction) {
+      // A replay's dead letter is a replay of the same original event again.
+      const of = parseReplayOf(letter.replayOf) ?? { stream: letter.stream, seq: letter.streamSeq };
+      await publishReplayCopy(clients.js, fn.name, { data, headers, subject: letter.subject, of }, msgId);
+    } else {
+      await clients.publisher.publish(letter.subject, data, { headers, msgId });
+    }
     await clients.jsm.streams.deleteMessage(letter.dlqStream, letter.dlqSeq, false);
     redriven.push(letter);
   }
@@ -214,6 +231,7 @@ function toLetter(dlqStream: string, fn: CompiledFunction, dlqSeq: number, heade
     error: h(DeadLetterHeader.Error),
     failedAt: h(DeadLetterHeader.FailedAt),
     size: data.length,
+    ...(h(ReplayHeader.Of) ? { replayOf: h(ReplayHeader.Of) } : {}),
   };
 }
 

@@ -3,6 +3,7 @@ import {
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
+  RetentionPolicy,
   StorageType,
   type ConsumerConfig,
   type JetStreamManager,
@@ -10,6 +11,7 @@ import {
 } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { CompiledConfig, CompiledFunction, CompiledStream } from "../config/types.ts";
+import { REPLAY_DUPLICATE_WINDOW_MS, REPLAY_STREAM, REPLAY_SUBJECTS, replaySubject } from "../contracts/replay.ts";
 import { subjectCovers } from "../config/subjects.ts";
 import type { Logger } from "../telemetry/logger.ts";
 
@@ -53,12 +55,74 @@ export async function provisionStreams(nc: NatsConnection, jsm: JetStreamManager
   if (!config.streams.some((s) => s.name === DLQ_STREAM)) {
     await ensureStream(jsm, { name: DLQ_STREAM, subjects: DLQ_SUBJECTS, storage: "file", replicas: 1, maxAgeMs: 0, duplicateWindowMs: 120_000 }, log, { createOnly: true });
   }
+  if (!config.streams.some((s) => s.name === REPLAY_STREAM)) await ensureReplayStream(jsm, log);
+}
+
+/**
+ * Creates `JETFN_REPLAY` when missing (by a host at start, by `jetfn replay` before it
+ * copies): a work queue, so a copy is gone once its function acked or dead-lettered it,
+ * with a duplicate window long enough for a replay run again the same day to dedupe. An
+ * existing one is left as it is (its window may have been changed on purpose).
+ */
+export async function ensureReplayStream(jsm: JetStreamManager, log: Logger): Promise<void> {
+  let retention: RetentionPolicy;
+  try {
+    retention = (await jsm.streams.info(REPLAY_STREAM)).config.retention;
+  } catch (error) {
+    if (!isNotFound(error)) throw provisionFailure(`stream ${REPLAY_STREAM}`, error);
+    try {
+      await jsm.streams.add({
+        name: REPLAY_STREAM,
+        subjects: [...REPLAY_SUBJECTS],
+        retention: RetentionPolicy.Workqueue,
+        storage: StorageType.File,
+        num_replicas: 1,
+        duplicate_window: nanos(REPLAY_DUPLICATE_WINDOW_MS),
+      });
+    } catch (addError) {
+      // Another host creating it meanwhile is no error: the server accepts the same config twice.
+      throw provisionFailure(`creating stream ${REPLAY_STREAM}`, addError);
+    }
+    log.info({ stream: REPLAY_STREAM, subjects: REPLAY_SUBJECTS }, "created stream");
+    return;
+  }
+  if (retention !== RetentionPolicy.Workqueue) {
+    log.warn({ stream: REPLAY_STREAM, retention }, "JETFN_REPLAY is not a work queue: replayed copies stay in it after they ran");
+  }
 }
 
 /** Creates or updates a function's durable consumer, or an ordered function's partition durables. */
 export async function provisionConsumers(jsm: JetStreamManager, fn: CompiledFunction, log: Logger): Promise<void> {
-  if (!fn.ordering) return ensureConsumer(jsm, fn, log);
-  await Promise.all(Array.from({ length: fn.ordering.partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log)));
+  const ordering = fn.ordering;
+  const [events, replays] = await Promise.allSettled([
+    ordering ? Promise.all(Array.from({ length: ordering.partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log))) : ensureConsumer(jsm, fn, log),
+    ensureConsumer(jsm, replayConsumer(fn), log),
+  ]);
+  // The function's own consumer's error first: the replay consumer's checks are the same.
+  if (events.status === "rejected") throw events.reason;
+  if (replays.status === "rejected") throw replays.reason;
+}
+
+/**
+ * A function reads its replays (`jetfn.replay.<function>` in `JETFN_REPLAY`) through the
+ * durable `jetfn_replay_<function>`: the function as that consumer sees it. Named after the
+ * function, as its subject is: a work-queue stream takes one consumer per subject, and a
+ * durable named after a changed `durable:` would collide with the one before.
+ */
+export function replayConsumer(fn: CompiledFunction): CompiledFunction {
+  return {
+    ...fn,
+    stream: REPLAY_STREAM,
+    durable: replayDurable(fn.name),
+    subjects: [replaySubject(fn.name)],
+    // A work queue's consumers deliver all; an ordered function's replays run unordered.
+    deliverPolicy: { kind: "all" },
+    ordering: undefined,
+  };
+}
+
+export function replayDurable(fn: string): string {
+  return `jetfn_replay_${fn}`;
 }
 
 /**

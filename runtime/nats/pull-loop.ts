@@ -6,6 +6,7 @@ import { backoffDelay } from "../resilience/backoff.ts";
 import type { Gate } from "../contracts/gate.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { AckBatch } from "./ack-batch.ts";
+import { PullBudget, type BudgetPart } from "./pull-budget.ts";
 
 export interface PullLoopOptions {
   /** Re-creates the consumer after it was found missing. */
@@ -24,6 +25,8 @@ export interface PullLoopOptions {
    * @default the function's `concurrency`
    */
   readonly capacity?: number;
+  /** Room shared with the function's other loops (its replays'); `capacity` is ignored then. */
+  readonly budget?: BudgetPart;
   /** Pull requests open at once. @default 4 */
   readonly maxPulls?: number;
 }
@@ -66,15 +69,13 @@ export class PullLoop {
   readonly #fn: CompiledFunction;
   readonly #dispatch: (delivery: Delivery) => Promise<unknown>;
   readonly #durable: string;
-  readonly #capacity: number;
+  readonly #budget: BudgetPart;
   readonly #log: Logger;
   readonly #options: PullLoopOptions;
   readonly #stopping = new AbortController();
   readonly #inflight = new Set<Promise<unknown>>();
   readonly #acks = new AckBatch();
   readonly #pulls = new Map<ConsumerMessages, Promise<void>>();
-  /** Messages asked for by open pulls and not received yet. */
-  #requested = 0;
   #failure?: unknown;
   #failures = 0;
   #wake?: () => void;
@@ -92,7 +93,9 @@ export class PullLoop {
     this.#js = js;
     this.#fn = fn;
     this.#durable = options.durable ?? fn.durable;
-    this.#capacity = options.capacity ?? fn.concurrency;
+    this.#budget = options.budget ?? new PullBudget(options.capacity ?? fn.concurrency).part();
+    // Room freed by this loop, or by another one sharing the budget.
+    this.#budget.onGive(() => this.#notify());
     this.#dispatch = dispatch;
     this.#log = log.child({ function: fn.name });
     this.#options = options;
@@ -154,13 +157,13 @@ export class PullLoop {
         await this.#changed(this.#options.admission.closedForMs() || 1000);
         continue;
       }
-      this.#requested += want;
+      this.#budget.take(want);
       try {
         const pull = await consumer.fetch({ max_messages: want, expires: PULL_EXPIRES_MS });
         this.#bound = true;
         this.#pulls.set(pull, this.#receive(pull, want));
       } catch (error) {
-        this.#requested -= want;
+        this.#budget.give(want);
         if (!stopped.aborted) this.#failure = error;
       }
     }
@@ -171,7 +174,7 @@ export class PullLoop {
     const admission = this.#options.admission;
     const allowance = admission.allowance();
     if (allowance === 0) return 0;
-    const room = this.#capacity - this.#inflight.size - this.#requested;
+    const room = this.#budget.free();
     if (room <= 0) return 0;
     if (admission.probing) {
       // Only probes, from one pull at a time.
@@ -179,7 +182,7 @@ export class PullLoop {
     }
     if (this.#pulls.size === 0) return room;
     // A busy function pulls in batches, not one message per freed slot.
-    return this.#pulls.size < (this.#options.maxPulls ?? MAX_PULLS) && room >= Math.ceil(this.#capacity / 4) ? room : 0;
+    return this.#pulls.size < (this.#options.maxPulls ?? MAX_PULLS) && room >= Math.ceil(this.#budget.limit / 4) ? room : 0;
   }
 
   async #receive(pull: ConsumerMessages, asked: number): Promise<void> {
@@ -192,18 +195,21 @@ export class PullLoop {
     try {
       for await (const msg of pull) {
         received++;
-        this.#requested--;
-        if (stopped.aborted) msg.nak();
-        else this.#start(msg);
+        // Its room passes from the pull to the running delivery, or back to the budget.
+        if (stopped.aborted) {
+          msg.nak();
+          this.#budget.give(1);
+        } else {
+          this.#start(msg);
+        }
       }
       this.#failures = 0;
     } catch (error) {
       if (!stopped.aborted) this.#failure = error;
     } finally {
       clearTimeout(watchdog);
-      this.#requested -= asked - received;
       this.#pulls.delete(pull);
-      this.#notify();
+      this.#budget.give(asked - received);
     }
   }
 
@@ -226,7 +232,7 @@ export class PullLoop {
   #start(msg: JsMsg): void {
     const running = this.#dispatch(new JsDelivery(msg, this.#acks)).finally(() => {
       this.#inflight.delete(running);
-      this.#notify();
+      this.#budget.give(1);
     });
     this.#inflight.add(running);
   }

@@ -53,15 +53,30 @@ export interface Breaker {
   execute<T>(fn: () => T | Promise<T>): Promise<T>;
 }
 
+/** A message's place: its stream and its sequence there. */
+export interface StreamPosition {
+  readonly stream: string;
+  readonly seq: number;
+}
+
+/** What `ctx.replay` says of a replayed delivery (`jetfn replay`, `jetfn dlq redrive --only`). */
+export interface ReplayInfo {
+  /** The original event this delivery is a copy of. */
+  readonly of: StreamPosition;
+}
+
 /** What a handler receives besides its event. */
 export interface FunctionContext<Config = Record<string, unknown>> {
   /** The function's name in `functions.yaml`. */
   readonly function: string;
-  /** The subject the message was published on. */
+  /** The subject the message was published on (for a replay, the original event's subject). */
   readonly subject: string;
   /** The message's NATS headers (first value of each). */
   readonly headers: Readonly<Record<string, string>>;
-  /** Stream sequence of the message. */
+  /**
+   * Stream sequence of the message. For a replay, the copy's sequence in `JETFN_REPLAY`
+   * (the original's is `replay.of.seq`).
+   */
   readonly seq: number;
   /** 1 on the first delivery, 2 on the first retry, and so on. */
   readonly deliveryCount: number;
@@ -74,6 +89,11 @@ export interface FunctionContext<Config = Record<string, unknown>> {
   readonly span: Span;
   /** The function's `config:` map from `functions.yaml`. */
   readonly config: Config;
+  /**
+   * Set when this delivery is a replay sent to this function alone (`jetfn replay`, `jetfn
+   * dlq redrive --only`): `replay.of` is where the original event is. Undefined otherwise.
+   */
+  readonly replay?: ReplayInfo;
   /**
    * Publish to JetStream: `data` is sent as is when bytes, as UTF-8 when a string, else as
    * JSON. Resolves with the stream's PubAck.

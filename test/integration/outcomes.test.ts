@@ -196,7 +196,7 @@ describe("outcome table", () => {
     await waitFor(() => seqs.every((seq) => callsOf("ok", seq).length === 2), { message: "redelivery after re-bind", timeout: 20_000 });
     await drained("jetfn_ok");
     expect((await nats.jsm.streams.info("OUT")).state.messages).toBe(before + 2);
-    expect(logs.lines.filter((l) => l.msg === "created consumer" && l.function === "ok")).toHaveLength(2);
+    expect(logs.lines.filter((l) => l.msg === "created consumer" && l.durable === "jetfn_ok")).toHaveLength(2);
   });
 });
 
