@@ -422,7 +422,9 @@ async function startJetfn(env: Env, names: Names, handler: Handler, impl: Extrac
       if (process.env[key]) childEnv[key] = process.env[key];
     }
   }
-  const proc = spawnLogged(`${label} jetfn`, [JETFN_BIN, "start"], childEnv, PROJECT);
+  // BENCH_PROC_JETFN_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": a profile of each jetfn run.
+  const nodeArgs = process.env.BENCH_PROC_JETFN_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+  const proc = spawnLogged(`${label} jetfn`, [...nodeArgs, JETFN_BIN, "start"], childEnv, PROJECT);
   return { proc, base: `http://127.0.0.1:${port}` };
 }
 
