@@ -1,4 +1,5 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
+import { context, propagation, ROOT_CONTEXT, SpanKind, trace, type Attributes } from "@opentelemetry/api";
+import { spansRecorded } from "../telemetry/tracing.ts";
 import type { CompiledFunction } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { formatReplayOf } from "../contracts/replay.ts";
@@ -14,6 +15,14 @@ import { errorMessage, invocationOutcome, spendsAttempt, type Outcome, type Sett
 import { Settler } from "./settler.ts";
 
 const tracer = trace.getTracer("jetfn");
+const CONSUMER = Object.freeze({ kind: SpanKind.CONSUMER });
+
+/** Whether a message carries W3C trace context to continue (most header-less ones do not). */
+function hasTraceContext(headers: Readonly<Record<string, string>>): boolean {
+  for (const key in headers) if (key.length === 11 && key.toLowerCase() === "traceparent") return true;
+  return false;
+}
+
 const headerGetter = {
   keys: (carrier: Readonly<Record<string, string>>) => Object.keys(carrier),
   get: (carrier: Readonly<Record<string, string>>, key: string) => carrier[key],
@@ -45,11 +54,16 @@ export class Invoker {
   readonly #log: Logger;
   readonly #settler: Settler;
   readonly #attempts = new AttemptLedger();
+  /** Metric labels, made once: every delivery uses them. */
+  readonly #labels: { readonly function: string };
+  readonly #workingLabels: { readonly function: string; readonly action: "working" };
   #inflight = 0;
 
   constructor(deps: InvokerDeps) {
     this.#fn = deps.host.fn;
     this.#deps = deps;
+    this.#labels = Object.freeze({ function: this.#fn.name });
+    this.#workingLabels = Object.freeze({ function: this.#fn.name, action: "working" });
     this.#log = deps.host.log;
     this.#settler = new Settler(this.#fn, deps.host.publisher, deps.metrics, this.#log, deps.random);
     deps.metrics.registerFunction(this.#fn.name);
@@ -68,7 +82,7 @@ export class Invoker {
   async process(delivery: Delivery): Promise<ProcessResult> {
     const fn = this.#fn;
     const { metrics, admission } = this.#deps;
-    const labels = { function: fn.name };
+    const labels = this.#labels;
     const attempt = this.#attempts.attempt(delivery);
     const exhausted = attempt > fn.retry.maxAttempts;
     // The poison guard needs no admission: it runs nothing.
@@ -79,23 +93,11 @@ export class Invoker {
     metrics.received.inc(labels);
     metrics.inflight.inc(labels);
     this.#inflight++;
-    const parent = propagation.extract(ROOT_CONTEXT, delivery.headers, headerGetter);
+    const parent = hasTraceContext(delivery.headers) ? propagation.extract(ROOT_CONTEXT, delivery.headers, headerGetter) : ROOT_CONTEXT;
     const span = tracer.startSpan(
       `process ${delivery.subject}`,
-      {
-        kind: SpanKind.CONSUMER,
-        attributes: {
-          "messaging.system": "nats",
-          "messaging.operation.type": "process",
-          "messaging.destination.name": delivery.subject,
-          "messaging.consumer.group.name": fn.durable,
-          "messaging.message.id": String(delivery.seq),
-          "messaging.message.body.size": delivery.data.length,
-          "jetfn.function": fn.name,
-          "jetfn.delivery_count": delivery.deliveryCount,
-          ...(delivery.replayOf ? { "jetfn.replay_of": formatReplayOf(delivery.replayOf) } : {}),
-        },
-      },
+      // Attributes only for a span that is recorded: building them is most of a no-op span's cost.
+      spansRecorded() ? { kind: SpanKind.CONSUMER, attributes: this.#attributes(delivery) } : CONSUMER,
       parent,
     );
     const invocation: Invocation = {
@@ -105,7 +107,7 @@ export class Invoker {
       breakers: new Set(),
       working: () => {
         delivery.working();
-        metrics.acks.inc({ function: fn.name, action: "working" });
+        metrics.acks.inc(this.#workingLabels);
       },
     };
     const started = performance.now();
@@ -138,6 +140,21 @@ export class Invoker {
       this.#inflight--;
       metrics.inflight.dec(labels);
     }
+  }
+
+  #attributes(delivery: Delivery): Attributes {
+    const fn = this.#fn;
+    return {
+      "messaging.system": "nats",
+      "messaging.operation.type": "process",
+      "messaging.destination.name": delivery.subject,
+      "messaging.consumer.group.name": fn.durable,
+      "messaging.message.id": String(delivery.seq),
+      "messaging.message.body.size": delivery.data.length,
+      "jetfn.function": fn.name,
+      "jetfn.delivery_count": delivery.deliveryCount,
+      ...(delivery.replayOf ? { "jetfn.replay_of": formatReplayOf(delivery.replayOf) } : {}),
+    };
   }
 
   /** The executor's run under the deadline, with heartbeats while it may outlive half the ack wait. */

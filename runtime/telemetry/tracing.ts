@@ -16,6 +16,16 @@ export interface Tracing {
 }
 
 let installed: Promise<Tracing> | undefined;
+let recording = false;
+
+/**
+ * True once spans are recorded and exported in this thread. Without it every span is a
+ * no-op, so the hot paths skip building their attributes (and a message without a
+ * `traceparent` skips extracting one).
+ */
+export function spansRecorded(): boolean {
+  return recording;
+}
 
 /** How long a flush waits for the last spans to be exported. */
 const FLUSH_TIMEOUT_MS = 3000;
@@ -58,6 +68,7 @@ async function install(config: CompiledTracing | undefined, log: Logger): Promis
     spanProcessors: [new sdk.BatchSpanProcessor(exporter)],
   });
   trace.setGlobalTracerProvider(provider);
+  recording = true;
   log.info({ endpoint: config.endpoint, sampler: config.sampler }, "exporting traces over OTLP/HTTP");
   return {
     exporting: true,
