@@ -22,3 +22,32 @@ export function median(values: number[]): number {
 export function fmt(value: number, digits: number): string {
   return value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
+
+/** One of `choices` from an environment variable (case-insensitive); a bad value exits 2. */
+export function choiceEnv<T extends string>(name: string, choices: readonly T[], fallback: T): T {
+  const value = (process.env[name] ?? fallback).toLowerCase();
+  if (!(choices as readonly string[]).includes(value)) {
+    console.error(`${name} must be ${choices.join(" or ")}, got ${JSON.stringify(process.env[name])}`);
+    process.exit(2);
+  }
+  return value as T;
+}
+
+/** A comma list from an environment variable, trimmed, empty entries dropped. */
+export function listOf(name: string): string[] {
+  return (process.env[name] ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/** Runs a benchmark's main and exits: 0 when it finished, 1 (with the error) when it threw. */
+export async function runBenchmark(main: () => Promise<void>): Promise<never> {
+  try {
+    await main();
+    process.exit(0);
+  } catch (error) {
+    console.error(error);
+    process.exit(1);
+  }
+}

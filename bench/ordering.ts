@@ -49,7 +49,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
-import { fmt, intEnv, median } from "./env.ts";
+import { choiceEnv, fmt, intEnv, listOf, median, runBenchmark } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -60,15 +60,8 @@ const ROUNDS = intEnv("BENCH_ORDERED_ROUNDS", 1);
 const WARMUP = intEnv("BENCH_ORDERED_WARMUP", 1_000, 0);
 const PARTITIONS = intEnv("BENCH_ORDERED_PARTITIONS", 8);
 const CONCURRENCY = intEnv("BENCH_ORDERED_CONCURRENCY", 16);
-const ISOLATION = (process.env.BENCH_ORDERED_ISOLATION ?? "worker").toLowerCase();
-if (ISOLATION !== "worker" && ISOLATION !== "none") {
-  console.error(`BENCH_ORDERED_ISOLATION must be worker or none, got ${JSON.stringify(process.env.BENCH_ORDERED_ISOLATION)}`);
-  process.exit(2);
-}
-const ONLY = (process.env.BENCH_ORDERED_ONLY ?? "")
-  .split(",")
-  .map((s) => s.trim())
-  .filter(Boolean);
+const ISOLATION = choiceEnv("BENCH_ORDERED_ISOLATION", ["worker", "none"], "worker");
+const ONLY = listOf("BENCH_ORDERED_ONLY");
 /** `ordering.leaseTtl`: jetfn's default. Lease rounds run every ttl/3. */
 const LEASE_TTL = "10s";
 const SLEEP_MS = 5;
@@ -619,10 +612,4 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-  process.exit(0);
-} catch (error) {
-  console.error(error);
-  process.exit(1);
-}
+await runBenchmark(main);

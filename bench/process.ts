@@ -48,7 +48,7 @@ import { connect, nanos, type NatsConnection } from "@nats-io/transport-node";
 import { freePort } from "../test/support/free-port.ts";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
 import { renderChart, type LatencyColumn, type RatioBar } from "./chart.ts";
-import { fmt, intEnv, median } from "./env.ts";
+import { fmt, intEnv, median, runBenchmark } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -1222,10 +1222,4 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-  process.exit(0);
-} catch (error) {
-  console.error(error);
-  process.exit(1);
-}
+await runBenchmark(main);

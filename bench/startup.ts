@@ -33,7 +33,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
-import { fmt, intEnv, median } from "./env.ts";
+import { fmt, intEnv, median, runBenchmark } from "./env.ts";
 
 const FUNCTIONS = intEnv("STARTUP_FUNCTIONS", 50);
 const ROUNDS = intEnv("STARTUP_ROUNDS", 1);
@@ -344,10 +344,4 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-  process.exit(0);
-} catch (error) {
-  console.error(error);
-  process.exit(1);
-}
+await runBenchmark(main);

@@ -60,7 +60,7 @@ import type * as EnvModule from "../runtime/config/env.ts";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
 import { CHANNEL, now, SLEEP_MS, type BenchConfig, type BenchReport } from "./fixtures/tally.ts";
 import { ensureRuntime } from "../bin/build-runtime.js";
-import { fmt, intEnv, median } from "./env.ts";
+import { choiceEnv, fmt, intEnv, listOf, median, runBenchmark } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -94,15 +94,8 @@ const { loadEnv } = (await import(runtimeBundle)) as typeof EnvModule;
 
 const MESSAGES = intEnv("BENCH_MESSAGES", 20_000);
 const ROUNDS = intEnv("BENCH_ROUNDS", 3);
-const STORAGE = (process.env.BENCH_STORAGE ?? "memory").toLowerCase();
-if (STORAGE !== "memory" && STORAGE !== "file") {
-  console.error(`BENCH_STORAGE must be memory or file, got ${JSON.stringify(process.env.BENCH_STORAGE)}`);
-  process.exit(2);
-}
-const ONLY = (process.env.BENCH_ONLY ?? "")
-  .split(",")
-  .map((s) => s.trim())
-  .filter(Boolean);
+const STORAGE = choiceEnv("BENCH_STORAGE", ["memory", "file"], "memory");
+const ONLY = listOf("BENCH_ONLY");
 const TRACING = process.env.BENCH_TRACING === "1";
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
 const PUBLISH_BATCH = 500;
@@ -699,10 +692,4 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-  process.exit(0);
-} catch (error) {
-  console.error(error);
-  process.exit(1);
-}
+await runBenchmark(main);

@@ -30,6 +30,7 @@ import { replayed, ReplayWatch, withReplays } from "./nats/replays.ts";
 import { openLeaseBucket } from "./nats/leases.ts";
 import { OrderedFunction } from "./ordering/ordered-function.ts";
 import type { Pause } from "./contracts/control.ts";
+import type { Consumption } from "./contracts/consumption.ts";
 import type { Delivery } from "./contracts/delivery.ts";
 import type { FunctionStatus, HostStatus } from "./contracts/status.ts";
 import { openControlBucket, PauseWatch } from "./nats/control.ts";
@@ -73,21 +74,6 @@ interface Running {
   readonly executor: Executor;
   readonly loop: Consumption;
   readonly admission: Admission;
-}
-
-/** How a function's messages come in: one pull loop, or an ordered function's partitions. */
-interface Consumption {
-  readonly bound: boolean;
-  start(): void | Promise<void>;
-  /** Stops pulling. */
-  stop(): Promise<void>;
-  /** Resolves when every delivery taken has settled. */
-  settled(): Promise<void>;
-  /** Ends open pulls early (a reconnect). */
-  interrupt(): void;
-  /** Hands over what this host holds for the function (an ordered function's leases). */
-  release?(): Promise<void>;
-  status?(): Record<string, unknown>;
 }
 
 /** The jetfn host: one process running every function of one `functions.yaml`. */

@@ -4,6 +4,7 @@ import type { Gate } from "../contracts/gate.ts";
 import { parseReplayOf, REPLAY_STREAM, ReplayHeader } from "../contracts/replay.ts";
 import type { StreamPosition } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import type { Consumption } from "../contracts/consumption.ts";
 
 /**
  * How often a host asks whether any of its functions has replays waiting: a replay starts
@@ -160,16 +161,6 @@ class ReplayedDelivery implements Delivery {
   }
 }
 
-/** What the host asks of a function's consumption (host.ts `Consumption`). */
-interface Consumption {
-  readonly bound: boolean;
-  start(): void | Promise<void>;
-  stop(): Promise<void>;
-  settled(): Promise<void>;
-  interrupt(): void;
-  release?(): Promise<void>;
-  status?(): Record<string, unknown>;
-}
 
 /**
  * A function's events and its replays, consumed side by side: started, interrupted,
