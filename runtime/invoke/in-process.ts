@@ -1,3 +1,4 @@
+import type { Span } from "@opentelemetry/api";
 import type { LoadedHandler } from "../bundle/module.ts";
 import type { FunctionContext } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -51,30 +52,69 @@ export class InProcessExecutor implements Executor {
   async close(): Promise<void> {}
 
   #context(invocation: Invocation, deadline: Deadline): FunctionContext {
-    const { delivery, span } = invocation;
-    const host = this.#host;
-    let log: Logger | undefined;
-    return {
-      function: host.fn.name,
-      subject: delivery.subject,
-      headers: delivery.headers,
-      seq: delivery.seq,
-      deliveryCount: delivery.deliveryCount,
-      timestamp: delivery.timestamp,
-      get signal() {
-        return deadline.signal();
-      },
-      span,
-      config: host.fn.config as Record<string, unknown>,
-      replay: delivery.replayOf ? { of: delivery.replayOf } : undefined,
-      // Built on first use: most handlers never log.
-      get log(): Logger {
-        log ??= host.logger(invocation);
-        return log;
-      },
-      working: invocation.working,
-      breaker: (name, options) => host.breaker(invocation, name, options),
-      publish: (subject, data, options) => host.publish(invocation, subject, encode(data), options),
-    };
+    return new InProcessContext(this.#host, invocation, deadline);
+  }
+
+}
+
+/**
+ * `ctx` of an in-process handler. One is made per delivery, so what a handler may never use
+ * (its log, its publish and breaker functions, the timestamp) is made on first use.
+ */
+class InProcessContext implements FunctionContext {
+  readonly function: string;
+  readonly subject: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly seq: number;
+  readonly deliveryCount: number;
+  readonly span: Span;
+  readonly config: Record<string, unknown>;
+  readonly replay: FunctionContext["replay"];
+  readonly working: () => void;
+  readonly #host: HostContext;
+  readonly #invocation: Invocation;
+  readonly #deadline: Deadline;
+  #log?: Logger;
+  #publish?: FunctionContext["publish"];
+  #breaker?: FunctionContext["breaker"];
+
+  constructor(host: HostContext, invocation: Invocation, deadline: Deadline) {
+    const { delivery } = invocation;
+    this.#host = host;
+    this.#invocation = invocation;
+    this.#deadline = deadline;
+    this.function = host.fn.name;
+    this.subject = delivery.subject;
+    this.headers = delivery.headers;
+    this.seq = delivery.seq;
+    this.deliveryCount = delivery.deliveryCount;
+    this.span = invocation.span;
+    this.config = host.fn.config as Record<string, unknown>;
+    this.replay = delivery.replayOf ? { of: delivery.replayOf } : undefined;
+    this.working = invocation.working;
+  }
+
+  get timestamp(): Date {
+    return this.#invocation.delivery.timestamp;
+  }
+
+  get signal(): AbortSignal {
+    return this.#deadline.signal();
+  }
+
+  get log(): Logger {
+    this.#log ??= this.#host.logger(this.#invocation);
+    return this.#log;
+  }
+
+  // Functions, not methods: handlers destructure them (`const { publish } = ctx`).
+  get publish(): FunctionContext["publish"] {
+    this.#publish ??= (subject, data, options) => this.#host.publish(this.#invocation, subject, encode(data), options);
+    return this.#publish;
+  }
+
+  get breaker(): FunctionContext["breaker"] {
+    this.#breaker ??= (name, options) => this.#host.breaker(this.#invocation, name, options);
+    return this.#breaker;
   }
 }
