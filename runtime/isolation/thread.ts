@@ -191,65 +191,104 @@ async function serve(init: ThreadInit): Promise<void> {
   }
 
   function functionContext(message: Run, state: Running, parent: Context): FunctionContext {
-    const { id } = message;
-    const spanContext = trace.getSpanContext(parent);
-    // Built on first use: most handlers never touch them.
-    let log: Logger | undefined;
-    let span: Span | undefined;
-    let breakers: Map<string, Breaker> | undefined;
-    return {
-      function: init.function,
-      subject: message.subject,
-      headers: message.headers,
-      seq: message.seq,
-      deliveryCount: message.deliveryCount,
-      timestamp: new Date(message.timestamp),
-      get signal() {
-        if (!state.controller) {
-          state.controller = new AbortController();
-          if (state.abortReason) state.controller.abort(state.abortReason);
-        }
-        return state.controller.signal;
-      },
-      get span(): Span {
-        span ??= remoteSpan(id, spanContext);
-        return span;
-      },
-      config: init.config as Record<string, unknown>,
-      replay: message.replayOf ? { of: message.replayOf } : undefined,
-      get log(): Logger {
-        log ??= threadLogger(id, {}, levels, init.logLevel);
-        return log;
-      },
-      working: () => post({ t: "working", id }),
-      breaker: (name: string, options?: BreakerOptions): Breaker => {
-        breakers ??= new Map();
-        let breaker = breakers.get(name);
+    return new ThreadContext(message, state, trace.getSpanContext(parent));
+  }
+
+  /**
+   * `ctx` in a handler thread: one per invocation, so what a handler may never use (its
+   * signal, span, log, breakers, publish and working functions, the timestamp) is made on
+   * first use. Functions rather than methods: handlers destructure them.
+   */
+  class ThreadContext implements FunctionContext {
+    readonly function = init.function;
+    readonly subject: string;
+    readonly headers: Readonly<Record<string, string>>;
+    readonly seq: number;
+    readonly deliveryCount: number;
+    readonly config = init.config as Record<string, unknown>;
+    readonly replay: FunctionContext["replay"];
+    readonly #message: Run;
+    readonly #state: Running;
+    readonly #spanContext: SpanContext | undefined;
+    #span?: Span;
+    #log?: Logger;
+    #breakers?: Map<string, Breaker>;
+    #working?: () => void;
+    #breaker?: FunctionContext["breaker"];
+    #publish?: FunctionContext["publish"];
+
+    constructor(message: Run, state: Running, spanContext: SpanContext | undefined) {
+      this.#message = message;
+      this.#state = state;
+      this.#spanContext = spanContext;
+      this.subject = message.subject;
+      this.headers = message.headers;
+      this.seq = message.seq;
+      this.deliveryCount = message.deliveryCount;
+      this.replay = message.replayOf ? { of: message.replayOf } : undefined;
+    }
+
+    get timestamp(): Date {
+      return new Date(this.#message.timestamp);
+    }
+
+    get signal(): AbortSignal {
+      const state = this.#state;
+      if (!state.controller) {
+        state.controller = new AbortController();
+        if (state.abortReason) state.controller.abort(state.abortReason);
+      }
+      return state.controller.signal;
+    }
+
+    get span(): Span {
+      this.#span ??= remoteSpan(this.#message.id, this.#spanContext);
+      return this.#span;
+    }
+
+    get log(): Logger {
+      this.#log ??= threadLogger(this.#message.id, {}, levels, init.logLevel);
+      return this.#log;
+    }
+
+    get working(): () => void {
+      const id = this.#message.id;
+      this.#working ??= () => post({ t: "working", id });
+      return this.#working;
+    }
+
+    get breaker(): FunctionContext["breaker"] {
+      this.#breaker ??= (name: string, options?: BreakerOptions): Breaker => {
+        this.#breakers ??= new Map();
+        let breaker = this.#breakers.get(name);
         if (!breaker) {
-          breaker = remoteBreaker(id, name, options, call);
-          breakers.set(name, breaker);
+          breaker = remoteBreaker(this.#message.id, name, options, call);
+          this.#breakers.set(name, breaker);
         }
         return breaker;
-      },
-      publish: (subject, data, options) => {
+      };
+      return this.#breaker;
+    }
+
+    get publish(): FunctionContext["publish"] {
+      this.#publish ??= (subject, data, options) => {
         const bytes = outgoing(data, encode(data));
         const active = trace.getSpanContext(context.active());
         const parentCarrier: TraceCarrier = {};
-        if (active && active.spanId !== spanContext?.spanId) propagation.inject(context.active(), parentCarrier);
-        return call<PublishAck>(
-          id,
-          {
-            op: "publish",
-            subject,
-            data: bytes,
-            ...(options?.headers ? { headers: { ...options.headers } } : {}),
-            ...(options?.msgId ? { msgId: options.msgId } : {}),
-            ...(parentCarrier.traceparent ? { parent: parentCarrier } : {}),
-          },
-        );
-      },
-    };
+        if (active && active.spanId !== this.#spanContext?.spanId) propagation.inject(context.active(), parentCarrier);
+        return call<PublishAck>(this.#message.id, {
+          op: "publish",
+          subject,
+          data: bytes,
+          ...(options?.headers ? { headers: { ...options.headers } } : {}),
+          ...(options?.msgId ? { msgId: options.msgId } : {}),
+          ...(parentCarrier.traceparent ? { parent: parentCarrier } : {}),
+        });
+      };
+      return this.#publish;
+    }
   }
+
 }
 
 /**
