@@ -13,6 +13,9 @@ import type { Outcome } from "./settle.ts";
  */
 const PAUSED_RECHECK_MS = 1000;
 
+/** What `finish` is given for an invocation that used no named breaker. */
+export const NO_BREAKERS: ReadonlySet<NamedBreaker> = new Set();
+
 /**
  * Whether one function's deliveries may start: the one place that decides it. Three things
  * close the gate:

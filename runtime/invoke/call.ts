@@ -11,6 +11,7 @@ import type { Executor, Invocation } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
 import { runWithTimeout } from "./run.ts";
 import { errorMessage, invocationOutcome, type Outcome } from "./settle.ts";
+import { NO_BREAKERS } from "./admission.ts";
 
 const tracer = trace.getTracer("jetfn");
 
@@ -80,7 +81,6 @@ export class Caller implements SyncCaller {
       delivery,
       span,
       context: trace.setSpan(request.parent, span),
-      breakers: new Set(),
       working: () => {},
     };
     const started = performance.now();
@@ -89,7 +89,7 @@ export class Caller implements SyncCaller {
         runWithTimeout((deadline) => executor.run(invocation, deadline), fn.timeoutMs, stop),
       );
       metrics.duration.observe(labels, (performance.now() - started) / 1000);
-      admission.finish(outcome, invocation.breakers);
+      admission.finish(outcome, invocation.breakers ?? NO_BREAKERS);
       const counted = invocationOutcome(outcome);
       if (counted) metrics.invoked(fn.name, counted);
       span.setAttribute("jetfn.outcome", outcome.kind);

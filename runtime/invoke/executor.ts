@@ -11,8 +11,8 @@ export interface Invocation {
   readonly span: Span;
   /** The delivery's trace context (its span): the parent of what the handler publishes. */
   readonly context: Context;
-  /** Named breakers the handler went through (`ctx.breaker`); filled while it runs. */
-  readonly breakers: Set<NamedBreaker>;
+  /** Named breakers the handler went through (`ctx.breaker`); made when it uses the first. */
+  breakers?: Set<NamedBreaker>;
   /** `ctx.working()`: resets the message's ack timer, and counts it. */
   working(): void;
 }

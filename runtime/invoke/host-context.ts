@@ -49,7 +49,7 @@ export class HostContext {
   /** `ctx.breaker(name)`: the host's breaker of that name, noted as used by this invocation. */
   breaker(invocation: Invocation, name: string, options?: BreakerOptions): NamedBreaker {
     const breaker = this.#breakers.get(name, options, this.fn.name);
-    invocation.breakers.add(breaker);
+    (invocation.breakers ??= new Set()).add(breaker);
     return breaker;
   }
 

@@ -13,6 +13,7 @@ import { Heartbeat } from "./heartbeat.ts";
 import { runWithTimeout } from "./run.ts";
 import { errorMessage, invocationOutcome, spendsAttempt, type Outcome, type Settlement } from "./settle.ts";
 import { Settler } from "./settler.ts";
+import { NO_BREAKERS } from "./admission.ts";
 
 const tracer = trace.getTracer("jetfn");
 const CONSUMER = Object.freeze({ kind: SpanKind.CONSUMER });
@@ -104,7 +105,6 @@ export class Invoker {
       delivery,
       span,
       context: trace.setSpan(parent, span),
-      breakers: new Set(),
       working: () => {
         delivery.working();
         metrics.acks.inc(this.#workingLabels);
@@ -119,7 +119,7 @@ export class Invoker {
       } else {
         outcome = await context.with(invocation.context, () => this.#run(invocation));
         metrics.duration.observe(labels, (performance.now() - started) / 1000);
-        holdMs = admission.finish(outcome, invocation.breakers);
+        holdMs = admission.finish(outcome, invocation.breakers ?? NO_BREAKERS);
       }
       if (outcome.kind === "error") span.recordException(outcome.error instanceof Error ? outcome.error : errorMessage(outcome.error));
       span.setAttribute("jetfn.outcome", outcome.kind);
