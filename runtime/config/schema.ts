@@ -162,7 +162,7 @@ const orderingKeySchema = text(
 ).transform((value) => parseOrderingKey(value)!);
 
 /** Reads an `ordering.key`; undefined when malformed. */
-export function parseOrderingKey(value: string): CompiledOrderingKey | undefined {
+function parseOrderingKey(value: string): CompiledOrderingKey | undefined {
   const subject = /^subject:([1-9]\d*)$/.exec(value);
   if (subject) return { kind: "subject", token: Number(subject[1]) };
   const header = /^header:([!-9;-~]+)$/.exec(value);

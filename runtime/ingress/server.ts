@@ -99,7 +99,8 @@ export class IngressServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
-    const match = this.#router.match(req.method ?? "", pathOf(req.url));
+    const path = pathOf(req.url);
+    const match = this.#router.match(req.method ?? "", path);
     if (match.kind !== "route") {
       const reply =
         match.kind === "method"
@@ -116,7 +117,7 @@ export class IngressServer {
         attributes: {
           "http.request.method": route.method,
           "http.route": route.path,
-          "url.path": pathOf(req.url),
+          "url.path": path,
           "url.scheme": "http",
         },
       },

@@ -135,7 +135,7 @@ function callDelivery(request: CallRequest): Delivery {
  * where they are meant for it (a `NonRetryableError`, a schema's issues); any other failure
  * is logged in full and answered with a generic message.
  */
-export function callResult(fn: CompiledFunction, outcome: Outcome): CallResult {
+function callResult(fn: CompiledFunction, outcome: Outcome): CallResult {
   switch (outcome.kind) {
     case "success":
       return { kind: "ok", value: outcome.value };

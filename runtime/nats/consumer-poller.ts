@@ -3,6 +3,7 @@ import type { CompiledFunction } from "../config/types.ts";
 import { partitionConsumer } from "./provision.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
+import { Periodic } from "./periodic.ts";
 
 /** A function's consumer as last seen on the server. */
 export interface ConsumerSample {
@@ -24,8 +25,7 @@ export class ConsumerPoller {
   readonly #metrics: Metrics;
   readonly #log: Logger;
   readonly #samples = new Map<string, ConsumerSample>();
-  #timer?: NodeJS.Timeout;
-  #polling?: Promise<void>;
+  readonly #polls = new Periodic(() => this.#poll());
 
   constructor(jsm: JetStreamManager, functions: readonly CompiledFunction[], metrics: Metrics, log: Logger) {
     this.#jsm = jsm;
@@ -36,18 +36,11 @@ export class ConsumerPoller {
 
   /** Polls now, then every `intervalMs`. */
   start(intervalMs = 5000): void {
-    const tick = (): void => {
-      // One poll at a time: a slow server must not pile them up.
-      this.#polling ??= this.#poll().finally(() => (this.#polling = undefined));
-    };
-    tick();
-    this.#timer = setInterval(tick, intervalMs);
-    this.#timer.unref();
+    this.#polls.start(intervalMs);
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    await this.#polling;
+  stop(): Promise<void> {
+    return this.#polls.stop();
   }
 
   sample(fn: string): ConsumerSample | undefined {

@@ -5,6 +5,7 @@ import { parseReplayOf, REPLAY_STREAM, ReplayHeader } from "../contracts/replay.
 import type { StreamPosition } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Consumption } from "../contracts/consumption.ts";
+import { Periodic } from "./periodic.ts";
 
 /**
  * How often a host asks whether any of its functions has replays waiting: a replay starts
@@ -23,8 +24,7 @@ export class ReplayWatch {
   readonly #jsm: JetStreamManager;
   readonly #log: Logger;
   readonly #gates = new Map<string, ReplayGate>();
-  #timer?: NodeJS.Timeout;
-  #polling?: Promise<void>;
+  readonly #polls = new Periodic(() => this.#poll());
   /** The last poll failed: the next failures are not worth a warning each. */
   #failing = false;
 
@@ -42,17 +42,11 @@ export class ReplayWatch {
 
   /** Polls now, then every second. */
   start(intervalMs = POLL_MS): void {
-    const tick = (): void => {
-      this.#polling ??= this.#poll().finally(() => (this.#polling = undefined));
-    };
-    tick();
-    this.#timer = setInterval(tick, intervalMs);
-    this.#timer.unref();
+    this.#polls.start(intervalMs);
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    await this.#polling;
+  stop(): Promise<void> {
+    return this.#polls.stop();
   }
 
   async #poll(): Promise<void> {

@@ -95,11 +95,6 @@ export class KeyLanes {
     return this.#running;
   }
 
-  /** Keys with events held. */
-  get keys(): number {
-    return this.#lanes.size;
-  }
-
   /**
    * Takes an event (or the redelivery of one held here) into its key's lane. Resolves when
    * this delivery is finished with here: it ran, or was replaced by a redelivery, or dropped.

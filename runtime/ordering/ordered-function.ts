@@ -98,11 +98,6 @@ export class OrderedFunction {
     return this.#started && [...this.#owned.values()].every(({ loop }) => loop.bound);
   }
 
-  /** Events running on this host. */
-  get inflight(): number {
-    return this.#slots.used;
-  }
-
   /** Ends open pulls early (a reconnect): they are made anew. */
   interrupt(): void {
     for (const { loop } of this.#owned.values()) loop.interrupt();
