@@ -68,9 +68,9 @@ export class Caller implements SyncCaller {
       const why = paused ? `it is paused${paused.reason ? ` (${paused.reason})` : ""}` : "a breaker is open";
       return { kind: "unavailable", message: `function ${fn.name} is not taking calls: ${why}`, retryAfterMs: admission.closedForMs() || 1000 };
     }
-    const labels = { function: fn.name };
+    const meters = metrics.forFunction(fn.name);
     this.#inflight++;
-    metrics.inflight.inc(labels);
+    meters.inflight++;
     const span = tracer.startSpan(
       `invoke ${fn.name}`,
       { kind: request.spanKind, attributes: { "jetfn.function": fn.name, "jetfn.call": true } },
@@ -88,10 +88,10 @@ export class Caller implements SyncCaller {
       const outcome = await context.with(invocation.context, () =>
         runWithTimeout((deadline) => executor.run(invocation, deadline), fn.timeoutMs, stop),
       );
-      metrics.duration.observe(labels, (performance.now() - started) / 1000);
+      meters.duration.observe((performance.now() - started) / 1000);
       admission.finish(outcome, invocation.breakers ?? NO_BREAKERS);
       const counted = invocationOutcome(outcome);
-      if (counted) metrics.invoked(fn.name, counted);
+      if (counted) meters.invoked(counted);
       span.setAttribute("jetfn.outcome", outcome.kind);
       const result = callResult(fn, outcome);
       if (result.kind !== "ok") {
@@ -106,7 +106,7 @@ export class Caller implements SyncCaller {
       return { kind: "failed", message: `function ${fn.name} failed` };
     } finally {
       span.end();
-      metrics.inflight.dec(labels);
+      meters.inflight--;
       if (--this.#inflight === 0) for (const resolve of this.#idle.splice(0)) resolve();
     }
   }

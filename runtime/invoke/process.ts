@@ -4,7 +4,7 @@ import type { CompiledFunction } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { formatReplayOf } from "../contracts/replay.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import type { Metrics } from "../telemetry/metrics.ts";
+import type { FunctionMeters, Metrics } from "../telemetry/metrics.ts";
 import type { Admission } from "./admission.ts";
 import { AttemptLedger } from "./attempts.ts";
 import type { Executor, Invocation } from "./executor.ts";
@@ -55,19 +55,15 @@ export class Invoker {
   readonly #log: Logger;
   readonly #settler: Settler;
   readonly #attempts = new AttemptLedger();
-  /** Metric labels, made once: every delivery uses them. */
-  readonly #labels: { readonly function: string };
-  readonly #workingLabels: { readonly function: string; readonly action: "working" };
+  readonly #meters: FunctionMeters;
   #inflight = 0;
 
   constructor(deps: InvokerDeps) {
     this.#fn = deps.host.fn;
     this.#deps = deps;
-    this.#labels = Object.freeze({ function: this.#fn.name });
-    this.#workingLabels = Object.freeze({ function: this.#fn.name, action: "working" });
     this.#log = deps.host.log;
+    this.#meters = deps.metrics.registerFunction(this.#fn.name);
     this.#settler = new Settler(this.#fn, deps.host.publisher, deps.metrics, this.#log, deps.random);
-    deps.metrics.registerFunction(this.#fn.name);
   }
 
   /** Invocations running now. */
@@ -82,8 +78,8 @@ export class Invoker {
    */
   async process(delivery: Delivery): Promise<ProcessResult> {
     const fn = this.#fn;
-    const { metrics, admission } = this.#deps;
-    const labels = this.#labels;
+    const { admission } = this.#deps;
+    const meters = this.#meters;
     const attempt = this.#attempts.attempt(delivery);
     const exhausted = attempt > fn.retry.maxAttempts;
     // The poison guard needs no admission: it runs nothing.
@@ -91,8 +87,8 @@ export class Invoker {
       this.#release(delivery);
       return "again";
     }
-    metrics.received.inc(labels);
-    metrics.inflight.inc(labels);
+    meters.received++;
+    meters.inflight++;
     this.#inflight++;
     const parent = hasTraceContext(delivery.headers) ? propagation.extract(ROOT_CONTEXT, delivery.headers, headerGetter) : ROOT_CONTEXT;
     const span = tracer.startSpan(
@@ -107,7 +103,7 @@ export class Invoker {
       context: trace.setSpan(parent, span),
       working: () => {
         delivery.working();
-        metrics.acks.inc(this.#workingLabels);
+        meters.acks.working++;
       },
     };
     const started = performance.now();
@@ -118,7 +114,7 @@ export class Invoker {
         outcome = { kind: "exhausted", attempts: attempt };
       } else {
         outcome = await context.with(invocation.context, () => this.#run(invocation));
-        metrics.duration.observe(labels, (performance.now() - started) / 1000);
+        meters.duration.observe((performance.now() - started) / 1000);
         holdMs = admission.finish(outcome, invocation.breakers ?? NO_BREAKERS);
       }
       if (outcome.kind === "error") span.recordException(outcome.error instanceof Error ? outcome.error : errorMessage(outcome.error));
@@ -128,8 +124,8 @@ export class Invoker {
       if (settlement.action !== "nak") this.#attempts.forget(delivery);
       else if (!spendsAttempt(outcome, holdMs)) this.#attempts.spare(delivery);
       const counted = invocationOutcome(outcome);
-      if (counted) metrics.invoked(fn.name, counted);
-      metrics.endToEnd.observe(labels, Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
+      if (counted) meters.invoked(counted);
+      meters.endToEnd.observe(Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
       return settlement.action === "nak" ? "again" : "settled";
     } catch (error) {
       // Only a bug in the host gets here; the message will be redelivered after ack wait.
@@ -138,7 +134,7 @@ export class Invoker {
     } finally {
       span.end();
       this.#inflight--;
-      metrics.inflight.dec(labels);
+      meters.inflight--;
     }
   }
 
@@ -172,6 +168,6 @@ export class Invoker {
   #release(delivery: Delivery): void {
     delivery.nak(this.#deps.admission.closedForMs() || 1000);
     this.#attempts.spare(delivery);
-    this.#deps.metrics.acks.inc({ function: this.#fn.name, action: "nak" });
+    this.#meters.acks.nak++;
   }
 }

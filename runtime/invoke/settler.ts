@@ -2,7 +2,7 @@ import { isSpanContextValid, SpanStatusCode, type Context, type Span } from "@op
 import type { CompiledFunction } from "../config/types.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import type { Metrics } from "../telemetry/metrics.ts";
+import type { FunctionMeters, Metrics } from "../telemetry/metrics.ts";
 import { encode } from "./decode.ts";
 import { DeadLetterHeader, isOwnHeader } from "../contracts/dead-letter.ts";
 import type { Delivery, Publisher } from "../contracts/delivery.ts";
@@ -38,6 +38,7 @@ export class Settler {
   readonly #fn: CompiledFunction;
   readonly #publisher: Publisher;
   readonly #metrics: Metrics;
+  readonly #meters: FunctionMeters;
   readonly #log: Logger;
   readonly #random?: () => number;
 
@@ -45,6 +46,7 @@ export class Settler {
     this.#fn = fn;
     this.#publisher = publisher;
     this.#metrics = metrics;
+    this.#meters = metrics.forFunction(fn.name);
     this.#log = log;
     this.#random = random;
   }
@@ -69,7 +71,7 @@ export class Settler {
         this.#metrics.deadLetters.inc({ function: fn.name, reason: settlement.reason });
         break;
     }
-    this.#metrics.acks.inc({ function: fn.name, action: settlement.action === "dead-letter" ? "term" : settlement.action });
+    this.#meters.acks[settlement.action === "dead-letter" ? "term" : settlement.action]++;
     item.span.setAttribute("jetfn.settlement", settlement.action);
     if (outcome.kind !== "success" || settlement.action !== "ack") {
       item.span.setStatus({ code: SpanStatusCode.ERROR, message: settlementError(settlement) });

@@ -289,7 +289,9 @@ class JsDelivery implements Delivery {
     return this.#msg.info.deliveryCount;
   }
   get timestamp(): Date {
-    this.#timestamp ??= new Date(Number(this.#msg.timestampNanos / 1_000_000n));
+    // From the delivery info already parsed (a double: exact to well under a millisecond);
+    // msg.timestampNanos would split the reply subject again and make a BigInt.
+    this.#timestamp ??= new Date(Math.floor(this.#msg.info.timestampNanos / 1e6));
     return this.#timestamp;
   }
   ack(): void {

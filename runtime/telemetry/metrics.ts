@@ -2,10 +2,10 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { DEAD_LETTER_REASONS } from "../contracts/dead-letter.ts";
 import type { CrashReason, InvocationOutcome } from "../invoke/settle.ts";
 import { JETFN_VERSION } from "../package-root.ts";
-import { MinuteRing, type RecentCounts } from "./recent.ts";
+import { BucketHistogram, FunctionMeters, type AckAction } from "./meters.ts";
+import type { RecentCounts } from "./recent.ts";
 
-/** `jetfn_acks_total{action}` values. */
-export type AckAction = "ack" | "nak" | "term" | "working";
+export type { AckAction, FunctionMeters } from "./meters.ts";
 
 // Sub-millisecond to minutes: handlers range from cache hits to slow batch jobs.
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -21,14 +21,16 @@ export class Metrics {
     help: "Messages delivered to this host, redeliveries included.",
     labelNames: ["function"] as const,
     registers: [this.registry],
+    collect: () => this.#fold(),
   });
   readonly invocations = new Counter({
     name: "jetfn_invocations_total",
     help: "Settled deliveries by outcome (success, error, timeout, invalid, crashed).",
     labelNames: ["function", "outcome"] as const,
     registers: [this.registry],
+    collect: () => this.#fold(),
   });
-  readonly duration = new Histogram({
+  readonly duration = new BucketHistogram({
     name: "jetfn_invocation_duration_seconds",
     help: "Handler run time, from decode to the handler's return or failure.",
     labelNames: ["function"] as const,
@@ -40,12 +42,14 @@ export class Metrics {
     help: "Deliveries being worked on in this host.",
     labelNames: ["function"] as const,
     registers: [this.registry],
+    collect: () => this.#fold(),
   });
   readonly acks = new Counter({
     name: "jetfn_acks_total",
     help: "Acknowledgements sent to the server by action (ack, nak, term, working).",
     labelNames: ["function", "action"] as const,
     registers: [this.registry],
+    collect: () => this.#fold(),
   });
   readonly deadLetters = new Counter({
     name: "jetfn_dead_letters_total",
@@ -85,7 +89,7 @@ export class Metrics {
     labelNames: ["function", "reason"] as const,
     registers: [this.registry],
   });
-  readonly endToEnd = new Histogram({
+  readonly endToEnd = new BucketHistogram({
     name: "jetfn_end_to_end_latency_seconds",
     help: "From the message's stream timestamp to its settlement.",
     labelNames: ["function"] as const,
@@ -135,8 +139,8 @@ export class Metrics {
   });
 
   #refreshBreakers: () => void = () => {};
-  /** Per function, the last minute's invocations, for `jetfn status`. */
-  readonly #recent = new Map<string, MinuteRing>();
+  /** Per function, what every message counts, as plain numbers (see meters.ts). */
+  readonly #meters = new Map<string, FunctionMeters>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -148,17 +152,21 @@ export class Metrics {
     this.#refreshBreakers = refresh;
   }
 
-  /** Counts one settled invocation: `jetfn_invocations_total`, and the last minute's counts. */
-  invoked(fn: string, outcome: InvocationOutcome): void {
-    this.invocations.inc({ function: fn, outcome });
-    let ring = this.#recent.get(fn);
-    if (!ring) this.#recent.set(fn, (ring = new MinuteRing()));
-    ring.add(outcome === "success");
+  /** The function's per-message meters, made on first use; every delivery and call of it counts there. */
+  forFunction(fn: string): FunctionMeters {
+    let meters = this.#meters.get(fn);
+    if (!meters) this.#meters.set(fn, (meters = new FunctionMeters(fn, this)));
+    return meters;
+  }
+
+  /** Adds the meters' counts into the counters and the in-flight gauge (before a scrape reads them). */
+  #fold(): void {
+    for (const meters of this.#meters.values()) meters.fold(this);
   }
 
   /** The function's successes and failures in the last minute on this host. */
   lastMinute(fn: string): RecentCounts {
-    return this.#recent.get(fn)?.counts() ?? { successes: 0, failures: 0 };
+    return this.#meters.get(fn)?.lastMinute() ?? { successes: 0, failures: 0 };
   }
 
   /** Messages this host dead-lettered for the function since it started, every reason. */
@@ -167,8 +175,8 @@ export class Metrics {
     return values.filter((v) => v.labels.function === fn).reduce((sum, v) => sum + v.value, 0);
   }
 
-  /** Makes every per-function series exist at 0, so dashboards see a function before traffic. */
-  registerFunction(name: string): void {
+  /** Makes every per-function series exist at 0, so dashboards see a function before traffic; gives its meters. */
+  registerFunction(name: string): FunctionMeters {
     this.received.inc({ function: name }, 0);
     this.functionPaused.set({ function: name }, 0);
     this.inflight.set({ function: name }, 0);
@@ -184,5 +192,6 @@ export class Metrics {
     for (const reason of ["timeout", "out-of-memory", "exit", "uncaught", "load"] satisfies CrashReason[]) {
       this.workerRestarts.inc({ function: name, reason }, 0);
     }
+    return this.forFunction(name);
   }
 }

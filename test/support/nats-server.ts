@@ -10,7 +10,7 @@ import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { freePorts } from "./free-port.ts";
 import { waitFor } from "./wait-for.ts";
@@ -373,6 +373,23 @@ async function jetStreamAnswers(url: string): Promise<boolean> {
 }
 
 /**
+ * Whether the cluster places a stream on `replicas` peers: the meta leader answering is not
+ * enough, it may not know every peer yet ("no suitable peers for placement").
+ */
+async function placesReplicatedStream(url: string, replicas: number): Promise<boolean> {
+  const nc = await connect({ servers: url, reconnect: false, timeout: 2000 });
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 2000, checkAPI: false });
+    const name = `JETFN_PROBE_${Math.random().toString(36).slice(2, 10)}`;
+    await jsm.streams.add({ name, subjects: [`_jetfn_probe.${name}`], num_replicas: replicas, storage: StorageType.Memory });
+    await jsm.streams.delete(name);
+    return true;
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
  * Starts a `size`-node JetStream cluster on 127.0.0.1 (`node0`… with cluster name
  * `jetfn-test`), each node with its own store and fixed client and cluster ports, so a
  * node restarted alone comes back on the same ports. Resolves once every node accepts
@@ -423,6 +440,13 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
           }),
         ),
       );
+      if (running.length > 1) {
+        await waitFor(() => placesReplicatedStream(running[0]!.url, running.length), {
+          timeout: timeoutMs,
+          interval: 100,
+          message: `the cluster did not place an R${running.length} stream (peers not known to the meta leader?)`,
+        });
+      }
     },
   };
   try {
