@@ -191,7 +191,9 @@ export class Host {
       if (this.#shutdown) throw new Error("start-up interrupted by shutdown");
     };
     try {
-      this.#tracing = await installTracing(this.#env.tracing, this.log);
+      // Handler code runs in this thread only for `isolation: none` functions.
+      const handlersHere = this.config.functions.some((fn) => fn.isolation === "none");
+      this.#tracing = await installTracing(this.#env.tracing, this.log, handlersHere);
       this.#endpoint = await resolveNats(this.#env.natsUrl, this.config.rootDir, this.log, this.#embedded);
       stillWanted();
       const clients = await openClients(this.#env, this.#endpoint.servers, this.log, (up) => {

@@ -39,9 +39,27 @@ const FLUSH_TIMEOUT_MS = 3000;
  * nothing, and the SDK is not even loaded (it is imported on demand: every handler thread
  * would otherwise load it for nothing).
  */
-export function installTracing(config: CompiledTracing | undefined, log: Logger): Promise<Tracing> {
+export async function installTracing(config: CompiledTracing | undefined, log: Logger, handlersHere = true): Promise<Tracing> {
   installed ??= install(config, log);
-  return installed;
+  const tracing = await installed;
+  if (handlersHere && tracing.exporting) await followActiveContext();
+  return tracing;
+}
+
+let following: Promise<void> | undefined;
+
+/**
+ * Lets the active span follow handler code across `await`s (so a span a handler starts
+ * nests under its delivery's span): an AsyncLocalStorage context manager. It costs on every
+ * promise made in the thread (async hooks), so it is installed only where handler code runs:
+ * in handler threads, and in the host's thread when a function there has `isolation: none`.
+ * jetfn's own code passes its contexts explicitly and needs none.
+ */
+function followActiveContext(): Promise<void> {
+  following ??= import("@opentelemetry/context-async-hooks").then(({ AsyncLocalStorageContextManager }) => {
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  });
+  return following;
 }
 
 /** What {@link installTracing} installed, if it was called. */
@@ -54,13 +72,11 @@ async function install(config: CompiledTracing | undefined, log: Logger): Promis
     new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
   );
   if (!config) return { exporting: false, flush: async () => {} };
-  const [sdk, { OTLPTraceExporter }, { resourceFromAttributes }, { AsyncLocalStorageContextManager }] = await Promise.all([
+  const [sdk, { OTLPTraceExporter }, { resourceFromAttributes }] = await Promise.all([
     import("@opentelemetry/sdk-trace-base"),
     import("@opentelemetry/exporter-trace-otlp-http"),
     import("@opentelemetry/resources"),
-    import("@opentelemetry/context-async-hooks"),
   ]);
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   const exporter = new LoggedExporter(new OTLPTraceExporter({ url: config.endpoint }), config.endpoint, log);
   const provider = new sdk.BasicTracerProvider({
     resource: resourceFromAttributes({ ...config.resourceAttributes, "service.name": config.serviceName }),
