@@ -18,7 +18,7 @@ import { HostContext } from "./invoke/host-context.ts";
 import { InProcessExecutor } from "./invoke/in-process.ts";
 import { prepareHandlers } from "./isolation/check.ts";
 import { workerScript } from "./isolation/script.ts";
-import { WorkerExecutor } from "./isolation/worker-executor.ts";
+import { waitingRoom, WorkerExecutor } from "./isolation/worker-executor.ts";
 import { Invoker } from "./invoke/process.ts";
 import { openClients, type NatsClients } from "./nats/clients.ts";
 import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
@@ -275,7 +275,7 @@ export class Host {
     const admission = new Admission(fn.breaker, (from, to) => this.#breakerChanged(fn.name, "function", from, to));
     if (admission.breaker) this.metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
     const host = new HostContext(fn, this.log.child({ function: fn.name }), publisher, this.#breakers);
-    const executor = this.#executor(fn, host);
+    const executor = this.#executor(fn, host, admission);
     const invoker = new Invoker({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
     const caller = new Caller({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
     const run = (delivery: Delivery) => invoker.process(delivery);
@@ -284,14 +284,16 @@ export class Host {
     // Live events and replays share the function's concurrency: while replays wait, they
     // have half of it (at least 1), and live events the rest. An ordered function's
     // replays, which run unordered, have a concurrency of their own.
-    const budget = new PullBudget(fn.concurrency);
+    // A worker-isolated function also holds a few deliveries that wait in its thread.
+    const extra = fn.isolation === "worker" ? waitingRoom(fn.concurrency) : 0;
+    const budget = new PullBudget(fn.concurrency + extra);
     const replayShare = Math.max(1, Math.floor(fn.concurrency / 2));
     const events = fn.ordering
       ? new OrderedFunction({ js, jsm, kv: leases!, fn, hostId: this.hostId, run, admission, metrics: this.metrics, log: this.log })
       : new PullLoop(js, fn, run, this.log, {
           rebind: () => ensureConsumer(jsm, fn, this.log),
           admission,
-          budget: budget.part(() => (gate.waiting > 0 ? fn.concurrency - replayShare : fn.concurrency)),
+          budget: budget.part(() => (gate.waiting > 0 ? fn.concurrency - replayShare : fn.concurrency) + extra),
         });
     const replayLoop = new PullLoop(js, replays, (delivery) => invoker.process(replayed(delivery)), this.log, {
       rebind: () => ensureConsumer(jsm, replays, this.log),
@@ -307,7 +309,7 @@ export class Host {
   }
 
   /** Where the function's handler runs: `isolation:` in its entry. */
-  #executor(fn: CompiledFunction, host: HostContext): Executor {
+  #executor(fn: CompiledFunction, host: HostContext, admission: Admission): Executor {
     const handler = this.#handlers.get(fn.name)!;
     if (handler.loaded) return new InProcessExecutor(handler.loaded, host);
     return new WorkerExecutor(host, {
@@ -317,6 +319,7 @@ export class Host {
       logLevel: this.log.levelVal,
       ...(this.#env.tracing ? { tracing: this.#env.tracing } : {}),
       metrics: this.metrics,
+      gate: admission,
       ...this.#isolation,
     });
   }

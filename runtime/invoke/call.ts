@@ -82,6 +82,7 @@ export class Caller implements SyncCaller {
       span,
       context: trace.setSpan(request.parent, span),
       working: () => {},
+      call: true,
     };
     const started = performance.now();
     try {

@@ -15,6 +15,8 @@ export interface Invocation {
   breakers?: Set<NamedBreaker>;
   /** `ctx.working()`: resets the message's ack timer, and counts it. */
   working(): void;
+  /** A synchronous call (HTTP `invoke:` route, NATS request), not a delivery. */
+  readonly call?: true;
 }
 
 /**

@@ -156,7 +156,9 @@ export class Invoker {
   /** The executor's run under the deadline, with heartbeats while it may outlive half the ack wait. */
   async #run(invocation: Invocation): Promise<Outcome> {
     const fn = this.#fn;
-    const heartbeat = fn.timeoutMs > fn.ackWaitMs / 2 ? new Heartbeat(fn.ackWaitMs, invocation.working) : undefined;
+    // In worker mode a delivery may first wait in its thread for a slot (see waitingRoom):
+    // its ack timer runs meanwhile, so it is always heartbeated.
+    const heartbeat = fn.timeoutMs > fn.ackWaitMs / 2 || fn.isolation === "worker" ? new Heartbeat(fn.ackWaitMs, invocation.working) : undefined;
     try {
       return await runWithTimeout((deadline) => this.#deps.executor.run(invocation, deadline), fn.timeoutMs, this.#deps.stop);
     } finally {

@@ -12,7 +12,7 @@ export type Outcome =
    * Cut off through no fault of its own: by shutdown after the grace period, or as a
    * bystander on a worker thread terminated for another invocation's hard timeout.
    */
-  | { readonly kind: "aborted"; readonly cause?: "shutdown" | "bystander" }
+  | { readonly kind: "aborted"; readonly cause?: "shutdown" | "bystander" | "released" }
   /** Its worker thread ended under it: out of memory, `process.exit()`, an uncaught error. */
   | { readonly kind: "crashed"; readonly reason: CrashReason; readonly error: string }
   | { readonly kind: "undecodable"; readonly error: Error }
@@ -47,6 +47,8 @@ export function invocationOutcome(outcome: Outcome): InvocationOutcome | undefin
     case "crashed":
       return outcome.kind;
     case "aborted":
+      // Handed back before it started (its function paused, or its breaker opened): it never ran.
+      if (outcome.cause === "released") return undefined;
       return outcome.cause === "bystander" ? "crashed" : "timeout";
     case "undecodable":
     case "invalid":
@@ -90,6 +92,9 @@ export function settle(
     case "success":
       return { action: "ack", output: outcome.value };
     case "aborted":
+      if (outcome.cause === "released") {
+        return { action: "nak", delayMs: 0, error: "handed back unrun: the function paused or its breaker opened while it waited for a slot" };
+      }
       return outcome.cause === "bystander"
         ? { action: "nak", delayMs: 0, error: "its worker thread was replaced after another invocation's hard timeout" }
         : { action: "nak", delayMs: 0, error: "aborted by shutdown" };

@@ -57,6 +57,10 @@ interface Pending {
   /** Named breakers that admitted a call of it which has not reported back. */
   readonly admitted: NamedBreaker[];
   log?: Logger;
+  /** Sent to wait for a free slot in the thread: its deadline starts when the thread starts it. */
+  waits?: Deadline;
+  /** A synchronous call: it has slots of its own, and never waits in the thread. */
+  readonly call: boolean;
 }
 
 /** A thread that has not been heard from for this long while busy is reported stuck. */
@@ -78,6 +82,8 @@ export class HandlerThread {
   readonly #options: HandlerThreadOptions;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
+  /** Deliveries sent and not settled (calls have slots of their own): beyond `slots`, they wait in the thread. */
+  #deliveries = 0;
   /** How many of #pending are abandoned. */
   #abandoned = 0;
   #ready = false;
@@ -148,11 +154,18 @@ export class HandlerThread {
   run(invocation: Invocation, deadline: Deadline): Promise<Outcome> {
     const id = this.#nextId++;
     const { delivery } = invocation;
+    const call = invocation.call === true;
+    // More deliveries than slots (the pull loop keeps a few extra): this one waits in the
+    // thread, and the timeout counts the handler's run, not the wait.
+    const waits = !call && this.#deliveries >= this.#options.init.slots;
+    if (!call) this.#deliveries++;
     return new Promise<Outcome>((resolve) => {
-      this.#pending.set(id, { invocation, resolve, abandoned: false, admitted: [] });
+      this.#pending.set(id, { invocation, resolve, abandoned: false, admitted: [], call, ...(waits ? { waits: deadline } : {}) });
       deadline.onAbort((reason) => this.#abort(id, reason));
       // The timeout counts the handler's run, not the thread's start.
-      if (this.#ready) deadline.start();
+      if (waits) {
+        // Started when the thread says so.
+      } else if (this.#ready) deadline.start();
       else this.#starting.push(deadline);
       const carrier: { traceparent?: string; tracestate?: string } = {};
       propagation.inject(invocation.context, carrier);
@@ -162,7 +175,7 @@ export class HandlerThread {
         break;
       }
       const run = [
-        0,
+        waits ? 2 : 0,
         id,
         delivery.subject,
         delivery.stream,
@@ -178,6 +191,13 @@ export class HandlerThread {
       this.#post(of ? [...run, [of.stream, of.seq]] : run);
       if (this.#pending.size === 1) this.#watch();
     });
+  }
+
+  /** Hands back every delivery still waiting in the thread for a slot (the function's gate closed). */
+  releaseWaiting(): void {
+    for (const pending of this.#pending.values()) {
+      if (pending.waits) return this.#post({ t: "release" });
+    }
   }
 
   /** Asks the thread to flush and exit; terminates it when it is busy or does not. */
@@ -241,6 +261,12 @@ export class HandlerThread {
         return;
       case "done":
         return this.#done(message.id, message.outcome);
+      case "started": {
+        const pending = this.#pending.get(message.id);
+        pending?.waits?.start();
+        if (pending) pending.waits = undefined;
+        return;
+      }
       case "aborted": {
         // It read the abort: the thread yields, so it is left to finish in its own time.
         const pending = this.#pending.get(message.id);
@@ -289,6 +315,7 @@ export class HandlerThread {
     const pending = this.#pending.get(id);
     if (!pending) return;
     this.#pending.delete(id);
+    if (!pending.call) this.#deliveries--;
     clearTimeout(pending.killTimer);
     if (pending.abandoned) this.#abandoned--;
     else pending.resolve(outcome);
@@ -391,5 +418,7 @@ function outcomeOf(wire: WireOutcome): Outcome {
       return { kind: "undecodable", error: new Error(wire.message) };
     case "invalid":
       return { kind: "invalid", error: new ValidationError(wire.issues) };
+    case "released":
+      return { kind: "aborted", cause: "released" };
   }
 }

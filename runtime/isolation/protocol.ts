@@ -25,6 +25,11 @@ export interface ThreadInit {
   /** pino's numeric level: calls below it are dropped in the thread. */
   readonly logLevel: number;
   readonly tracing?: CompiledTracing;
+  /**
+   * The function's `concurrency`: a run sent as "start when a slot frees" (t 2) waits in
+   * the thread until fewer than this many run. Runs sent as "start now" (t 0) always start.
+   */
+  readonly slots: number;
 }
 
 /** `workerData` of the thread that checks every handler's shape before a host starts. */
@@ -53,7 +58,8 @@ export interface Run extends Pick<Delivery, "data" | "subject" | "headers" | "st
  * object, with its payload in the batch's bytes and the usually empty parts as 0.
  */
 export type RunWire = readonly [
-  t: 0,
+  /** 0: start now; 2: start when one of the thread's `slots` is free, and say `started`. */
+  t: 0 | 2,
   id: number,
   subject: string,
   stream: string,
@@ -85,6 +91,8 @@ export type ToThread =
   | { readonly t: "abort"; readonly id: number; readonly reason: WireError }
   | { readonly t: "reply"; readonly req: number; readonly value?: unknown; readonly error?: WireError }
   | { readonly t: "ping" }
+  /** The function's gate closed (pause, open breaker): every run still waiting for a slot is handed back unrun. */
+  | { readonly t: "release" }
   /** Flush and exit: the thread has been idle. */
   | { readonly t: "close" };
 
@@ -95,6 +103,8 @@ export type FromThread =
   /** Any other outcome than a success (those travel as {@link DoneWire}). */
   | { readonly t: "done"; readonly id: number; readonly outcome: WireOutcome }
   | { readonly t: "aborted"; readonly id: number }
+  /** A run sent to wait for a slot (t 2) started: its deadline starts now. */
+  | { readonly t: "started"; readonly id: number }
   | { readonly t: "working"; readonly id: number }
   | { readonly t: "call"; readonly req: number; readonly id: number; readonly call: Call }
   | { readonly t: "breaker-result"; readonly id: number; readonly name: string; readonly ok: boolean }
@@ -138,7 +148,9 @@ export type SpanOp = "setAttribute" | "setAttributes" | "addEvent" | "setStatus"
 export type WireOutcome =
   | { readonly kind: "error"; readonly error: WireError }
   | { readonly kind: "undecodable"; readonly message: string }
-  | { readonly kind: "invalid"; readonly issues: readonly FieldIssue[] };
+  | { readonly kind: "invalid"; readonly issues: readonly FieldIssue[] }
+  /** A run that waited for a slot and was handed back unrun (see `release`). */
+  | { readonly kind: "released" };
 
 /** A thrown value, taken apart: an Error's fields and brand, or a non-error's description. */
 export interface WireError {

@@ -91,12 +91,30 @@ async function serve(init: ThreadInit): Promise<void> {
       post({ t: "call", req, id, call: request });
     });
 
+  // Runs sent to wait for a slot (the host keeps a few more than `slots` here, so a slot
+  // that frees starts the next one without a trip to the host and back).
+  const waiting: Run[] = [];
+  let busy = 0;
+
   port.on("message", (batch: Batch<ToThread>) => {
     for (const message of batch.m) {
-      if (Array.isArray(message)) void invoke(runOf(message as RunWire, batch));
-      else receive(message as Exclude<ToThread, RunWire>);
+      if (!Array.isArray(message)) receive(message as Exclude<ToThread, RunWire>);
+      else if ((message as RunWire)[0] === 0) start(runOf(message as RunWire, batch));
+      else if (busy < init.slots) start(runOf(message as RunWire, batch), true);
+      else waiting.push(runOf(message as RunWire, batch));
     }
   });
+
+  function start(run: Run, waited = false): void {
+    busy++;
+    if (waited) post({ t: "started", id: run.id });
+    void invoke(run).finally(next);
+  }
+
+  function next(): void {
+    busy--;
+    while (busy < init.slots && waiting.length > 0) start(waiting.shift()!, true);
+  }
 
   function runOf(wire: RunWire, batch: Batch<ToThread>): Run {
     const [, id, subject, stream, seq, deliveryCount, timestamp, data, headers, traceparent, tracestate, replayOf] = wire;
@@ -121,6 +139,12 @@ async function serve(init: ThreadInit): Promise<void> {
       case "abort": {
         const invocation = running.get(message.id);
         post({ t: "aborted", id: message.id });
+        const at = waiting.findIndex((run) => run.id === message.id);
+        if (at >= 0) {
+          // Cut off before it started (shutdown): it never runs; the host has settled it.
+          waiting.splice(at, 1);
+          post({ t: "done", id: message.id, outcome: { kind: "error", error: { message: "aborted before it started" } } });
+        }
         if (!invocation) break;
         invocation.abortReason = fromWire(message.reason) as Error;
         invocation.controller?.abort(invocation.abortReason);
@@ -135,6 +159,9 @@ async function serve(init: ThreadInit): Promise<void> {
       }
       case "ping":
         post({ t: "pong" });
+        break;
+      case "release":
+        for (const run of waiting.splice(0)) post({ t: "done", id: run.id, outcome: { kind: "released" } });
         break;
       case "close":
         void installedTracing()!

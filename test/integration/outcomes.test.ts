@@ -129,7 +129,8 @@ describe("outcome table", () => {
     expect(Number.isNaN(Date.parse(dead.header.get("Jetfn-Failed-At")))).toBe(false);
     await drained("jetfn_fatal");
     expect(callsOf("fatal", seq)).toHaveLength(1);
-    expect(await metric('jetfn_dead_letters_total{function="fatal",reason="non-retryable"}')).toBe(1);
+    // Counted once the dead-letter stream acknowledged the copy, which a reader may see first.
+    await waitFor(async () => (await metric('jetfn_dead_letters_total{function="fatal",reason="non-retryable"}')) === 1, { message: 'jetfn_dead_letters_total{function="fatal",reason="non-retryable"} reached 1' });
     expect(await metric('jetfn_acks_total{function="fatal",action="term"}')).toBe(1);
   });
 
@@ -147,7 +148,8 @@ describe("outcome table", () => {
     const dead = await deadLetter("jetfn.dlq.ok", seq);
     expect(new TextDecoder().decode(dead.data)).toBe("{not json");
     expect(dead.header.get("Jetfn-Error")).toMatch(/^payload is not valid JSON/);
-    expect(await metric('jetfn_dead_letters_total{function="ok",reason="undecodable"}')).toBe(1);
+    // Counted once the dead-letter stream acknowledged the copy, which a reader may see first.
+    await waitFor(async () => (await metric('jetfn_dead_letters_total{function="ok",reason="undecodable"}')) === 1, { message: 'jetfn_dead_letters_total{function="ok",reason="undecodable"} reached 1' });
   });
 
   it("attempts used up: dead-letters after maxAttempts deliveries (a thrown string too)", async () => {
@@ -157,7 +159,8 @@ describe("outcome table", () => {
     expect(dead.header.get("Jetfn-Error")).toBe("a string, not an Error");
     await drained("jetfn_broken");
     expect(callsOf("broken", seq).map((c) => c.deliveryCount)).toEqual([1, 2, 3]);
-    expect(await metric('jetfn_dead_letters_total{function="broken",reason="attempts-exhausted"}')).toBe(1);
+    // Counted once the dead-letter stream acknowledged the copy, which a reader may see first.
+    await waitFor(async () => (await metric('jetfn_dead_letters_total{function="broken",reason="attempts-exhausted"}')) === 1, { message: 'jetfn_dead_letters_total{function="broken",reason="attempts-exhausted"} reached 1' });
   });
 
   it("timeout: aborts, counts as a failure, retries, then dead-letters", async () => {

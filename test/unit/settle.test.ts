@@ -144,6 +144,12 @@ describe("settle: worker threads and the poison guard", () => {
     expect(invocationOutcome({ kind: "aborted", cause: "bystander" })).toBe("crashed");
   });
 
+  it("hands a delivery released from its thread's waiting room back at once, and counts no invocation", () => {
+    expect(settle({ kind: "aborted", cause: "released" }, 5, retry)).toMatchObject({ action: "nak", delayMs: 0, error: expect.stringMatching(/^handed back unrun/) });
+    expect(invocationOutcome({ kind: "aborted", cause: "released" })).toBeUndefined();
+    expect(spendsAttempt({ kind: "aborted", cause: "released" })).toBe(false);
+  });
+
   it("dead-letters an exhausted delivery unrun, and counts no invocation for it", () => {
     expect(settle({ kind: "exhausted", attempts: 6 }, 6, retry)).toMatchObject({
       action: "dead-letter",
