@@ -10,6 +10,7 @@ import type { Host } from "../../runtime/host.ts";
 import { replayEvents } from "../../runtime/nats/replay.ts";
 import type { Call } from "../fixtures/replay/record.ts";
 import { makeProject, startHost, useNats, type LogCapture } from "../support/project.ts";
+import { maxOverlap } from "../support/overlap.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const files = {
@@ -86,14 +87,3 @@ it("keeps replays and live events together within the function's concurrency", a
   expect(runs.filter((c) => c.replay).some((c) => c.start < lastLive)).toBe(true);
   expect(maxOverlap(runs)).toBeLessThanOrEqual(2);
 });
-
-/** The most invocations running at once, from their start and end times. */
-function maxOverlap(runs: readonly Call[]): number {
-  const edges = runs.flatMap((c) => [{ at: c.start, d: 1 }, { at: c.end, d: -1 }]);
-  // An end before a start at the same millisecond: that slot was freed first.
-  edges.sort((a, b) => a.at - b.at || a.d - b.d);
-  let now = 0;
-  let max = 0;
-  for (const edge of edges) max = Math.max(max, (now += edge.d));
-  return max;
-}

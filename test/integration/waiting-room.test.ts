@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import type { Call } from "../fixtures/replay/record.ts";
 import { makeProject, startHost, useNats } from "../support/project.ts";
+import { maxOverlap } from "../support/overlap.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 // Each run takes 200 ms of a 300 ms timeout: a delivery that waited for a slot (up to 200 ms)
@@ -51,14 +52,3 @@ it("runs at most `concurrency` at once, and times each run from its start, not f
   expect(text).toContain('jetfn_invocations_total{function="slow",outcome="timeout"} 0');
   expect(text).toContain(`jetfn_messages_received_total{function="slow"} ${events}`);
 });
-
-/** The most invocations running at once, from their start and end times. */
-function maxOverlap(runs: readonly Call[]): number {
-  const edges = runs.flatMap((c) => [{ at: c.start, d: 1 }, { at: c.end, d: -1 }]);
-  // An end before a start at the same millisecond: that slot was freed first.
-  edges.sort((a, b) => a.at - b.at || a.d - b.d);
-  let now = 0;
-  let max = 0;
-  for (const edge of edges) max = Math.max(max, (now += edge.d));
-  return max;
-}
