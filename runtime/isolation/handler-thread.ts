@@ -84,6 +84,8 @@ export class HandlerThread {
   #nextId = 1;
   /** Deliveries sent and not settled (calls have slots of their own): beyond `slots`, they wait in the thread. */
   #deliveries = 0;
+  /** A `go` for the thread, sent once this turn's failures are settled (see thread.ts, `held`). */
+  #go?: NodeJS.Immediate;
   /** How many of #pending are abandoned. */
   #abandoned = 0;
   #ready = false;
@@ -309,6 +311,12 @@ export class HandlerThread {
 
   #done(id: number, wire: WireOutcome): void {
     this.#settled(id, outcomeOf(wire));
+    // The thread holds its waiting runs after a failure: once the invoker has counted it
+    // (a breaker that opens releases them first), they may start.
+    this.#go ??= setImmediate(() => {
+      this.#go = undefined;
+      this.#post({ t: "go" });
+    });
   }
 
   #settled(id: number, outcome: Outcome): void {
@@ -379,6 +387,7 @@ export class HandlerThread {
 
   #exited(code: number): void {
     clearInterval(this.#pinger);
+    if (this.#go) clearImmediate(this.#go);
     clearTimeout(this.#startTimer);
     const end = this.#terminated ?? (this.#closing ? undefined : this.#crash(code));
     for (const pending of this.#pending.values()) {

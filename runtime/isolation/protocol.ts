@@ -93,6 +93,8 @@ export type ToThread =
   | { readonly t: "ping" }
   /** The function's gate closed (pause, open breaker): every run still waiting for a slot is handed back unrun. */
   | { readonly t: "release" }
+  /** The host has settled the failures the thread reported: waiting runs may start again (or were released). */
+  | { readonly t: "go" }
   /** Flush and exit: the thread has been idle. */
   | { readonly t: "close" };
 

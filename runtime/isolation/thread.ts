@@ -92,15 +92,18 @@ async function serve(init: ThreadInit): Promise<void> {
     });
 
   // Runs sent to wait for a slot (the host keeps a few more than `slots` here, so a slot
-  // that frees starts the next one without a trip to the host and back).
+  // that frees starts the next one without a trip to the host and back). After a failure
+  // they are held until the host says `go`: the failure may open the function's breaker,
+  // and then they are released instead of run.
   const waiting: Run[] = [];
   let busy = 0;
+  let held = false;
 
   port.on("message", (batch: Batch<ToThread>) => {
     for (const message of batch.m) {
       if (!Array.isArray(message)) receive(message as Exclude<ToThread, RunWire>);
       else if ((message as RunWire)[0] === 0) start(runOf(message as RunWire, batch));
-      else if (busy < init.slots) start(runOf(message as RunWire, batch), true);
+      else if (!held && busy < init.slots) start(runOf(message as RunWire, batch), true);
       else waiting.push(runOf(message as RunWire, batch));
     }
   });
@@ -113,7 +116,11 @@ async function serve(init: ThreadInit): Promise<void> {
 
   function next(): void {
     busy--;
-    while (busy < init.slots && waiting.length > 0) start(waiting.shift()!, true);
+    drain();
+  }
+
+  function drain(): void {
+    while (!held && busy < init.slots && waiting.length > 0) start(waiting.shift()!, true);
   }
 
   function runOf(wire: RunWire, batch: Batch<ToThread>): Run {
@@ -163,6 +170,10 @@ async function serve(init: ThreadInit): Promise<void> {
       case "release":
         for (const run of waiting.splice(0)) post({ t: "done", id: run.id, outcome: { kind: "released" } });
         break;
+      case "go":
+        held = false;
+        drain();
+        break;
       case "close":
         void installedTracing()!
           .then((tracing) => tracing.flush())
@@ -209,6 +220,7 @@ async function serve(init: ThreadInit): Promise<void> {
       outcome = { kind: "error", error: toWire(error, errorMessage) };
     }
     running.delete(id);
+    if (outcome) held = true;
     post(outcome ? { t: "done", id, outcome } : type === "json" ? [1, id, output] : [1, id, output, type]);
   }
 
