@@ -9,8 +9,10 @@ export type Outcome =
   | { readonly kind: "error"; readonly error: unknown }
   | { readonly kind: "timeout"; readonly timeoutMs: number }
   /**
-   * Cut off through no fault of its own: by shutdown after the grace period, or as a
-   * bystander on a worker thread terminated for another invocation's hard timeout.
+   * Cut off through no fault of its own: by shutdown after the grace period, as a
+   * bystander on a worker thread terminated for another invocation's hard timeout, or
+   * released unrun from its thread's waiting room when the function paused or its breaker
+   * opened.
    */
   | { readonly kind: "aborted"; readonly cause?: "shutdown" | "bystander" | "released" }
   /** Its worker thread ended under it: out of memory, `process.exit()`, an uncaught error. */

@@ -164,11 +164,12 @@ export class HandlerThread {
     return new Promise<Outcome>((resolve) => {
       this.#pending.set(id, { invocation, resolve, abandoned: false, admitted: [], call, ...(waits ? { waits: deadline } : {}) });
       deadline.onAbort((reason) => this.#abort(id, reason));
-      // The timeout counts the handler's run, not the thread's start.
-      if (waits) {
-        // Started when the thread says so.
-      } else if (this.#ready) deadline.start();
-      else this.#starting.push(deadline);
+      // The timeout counts the handler's run, not the thread's start (nor, for one that
+      // waits, its wait: its deadline starts when the thread says `started`).
+      if (!waits) {
+        if (this.#ready) deadline.start();
+        else this.#starting.push(deadline);
+      }
       const carrier: { traceparent?: string; tracestate?: string } = {};
       propagation.inject(invocation.context, carrier);
       let headers: Readonly<Record<string, string>> | 0 = 0;
