@@ -1,4 +1,5 @@
 /** Helpers the benchmark scripts share: their settings and their report's numbers. */
+import os from "node:os";
 
 /** An integer environment variable of a benchmark, at least `min`; a bad value exits 2. */
 export function intEnv(name: string, fallback: number, min = 1): number {
@@ -50,4 +51,14 @@ export async function runBenchmark(main: () => Promise<void>): Promise<never> {
     console.error(error);
     process.exit(1);
   }
+}
+
+/** A report's first lines: when, with which Node and nats-server, on what machine. */
+export function machineLines(serverVersion: string | undefined, where = " (same host)"): string[] {
+  const cpus = os.cpus();
+  return [
+    `- date: ${new Date().toISOString()}`,
+    `- node ${process.version}, nats-server ${serverVersion ?? "unknown"}${where}, ${os.platform()} ${os.arch()}`,
+    `- CPU: ${cpus[0]?.model ?? "unknown"} (${cpus.length} logical cores), ${fmt(os.totalmem() / 2 ** 30, 1)} GiB RAM`,
+  ];
 }

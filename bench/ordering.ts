@@ -49,7 +49,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
-import { choiceEnv, fmt, intEnv, listOf, median, runBenchmark } from "./env.ts";
+import { choiceEnv, fmt, intEnv, listOf, machineLines, median, runBenchmark } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -593,11 +593,8 @@ async function main(): Promise<void> {
       );
     }
 
-    const cpus = os.cpus();
     console.log(`## jetfn ordered functions: ${fmt(KEYS, 0)} keys\n`);
-    console.log(`- date: ${new Date().toISOString()}`);
-    console.log(`- node ${process.version}, nats-server ${nc.info?.version ?? "unknown"} (same host), ${os.platform()} ${os.arch()}`);
-    console.log(`- CPU: ${cpus[0]?.model ?? "unknown"} (${cpus.length} logical cores)`);
+    for (const line of machineLines(nc.info?.version)) console.log(line);
     console.log(
       `- a backlog of ${fmt(EVENTS, 0)} events over ${fmt(KEYS, 0)} keys (${fmt(EVENTS / KEYS, 1)} per key, interleaved), memory stream; ` +
         `\`node bin/jetfn.js start\` processes (NODE_ENV=production); concurrency ${CONCURRENCY} per host, isolation ${ISOLATION}; ` +

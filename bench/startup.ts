@@ -26,14 +26,13 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
-import { fmt, intEnv, median, runBenchmark } from "./env.ts";
+import { fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
 
 const FUNCTIONS = intEnv("STARTUP_FUNCTIONS", 50);
 const ROUNDS = intEnv("STARTUP_ROUNDS", 1);
@@ -326,11 +325,8 @@ async function main(): Promise<void> {
         }
       }
     }
-    const cpus = os.cpus();
     console.log(`## jetfn start-up: ${FUNCTIONS} functions, each importing zod\n`);
-    console.log(`- date: ${new Date().toISOString()}`);
-    console.log(`- node ${process.version}, nats-server ${nc.info?.version ?? "unknown"} (same host), ${os.platform()} ${os.arch()}`);
-    console.log(`- CPU: ${cpus[0]?.model ?? "unknown"} (${cpus.length} logical cores), ${fmt(os.totalmem() / 2 ** 30, 1)} GiB RAM`);
+    for (const line of machineLines(nc.info?.version)) console.log(line);
     console.log(
       `- \`node bin/jetfn.js start\` as its own process (NODE_ENV=production), one stream (memory), ` +
         `${ROUNDS} round(s)${ROUNDS > 1 ? " (medians; range of the start time)" : ""}, idle ${IDLE_MS / 1000} s before each memory reading, ` +

@@ -38,7 +38,6 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { build } from "esbuild";
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -60,7 +59,7 @@ import type * as EnvModule from "../runtime/config/env.ts";
 import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
 import { CHANNEL, now, SLEEP_MS, type BenchConfig, type BenchReport } from "./fixtures/tally.ts";
 import { ensureRuntime } from "../bin/build-runtime.js";
-import { choiceEnv, fmt, intEnv, listOf, median, runBenchmark } from "./env.ts";
+import { choiceEnv, fmt, intEnv, listOf, machineLines, median, runBenchmark } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -665,11 +664,8 @@ async function main(): Promise<void> {
       }
     }
 
-    const cpus = os.cpus();
     console.log(`## jetfn throughput benchmark\n`);
-    console.log(`- date: ${new Date().toISOString()}`);
-    console.log(`- node ${process.version}, nats-server ${serverVersion}, ${os.platform()} ${os.arch()}`);
-    console.log(`- CPU: ${cpus[0]?.model ?? "unknown"} (${cpus.length} logical cores)`);
+    for (const line of machineLines(serverVersion, "")) console.log(line);
     console.log(
       `- ${fmt(MESSAGES, 0)} messages per scenario, ${STORAGE} storage, ${ROUNDS} round(s)` +
         `${ROUNDS > 1 ? " (medians)" : ""}, benchmark and host in one process, total ${((Date.now() - started) / 1000).toFixed(0)} s` +

@@ -4,7 +4,7 @@ import type { CallRequest, CallResult, SyncCaller } from "../contracts/call.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import type { Metrics } from "../telemetry/metrics.ts";
+import type { FunctionMeters, Metrics } from "../telemetry/metrics.ts";
 import type { Admission } from "./admission.ts";
 import { ValidationError } from "./decode.ts";
 import type { Executor, Invocation } from "./executor.ts";
@@ -33,6 +33,7 @@ export class Caller implements SyncCaller {
   readonly #fn: CompiledFunction;
   readonly #deps: CallerDeps;
   readonly #log: Logger;
+  readonly #meters: FunctionMeters;
   #inflight = 0;
   #idle: (() => void)[] = [];
 
@@ -40,6 +41,7 @@ export class Caller implements SyncCaller {
     this.#fn = deps.host.fn;
     this.#deps = deps;
     this.#log = deps.host.log;
+    this.#meters = deps.metrics.forFunction(this.#fn.name);
   }
 
   /** Calls running now. */
@@ -56,7 +58,7 @@ export class Caller implements SyncCaller {
   /** Never rejects. */
   async call(request: CallRequest): Promise<CallResult> {
     const fn = this.#fn;
-    const { admission, metrics, executor, stop } = this.#deps;
+    const { admission, executor, stop } = this.#deps;
     if (stop.aborted) return { kind: "unavailable", message: "the host is shutting down", retryAfterMs: 1000 };
     // Calls get their own `concurrency` slots: a burst of them waits for no delivery, and
     // beyond the limit the caller is told to come back rather than queued without bound.
@@ -68,7 +70,7 @@ export class Caller implements SyncCaller {
       const why = paused ? `it is paused${paused.reason ? ` (${paused.reason})` : ""}` : "a breaker is open";
       return { kind: "unavailable", message: `function ${fn.name} is not taking calls: ${why}`, retryAfterMs: admission.closedForMs() || 1000 };
     }
-    const meters = metrics.forFunction(fn.name);
+    const meters = this.#meters;
     this.#inflight++;
     meters.inflight++;
     const span = tracer.startSpan(
