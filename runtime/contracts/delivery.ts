@@ -18,6 +18,13 @@ export interface Delivery {
    * `subject` is then the original's; `stream` and `seq` are the copy's own.
    */
   readonly replayOf?: StreamPosition;
+  /**
+   * Aborts when this host may no longer settle the delivery: an ordered function lost the
+   * lease of its partition, and another replica will run it. Its run is cut off, and
+   * nothing of it (output, dead letter, ack, nak) is sent after this. Absent when nothing
+   * can take the delivery away (unordered functions).
+   */
+  readonly revoked?: AbortSignal;
   ack(): void;
   nak(delayMs: number): void;
   term(): void;

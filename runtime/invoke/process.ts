@@ -1,4 +1,4 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, trace, type Attributes } from "@opentelemetry/api";
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from "@opentelemetry/api";
 import { spansRecorded } from "../telemetry/tracing.ts";
 import type { CompiledFunction } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
@@ -12,7 +12,7 @@ import type { HostContext } from "./host-context.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { runWithTimeout } from "./run.ts";
 import { errorMessage, invocationOutcome, spendsAttempt, type Outcome, type Settlement } from "./settle.ts";
-import { Settler } from "./settler.ts";
+import { Settler, traceFields } from "./settler.ts";
 import { NO_BREAKERS } from "./admission.ts";
 
 const tracer = trace.getTracer("jetfn");
@@ -117,6 +117,9 @@ export class Invoker {
         meters.duration.observe((performance.now() - started) / 1000);
         holdMs = admission.finish(outcome, invocation.breakers ?? NO_BREAKERS);
       }
+      // Its partition's lease was lost (an ordered function): another replica runs it, and
+      // nothing of this run may be sent, not even a nak.
+      if (delivery.revoked?.aborted) return this.#revoked(delivery, span);
       if (outcome.kind === "error") span.recordException(outcome.error instanceof Error ? outcome.error : errorMessage(outcome.error));
       span.setAttribute("jetfn.outcome", outcome.kind);
       const settlement = await this.#settler.settle({ delivery, attempt, outcome, span, context: invocation.context, holdMs });
@@ -160,10 +163,26 @@ export class Invoker {
     // its ack timer runs meanwhile, so it is always heartbeated.
     const heartbeat = fn.timeoutMs > fn.ackWaitMs / 2 || fn.isolation === "worker" ? new Heartbeat(fn.ackWaitMs, invocation.working) : undefined;
     try {
-      return await runWithTimeout((deadline) => this.#deps.executor.run(invocation, deadline), fn.timeoutMs, this.#deps.stop);
+      return await runWithTimeout(
+        (deadline) => this.#deps.executor.run(invocation, deadline),
+        fn.timeoutMs,
+        this.#deps.stop,
+        invocation.delivery.revoked,
+      );
     } finally {
       heartbeat?.stop();
     }
+  }
+
+  /** Settles nothing: the delivery is no longer this host's (see `Delivery.revoked`). */
+  #revoked(delivery: Delivery, span: Span): ProcessResult {
+    span.setAttribute("jetfn.settlement", "none");
+    span.setStatus({ code: SpanStatusCode.ERROR, message: "cut off: the partition's lease was lost" });
+    this.#log.warn(
+      { subject: delivery.subject, seq: delivery.seq, delivery_count: delivery.deliveryCount, ...traceFields(span) },
+      "run cut off: this host lost the lease of the event's partition; nothing was sent, and its next owner runs it",
+    );
+    return "again";
   }
 
   /** The gate is closed (breaker open, paused): hand the message back unrun, unspent. */

@@ -12,9 +12,10 @@ export type Outcome =
    * Cut off through no fault of its own: by shutdown after the grace period, as a
    * bystander on a worker thread terminated for another invocation's hard timeout, or
    * released unrun from its thread's waiting room when the function paused or its breaker
-   * opened.
+   * opened, or revoked: its ordered function lost the partition's lease, and another
+   * replica runs the event (nothing of this run is sent).
    */
-  | { readonly kind: "aborted"; readonly cause?: "shutdown" | "bystander" | "released" }
+  | { readonly kind: "aborted"; readonly cause?: "shutdown" | "bystander" | "released" | "revoked" }
   /** Its worker thread ended under it: out of memory, `process.exit()`, an uncaught error. */
   | { readonly kind: "crashed"; readonly reason: CrashReason; readonly error: string }
   | { readonly kind: "undecodable"; readonly error: Error }
@@ -22,8 +23,15 @@ export type Outcome =
   /** Not run: delivered more often than `retry.maxAttempts` allows (the poison guard). */
   | { readonly kind: "exhausted"; readonly attempts: number };
 
-/** Why a worker thread ended: `jetfn_worker_restarts_total{reason}` values. */
+/** Why a worker thread crashed, or was ended for a hard timeout: `crashed` outcomes' reasons. */
 export type CrashReason = "timeout" | "out-of-memory" | "exit" | "uncaught" | "load";
+
+/**
+ * Why a worker thread ended when nobody closed it: `jetfn_worker_restarts_total{reason}`
+ * values. `lease-lost`: the host ended it because an ordered function's event ran in it
+ * when the lease of the event's partition was lost.
+ */
+export type ThreadEndReason = CrashReason | "lease-lost";
 
 /** `jetfn_dead_letters_total{reason}` values (the `Jetfn-Reason` header's). */
 export type { DeadLetterReason };
@@ -49,8 +57,9 @@ export function invocationOutcome(outcome: Outcome): InvocationOutcome | undefin
     case "crashed":
       return outcome.kind;
     case "aborted":
-      // Handed back before it started (its function paused, or its breaker opened): it never ran.
-      if (outcome.cause === "released") return undefined;
+      // Handed back before it started (its function paused, or its breaker opened): it never
+      // ran. Revoked: the run belongs to the partition's next owner, which counts it.
+      if (outcome.cause === "released" || outcome.cause === "revoked") return undefined;
       return outcome.cause === "bystander" ? "crashed" : "timeout";
     case "undecodable":
     case "invalid":
@@ -97,8 +106,12 @@ export function settle(
       if (outcome.cause === "released") {
         return { action: "nak", delayMs: 0, error: "handed back unrun: the function paused or its breaker opened while it waited for a slot" };
       }
+      if (outcome.cause === "revoked") {
+        // Never sent (the delivery is fenced): the partition's next owner settles the event.
+        return { action: "nak", delayMs: 0, error: "cut off: this host lost the lease of the event's partition" };
+      }
       return outcome.cause === "bystander"
-        ? { action: "nak", delayMs: 0, error: "its worker thread was replaced after another invocation's hard timeout" }
+        ? { action: "nak", delayMs: 0, error: "its worker thread was ended for another invocation (a hard timeout, or its partition's lease lost)" }
         : { action: "nak", delayMs: 0, error: "aborted by shutdown" };
     case "undecodable":
     case "invalid":
@@ -107,7 +120,8 @@ export function settle(
       return {
         action: "dead-letter",
         reason: "attempts-exhausted",
-        error: `not run: attempt ${outcome.attempts} is past retry.maxAttempts (${retry.maxAttempts}); earlier attempts ended without settling (the host crashed or was killed while running it)`,
+        // Only what is known: this host did not see those deliveries fail in its handler.
+        error: `not run: attempt ${outcome.attempts} is past retry.maxAttempts (${retry.maxAttempts}); its earlier deliveries were not settled by a failure of its handler on this host: they ran on another replica, on a host that stopped or crashed while running them, or outlived their ack wait`,
       };
     case "timeout":
     case "crashed":

@@ -4,8 +4,8 @@ import { Worker } from "node:worker_threads";
 import { propagation, ROOT_CONTEXT, type Attributes, type SpanStatus } from "@opentelemetry/api";
 import type { Invocation } from "../invoke/executor.ts";
 import type { HostContext } from "../invoke/host-context.ts";
-import type { Deadline } from "../invoke/run.ts";
-import { errorMessage, type CrashReason, type Outcome } from "../invoke/settle.ts";
+import type { CutOff, Deadline } from "../invoke/run.ts";
+import { errorMessage, type Outcome, type ThreadEndReason } from "../invoke/settle.ts";
 import type { NamedBreaker } from "../resilience/breakers.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { BatchPort, bytesIn, type Batch } from "./batch-port.ts";
@@ -23,7 +23,7 @@ import {
 
 /** How a thread ended, when it was not asked to. */
 export interface ThreadEnd {
-  readonly reason: CrashReason;
+  readonly reason: ThreadEndReason;
   readonly error: string;
 }
 
@@ -163,7 +163,7 @@ export class HandlerThread {
     if (!call) this.#deliveries++;
     return new Promise<Outcome>((resolve) => {
       this.#pending.set(id, { invocation, resolve, abandoned: false, admitted: [], call, ...(waits ? { waits: deadline } : {}) });
-      deadline.onAbort((reason) => this.#abort(id, reason));
+      deadline.onAbort((reason, cause) => this.#abort(id, reason, cause));
       // The timeout counts the handler's run, not the thread's start (nor, for one that
       // waits, its wait: its deadline starts when the thread says `started`).
       if (!waits) {
@@ -234,11 +234,17 @@ export class HandlerThread {
     }, PING_EVERY_MS).unref();
   }
 
-  #abort(id: number, reason: unknown): void {
+  #abort(id: number, reason: unknown, cause: CutOff): void {
     const pending = this.#pending.get(id);
     if (!pending || pending.abandoned) return;
     pending.abandoned = true;
     this.#abandoned++;
+    if (cause === "revoked") {
+      // Another replica runs this event now: it must not go on here for a moment longer,
+      // even if it would read its abort. The others running here are bystanders.
+      const error = `ended: the lease of the partition of an event running in it (seq ${pending.invocation.delivery.seq}) was lost`;
+      return this.#terminate({ reason: "lease-lost", error });
+    }
     this.#post({ t: "abort", id, reason: toWire(reason, errorMessage) });
     pending.killTimer = setTimeout(() => {
       const error = `terminated: an invocation (seq ${pending.invocation.delivery.seq}) ignored its abort and did not yield for ${this.#options.graceMs}ms`;
@@ -396,7 +402,7 @@ export class HandlerThread {
       // A call let through a breaker never reported back: count it as failed.
       for (const breaker of pending.admitted) breaker.failure();
       if (pending.abandoned) continue;
-      if (end?.reason === "timeout") pending.resolve({ kind: "aborted", cause: "bystander" });
+      if (end?.reason === "timeout" || end?.reason === "lease-lost") pending.resolve({ kind: "aborted", cause: "bystander" });
       else pending.resolve({ kind: "crashed", reason: end?.reason ?? "exit", error: end?.error ?? "its worker thread was stopped" });
     }
     this.#pending.clear();

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { CompiledFunction, CompiledOrdering } from "../config/types.ts";
@@ -8,6 +9,7 @@ import { ensureConsumer, partitionConsumer, rewindConsumer } from "../nats/provi
 import { PullLoop } from "../nats/pull-loop.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
+import { PartitionFence } from "./fence.ts";
 import { orderingKey, partitionOf } from "./key.ts";
 import { KeyLanes, Slots, type RunResult } from "./lanes.ts";
 
@@ -29,6 +31,12 @@ export interface OrderedFunctionDeps {
 interface Owned {
   readonly loop: PullLoop;
   readonly lanes: KeyLanes;
+  /** Revoked when the lease is lost: its runs are cut off and nothing of them is sent. */
+  readonly fence: PartitionFence;
+  /** Aborted when the partition is let go: a wait for the previous owner ends. */
+  readonly leaving: AbortController;
+  /** Until when (epoch ms) it waits for the previous owner's runs to end; 0 once pulling. */
+  takeoverUntil: number;
   /** Resolves once the consumer is bound (rewound if needed) and pulling. */
   readonly started: Promise<void>;
 }
@@ -38,6 +46,14 @@ interface Owned {
  * not keep other keys' events from being pulled.
  */
 const HELD_PER_SLOT = 8;
+
+/**
+ * How long a host that took a partition over from an owner that lost its lease waits, in
+ * `worker` isolation, before it starts the partition's events: time for the old owner to
+ * end the worker thread its runs were in. The old owner ends it when its lease deadline
+ * passes, which is at least the lease margin (ttl/4, at least 250 ms) before the takeover.
+ */
+const THREAD_END_MS = 1000;
 
 /**
  * An ordered function on this host: the partitions it holds leases for, each read through
@@ -54,6 +70,8 @@ export class OrderedFunction {
   readonly #leases: PartitionLeases;
   /** Partitions being let go: their running events finish first. */
   readonly #leaving = new Set<Promise<void>>();
+  /** The partitions being let go, by number: a lease lost meanwhile still revokes their runs. */
+  readonly #left = new Map<number, Owned>();
   #started = false;
 
   constructor(deps: OrderedFunctionDeps) {
@@ -73,11 +91,14 @@ export class OrderedFunction {
       events: {
         acquired: (partition, reason) => {
           deps.metrics.leaseChanges.inc({ ...labels, reason });
-          this.#acquire(partition);
+          // A lease released by its owner ("free") comes after its runs ended; one that ran
+          // out may still have a run going on its old owner, which ends it at its deadline.
+          this.#acquire(partition, reason === "free" ? 0 : this.#takeoverMs());
         },
         lost: (partition, reason) => {
           deps.metrics.leaseChanges.inc({ ...labels, reason });
-          this.#leave(partition);
+          (this.#owned.get(partition) ?? this.#left.get(partition))?.fence.revoke();
+          void this.#leave(partition);
         },
         release: (partition) => {
           deps.metrics.leaseChanges.inc({ ...labels, reason: "released" });
@@ -133,7 +154,11 @@ export class OrderedFunction {
   status(): Record<string, unknown> {
     const owners = Object.fromEntries([...this.#leases.owners()].map(([partition, owner]) => [partition, owner]));
     let waiting = 0;
-    for (const { lanes } of this.#owned.values()) waiting += lanes.size - lanes.running;
+    const takingOver: Record<number, string> = {};
+    for (const [partition, { lanes, takeoverUntil }] of this.#owned) {
+      waiting += lanes.size - lanes.running;
+      if (takeoverUntil > 0) takingOver[partition] = new Date(takeoverUntil).toISOString();
+    }
     return {
       ordering: {
         key: this.#ordering.key,
@@ -143,15 +168,29 @@ export class OrderedFunction {
         owners,
         replicas: this.#leases.members(),
         waiting,
+        ...(Object.keys(takingOver).length > 0 ? { takingOver } : {}),
       },
     };
   }
 
-  #acquire(partition: number): void {
+  /**
+   * How long the previous owner's runs may go on after its lease deadline: the time to end
+   * a worker thread, or, in `none` isolation, the function's timeout (a handler in the
+   * host's thread cannot be stopped, only asked to through its signal).
+   */
+  #takeoverMs(): number {
+    const fn = this.#deps.fn;
+    return fn.isolation === "worker" ? THREAD_END_MS : fn.timeoutMs;
+  }
+
+  /** Starts pulling `partition`'s durable, after `waitMs` for a previous owner's runs to end. */
+  #acquire(partition: number, waitMs: number): void {
     if (this.#owned.has(partition)) return;
     const { fn, js, jsm, metrics } = this.#deps;
     const consumer = partitionConsumer(fn, partition);
     const labels = { function: fn.name };
+    const fence = new PartitionFence();
+    const leaving = new AbortController();
     const lanes = new KeyLanes({
       slots: this.#slots,
       mayStart: () => this.#leases.owns(partition),
@@ -171,7 +210,7 @@ export class OrderedFunction {
           delivery.ack();
           return Promise.resolve();
         }
-        return lanes.add(key, delivery);
+        return lanes.add(key, fence.wrap(delivery));
       },
       this.#log,
       {
@@ -186,6 +225,13 @@ export class OrderedFunction {
       },
     );
     const started = (async () => {
+      if (waitMs > 0) {
+        this.#log.info({ partition, wait_ms: waitMs }, "partition taken over: waiting for the previous owner's runs to end before starting its events");
+        const waited = await sleep(waitMs, true, { signal: leaving.signal }).catch(() => false);
+        const owned = this.#owned.get(partition);
+        if (owned?.loop === loop) owned.takeoverUntil = 0;
+        if (!waited) return;
+      }
       try {
         await ensureConsumer(jsm, consumer, this.#log);
         await rewindConsumer(jsm, consumer, this.#log);
@@ -194,7 +240,7 @@ export class OrderedFunction {
       }
       if (this.#owned.get(partition)?.loop === loop) loop.start();
     })();
-    this.#owned.set(partition, { loop, lanes, started });
+    this.#owned.set(partition, { loop, lanes, fence, leaving, takeoverUntil: waitMs > 0 ? Date.now() + waitMs : 0, started });
     metrics.partitionsOwned.set(labels, this.#owned.size);
   }
 
@@ -206,6 +252,8 @@ export class OrderedFunction {
     const owned = this.#owned.get(partition);
     if (!owned) return Promise.resolve();
     this.#owned.delete(partition);
+    this.#left.set(partition, owned);
+    owned.leaving.abort();
     this.#deps.metrics.partitionsOwned.set({ function: this.#deps.fn.name }, this.#owned.size);
     const leaving = (async () => {
       await owned.started;
@@ -216,7 +264,10 @@ export class OrderedFunction {
       owned.lanes.close();
     })();
     this.#leaving.add(leaving);
-    void leaving.finally(() => this.#leaving.delete(leaving));
+    void leaving.finally(() => {
+      this.#leaving.delete(leaving);
+      if (this.#left.get(partition) === owned) this.#left.delete(partition);
+    });
     return leaving;
   }
 }

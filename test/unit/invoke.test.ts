@@ -136,4 +136,43 @@ describe("runWithTimeout", () => {
     expect(await running).toEqual({ kind: "aborted" });
     expect(await runWithTimeout(async () => ({ kind: "success", value: 1 }), 10_000, stop.signal)).toEqual({ kind: "aborted" });
   });
+
+  it("is cut off when its delivery is revoked: the signal aborts and the executor is told why", async () => {
+    const revoked = new AbortController();
+    let signal!: AbortSignal;
+    const told: string[] = [];
+    const running = runWithTimeout((deadline) => {
+      deadline.start();
+      signal = deadline.signal();
+      deadline.onAbort((reason, cause) => told.push(`${cause}: ${reason.message}`));
+      return new Promise(() => {});
+    }, 10_000, never, revoked.signal);
+    revoked.abort();
+    expect(await running).toEqual({ kind: "aborted", cause: "revoked" });
+    expect(signal.aborted).toBe(true);
+    expect(told).toEqual([expect.stringMatching(/^revoked: invocation aborted: this host lost the lease/)]);
+    // Already revoked: the run is not even started.
+    let ran = false;
+    const late = runWithTimeout(async () => ((ran = true), { kind: "success", value: 1 }), 10_000, never, revoked.signal);
+    expect(await late).toEqual({ kind: "aborted", cause: "revoked" });
+    expect(ran).toBe(false);
+  });
+
+  it("tells a timeout apart from shutdown for the executor", async () => {
+    const stop = new AbortController();
+    const causes: string[] = [];
+    const timedOut = runWithTimeout((deadline) => {
+      deadline.onAbort((_, cause) => causes.push(cause));
+      deadline.start();
+      return new Promise(() => {});
+    }, 5, never);
+    expect(await timedOut).toEqual({ kind: "timeout", timeoutMs: 5 });
+    const stopped = runWithTimeout((deadline) => {
+      deadline.onAbort((_, cause) => causes.push(cause));
+      return new Promise(() => {});
+    }, 10_000, stop.signal);
+    stop.abort();
+    await stopped;
+    expect(causes).toEqual(["timeout", "shutdown"]);
+  });
 });

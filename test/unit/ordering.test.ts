@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Delivery } from "../../runtime/contracts/delivery.ts";
+import { PartitionFence } from "../../runtime/ordering/fence.ts";
 import { MISSING_KEY, orderingKey, partitionOf } from "../../runtime/ordering/key.ts";
 import { KeyLanes, Slots, type RunResult } from "../../runtime/ordering/lanes.ts";
 
@@ -70,6 +71,33 @@ function lanes(limit = 4, mayStart = () => true) {
   };
   return { keyLanes, slots, running, finish, waits };
 }
+
+describe("partition fence", () => {
+  it("passes a delivery's settlement through until the partition's lease is lost, then sends nothing", () => {
+    const sent: string[] = [];
+    const raw = delivery(7, "a", {
+      ack: () => sent.push("ack"),
+      nak: (ms: number) => sent.push(`nak ${ms}`),
+      term: () => sent.push("term"),
+      working: () => sent.push("working"),
+    });
+    const fence = new PartitionFence();
+    const fenced = fence.wrap(raw);
+    expect([fenced.seq, fenced.subject, fenced.stream, fenced.data]).toEqual([7, "s.a", "S", raw.data]);
+    fenced.working();
+    fenced.nak(5);
+    expect(fenced.revoked?.aborted).toBe(false);
+    fence.revoke();
+    expect(fenced.revoked?.aborted).toBe(true);
+    fenced.ack();
+    fenced.nak(0);
+    fenced.term();
+    fenced.working();
+    expect(sent).toEqual(["working", "nak 5"]);
+    // Deliveries wrapped after the loss are revoked from the start.
+    expect(fence.wrap(raw).revoked?.aborted).toBe(true);
+  });
+});
 
 describe("key lanes", () => {
   it("runs one event per key at a time, in stream order, and different keys in parallel", async () => {
