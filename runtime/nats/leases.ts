@@ -214,6 +214,15 @@ export class PartitionLeases {
     return false;
   }
 
+  /**
+   * True while the lease of `partition` is this host's by its own clock: held, or being
+   * released, and before its deadline. Events of it that run here may be settled only then.
+   */
+  holds(partition: number): boolean {
+    const holding = this.#holdings.get(partition);
+    return holding !== undefined && performance.now() < this.#deadline(holding);
+  }
+
   /** Partitions whose events may start here now, ascending. */
   owned(): number[] {
     return [...this.#holdings.keys()].filter((p) => this.owns(p)).sort((a, b) => a - b);

@@ -7,11 +7,23 @@ import type { StreamPosition } from "../sdk/types.ts";
  * so a late ack of ours could land on the new consumer and settle an event that never ran
  * to its end. {@link revoke} cuts off the partition's runs (`Delivery.revoked`) and turns
  * every later ack, nak, term or `working()` of its deliveries into nothing.
+ *
+ * The lease's loss is reported by a timer; a process that stalled past its lease (a GC
+ * pause, SIGSTOP) may run other callbacks first when it wakes. So every settlement also
+ * asks `held()` (the lease's deadline, by this host's clock) before it is sent.
  */
 export class PartitionFence {
   readonly #controller = new AbortController();
+  readonly #held: () => boolean;
 
+  /** @param held whether the partition's lease is still this host's now (held, or being released). */
+  constructor(held: () => boolean) {
+    this.#held = held;
+  }
+
+  /** Whether the partition's deliveries may no longer be settled here. */
   get revoked(): boolean {
+    this.check();
     return this.#controller.signal.aborted;
   }
 
@@ -19,19 +31,31 @@ export class PartitionFence {
     this.#controller.abort();
   }
 
+  /** Revokes the partition now if its lease ran out, before the loss is reported. */
+  check(): void {
+    if (!this.#controller.signal.aborted && !this.#held()) this.revoke();
+  }
+
   /** The delivery as this partition's runs see it: revocable, and silent once revoked. */
   wrap(delivery: Delivery): Delivery {
-    return new FencedDelivery(delivery, this.#controller.signal);
+    return new FencedDelivery(delivery, this, this.#controller.signal);
   }
 }
 
 class FencedDelivery implements Delivery {
   readonly #inner: Delivery;
-  readonly revoked: AbortSignal;
+  readonly #fence: PartitionFence;
+  readonly #signal: AbortSignal;
 
-  constructor(inner: Delivery, revoked: AbortSignal) {
+  constructor(inner: Delivery, fence: PartitionFence, signal: AbortSignal) {
     this.#inner = inner;
-    this.revoked = revoked;
+    this.#fence = fence;
+    this.#signal = signal;
+  }
+
+  get revoked(): AbortSignal {
+    this.#fence.check();
+    return this.#signal;
   }
 
   get data(): Uint8Array {
@@ -60,15 +84,15 @@ class FencedDelivery implements Delivery {
   }
 
   ack(): void {
-    if (!this.revoked.aborted) this.#inner.ack();
+    if (!this.#fence.revoked) this.#inner.ack();
   }
   nak(delayMs: number): void {
-    if (!this.revoked.aborted) this.#inner.nak(delayMs);
+    if (!this.#fence.revoked) this.#inner.nak(delayMs);
   }
   term(): void {
-    if (!this.revoked.aborted) this.#inner.term();
+    if (!this.#fence.revoked) this.#inner.term();
   }
   working(): void {
-    if (!this.revoked.aborted) this.#inner.working();
+    if (!this.#fence.revoked) this.#inner.working();
   }
 }

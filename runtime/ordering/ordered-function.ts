@@ -189,7 +189,7 @@ export class OrderedFunction {
     const { fn, js, jsm, metrics } = this.#deps;
     const consumer = partitionConsumer(fn, partition);
     const labels = { function: fn.name };
-    const fence = new PartitionFence();
+    const fence = new PartitionFence(() => this.#leases.holds(partition));
     const leaving = new AbortController();
     const lanes = new KeyLanes({
       slots: this.#slots,

@@ -81,7 +81,8 @@ describe("partition fence", () => {
       term: () => sent.push("term"),
       working: () => sent.push("working"),
     });
-    const fence = new PartitionFence();
+    let held = true;
+    const fence = new PartitionFence(() => held);
     const fenced = fence.wrap(raw);
     expect([fenced.seq, fenced.subject, fenced.stream, fenced.data]).toEqual([7, "s.a", "S", raw.data]);
     fenced.working();
@@ -96,6 +97,16 @@ describe("partition fence", () => {
     expect(sent).toEqual(["working", "nak 5"]);
     // Deliveries wrapped after the loss are revoked from the start.
     expect(fence.wrap(raw).revoked?.aborted).toBe(true);
+  });
+
+  it("sends nothing once the lease ran out by the host's clock, before the loss is reported", () => {
+    const sent: string[] = [];
+    let held = true;
+    const fenced = new PartitionFence(() => held).wrap(delivery(8, "a", { ack: () => sent.push("ack") }));
+    held = false; // a process woken after a stall: its deadline passed, no timer has run yet
+    fenced.ack();
+    expect(sent).toEqual([]);
+    expect(fenced.revoked?.aborted).toBe(true);
   });
 });
 
