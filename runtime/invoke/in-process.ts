@@ -1,8 +1,10 @@
 import type { Span } from "@opentelemetry/api";
 import type { LoadedHandler } from "../bundle/module.ts";
-import type { FunctionContext } from "../sdk/types.ts";
+import type { Breaker, BreakerOptions, PublishAck, PublishOptions } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import { decode, encode, validate } from "./decode.ts";
+import { encode } from "./decode.ts";
+import { BaseContext } from "./function-context.ts";
+import { runHandler } from "./handler-runner.ts";
 import type { Executor, Invocation } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
 import type { Deadline } from "./run.ts";
@@ -23,26 +25,8 @@ export class InProcessExecutor implements Executor {
 
   run(invocation: Invocation, deadline: Deadline): Promise<Outcome> {
     deadline.start();
-    const decoded = decode(invocation.delivery.data, this.#host.fn.encoding);
-    if (!decoded.ok) return Promise.resolve({ kind: "undecodable", error: decoded.error });
-    if (!this.#loaded.schema) return this.#invoke(decoded.value, invocation, deadline);
-    return validate(this.#loaded.schema, decoded.value).then((valid) =>
-      valid.ok ? this.#invoke(valid.value, invocation, deadline) : { kind: "invalid", error: valid.error },
-    );
-  }
-
-  /** The handler's result as an outcome, without an async frame of its own: this is the hot path. */
-  #invoke(event: unknown, invocation: Invocation, deadline: Deadline): Promise<Outcome> {
-    let result: unknown;
-    try {
-      result = this.#loaded.handler(event, this.#context(invocation, deadline));
-    } catch (error) {
-      return Promise.resolve({ kind: "error", error });
-    }
-    return Promise.resolve(result).then(
-      (value): Outcome => ({ kind: "success", value }),
-      (error: unknown): Outcome => ({ kind: "error", error }),
-    );
+    const host = this.#host;
+    return runHandler(this.#loaded, invocation.delivery.data, host.fn.encoding, () => new InProcessContext(host, invocation, deadline));
   }
 
   status(): undefined {
@@ -50,48 +34,20 @@ export class InProcessExecutor implements Executor {
   }
 
   async close(): Promise<void> {}
-
-  #context(invocation: Invocation, deadline: Deadline): FunctionContext {
-    return new InProcessContext(this.#host, invocation, deadline);
-  }
-
 }
 
-/**
- * `ctx` of an in-process handler. One is made per delivery, so what a handler may never use
- * (its log, its publish and breaker functions, the timestamp) is made on first use.
- */
-class InProcessContext implements FunctionContext {
-  readonly function: string;
-  readonly subject: string;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly seq: number;
-  readonly deliveryCount: number;
-  readonly span: Span;
-  readonly config: Record<string, unknown>;
-  readonly replay: FunctionContext["replay"];
-  readonly working: () => void;
+/** `ctx` of a handler in the host's thread: served directly by the host's parts. */
+class InProcessContext extends BaseContext {
   readonly #host: HostContext;
   readonly #invocation: Invocation;
   readonly #deadline: Deadline;
   #log?: Logger;
-  #publish?: FunctionContext["publish"];
-  #breaker?: FunctionContext["breaker"];
 
   constructor(host: HostContext, invocation: Invocation, deadline: Deadline) {
-    const { delivery } = invocation;
+    super(host.fn.name, host.fn.config as Record<string, unknown>, invocation.delivery);
     this.#host = host;
     this.#invocation = invocation;
     this.#deadline = deadline;
-    this.function = host.fn.name;
-    this.subject = delivery.subject;
-    this.headers = delivery.headers;
-    this.seq = delivery.seq;
-    this.deliveryCount = delivery.deliveryCount;
-    this.span = invocation.span;
-    this.config = host.fn.config as Record<string, unknown>;
-    this.replay = delivery.replayOf ? { of: delivery.replayOf } : undefined;
-    this.working = invocation.working;
   }
 
   get timestamp(): Date {
@@ -102,19 +58,24 @@ class InProcessContext implements FunctionContext {
     return this.#deadline.signal();
   }
 
+  get span(): Span {
+    return this.#invocation.span;
+  }
+
   get log(): Logger {
     this.#log ??= this.#host.logger(this.#invocation);
     return this.#log;
   }
 
-  // Functions, not methods: handlers destructure them (`const { publish } = ctx`).
-  get publish(): FunctionContext["publish"] {
-    this.#publish ??= (subject, data, options) => this.#host.publish(this.#invocation, subject, encode(data), options);
-    return this.#publish;
+  protected sendPublish(subject: string, data: unknown, options?: PublishOptions): Promise<PublishAck> {
+    return this.#host.publish(this.#invocation, subject, encode(data), options);
   }
 
-  get breaker(): FunctionContext["breaker"] {
-    this.#breaker ??= (name, options) => this.#host.breaker(this.#invocation, name, options);
-    return this.#breaker;
+  protected namedBreaker(name: string, options?: BreakerOptions): Breaker {
+    return this.#host.breaker(this.#invocation, name, options);
+  }
+
+  protected beat(): void {
+    this.#invocation.working();
   }
 }

@@ -7,10 +7,12 @@ import { parentPort, workerData } from "node:worker_threads";
 import { context, propagation, ROOT_CONTEXT, trace, type Context, type Span, type SpanContext } from "@opentelemetry/api";
 import { loadHandler, type LoadedHandler } from "../bundle/module.ts";
 import type { CompiledFunction } from "../config/types.ts";
-import { decode, encode, encodedType, validate, type EncodedType, type ValidationError } from "../invoke/decode.ts";
+import { encode, encodedType, type EncodedType, type ValidationError } from "../invoke/decode.ts";
+import { BaseContext } from "../invoke/function-context.ts";
+import { runHandler } from "../invoke/handler-runner.ts";
 import { errorMessage } from "../invoke/settle.ts";
 import { BreakerOpenError } from "../sdk/errors.ts";
-import type { Breaker, BreakerOptions, FunctionContext, Logger, PublishAck } from "../sdk/types.ts";
+import type { Breaker, BreakerOptions, Logger, PublishAck, PublishOptions } from "../sdk/types.ts";
 import { installedTracing, installTracing } from "../telemetry/tracing.ts";
 import { BatchPort, bytesIn, type Batch } from "./batch-port.ts";
 import {
@@ -196,28 +198,34 @@ async function serve(init: ThreadInit): Promise<void> {
     let outcome: WireOutcome | undefined;
     let output: ReturnType<typeof outbox.bytes> | 0 = 0;
     let type: EncodedType = "json";
-    try {
-      const decoded = decode(message.data, init.encoding);
-      if (!decoded.ok) {
-        outcome = { kind: "undecodable", message: decoded.error.message };
-      } else {
-        let event = decoded.value;
-        const valid = loaded.schema ? await validate(loaded.schema, event) : undefined;
-        if (valid && !valid.ok) {
-          outcome = { kind: "invalid", issues: (valid.error as ValidationError).issues };
-        } else {
-          if (valid?.ok) event = valid.value;
-          const parent = remoteParent(message.trace);
-          const ctx = functionContext(message, state, parent);
-          const value = await context.with(parent, () => loaded.handler(event, ctx));
-          if ((init.output || message.seq === 0) && value !== undefined) {
-            output = outgoing(value, encode(value));
-            type = encodedType(value);
+    const parent = remoteParent(message.trace);
+    const ran = await runHandler(
+      loaded,
+      message.data,
+      init.encoding,
+      () => new ThreadContext(message, state, trace.getSpanContext(parent)),
+      (handler, event, ctx) => context.with(parent, () => handler(event, ctx)),
+    );
+    switch (ran.kind) {
+      case "undecodable":
+        outcome = { kind: "undecodable", message: ran.error.message };
+        break;
+      case "invalid":
+        outcome = { kind: "invalid", issues: (ran.error as ValidationError).issues };
+        break;
+      case "error":
+        outcome = { kind: "error", error: toWire(ran.error, errorMessage) };
+        break;
+      case "success":
+        try {
+          if ((init.output || message.seq === 0) && ran.value !== undefined) {
+            output = outgoing(ran.value, encode(ran.value));
+            type = encodedType(ran.value);
           }
+        } catch (error) {
+          // A return value that cannot be encoded is the handler's failure.
+          outcome = { kind: "error", error: toWire(error, errorMessage) };
         }
-      }
-    } catch (error) {
-      outcome = { kind: "error", error: toWire(error, errorMessage) };
     }
     running.delete(id);
     if (outcome) held = true;
@@ -229,42 +237,20 @@ async function serve(init: ThreadInit): Promise<void> {
     return carrier.traceparent ? propagation.extract(ROOT_CONTEXT, carrier) : ROOT_CONTEXT;
   }
 
-  function functionContext(message: Run, state: Running, parent: Context): FunctionContext {
-    return new ThreadContext(message, state, trace.getSpanContext(parent));
-  }
-
-  /**
-   * `ctx` in a handler thread: one per invocation, so what a handler may never use (its
-   * signal, span, log, breakers, publish and working functions, the timestamp) is made on
-   * first use. Functions rather than methods: handlers destructure them.
-   */
-  class ThreadContext implements FunctionContext {
-    readonly function = init.function;
-    readonly subject: string;
-    readonly headers: Readonly<Record<string, string>>;
-    readonly seq: number;
-    readonly deliveryCount: number;
-    readonly config = init.config as Record<string, unknown>;
-    readonly replay: FunctionContext["replay"];
+  /** `ctx` in a handler thread: what lives in the host (publish, breakers, the span, log lines) is served by messages to it. */
+  class ThreadContext extends BaseContext {
     readonly #message: Run;
     readonly #state: Running;
     readonly #spanContext: SpanContext | undefined;
     #span?: Span;
     #log?: Logger;
     #breakers?: Map<string, Breaker>;
-    #working?: () => void;
-    #breaker?: FunctionContext["breaker"];
-    #publish?: FunctionContext["publish"];
 
     constructor(message: Run, state: Running, spanContext: SpanContext | undefined) {
+      super(init.function, init.config as Record<string, unknown>, message);
       this.#message = message;
       this.#state = state;
       this.#spanContext = spanContext;
-      this.subject = message.subject;
-      this.headers = message.headers;
-      this.seq = message.seq;
-      this.deliveryCount = message.deliveryCount;
-      this.replay = message.replayOf ? { of: message.replayOf } : undefined;
     }
 
     get timestamp(): Date {
@@ -290,41 +276,33 @@ async function serve(init: ThreadInit): Promise<void> {
       return this.#log;
     }
 
-    get working(): () => void {
-      const id = this.#message.id;
-      this.#working ??= () => post({ t: "working", id });
-      return this.#working;
+    protected beat(): void {
+      post({ t: "working", id: this.#message.id });
     }
 
-    get breaker(): FunctionContext["breaker"] {
-      this.#breaker ??= (name: string, options?: BreakerOptions): Breaker => {
-        this.#breakers ??= new Map();
-        let breaker = this.#breakers.get(name);
-        if (!breaker) {
-          breaker = remoteBreaker(this.#message.id, name, options, call);
-          this.#breakers.set(name, breaker);
-        }
-        return breaker;
-      };
-      return this.#breaker;
+    protected namedBreaker(name: string, options?: BreakerOptions): Breaker {
+      this.#breakers ??= new Map();
+      let breaker = this.#breakers.get(name);
+      if (!breaker) {
+        breaker = remoteBreaker(this.#message.id, name, options, call);
+        this.#breakers.set(name, breaker);
+      }
+      return breaker;
     }
 
-    get publish(): FunctionContext["publish"] {
-      this.#publish ??= (subject, data, options) => {
-        const bytes = outgoing(data, encode(data));
-        const active = trace.getSpanContext(context.active());
-        const parentCarrier: TraceCarrier = {};
-        if (active && active.spanId !== this.#spanContext?.spanId) propagation.inject(context.active(), parentCarrier);
-        return call<PublishAck>(this.#message.id, {
-          op: "publish",
-          subject,
-          data: bytes,
-          ...(options?.headers ? { headers: { ...options.headers } } : {}),
-          ...(options?.msgId ? { msgId: options.msgId } : {}),
-          ...(parentCarrier.traceparent ? { parent: parentCarrier } : {}),
-        });
-      };
-      return this.#publish;
+    protected sendPublish(subject: string, data: unknown, options?: PublishOptions): Promise<PublishAck> {
+      const bytes = outgoing(data, encode(data));
+      const active = trace.getSpanContext(context.active());
+      const parentCarrier: TraceCarrier = {};
+      if (active && active.spanId !== this.#spanContext?.spanId) propagation.inject(context.active(), parentCarrier);
+      return call<PublishAck>(this.#message.id, {
+        op: "publish",
+        subject,
+        data: bytes,
+        ...(options?.headers ? { headers: { ...options.headers } } : {}),
+        ...(options?.msgId ? { msgId: options.msgId } : {}),
+        ...(parentCarrier.traceparent ? { parent: parentCarrier } : {}),
+      });
     }
   }
 

@@ -1,8 +1,11 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, openSync, closeSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
+import { spawnChild } from "../child-process.ts";
 import type { Logger } from "../telemetry/logger.ts";
+
+/** How long the embedded server has to exit after SIGTERM before it is killed. */
+const STOP_GRACE_MS = 5000;
 
 /** The servers to connect to, and how to stop the one we started (if any). */
 export interface NatsEndpoint {
@@ -39,42 +42,28 @@ export async function resolveNats(
   const storeDir = path.join(rootDir, ".jetfn", "nats");
   mkdirSync(storeDir, { recursive: true });
   const logFile = path.join(storeDir, "nats-server.log");
-  const out = openSync(logFile, "a");
   const binary = options.binary ?? "nats-server";
-  const child = spawn(binary, ["-js", "-a", host, "-p", String(port), "-sd", storeDir], {
-    stdio: ["ignore", out, out],
-  });
-  closeSync(out);
-  const exited = new Promise<Error>((resolve) => {
-    child.once("error", (err: NodeJS.ErrnoException) =>
-      resolve(
-        err.code === "ENOENT"
-          ? new Error(`nothing answers on ${host}:${port} and ${binary} is not on PATH: install nats-server or set NATS_URL`)
-          : err,
-      ),
-    );
-    child.once("exit", (code) => resolve(new Error(`embedded nats-server exited with code ${code}:\n${tail(logFile)}`)));
-  });
+  const server = spawnChild(binary, ["-js", "-a", host, "-p", String(port), "-sd", storeDir], { logFile });
+  const failed = server.spawned.then(
+    () => server.exited.then(({ code }) => new Error(`embedded nats-server exited with code ${code}:\n${tail(logFile)}`)),
+    (err: NodeJS.ErrnoException) =>
+      err.code === "ENOENT"
+        ? new Error(`nothing answers on ${host}:${port} and ${binary} is not on PATH: install nats-server or set NATS_URL`)
+        : err,
+  );
   const ready = waitUntilAnswers(host, port, 10_000);
-  const first = await Promise.race([ready.then(() => undefined, (error: Error) => error), exited]);
+  const first = await Promise.race([ready.then(() => undefined, (error: Error) => error), failed]);
   if (first instanceof Error) {
-    child.kill("SIGKILL");
+    void server.kill();
     throw first;
   }
   log.info({ url, store: storeDir, log: logFile }, "no NATS_URL and nothing on the default port: started an embedded nats-server");
-  return { servers: [url], stop: () => stopChild(child) };
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const force = setTimeout(() => child.kill("SIGKILL"), 5000);
-    child.once("exit", () => {
-      clearTimeout(force);
-      resolve();
-    });
-    child.kill("SIGTERM");
-  });
+  return {
+    servers: [url],
+    stop: async () => {
+      await server.stop(STOP_GRACE_MS);
+    },
+  };
 }
 
 function answers(host: string, port: number, timeoutMs = 500): Promise<boolean> {

@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import path from "node:path";
+import { spawnChild, type SpawnedChild } from "../../runtime/child-process.ts";
 import { freePort } from "./free-port.ts";
 import { REPO_ROOT } from "./project.ts";
 import { waitFor } from "./wait-for.ts";
@@ -15,23 +16,28 @@ export interface CliProcess {
 
 /** Spawns `node bin/jetfn.js <args>` with `env` on top of a clean environment. */
 export function runCli(args: string[], env: Record<string, string>, cwd = REPO_ROOT): CliProcess {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, "bin/jetfn.js"), ...args], {
+  return spawnCli(args, env, cwd).cli;
+}
+
+function spawnCli(args: string[], env: Record<string, string>, cwd: string): { cli: CliProcess; spawned: SpawnedChild } {
+  const spawned = spawnChild(process.execPath, [path.join(REPO_ROOT, "bin/jetfn.js"), ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  const child = spawned.process;
   let out = "";
   child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
-  return { child, output: () => out, exited };
+  const exited = spawned.exited.then(({ code, signal }) => code ?? signal ?? -1);
+  return { cli: { child, output: () => out, exited }, spawned };
 }
 
 /**
  * `jetfn start` processes started by {@link startCliHost}; {@link killCliHosts} (in an
  * afterEach) makes sure a failed test leaves none consuming from the next test's consumers.
  */
-const started: CliProcess[] = [];
+const started: SpawnedChild[] = [];
 
 /** Starts `jetfn start` on a free HTTP port and waits until `/readyz` answers 200. */
 export async function startCliHost(
@@ -40,14 +46,12 @@ export async function startCliHost(
   env: Record<string, string> = {},
 ): Promise<{ cli: CliProcess; base: string }> {
   const port = await freePort();
-  const cli = runCli(["start"], {
-    NATS_URL: natsUrl,
-    JETFN_CONFIG: configFile,
-    JETFN_HTTP_HOST: "127.0.0.1",
-    JETFN_HTTP_PORT: String(port),
-    ...env,
-  });
-  started.push(cli);
+  const { cli, spawned } = spawnCli(
+    ["start"],
+    { NATS_URL: natsUrl, JETFN_CONFIG: configFile, JETFN_HTTP_HOST: "127.0.0.1", JETFN_HTTP_PORT: String(port), ...env },
+    REPO_ROOT,
+  );
+  started.push(spawned);
   const base = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, {
     timeout: 20_000,
@@ -60,10 +64,5 @@ export async function startCliHost(
 
 /** SIGKILLs every CLI host still running. */
 export async function killCliHosts(): Promise<void> {
-  for (const cli of started.splice(0)) {
-    if (cli.child.exitCode === null && cli.child.signalCode === null) {
-      cli.child.kill("SIGKILL");
-      await cli.exited;
-    }
-  }
+  for (const host of started.splice(0)) await host.kill();
 }

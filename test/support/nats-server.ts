@@ -3,15 +3,14 @@
  * `test_helpers/launcher.ts`. Each server gets its own temporary folder holding the store,
  * the ports file and `nats.log`. Tests never skip: a missing `nats-server` is an error.
  */
-import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
+import { spawnChild, type SpawnedChild } from "../../runtime/child-process.ts";
 import { freePorts } from "./free-port.ts";
 import { waitFor } from "./wait-for.ts";
 
@@ -75,14 +74,14 @@ export interface NatsCluster {
 // ---------------------------------------------------------------------------------------
 // Process-exit cleanup: no server outlives the test worker.
 
-const liveChildren = new Set<ChildProcess>();
+const liveChildren = new Set<SpawnedChild>();
 const tempDirs = new Set<string>();
 let cleanupInstalled = false;
 
 function killAllNow(): void {
   for (const child of liveChildren) {
     try {
-      child.kill("SIGKILL");
+      child.process.kill("SIGKILL");
     } catch {
       // already gone
     }
@@ -181,7 +180,7 @@ class NatsServerProcess implements NatsServer {
   #spec: ServerSpec;
   #port = -1;
   #pid = -1;
-  #child: ChildProcess | undefined;
+  #child: SpawnedChild | undefined;
   #exited: Promise<void> = Promise.resolve();
 
   constructor(spec: ServerSpec) {
@@ -229,18 +228,13 @@ class NatsServerProcess implements NatsServer {
     }
   }
 
-  async #spawn(args: string[]): Promise<ChildProcess> {
+  async #spawn(args: string[]): Promise<SpawnedChild> {
     installCleanup();
-    const logFd = openSync(this.logFile, "a");
-    let child: ChildProcess;
+    // Its own folder as the working directory: nats-server 2.9 can drop files (a
+    // consumer's meta.inf) into its cwd around leader changes.
+    const child = spawnChild(NATS_SERVER_BIN, args, { cwd: this.dir, logFile: this.logFile });
     try {
-      // Its own folder as the working directory: nats-server 2.9 can drop files (a
-      // consumer's meta.inf) into its cwd around leader changes.
-      child = spawn(NATS_SERVER_BIN, args, { cwd: this.dir, stdio: ["ignore", logFd, logFd] });
-      await new Promise<void>((resolve, reject) => {
-        child.once("spawn", resolve);
-        child.once("error", reject);
-      });
+      await child.spawned;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") {
         throw new Error(
@@ -249,25 +243,20 @@ class NatsServerProcess implements NatsServer {
         );
       }
       throw err;
-    } finally {
-      closeSync(logFd);
     }
     const pid = child.pid;
     if (pid === undefined) throw new Error("nats-server spawned without a pid");
     this.#child = child;
     this.#pid = pid;
     liveChildren.add(child);
-    this.#exited = new Promise<void>((resolve) => {
-      child.once("exit", () => {
-        liveChildren.delete(child);
-        if (this.#child === child) this.#child = undefined;
-        resolve();
-      });
+    this.#exited = child.exited.then(() => {
+      liveChildren.delete(child);
+      if (this.#child === child) this.#child = undefined;
     });
     return child;
   }
 
-  async #waitReady(child: ChildProcess, args: string[]): Promise<void> {
+  async #waitReady(child: SpawnedChild, args: string[]): Promise<void> {
     const pid = child.pid as number;
     const deadline = Date.now() + STARTUP_TIMEOUT_MS;
     const fail = (why: string): Error =>
@@ -278,7 +267,7 @@ class NatsServerProcess implements NatsServer {
     let port: number | undefined;
     for (;;) {
       if (this.#child !== child) {
-        throw fail(`exited during startup (code ${child.exitCode}, signal ${child.signalCode})`);
+        throw fail(`exited during startup (code ${child.process.exitCode}, signal ${child.process.signalCode})`);
       }
       if (port === undefined) {
         port = readPortsFile(this.dir, pid);
@@ -297,25 +286,14 @@ class NatsServerProcess implements NatsServer {
     }
   }
 
-  async #signalAndWait(signal: NodeJS.Signals, timeoutMs?: number): Promise<boolean> {
-    const child = this.#child;
-    if (!child) return true;
-    const exited = this.#exited;
-    child.kill(signal);
-    if (timeoutMs === undefined) {
-      await exited;
-      return true;
-    }
-    const timer = sleep(timeoutMs, undefined, { ref: false }).then(() => false);
-    return Promise.race([exited.then(() => true), timer]);
-  }
-
   async stop(): Promise<void> {
-    if (!(await this.#signalAndWait("SIGTERM", STOP_TIMEOUT_MS))) await this.kill();
+    await this.#child?.stop(STOP_TIMEOUT_MS);
+    await this.#exited;
   }
 
   async kill(): Promise<void> {
-    await this.#signalAndWait("SIGKILL");
+    await this.#child?.kill();
+    await this.#exited;
   }
 
   async restart(): Promise<void> {

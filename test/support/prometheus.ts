@@ -7,13 +7,13 @@
  * /usr/bin/prometheus and /usr/bin/promtool). Tests never skip: a missing binary is an error
  * that says how to install it.
  */
-import { execFile, spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
-import { accessSync, closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { stringify } from "yaml";
+import { spawnChild, type SpawnedChild } from "../../runtime/child-process.ts";
 import { freePort } from "./free-port.ts";
 
 /** How long a Prometheus server may take to answer `/-/ready`. */
@@ -148,7 +148,7 @@ export interface StartPrometheusOptions {
 }
 
 // Process-exit cleanup: no Prometheus outlives the test worker.
-const liveChildren = new Set<ChildProcess>();
+const liveChildren = new Set<SpawnedChild>();
 let cleanupInstalled = false;
 
 function installCleanup(): void {
@@ -157,7 +157,7 @@ function installCleanup(): void {
   process.on("exit", () => {
     for (const child of liveChildren) {
       try {
-        child.kill("SIGKILL");
+        child.process.kill("SIGKILL");
       } catch {
         // already gone
       }
@@ -221,48 +221,26 @@ async function launch(bin: string, dir: string, configFile: string, logFile: str
     `--web.listen-address=127.0.0.1:${port}`,
     "--log.level=info",
   ];
-  const logFd = openSync(logFile, "a");
-  let child: ChildProcess;
-  try {
-    child = spawn(bin, args, { cwd: dir, stdio: ["ignore", logFd, logFd] });
-    await new Promise<void>((resolve, reject) => {
-      child.once("spawn", resolve);
-      child.once("error", reject);
-    });
-  } finally {
-    closeSync(logFd);
-  }
+  const child = spawnChild(bin, args, { cwd: dir, logFile });
+  await child.spawned;
   liveChildren.add(child);
-  let running = true;
-  const exited = new Promise<void>((resolve) => {
-    child.once("exit", () => {
-      running = false;
-      liveChildren.delete(child);
-      resolve();
-    });
-  });
+  void child.exited.then(() => liveChildren.delete(child));
   const url = `http://127.0.0.1:${port}`;
 
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    if (running) {
-      child.kill("SIGTERM");
-      const timer = sleep(STOP_TIMEOUT_MS, undefined, { ref: false }).then(() => false);
-      if (!(await Promise.race([exited.then(() => true), timer]))) {
-        child.kill("SIGKILL");
-        await exited;
-      }
-    }
+    await child.stop(STOP_TIMEOUT_MS);
     if (!process.env.JETFN_KEEP_PROMETHEUS_TMP) rmSync(dir, { recursive: true, force: true });
   };
 
   // Wait for readiness.
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;
   for (;;) {
-    if (!running) {
-      const why = `prometheus (pid ${child.pid}) exited during startup (code ${child.exitCode}, signal ${child.signalCode})`;
+    if (!child.running) {
+      const { exitCode, signalCode } = child.process;
+      const why = `prometheus (pid ${child.pid}) exited during startup (code ${exitCode}, signal ${signalCode})`;
       throw new Error(`${why}\ncommand: ${bin} ${args.join(" ")}\nlog ${logFile}:\n${tail(logFile)}`);
     }
     try {
