@@ -52,3 +52,44 @@ export interface BudgetPart {
   /** `listener` runs whenever any loop of the budget gives room back. */
   onGive(listener: () => void): void;
 }
+
+/**
+ * What a pull loop knows when it decides how much to ask for (see {@link pullSize}). The
+ * loop passes getters: each is read at most once, and only when the decision needs it
+ * (reading a breaker's state can move it from open to half-open).
+ */
+export interface PullState {
+  /** Deliveries the gate lets start now: 0 (closed), a few probes, or unlimited. */
+  readonly allowance: number;
+  /** Room the loop may ask for now ({@link BudgetPart.free}). */
+  readonly room: number;
+  /** Whether only probes may start (the breaker is half-open). */
+  readonly probing: boolean;
+  /** Pull requests the loop has open. */
+  readonly openPulls: number;
+  /** Pull requests the loop may keep open at once. */
+  readonly maxPulls: number;
+  /** The most the loop may hold ({@link BudgetPart.limit}). */
+  readonly limit: number;
+}
+
+/**
+ * How many messages a pull loop asks for now; 0 to wait. Nothing while the gate is closed
+ * or the room is taken; while probing, the free probes from one pull at a time; all the
+ * room when no pull is open; with pulls open, all the room only once it is a worthwhile
+ * batch (a quarter of the limit) and fewer than `maxPulls` are open, so a busy function
+ * pulls in batches, not one message per freed slot.
+ */
+export function pullSize(state: PullState): number {
+  const allowance = state.allowance;
+  if (allowance === 0) return 0;
+  const room = state.room;
+  if (room <= 0) return 0;
+  if (state.probing) {
+    // Only probes, from one pull at a time.
+    return state.openPulls > 0 ? 0 : Math.min(room, allowance);
+  }
+  const openPulls = state.openPulls;
+  if (openPulls === 0) return room;
+  return openPulls < state.maxPulls && room >= Math.ceil(state.limit / 4) ? room : 0;
+}

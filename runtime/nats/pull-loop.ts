@@ -6,7 +6,7 @@ import { backoffDelay } from "../resilience/backoff.ts";
 import type { Gate } from "../contracts/gate.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { AckBatch } from "./ack-batch.ts";
-import { PullBudget, type BudgetPart } from "./pull-budget.ts";
+import { PullBudget, pullSize, type BudgetPart } from "./pull-budget.ts";
 
 export interface PullLoopOptions {
   /** Re-creates the consumer after it was found missing. */
@@ -172,17 +172,27 @@ export class PullLoop {
   /** How many messages to ask for now; 0 to wait. */
   #want(): number {
     const admission = this.#options.admission;
-    const allowance = admission.allowance();
-    if (allowance === 0) return 0;
-    const room = this.#budget.free();
-    if (room <= 0) return 0;
-    if (admission.probing) {
-      // Only probes, from one pull at a time.
-      return this.#pulls.size > 0 ? 0 : Math.min(room, allowance);
-    }
-    if (this.#pulls.size === 0) return room;
-    // A busy function pulls in batches, not one message per freed slot.
-    return this.#pulls.size < (this.#options.maxPulls ?? MAX_PULLS) && room >= Math.ceil(this.#budget.limit / 4) ? room : 0;
+    const budget = this.#budget;
+    const pulls = this.#pulls;
+    const maxPulls = this.#options.maxPulls ?? MAX_PULLS;
+    return pullSize({
+      get allowance() {
+        return admission.allowance();
+      },
+      get room() {
+        return budget.free();
+      },
+      get probing() {
+        return admission.probing;
+      },
+      get openPulls() {
+        return pulls.size;
+      },
+      maxPulls,
+      get limit() {
+        return budget.limit;
+      },
+    });
   }
 
   async #receive(pull: ConsumerMessages, asked: number): Promise<void> {
