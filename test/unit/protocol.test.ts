@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { errorMessage, settle } from "../../runtime/invoke/settle.ts";
 import { MessageChannel } from "node:worker_threads";
 import { BatchPort, bytesIn, type Batch, type BytesRef } from "../../runtime/isolation/batch-port.ts";
@@ -61,5 +61,202 @@ describe("BatchPort", () => {
     // The source was copied, not moved: the client's buffer is intact.
     expect(socketChunk.toString()).toBe('xx{"a":1}{"b":22}yy');
     port1.close();
+  });
+});
+
+describe("toWire", () => {
+  const wire = (error: unknown) => toWire(error, errorMessage);
+
+  it.each([
+    ["NonRetryableError", new NonRetryableError("card declined"), { name: "NonRetryableError", brand: "non-retryable" }],
+    ["RetryAfterError", new RetryAfterError("slow down", "30s"), { name: "RetryAfterError", brand: "retry-after", delayMs: 30_000 }],
+    ["BreakerOpenError", new BreakerOpenError("payment-api", 1234), { name: "BreakerOpenError", brand: "breaker-open", breaker: "payment-api", retryAfterMs: 1234 }],
+  ])("takes a %s apart: its brand and its fields", (_, error, fields) => {
+    expect(wire(error)).toEqual({ message: (error as Error).message, stack: (error as Error).stack, ...fields });
+  });
+
+  it("takes a plain error apart without brand or extra fields", () => {
+    const error = new RangeError("out of range");
+    expect(wire(error)).toEqual({ name: "RangeError", message: "out of range", stack: error.stack });
+  });
+
+  it("reads the brand of another bundle's copy of the error classes (Symbol.for)", () => {
+    const foreign = Object.assign(new Error("from another bundle"), { [Symbol.for("jetfn.error")]: "retry-after", delayMs: 500 });
+    expect(wire(foreign)).toMatchObject({ brand: "retry-after", delayMs: 500 });
+    expect(settle({ kind: "error", error: fromWire(wire(foreign)) }, 1, retry)).toMatchObject({ action: "nak", delayMs: 500 });
+  });
+
+  it("leaves out fields of the wrong type rather than sending them", () => {
+    const odd = Object.assign(new Error("odd"), { delayMs: "5s", retryAfterMs: null, breaker: 7 });
+    expect(wire(odd)).toEqual({ name: "Error", message: "odd", stack: odd.stack });
+  });
+
+  it("describes a thrown non-error instead of cloning it", () => {
+    expect(wire("plain string")).toEqual({ message: "plain string", nonError: true });
+    expect(wire(undefined)).toEqual({ message: "non-error thrown: undefined", nonError: true });
+    expect(wire(null)).toEqual({ message: "non-error thrown: null", nonError: true });
+    expect(wire({ message: "error-like", callback: () => 1 })).toEqual({ message: "error-like", nonError: true });
+  });
+
+  it("makes plain data whatever the error carries (functions, sockets, cycles)", () => {
+    const error = Object.assign(new Error("carrying"), { callback: () => 1, self: undefined as unknown });
+    error.self = error;
+    expect(() => structuredClone(wire(error))).not.toThrow();
+    expect(Object.keys(wire(error)).sort()).toEqual(["message", "name", "stack"]);
+  });
+
+  it("keeps a message that is not a string out, describing the error instead", () => {
+    const error = new Error("ignored");
+    Object.defineProperty(error, "message", { value: 42 });
+    expect(wire(error).message).toBe("42");
+  });
+});
+
+describe("fromWire", () => {
+  it("rebuilds a non-error as its description", () => {
+    expect(fromWire({ message: "plain string", nonError: true })).toBe("plain string");
+  });
+
+  it("rebuilds an Error with its name (not enumerable), message, stack and fields", () => {
+    const error = fromWire({ name: "TypeError", message: "bad", stack: "TypeError: bad\n    at handler (functions/a.ts:3:9)" }) as Error;
+    expect(error).toBeInstanceOf(Error);
+    expect([error.name, error.message, error.stack]).toEqual(["TypeError", "bad", "TypeError: bad\n    at handler (functions/a.ts:3:9)"]);
+    expect(Object.keys(error)).not.toContain("name");
+  });
+
+  it("keeps Error's own name and stack when the wire has none", () => {
+    const error = fromWire({ message: "bare" }) as Error;
+    expect(error.name).toBe("Error");
+    expect(error.stack).toContain("bare");
+    expect(Object.getOwnPropertySymbols(error)).toEqual([]);
+  });
+
+  it.each([
+    [{ message: "m", brand: "retry-after", delayMs: 250 } as const, { action: "nak", delayMs: 250 }],
+    [{ message: "m", brand: "non-retryable" } as const, { action: "dead-letter", reason: "non-retryable" }],
+    [{ message: "m", name: "Error" } as const, { action: "nak", delayMs: 1000 }],
+  ])("rebuilds what settlement reads: %o", (wire, action) => {
+    expect(settle({ kind: "error", error: fromWire(wire) }, 1, retry)).toMatchObject(action);
+  });
+
+  it("brands with the shared symbol, not enumerable, so a log of the error does not show it", () => {
+    const error = fromWire({ message: "m", brand: "breaker-open", breaker: "db", retryAfterMs: 10 }) as BreakerOpenError;
+    expect(error).toBeInstanceOf(BreakerOpenError);
+    expect(Object.getOwnPropertyDescriptor(error, Symbol.for("jetfn.error"))).toMatchObject({ value: "breaker-open", enumerable: false });
+    expect([error.breaker, error.retryAfterMs]).toEqual(["db", 10]);
+  });
+});
+
+/** A port that records what is posted, in place of a Worker. */
+class FakePort<T = string> {
+  readonly posts: { value: Batch<T>; transfer?: readonly ArrayBuffer[] }[] = [];
+  postMessage(value: unknown, transfer?: readonly ArrayBuffer[]): void {
+    this.posts.push({ value: value as Batch<T>, ...(transfer ? { transfer } : {}) });
+  }
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe("BatchPort with a fake port", () => {
+  it("posts nothing during the turn, then one batch of everything sent in it", async () => {
+    const port = new FakePort();
+    const outbox = new BatchPort<string>(port);
+    outbox.send("a");
+    outbox.send("b");
+    outbox.send("c");
+    expect(port.posts).toEqual([]);
+    await nextTurn();
+    expect(port.posts).toEqual([{ value: { m: ["a", "b", "c"] } }]);
+    await nextTurn();
+    expect(port.posts).toHaveLength(1);
+  });
+
+  it("sends one batch per turn, each with its own messages", async () => {
+    const port = new FakePort();
+    const outbox = new BatchPort<string>(port);
+    outbox.send("a");
+    await nextTurn();
+    outbox.send("b");
+    await nextTurn();
+    expect(port.posts.map((p) => p.value.m)).toEqual([["a"], ["b"]]);
+  });
+
+  it("copies each batch's payloads into one buffer, which it transfers", async () => {
+    const port = new FakePort<{ id: number; data: BytesRef }>();
+    const outbox = new BatchPort<{ id: number; data: BytesRef }>(port);
+    const refs = [outbox.bytes(Buffer.from("one")), outbox.bytes(new Uint8Array()), outbox.bytes(Buffer.from("three"))];
+    expect(refs).toEqual([
+      [0, 3],
+      [3, 0],
+      [3, 5],
+    ]);
+    refs.forEach((data, id) => outbox.send({ id, data }));
+    await nextTurn();
+    const { value, transfer } = port.posts[0]!;
+    expect(value.b!.byteLength).toBe(8);
+    expect(transfer).toEqual([value.b]);
+    expect(value.m.map((m) => Buffer.from(bytesIn(value, m.data)).toString())).toEqual(["one", "", "three"]);
+  });
+
+  it("starts each batch's offsets at 0", async () => {
+    const port = new FakePort<BytesRef>();
+    const outbox = new BatchPort<BytesRef>(port);
+    outbox.send(outbox.bytes(Buffer.from("first")));
+    await nextTurn();
+    outbox.send(outbox.bytes(Buffer.from("second")));
+    await nextTurn();
+    const [first, second] = port.posts.map((p) => p.value);
+    expect([first!.m[0], second!.m[0]]).toEqual([
+      [0, 5],
+      [0, 6],
+    ]);
+    expect(Buffer.from(bytesIn(second!, second!.m[0]!)).toString()).toBe("second");
+  });
+
+  it("flush() posts at once, and the turn's end posts nothing more", async () => {
+    const port = new FakePort();
+    const outbox = new BatchPort<string>(port);
+    outbox.flush();
+    expect(port.posts).toEqual([]);
+    outbox.send("now");
+    outbox.flush();
+    expect(port.posts).toEqual([{ value: { m: ["now"] } }]);
+    await nextTurn();
+    expect(port.posts).toHaveLength(1);
+  });
+
+  it("in a long turn, posts at once once the first message has waited more than 0.25 ms", async () => {
+    let now = 1000;
+    const clock = vi.spyOn(performance, "now").mockImplementation(() => now);
+    try {
+      const port = new FakePort();
+      const outbox = new BatchPort<string>(port);
+      outbox.send("a");
+      now += 0.25;
+      outbox.send("b");
+      expect(port.posts).toEqual([]);
+      now += 0.01;
+      outbox.send("c");
+      expect(port.posts.map((p) => p.value.m)).toEqual([["a", "b", "c"]]);
+      // The next message starts a new batch, which waits for the turn's end again.
+      outbox.send("d");
+      expect(port.posts).toHaveLength(1);
+      await nextTurn();
+      expect(port.posts.map((p) => p.value.m)).toEqual([["a", "b", "c"], ["d"]]);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
+  it("reads the payload's bytes when the batch leaves, and never again", async () => {
+    const port = new FakePort<BytesRef>();
+    const outbox = new BatchPort<BytesRef>(port);
+    const source = Buffer.from("abc");
+    outbox.send(outbox.bytes(source));
+    source[0] = 0x7a; // still this turn: goes as changed
+    outbox.flush();
+    source[1] = 0x7a; // after it left: the batch keeps its copy
+    const batch = port.posts[0]!.value;
+    expect(Buffer.from(bytesIn(batch, batch.m[0]!)).toString()).toBe("zbc");
   });
 });
