@@ -1,5 +1,5 @@
 // Bundles the runtime (TypeScript) with esbuild: runtime/cli.ts into .jetfn/runtime/cli.mjs,
-// and the entry of handler threads (runtime/isolation/thread.ts) into worker.mjs beside it,
+// and the entry of handler threads (runtime/isolation/thread-entry.ts) into worker.mjs beside it,
 // whenever a file under runtime/ is newer than the bundles. Used by bin/jetfn.js, and by the
 // runtime itself when it runs from its sources (the tests) and needs worker.mjs.
 import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
@@ -9,7 +9,7 @@ import { build, version as esbuildVersion } from "esbuild";
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const outdir = path.join(root, ".jetfn", "runtime");
-const entries = { cli: path.join(root, "runtime", "cli.ts"), worker: path.join(root, "runtime", "isolation", "thread.ts") };
+const entries = { cli: path.join(root, "runtime", "cli.ts"), worker: path.join(root, "runtime", "isolation", "thread-entry.ts") };
 
 /** Newest modification time among the runtime's sources. */
 function newestSource(dir) {

@@ -28,7 +28,7 @@ export interface ThreadEnd {
 }
 
 export interface HandlerThreadOptions {
-  /** The worker entry (`thread.ts`, bundled). */
+  /** The worker entry (`thread-entry.ts`, bundled). */
   readonly script: string;
   readonly init: ThreadInit;
   readonly memoryLimitMb: number;
@@ -84,7 +84,7 @@ export class HandlerThread {
   #nextId = 1;
   /** Deliveries sent and not settled (calls have slots of their own): beyond `slots`, they wait in the thread. */
   #deliveries = 0;
-  /** A `go` for the thread, sent once this turn's failures are settled (see thread.ts, `held`). */
+  /** A `go` for the thread, sent once this turn's failures are settled (see thread-entry.ts, `held`). */
   #go?: NodeJS.Immediate;
   /** How many of #pending are abandoned. */
   #abandoned = 0;

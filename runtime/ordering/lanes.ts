@@ -1,4 +1,5 @@
 import type { Delivery } from "../contracts/delivery.ts";
+import type { Heartbeats } from "../invoke/heartbeats.ts";
 
 /** How one run ended: done with (acked, dead-lettered), or back at the server to come again. */
 export type RunResult = "settled" | "again";
@@ -44,8 +45,8 @@ export interface KeyLanesOptions {
   readonly mayStart: () => boolean;
   /** An event started, after waiting this long since it arrived. */
   readonly waited: (seconds: number) => void;
-  /** Waiting events get `working()` this often, so their ack timers never run out. */
-  readonly heartbeatMs: number;
+  /** Waiting events get `working()` through these, so their ack timers never run out. */
+  readonly heartbeats: Heartbeats;
 }
 
 interface Entry {
@@ -53,6 +54,8 @@ interface Entry {
   delivery: Delivery;
   state: "waiting" | "running" | "again";
   arrivedAt: number;
+  /** Ends its heartbeats: set while it waits. */
+  unbeat?: () => void;
   /** Resolves when this delivery object is finished with here (run, replaced or dropped). */
   readonly done: () => void;
   readonly finished: Promise<void>;
@@ -74,15 +77,12 @@ export class KeyLanes {
   readonly #bySeq = new Map<number, { key: string; entry: Entry }>();
   /** Lanes whose first event may run, oldest first. */
   readonly #ready = new Set<string>();
-  readonly #heartbeat: NodeJS.Timeout;
   readonly #unsubscribe: () => void;
   #running = 0;
   #idle?: { promise: Promise<void>; resolve: () => void };
 
   constructor(options: KeyLanesOptions) {
     this.#options = options;
-    this.#heartbeat = setInterval(() => this.#beat(), options.heartbeatMs);
-    this.#heartbeat.unref();
     this.#unsubscribe = options.slots.onFree(() => this.pump());
   }
 
@@ -107,7 +107,8 @@ export class KeyLanes {
         return Promise.resolve();
       }
       const previous = known.entry;
-      const entry = newEntry(delivery.seq, delivery);
+      previous.unbeat?.();
+      const entry = this.#entry(delivery);
       const lane = this.#lanes.get(known.key)!;
       lane[lane.indexOf(previous)] = entry;
       this.#bySeq.set(delivery.seq, { key: known.key, entry });
@@ -116,7 +117,7 @@ export class KeyLanes {
       this.pump();
       return entry.finished;
     }
-    const entry = newEntry(delivery.seq, delivery);
+    const entry = this.#entry(delivery);
     let lane = this.#lanes.get(key);
     if (!lane) {
       lane = [];
@@ -159,6 +160,7 @@ export class KeyLanes {
       const kept = lane.filter((entry) => entry.state === "running");
       for (const entry of lane) {
         if (entry.state === "running") continue;
+        entry.unbeat?.();
         this.#bySeq.delete(entry.seq);
         entry.done();
       }
@@ -180,11 +182,20 @@ export class KeyLanes {
   }
 
   close(): void {
-    clearInterval(this.#heartbeat);
+    for (const { entry } of this.#bySeq.values()) entry.unbeat?.();
     this.#unsubscribe();
   }
 
+  /** A new waiting entry, heartbeated until it starts or is let go. */
+  #entry(delivery: Delivery): Entry {
+    const entry = newEntry(delivery.seq, delivery);
+    entry.unbeat = this.#options.heartbeats.add(() => entry.delivery.working());
+    return entry;
+  }
+
   #start(key: string, entry: Entry): void {
+    entry.unbeat?.();
+    entry.unbeat = undefined;
     entry.state = "running";
     this.#running++;
     this.#options.slots.used++;
@@ -215,10 +226,6 @@ export class KeyLanes {
     }
     // Frees the slot and lets every partition's lanes (these included) start what is ready.
     this.#options.slots.release();
-  }
-
-  #beat(): void {
-    for (const { entry } of this.#bySeq.values()) if (entry.state === "waiting") entry.delivery.working();
   }
 }
 

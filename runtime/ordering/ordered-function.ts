@@ -4,6 +4,7 @@ import type { KV } from "@nats-io/kv";
 import type { CompiledFunction, CompiledOrdering } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import type { Gate } from "../contracts/gate.ts";
+import { Heartbeats } from "../invoke/heartbeats.ts";
 import { PartitionLeases } from "../nats/leases.ts";
 import { ensureConsumer, partitionConsumer, rewindConsumer } from "../nats/provision.ts";
 import { PullLoop } from "../nats/pull-loop.ts";
@@ -66,6 +67,8 @@ export class OrderedFunction {
   readonly #ordering: CompiledOrdering;
   readonly #log: Logger;
   readonly #slots: Slots;
+  /** Keeps the events waiting for their key alive, in every partition. */
+  readonly #heartbeats: Heartbeats;
   readonly #owned = new Map<number, Owned>();
   readonly #leases: PartitionLeases;
   /** Partitions being let go: their running events finish first. */
@@ -79,6 +82,7 @@ export class OrderedFunction {
     this.#ordering = deps.fn.ordering!;
     this.#log = deps.log.child({ function: deps.fn.name });
     this.#slots = new Slots(deps.fn.concurrency);
+    this.#heartbeats = Heartbeats.forAckWait(deps.fn.ackWaitMs);
     const labels = { function: deps.fn.name };
     deps.metrics.partitionsOwned.set(labels, 0);
     this.#leases = new PartitionLeases({
@@ -194,7 +198,7 @@ export class OrderedFunction {
     const lanes = new KeyLanes({
       slots: this.#slots,
       mayStart: () => this.#leases.owns(partition),
-      heartbeatMs: Math.max(100, fn.ackWaitMs / 2),
+      heartbeats: this.#heartbeats,
       waited: (seconds) => metrics.keyWait.observe(labels, seconds),
       run: this.#deps.run,
     });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Delivery } from "../../runtime/contracts/delivery.ts";
+import { Heartbeats } from "../../runtime/invoke/heartbeats.ts";
 import { PartitionFence } from "../../runtime/ordering/fence.ts";
 import { MISSING_KEY, orderingKey, partitionOf } from "../../runtime/ordering/key.ts";
 import { KeyLanes, Slots, type RunResult } from "../../runtime/ordering/lanes.ts";
@@ -59,7 +60,7 @@ function lanes(limit = 4, mayStart = () => true) {
   const keyLanes = new KeyLanes({
     slots,
     mayStart,
-    heartbeatMs: 20,
+    heartbeats: new Heartbeats(20),
     waited: (s) => waits.push(s),
     run: (d) => new Promise<RunResult>((resolve) => runs.push({ seq: d.seq, finish: resolve })),
   });
