@@ -1,12 +1,13 @@
 import path from "node:path";
 import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { BundleError, buildHandlers, buildRouteSchemas } from "./bundle/build.ts";
 import { loadRouteSchemas } from "./bundle/load.ts";
+import { CommandLineError, formatOverview, parseCommandLine, usageOf, type CommandRun } from "./cli/command-line.ts";
+import { COMMANDS, OVERVIEW, type ValuesOf } from "./cli/commands.ts";
 import { UsageError, withClients } from "./cli/common.ts";
 import { pauseOrResume, status } from "./cli/control.ts";
 import { deadLetterCommand } from "./cli/dlq.ts";
-import { replay, REPLAY_USAGE } from "./cli/replay.ts";
+import { replay } from "./cli/replay.ts";
 import { isDuration, parseDuration } from "./config/duration.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadEnv } from "./config/env.ts";
@@ -16,84 +17,29 @@ import { Host } from "./host.ts";
 import { prepareHandlers } from "./isolation/check.ts";
 import { requestInvoke } from "./nats/invoke-client.ts";
 import { ProvisionError } from "./nats/provision.ts";
+import { JETFN_VERSION } from "./package-root.ts";
 import { newFunction } from "./scaffold.ts";
 import { createLogger } from "./telemetry/logger.ts";
 
-const USAGE = `Usage: jetfn <command> [options]
-
-Commands:
-  start                         run every function in functions.yaml
-  dev                           like start, and reload on every change to functions/ or functions.yaml
-  new <name> --subject <subject> [--stream <stream>]
-                                add functions/<name>.ts and its entry in functions.yaml
-  build                         bundle every handler into .jetfn/build
-  validate                      check functions.yaml, the environment and every handler; no connection
-  publish <subject> <json|@file> [--header k=v]... [--msg-id id]
-                                publish one event to JetStream
-  invoke <function> <json|@file> [--timeout 30s] [--header k=v]...
-                                call a function with invoke: true over NATS and print its answer
-  dlq list [function] [--reason r] [--since <time|duration>] [--limit n] [--json]
-                                show dead letters, oldest first; --reason is one of non-retryable,
-                                attempts-exhausted, undecodable, invalid, crashed
-  dlq show <function> <seq> [--json]
-                                print one dead letter (its JETFN_DLQ#<seq>): headers, failure,
-                                origin, and the body as JSON or a hex dump
-  dlq redrive <function> [--seq n]... [--only]
-                                send a function's dead letters (or the given ones) back to
-                                their original subject, then remove them from the dead letters;
-                                with --only, to that function alone, as replays
-  dlq purge <function> [--seq n]... [--before <time|duration>] [--yes]
-                                remove a function's dead letters (all, the given ones, or those
-                                that failed before a time); asks on a terminal, else needs --yes
-${REPLAY_USAGE}
-  pause <function> [--reason text]
-                                stop the function on every host (in-flight invocations finish)
-  resume <function>             start it again on every host
-  status [--json] [--watch]     every running host and its functions, from the jetfn service
-
-Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
-Exit codes: 0 done, 1 runtime failure (for invoke: the function answered with an error, or
-no host serves it), 2 bad configuration or usage.`;
-
 /** Runs one CLI command; resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+  let usage = formatOverview(COMMANDS, OVERVIEW);
   try {
-    switch (command) {
-      case "start":
-        return await start();
-      case "dev":
-        return await dev();
-      case "new":
-        return scaffold(rest);
-      case "build":
-        return await build();
-      case "validate":
-        return await validate();
-      case "publish":
-        return await publish(rest);
-      case "invoke":
-        return await invoke(rest);
-      case "dlq":
-        return await deadLetterCommand(rest);
-      case "replay":
-        return await replay(rest);
-      case "pause":
-      case "resume":
-        return await pauseOrResume(command, rest);
-      case "status":
-        return await status(rest);
-      case "help":
-      case "--help":
-      case "-h":
-        console.log(USAGE);
-        return 0;
-      default:
-        throw new UsageError(command ? `unknown command: ${command}` : "no command given");
+    const line = parseCommandLine(COMMANDS, OVERVIEW, argv);
+    if (line.kind === "help") {
+      console.log(line.text);
+      return 0;
     }
+    if (line.kind === "version") {
+      console.log(JETFN_VERSION);
+      return 0;
+    }
+    usage = usageOf(COMMANDS, OVERVIEW, line.command) ?? usage;
+    return await run(line);
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(error.showUsage ? `jetfn: ${error.message}\n\n${USAGE}` : `jetfn: ${error.message}`);
+      const shown = error instanceof CommandLineError ? error.usage : usage;
+      console.error(error.showUsage ? `jetfn: ${error.message}\n\n${shown}` : `jetfn: ${error.message}`);
       return 2;
     }
     if (error instanceof ConfigError || error instanceof BundleError || error instanceof ProvisionError) {
@@ -102,6 +48,39 @@ export async function main(argv: string[]): Promise<number> {
     }
     console.error(`jetfn: ${(error as Error).message ?? String(error)}`);
     return 1;
+  }
+}
+
+function run(line: CommandRun<typeof COMMANDS>): Promise<number> {
+  const { positionals } = line;
+  switch (line.command) {
+    case "start":
+      return start();
+    case "dev":
+      return dev();
+    case "new":
+      return Promise.resolve(scaffold(line.values, positionals));
+    case "build":
+      return build();
+    case "validate":
+      return validate();
+    case "publish":
+      return publish(line.values, positionals);
+    case "invoke":
+      return invoke(line.values, positionals);
+    case "dlq list":
+    case "dlq show":
+    case "dlq redrive":
+    case "dlq purge":
+      return deadLetterCommand(line);
+    case "replay":
+      return replay(line.values, positionals);
+    case "pause":
+      return pauseOrResume("pause", positionals, line.values.reason);
+    case "resume":
+      return pauseOrResume("resume", positionals);
+    case "status":
+      return status(line.values);
   }
 }
 
@@ -147,26 +126,24 @@ async function dev(): Promise<number> {
   return 0;
 }
 
-function scaffold(args: string[]): number {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { subject: { type: "string" }, stream: { type: "string" } },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const [name] = parsed.positionals;
-  const { subject, stream } = parsed.values;
-  if (!name || !subject || parsed.positionals.length > 1) throw new UsageError("new needs <name> --subject <subject>");
+function scaffold(values: ValuesOf<"new">, positionals: readonly string[]): number {
+  const [name] = positionals;
+  const { subject, stream, route } = values;
+  if (!name || !subject || positionals.length > 1) throw new UsageError("new needs <name> --subject <subject>");
   const env = loadEnv();
-  const created = newFunction(env.configFile, { name, subject, ...(stream ? { stream } : {}) });
+  const created = newFunction(env.configFile, { name, subject, ...(stream ? { stream } : {}), ...(route !== undefined ? { route } : {}) });
   console.log(`created ${created.handlerFile}`);
   console.log(`created ${created.testFile} (npx vitest run ${path.relative(process.cwd(), created.testFile)})`);
   console.log(`added ${name} to ${env.configFile} (stream ${created.stream}, subject ${subject})`);
-  console.log(`next: npx jetfn validate, then npm start (or npx jetfn dev) and npx jetfn publish ${subject} '{"id":"1"}'`);
+  if (created.route) {
+    console.log(`added the route ${created.route.route} to routes: in ${env.configFile} (publish: ${subject})`);
+    const url = `http://localhost:${env.ingressPort}${created.route.path}`;
+    console.log(
+      `next: npx jetfn validate, then npm start (or npx jetfn dev) and curl -X ${created.route.method} ${url} -H 'content-type: application/json' -d '{"id":"1"}'`,
+    );
+  } else {
+    console.log(`next: npx jetfn validate, then npm start (or npx jetfn dev) and npx jetfn publish ${subject} '{"id":"1"}'`);
+  }
   return 0;
 }
 
@@ -188,22 +165,12 @@ async function validate(): Promise<number> {
   return 0;
 }
 
-async function publish(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { header: { type: "string", multiple: true, short: "H" }, "msg-id": { type: "string" } },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const [subject, body] = parsed.positionals;
-  if (!subject || body === undefined || parsed.positionals.length > 2) throw new UsageError("publish needs <subject> <json|@file>");
+async function publish(values: ValuesOf<"publish">, positionals: readonly string[]): Promise<number> {
+  const [subject, body] = positionals;
+  if (!subject || body === undefined || positionals.length > 2) throw new UsageError("publish needs <subject> <json|@file>");
   const text = jsonArgument(body);
-  const headers = headerOptions(parsed.values.header);
-  const msgId = parsed.values["msg-id"];
+  const headers = headerOptions(values.header);
+  const msgId = values["msg-id"];
   return withClients(loadEnv(), async ({ publisher }) => {
     const ack = await publisher.publish(subject, new TextEncoder().encode(text), { headers, ...(msgId ? { msgId } : {}) });
     console.log(JSON.stringify(ack));
@@ -211,23 +178,13 @@ async function publish(args: string[]): Promise<number> {
   });
 }
 
-async function invoke(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { header: { type: "string", multiple: true, short: "H" }, timeout: { type: "string", default: "30s" } },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const [name, body] = parsed.positionals;
-  if (!name || body === undefined || parsed.positionals.length > 2) throw new UsageError("invoke needs <function> <json|@file>");
-  const { timeout } = parsed.values;
+async function invoke(values: ValuesOf<"invoke">, positionals: readonly string[]): Promise<number> {
+  const [name, body] = positionals;
+  if (!name || body === undefined || positionals.length > 2) throw new UsageError("invoke needs <function> <json|@file>");
+  const { timeout } = values;
   if (!isDuration(timeout) || parseDuration(timeout) === 0) throw new UsageError(`--timeout expects a duration like 30s, got ${timeout}`);
   const data = new TextEncoder().encode(jsonArgument(body));
-  const headers = headerOptions(parsed.values.header);
+  const headers = headerOptions(values.header);
   return withClients(loadEnv(), async ({ nc }) => {
     const reply = await requestInvoke(nc, name, data, { timeoutMs: parseDuration(timeout), headers });
     switch (reply.kind) {

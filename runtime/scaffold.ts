@@ -1,10 +1,12 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { appendFunctionEntry } from "./config/append-function.ts";
+import { appendFunctionEntry, appendListEntry } from "./config/append-function.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadConfig } from "./config/load.ts";
-import { FUNCTION_NAME } from "./config/schema.ts";
+import { compileRoute, routeEntrySchema, routeShape } from "./config/routes.ts";
+import { FUNCTION_NAME, parseOptions } from "./config/schema.ts";
 import { isValidSubject, subjectCovers } from "./config/subjects.ts";
+import type { CompiledConfig, CompiledRoute } from "./config/types.ts";
 
 export interface NewFunctionOptions {
   /** The function's name, `[a-z0-9-]`. */
@@ -13,6 +15,11 @@ export interface NewFunctionOptions {
   readonly subject: string;
   /** The stream holding the subject; found among the declared streams when not given. */
   readonly stream?: string;
+  /**
+   * A route of the HTTP ingress, `POST /orders`, added to `routes:` with `publish:` the
+   * subject, so that a request to it runs the new function.
+   */
+  readonly route?: string;
 }
 
 /** What `jetfn new` wrote. */
@@ -21,6 +28,8 @@ export interface NewFunction {
   /** The handler's vitest test beside it, using `jetfn/testing`. */
   readonly testFile: string;
   readonly stream: string;
+  /** The route added to `routes:`, when one was asked for. */
+  readonly route?: CompiledRoute;
 }
 
 const TEMPLATE = (name: string) => `import { defineFunction, NonRetryableError } from "jetfn";
@@ -73,7 +82,8 @@ describe("${name}", () => {
 /**
  * Adds a function: writes `functions/<name>.ts` from a template (and its test,
  * `functions/<name>.test.ts`) and adds its entry at the end of `functions:` in
- * `functions.yaml`, leaving every other byte of the file as it was (see
+ * `functions.yaml` (and, given `route`, a route publishing to its subject at the end of
+ * `routes:`), leaving every other byte of the file as it was (see
  * {@link appendFunctionEntry}), then checks the result loads. Refuses to overwrite anything.
  */
 export function newFunction(configFile: string, options: NewFunctionOptions): NewFunction {
@@ -96,9 +106,12 @@ export function newFunction(configFile: string, options: NewFunctionOptions): Ne
   const testFile = handlerFile.replace(/\.ts$/, ".test.ts");
   if (existsSync(testFile)) fail(`${relative.replace(/\.ts$/, ".test.ts")} already exists`);
 
+  const route = options.route === undefined ? undefined : publishRoute(options.route, subject, config, fail);
+
   let yaml: string;
   try {
     yaml = appendFunctionEntry(readFileSync(configFile, "utf8"), { name, handler: relative, stream, subjects: [subject] });
+    if (route) yaml = appendListEntry(yaml, "routes", { route: route.route, publish: subject });
   } catch (error) {
     return fail((error as Error).message);
   }
@@ -108,5 +121,22 @@ export function newFunction(configFile: string, options: NewFunctionOptions): Ne
   writeFileSync(testFile, TEST_TEMPLATE(name));
   writeFileSync(configFile, yaml);
   loadConfig(configFile); // what we wrote must load
-  return { handlerFile, testFile, stream };
+  return { handlerFile, testFile, stream, ...(route ? { route } : {}) };
+}
+
+/**
+ * `--route` checked as `routes:` checks it (method, path, and no other route taking the same
+ * requests), for a route that publishes to `subject`; `fail` gets what is wrong.
+ */
+function publishRoute(text: string, subject: string, config: CompiledConfig, fail: (message: string) => never): CompiledRoute {
+  if (!isValidSubject(subject, { wildcards: false })) fail(`--route publishes to one subject; ${subject} has wildcards`);
+  const parsed = routeEntrySchema.safeParse({ route: text.trim(), publish: subject }, parseOptions);
+  if (!parsed.success) return fail(`--route ${parsed.error.issues[0]!.message}`);
+  const problems: string[] = [];
+  const route = compileRoute(parsed.data, config.routes.length, new Map(), config.rootDir, (_at, message) => problems.push(message));
+  if (problems.length > 0) fail(`--route ${text}: ${problems.join("; ")}`);
+  if (route.method === "GET") fail(`--route ${route.route}: a publishing route takes the event from the request body, and GET has none; use POST, PUT, PATCH or DELETE`);
+  const taken = config.routes.find((existing) => routeShape(existing) === routeShape(route));
+  if (taken) fail(`--route ${route.route}: routes: already has ${taken.route}, which takes the same requests`);
+  return route;
 }

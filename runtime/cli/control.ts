@@ -1,30 +1,23 @@
 import { hostname, userInfo } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseArgs } from "node:util";
 import { loadEnv } from "../config/env.ts";
 import { loadConfig } from "../config/load.ts";
 import { openControlBucket, pauseKey, readPause, writePause } from "../nats/control.ts";
 import { fleetStatus } from "../nats/status-client.ts";
 import { formatStatusTable } from "./status-table.ts";
+import type { ValuesOf } from "./commands.ts";
 import { UsageError, withClients } from "./common.ts";
 
 /**
  * `jetfn pause` / `jetfn resume`: writes the function's state to `JETFN_CONTROL`; every
  * host applies it within moments. The name is checked against functions.yaml.
  */
-export async function pauseOrResume(command: "pause" | "resume", args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, options: command === "pause" ? { reason: { type: "string" } } : {} });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const [name] = parsed.positionals;
-  if (!name || parsed.positionals.length > 1) throw new UsageError(`${command} needs one <function>`);
+export async function pauseOrResume(command: "pause" | "resume", positionals: readonly string[], reason?: string): Promise<number> {
+  const [name] = positionals;
+  if (!name || positionals.length > 1) throw new UsageError(`${command} needs one <function>`);
   const env = loadEnv();
   const config = loadConfig(env.configFile);
   if (!config.functions.some((f) => f.name === name)) throw new UsageError(`no function named ${name} in ${config.file}`);
-  const reason = (parsed.values as { reason?: string }).reason;
   return withClients(env, async ({ nc }) => {
     const kv = await openControlBucket(nc);
     const current = await kv.get(pauseKey(name));
@@ -71,14 +64,8 @@ function operator(): string {
 const WATCH_EVERY_MS = 2000;
 
 /** `jetfn status`: every host of the jetfn service, and its functions. */
-export async function status(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options: { json: { type: "boolean" }, watch: { type: "boolean" } } });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const { json, watch } = parsed.values;
+export async function status(values: ValuesOf<"status">): Promise<number> {
+  const { json, watch } = values;
   const env = loadEnv();
   const servers = (env.natsUrl ?? ["nats://127.0.0.1:4222"]).join(",");
   return withClients(env, async ({ nc, jsm }) => {

@@ -1,5 +1,4 @@
 import { createInterface } from "node:readline/promises";
-import { parseArgs, type ParseArgsConfig } from "node:util";
 import { loadEnv } from "../config/env.ts";
 import { loadConfig } from "../config/load.ts";
 import type { CompiledEnv, CompiledFunction } from "../config/types.ts";
@@ -8,34 +7,18 @@ import type { NatsClients } from "../nats/clients.ts";
 import { getDeadLetter, listDeadLetters, planDeadLetterPurge, redriveDeadLetters, type DeadLetter } from "../nats/dead-letters.ts";
 import { replayConsumerExists } from "../nats/replay.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import type { CommandRun } from "./command-line.ts";
+import type { COMMANDS } from "./commands.ts";
 import { positiveIntegers, UsageError, withClients } from "./common.ts";
 import { deadLetterJson, renderDeadLetter } from "./dead-letter-view.ts";
 import { parseTimeArgument } from "./time-argument.ts";
 
-/** Each action's options: one that belongs to another action is a usage error. */
-const OPTIONS = {
-  list: { limit: { type: "string" }, json: { type: "boolean" }, reason: { type: "string" }, since: { type: "string" } },
-  redrive: { seq: { type: "string", multiple: true }, only: { type: "boolean" } },
-  show: { json: { type: "boolean" } },
-  purge: { seq: { type: "string", multiple: true }, before: { type: "string" }, yes: { type: "boolean", short: "y" } },
-} as const satisfies Record<string, ParseArgsConfig["options"]>;
-
-type Action = keyof typeof OPTIONS;
+/** A parsed `jetfn dlq <action>` command line. */
+type DeadLetterLine = Extract<CommandRun<typeof COMMANDS>, { command: `dlq ${string}` }>;
 
 /** `jetfn dlq list|show|redrive|purge`; resolves with the exit code. */
-export async function deadLetterCommand(args: string[]): Promise<number> {
-  const [action, ...rest] = args;
-  if (!action || !Object.hasOwn(OPTIONS, action)) {
-    throw new UsageError(action ? `unknown dlq action: ${action}` : "dlq needs list, show, redrive or purge");
-  }
-  let parsed;
-  try {
-    parsed = parseArgs({ args: rest, allowPositionals: true, options: OPTIONS[action as Action] });
-  } catch (error) {
-    throw new UsageError(`dlq ${action}: ${(error as Error).message}`);
-  }
-  const values = parsed.values as Partial<Record<string, string | string[] | boolean>>;
-  const [name, ...others] = parsed.positionals;
+export async function deadLetterCommand(line: DeadLetterLine): Promise<number> {
+  const [name, ...others] = line.positionals;
   const env = loadEnv();
   const config = loadConfig(env.configFile);
   const chosen = name ? config.functions.filter((f) => f.name === name) : config.functions;
@@ -43,12 +26,13 @@ export async function deadLetterCommand(args: string[]): Promise<number> {
   /** The one function named; undefined when none was (only `list` goes without). */
   const fn = name ? chosen[0] : undefined;
 
-  switch (action as Action) {
-    case "list": {
+  switch (line.command) {
+    case "dlq list": {
+      const { values } = line;
       if (others.length > 0) throw new UsageError("dlq list takes at most one function");
-      const [limit] = positiveIntegers(values.limit === undefined ? [] : [values.limit as string], "limit");
-      const reason = reasonOption(values.reason as string | undefined);
-      const since = timeOption(values.since as string | undefined, "since");
+      const [limit] = positiveIntegers(values.limit === undefined ? [] : [values.limit], "limit");
+      const reason = reasonOption(values.reason);
+      const since = timeOption(values.since, "since");
       return withClients(env, async (clients, server) => {
         for (const each of chosen) {
           const letters = await located(each.name, server, () => listDeadLetters(clients, each, { limit, reason, since }));
@@ -57,15 +41,17 @@ export async function deadLetterCommand(args: string[]): Promise<number> {
         return 0;
       });
     }
-    case "show": {
+    case "dlq show": {
+      const { values } = line;
       const [seq] = others;
       if (!fn || seq === undefined || others.length > 1) throw new UsageError("dlq show needs <function> <seq> (the JETFN_DLQ#<seq> dlq list shows)");
       const [dlqSeq] = positiveIntegers([seq], "seq");
       return forFunction(env, fn, (clients) => show(clients, fn, dlqSeq!, values.json === true));
     }
-    case "redrive": {
+    case "dlq redrive": {
+      const { values } = line;
       if (!fn) throw new UsageError("dlq redrive needs the function whose dead letters to send back");
-      const only = values.seq ? new Set(positiveIntegers(values.seq as string[], "seq")) : undefined;
+      const only = values.seq ? new Set(positiveIntegers(values.seq, "seq")) : undefined;
       return forFunction(env, fn, async (clients, _server, log) => {
         if (values.only) {
           if (!(await replayConsumerExists(clients, fn))) {
@@ -86,10 +72,11 @@ export async function deadLetterCommand(args: string[]): Promise<number> {
         return 0;
       });
     }
-    case "purge": {
+    case "dlq purge": {
+      const { values } = line;
       if (!fn || others.length > 0) throw new UsageError("dlq purge needs the function whose dead letters to remove");
-      const seqs = values.seq ? new Set(positiveIntegers(values.seq as string[], "seq")) : undefined;
-      const before = timeOption(values.before as string | undefined, "before");
+      const seqs = values.seq ? new Set(positiveIntegers(values.seq, "seq")) : undefined;
+      const before = timeOption(values.before, "before");
       const yes = values.yes === true;
       // Checked before connecting: a script that forgot --yes learns it at once, and nothing is read.
       if (!yes && !process.stdin.isTTY) {

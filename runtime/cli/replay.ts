@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import type { ValuesOf } from "./commands.ts";
 import { serverLabel, UsageError, withClients } from "./common.ts";
 import { isDuration, parseDuration } from "../config/duration.ts";
 import { loadEnv } from "../config/env.ts";
@@ -8,36 +8,10 @@ import type { CompiledFunction } from "../config/types.ts";
 import { replaySubject } from "../contracts/replay.ts";
 import { replayConsumerExists, replayEvents, type ReplayBound, type ReplayCounts, type ReplayOptions } from "../nats/replay.ts";
 
-export const REPLAY_USAGE = `  replay <function> (--from-seq n | --since <time|duration>) [--until <seq|time|duration>]
-         [--subject filter] [--limit n] [--dry-run] [--key name]
-                                run past events of the function's stream again, through that
-                                function alone; run again, it copies nothing twice (use a new
-                                --key to replay the same events once more)
-`;
-
 /** `jetfn replay`: parses, copies with progress on stderr, and prints the counts. */
-export async function replay(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        "from-seq": { type: "string" },
-        since: { type: "string" },
-        until: { type: "string" },
-        subject: { type: "string" },
-        limit: { type: "string" },
-        "dry-run": { type: "boolean" },
-        key: { type: "string" },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const { values } = parsed;
-  const [name] = parsed.positionals;
-  if (!name || parsed.positionals.length > 1) throw new UsageError("replay needs the <function> to replay events to");
+export async function replay(values: ValuesOf<"replay">, positionals: readonly string[]): Promise<number> {
+  const [name] = positionals;
+  if (!name || positionals.length > 1) throw new UsageError("replay needs the <function> to replay events to");
   if ((values["from-seq"] === undefined) === (values.since === undefined)) {
     throw new UsageError("replay needs where to start: --from-seq <n> or --since <time|duration>, one of them");
   }

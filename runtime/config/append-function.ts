@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from "node:util";
-import { Document, isMap, isScalar, isSeq, parseDocument, type Node, type YAMLSeq } from "yaml";
+import { Document, isMap, isScalar, isSeq, parseDocument, type Node, type YAMLMap, type YAMLSeq } from "yaml";
 
 /**
  * `functions.yaml`'s text with `entry` added as the last item of its top-level `functions:`
@@ -17,28 +17,59 @@ import { Document, isMap, isScalar, isSeq, parseDocument, type Node, type YAMLSe
  * shape this cannot splice without changing other values) throws rather than return it.
  */
 export function appendFunctionEntry(source: string, entry: Record<string, unknown>): string {
+  return appendListEntry(source, "functions", entry, { addKey: false });
+}
+
+/** Options of {@link appendListEntry}. */
+export interface AppendListOptions {
+  /** Whether a document without the key gets it. @default true */
+  readonly addKey?: boolean;
+}
+
+/**
+ * Like {@link appendFunctionEntry} for the top-level sequence `key` (`routes`). A document
+ * without `key` gets it at its end (unless `options.addKey` is false), as a block sequence of
+ * the one entry, its `-` at the column of the document's other top-level block sequences,
+ * after a blank line when its top-level keys are spaced by blank lines.
+ */
+export function appendListEntry(source: string, key: string, entry: Record<string, unknown>, options: AppendListOptions = {}): string {
   const document = parseDocument(source, { keepSourceTokens: true, merge: true });
   if (document.errors.length > 0) throw new Error(`not valid YAML: ${document.errors[0]!.message}`);
   const root = document.contents;
-  const functions = isMap(root) ? root.items.find((pair) => isScalar(pair.key) && pair.key.value === "functions")?.value : undefined;
-  if (!isSeq(functions)) throw new Error("functions: is not a sequence written in this file (an alias or missing)");
-  const seq = functions as YAMLSeq<Node>;
+  const pair = isMap(root) ? root.items.find((item) => isScalar(item.key) && item.key.value === key) : undefined;
   const eol = source.includes("\r\n") ? "\r\n" : "\n";
-  const result = seq.flow ? appendFlow(source, seq, entry) : appendBlock(source, seq, entry, eol);
+  let result: string;
+  if (pair === undefined && isMap(root) && !root.flow && options.addKey !== false) {
+    result = appendKey(source, root, key, entry, eol);
+  } else {
+    if (!isSeq(pair?.value)) throw new Error(`${key}: is not a sequence written in this file (an alias or missing)`);
+    const seq = pair.value as YAMLSeq<Node>;
+    result = seq.flow ? appendFlow(source, seq, entry) : appendBlock(source, seq, entry, eol, key);
+  }
 
   const expected = { ...(document.toJS() as Record<string, unknown>) };
-  expected.functions = [...(expected.functions as unknown[]), entry];
+  expected[key] = [...((expected[key] as unknown[] | undefined) ?? []), entry];
   const written = parseDocument(result, { merge: true });
   if (written.errors.length > 0 || !isDeepStrictEqual(written.toJS(), expected)) {
-    throw new Error("the entry cannot be added to functions: without changing the rest of the file; add it by hand");
+    throw new Error(`the entry cannot be added to ${key}: without changing the rest of the file; add it by hand`);
   }
   return result;
 }
 
-function appendBlock(source: string, seq: YAMLSeq<Node>, entry: Record<string, unknown>, eol: string): string {
+function appendKey(source: string, root: YAMLMap, key: string, entry: Record<string, unknown>, eol: string): string {
+  // The column of the other top-level sequences' `-` (2 in `functions:\n  - name: a`).
+  const sibling = root.items.map((item) => item.value).find((value) => isSeq(value) && !value.flow && value.srcToken?.type === "block-seq");
+  const column = isSeq(sibling) && sibling.srcToken?.type === "block-seq" ? sibling.srcToken.indent : 2;
+  const text = new Document({ [key]: [entry] }).toString({ lineWidth: 0, indent: Math.max(column, 2), indentSeq: column > 0 }).trimEnd();
+  const spaced = /\n[ \t]*\r?\n[^\s]/.test(source);
+  const end = source.length === 0 || source.endsWith("\n") ? "" : eol;
+  return source + end + (spaced ? eol : "") + text.split("\n").join(eol) + eol;
+}
+
+function appendBlock(source: string, seq: YAMLSeq<Node>, entry: Record<string, unknown>, eol: string, key: string): string {
   const last = seq.items.at(-1);
   const token = seq.srcToken;
-  if (!last?.range || token?.type !== "block-seq") throw new Error("functions: has no items to add after");
+  if (!last?.range || token?.type !== "block-seq") throw new Error(`${key}: has no items to add after`);
   const column = token.indent; // where every item's `-` is
 
   let lineEnd = lineEndAfter(source, lastCharOf(source, last.range[1]));

@@ -1,9 +1,10 @@
 /**
  * `jetfn new`'s edit of functions.yaml: the new entry's lines are the whole diff, whatever
- * the file's shape, and the rest of the file keeps its bytes.
+ * the file's shape, and the rest of the file keeps its bytes; `jetfn new --route` adds to
+ * `routes:` (or adds the key) the same way.
  */
 import { describe, expect, it } from "vitest";
-import { appendFunctionEntry } from "../../runtime/config/append-function.ts";
+import { appendFunctionEntry, appendListEntry } from "../../runtime/config/append-function.ts";
 
 const entry = { name: "ship-order", handler: "functions/ship-order.ts", stream: "ORDERS", subjects: ["orders.paid"] };
 
@@ -121,5 +122,31 @@ streams: [{ name: ORDERS, subjects: ["orders.>"] }]
     // The last item's block scalar keeps its trailing blank lines (`|+`): adding after its
     // text would move them out of it, so this is refused rather than written.
     expect(() => appendFunctionEntry("functions:\n  - name: a\n    note: |+\n      text\n\n", entry)).toThrow(/add it by hand/);
+  });
+});
+
+describe("appendListEntry", () => {
+  const route = { route: "POST /ship", publish: "orders.paid" };
+
+  it("adds to routes: where it is, keeping the rest", () => {
+    const before = `routes:\n  - route: POST /orders   # the shop\n    publish: orders.created\n\nfunctions:\n  - name: a\n`;
+    const after = appendListEntry(before, "routes", route);
+    expect(after).toBe(`routes:\n  - route: POST /orders   # the shop\n    publish: orders.created\n  - route: POST /ship\n    publish: orders.paid\n\nfunctions:\n  - name: a\n`);
+    expect(appendListEntry("functions: []\nroutes: []\n", "routes", route)).toBe("functions: []\nroutes: [{ route: POST /ship, publish: orders.paid }]\n");
+  });
+
+  it("adds a missing key at the end, at the column and spacing of the file", () => {
+    const spaced = `streams:\n  - name: ORDERS\n\nfunctions:\n  - name: a\n    handler: a.ts\n`;
+    expect(appendListEntry(spaced, "routes", route)).toBe(`${spaced}\nroutes:\n  - route: POST /ship\n    publish: orders.paid\n`);
+    const zero = "functions:\n- name: a";
+    expect(appendListEntry(zero, "routes", route)).toBe(`${zero}\nroutes:\n- route: POST /ship\n  publish: orders.paid\n`);
+    const crlf = "functions:\r\n  - name: a\r\n";
+    expect(appendListEntry(crlf, "routes", route)).toBe(`${crlf}routes:\r\n  - route: POST /ship\r\n    publish: orders.paid\r\n`);
+  });
+
+  it("refuses a key it cannot add to", () => {
+    expect(() => appendListEntry("{ functions: [] }\n", "routes", route)).toThrow(/routes: is not a sequence/);
+    expect(() => appendListEntry("functions: []\nroutes: POST /x\n", "routes", route)).toThrow(/routes: is not a sequence/);
+    expect(() => appendListEntry("routes: []\n", "functions", route, { addKey: false })).toThrow(/functions: is not a sequence/);
   });
 });
