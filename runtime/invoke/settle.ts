@@ -169,15 +169,16 @@ export function spendsAttempt(outcome: Outcome, holdMs?: number): boolean {
  */
 export function errorMessage(error: unknown): string {
   let text: string;
-  if (error instanceof Error || (typeof error === "object" && error !== null && "message" in error)) {
-    const { name, message } = error as { name?: unknown; message?: unknown };
-    text = typeof name === "string" && name !== "Error" ? `${name}: ${String(message)}` : String(message);
-  } else {
-    try {
+  // Reading a thrown value can throw itself (a getter, a proxy, a toString that throws).
+  try {
+    if (error instanceof Error || (typeof error === "object" && error !== null && "message" in error)) {
+      const { name, message } = error as { name?: unknown; message?: unknown };
+      text = typeof name === "string" && name !== "Error" ? `${name}: ${String(message)}` : String(message);
+    } else {
       text = typeof error === "string" ? error : `non-error thrown: ${String(error)}`;
-    } catch {
-      text = "non-error thrown";
     }
+  } catch {
+    text = error instanceof Error ? "an error whose message cannot be read" : "non-error thrown";
   }
   const oneLine = text.replace(/[\r\n\t]+/g, " ").trim();
   return oneLine.length > 1000 ? `${oneLine.slice(0, 997)}...` : oneLine || "unknown error";

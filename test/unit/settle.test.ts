@@ -112,6 +112,17 @@ describe("errorMessage", () => {
     expect(errorMessage(new TypeError("bad"))).toBe("TypeError: bad");
     expect(errorMessage(new Error("x".repeat(5000))).length).toBe(1000);
   });
+
+  it("never throws, even when reading the thrown value does", () => {
+    const hostile = new Error("x");
+    Object.defineProperty(hostile, "message", {
+      get() {
+        throw new Error("no");
+      },
+    });
+    expect(errorMessage(hostile)).toBe("an error whose message cannot be read");
+    expect(errorMessage({ toString: () => { throw new Error("no"); } })).toBe("non-error thrown");
+  });
 });
 
 describe("settle: breakers", () => {
