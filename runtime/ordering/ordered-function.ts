@@ -1,11 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
 import type { CompiledFunction, CompiledOrdering } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import type { Gate } from "../contracts/gate.ts";
 import { Heartbeats } from "../invoke/heartbeats.ts";
-import { PartitionLeases } from "../nats/leases.ts";
+import type { NatsClients } from "../nats/clients.ts";
+import { type KV, PartitionLeases } from "../nats/leases.ts";
 import { ensureConsumer, partitionConsumer, rewindConsumer } from "../nats/provision.ts";
 import { PullLoop } from "../nats/pull-loop.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -15,8 +14,8 @@ import { orderingKey, partitionOf } from "./key.ts";
 import { KeyLanes, Slots, type RunResult } from "./lanes.ts";
 
 export interface OrderedFunctionDeps {
-  readonly js: JetStreamClient;
-  readonly jsm: JetStreamManager;
+  readonly js: NatsClients["js"];
+  readonly jsm: NatsClients["jsm"];
   /** The `JETFN_LEASES` bucket. */
   readonly kv: KV;
   readonly fn: CompiledFunction;

@@ -1,5 +1,5 @@
 import type { Counter, Gauge, LabelValues, Metric, Registry } from "prom-client";
-import type { InvocationOutcome } from "../invoke/settle.ts";
+import type { InvocationOutcome } from "../contracts/outcome.ts";
 import { MinuteRing, type RecentCounts } from "./recent.ts";
 
 /** `jetfn_acks_total{action}` values. */
