@@ -238,6 +238,7 @@ export class Host {
       this.#http = new HttpServer({
         registry: this.metrics.registry,
         ready: () => this.ready(),
+        readyNotes: () => this.readyNotes(),
         functions: () => this.functions(),
       });
       this.#httpAddress = await this.#http.listen(this.#env.httpHost, this.#env.httpPort);
@@ -273,6 +274,7 @@ export class Host {
   /** Wires one function: its admission, executor, invoker, pull loop and replay loop. */
   #prepare(fn: CompiledFunction, { js, jsm, publisher }: NatsClients, leases: KV | undefined): Running {
     const admission = new Admission(fn.breaker, (from, to) => this.#breakerChanged(fn.name, "function", from, to));
+    this.#logBrokerHold(fn, admission);
     if (admission.breaker) this.metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
     const host = new HostContext(fn, this.log.child({ function: fn.name }), publisher, this.#breakers);
     const executor = this.#executor(fn, host, admission);
@@ -335,6 +337,30 @@ export class Host {
     else if (!pause && was) this.log.info({ function: name }, "function resumed: pulling again");
   }
 
+  /** One line when the broker's hold on the function starts, one when it ends: not one per refused publish. */
+  #logBrokerHold(fn: CompiledFunction, admission: Admission): void {
+    let since = 0;
+    admission.onBrokerHold((hold) => {
+      if (hold) {
+        since = Date.now();
+        this.log.warn(
+          { function: fn.name, reason: hold.reason },
+          "the broker refuses the function's outputs: pulling held, the waiting publishes retried in place",
+        );
+      } else {
+        this.log.info({ function: fn.name, held_ms: Date.now() - since }, "the broker takes the function's outputs again: pulling resumed");
+      }
+    });
+  }
+
+  /** What `/readyz` adds to its answer: functions whose pulls are held while the broker refuses their outputs. */
+  readyNotes(): string[] {
+    return this.#running.flatMap(({ fn, admission }) => {
+      const hold = admission.brokerHold;
+      return hold ? [`${fn.name}: waiting for the broker (${hold.reason}) since ${hold.since}, ${hold.waiting} waiting; not pulling`] : [];
+    });
+  }
+
   #breakerChanged(fn: string, breaker: string, from: BreakerState, to: BreakerState): void {
     this.metrics.breakerState.set({ function: fn, breaker }, BREAKER_STATE_VALUE[to]);
     if (from === to) return;
@@ -363,6 +389,7 @@ export class Host {
         sampledAt: sample?.sampledAt,
         breaker: admission.breaker?.state,
         breakers: this.#breakers.statesOf(fn.name),
+        ...(admission.brokerHold ? { brokerHold: admission.brokerHold } : {}),
         ...executor.status(),
         ...loop.status?.(),
       };
@@ -384,6 +411,7 @@ export class Host {
           ...(sample ? { pending: sample.pending, ackPending: sample.ackPending } : {}),
           ...(admission.breaker ? { breaker: admission.breaker.state } : {}),
           breakers: this.#breakers.statesOf(fn.name),
+          ...(admission.brokerHold ? { brokerHold: admission.brokerHold } : {}),
           lastMinute: this.metrics.lastMinute(fn.name),
           deadLettered: await this.metrics.deadLettered(fn.name),
           deadLetter: fn.deadLetter,

@@ -11,6 +11,9 @@ export interface Gate {
   readonly probing: boolean;
   /** `listener` runs whenever the gate closes: open pulls should end early. Returns its removal. */
   onClose(listener: () => void): () => void;
-  /** `listener` runs when an operator's pause ends: pulling may start at once. Returns its removal. */
+  /**
+   * `listener` runs when an operator's pause or the broker's hold (outputs refused) ends:
+   * pulling may start at once. Returns its removal.
+   */
   onOpen(listener: () => void): () => void;
 }

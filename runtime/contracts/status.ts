@@ -1,4 +1,5 @@
 import type { BreakerState } from "../resilience/breaker.ts";
+import type { BrokerHoldStatus } from "./broker.ts";
 
 /**
  * What one host answers on its status endpoint of the NATS service `jetfn`, and what
@@ -36,6 +37,11 @@ export interface FunctionStatus {
   readonly breaker?: BreakerState;
   /** Named breakers (`ctx.breaker(name)`) the function used on this host. */
   readonly breakers: Readonly<Record<string, BreakerState>>;
+  /**
+   * Present while the broker refuses the function's outputs or dead letters on this host:
+   * the waiting publishes are retried in place and the function pulls nothing new.
+   */
+  readonly brokerHold?: BrokerHoldStatus;
   /** Invocations on this host in the last 60 s: successes, and every other outcome. */
   readonly lastMinute: { readonly successes: number; readonly failures: number };
   /** Messages this host dead-lettered since it started. */

@@ -8,6 +8,8 @@ import { listen } from "./listen.ts";
 export interface HttpSource {
   readonly registry: Registry;
   ready(): boolean;
+  /** Lines `/readyz` adds to its answer: what the host waits for meanwhile (it stays ready). */
+  readyNotes?(): readonly string[];
   functions(): unknown;
 }
 
@@ -61,8 +63,13 @@ export class HttpServer {
           ? send(res, 503, "text/plain", `event loop stalled for ${Math.round(stalledMs)}ms\n`)
           : send(res, 200, "text/plain", "ok\n");
       }
-      case "/readyz":
-        return this.#source.ready() ? send(res, 200, "text/plain", "ready\n") : send(res, 503, "text/plain", "not ready\n");
+      case "/readyz": {
+        // A function waiting for the broker does not make the host unready: it is connected
+        // and recovers by itself, and unready replicas would turn the ingress's 503s (with
+        // Retry-After) into refused connections. The body says what waits.
+        const notes = (this.#source.readyNotes?.() ?? []).map((note) => `${note}\n`).join("");
+        return this.#source.ready() ? send(res, 200, "text/plain", `ready\n${notes}`) : send(res, 503, "text/plain", `not ready\n${notes}`);
+      }
       case "/functions":
         return send(res, 200, "application/json", `${JSON.stringify(this.#source.functions(), null, 2)}\n`);
       default:

@@ -1,9 +1,11 @@
 import type { CompiledBreaker } from "../config/types.ts";
+import type { BrokerFailure, BrokerHoldStatus } from "../contracts/broker.ts";
 import type { Pause } from "../contracts/control.ts";
 import type { Gate } from "../contracts/gate.ts";
 import { CircuitBreaker, type BreakerState } from "../resilience/breaker.ts";
 import type { NamedBreaker } from "../resilience/breakers.ts";
 import { isBreakerOpenError, isNonRetryableError } from "../sdk/errors.ts";
+import { BrokerHold, type BrokerWait, type BrokerWaits } from "./broker-hold.ts";
 import type { Outcome } from "./settle.ts";
 
 /**
@@ -12,29 +14,37 @@ import type { Outcome } from "./settle.ts";
  * handed back unrun is held.
  */
 const PAUSED_RECHECK_MS = 1000;
+/** The same while the broker refuses the function's outputs: that hold has no known end either. */
+const BROKER_RECHECK_MS = 1000;
 
 /** What `finish` is given for an invocation that used no named breaker. */
 export const NO_BREAKERS: ReadonlySet<NamedBreaker> = new Set();
 
 /**
- * Whether one function's deliveries may start: the one place that decides it. Three things
+ * Whether one function's deliveries may start: the one place that decides it. Four things
  * close the gate:
  * - an operator's pause (`jetfn pause`, see {@link setPaused}), until resumed;
  * - the function's own breaker (`breaker:` in yaml) while open; half-open, it admits only
  *   its probes;
  * - a hold: a handler met an open named breaker (`ctx.breaker(name)`), so the backlog
  *   waits in the stream, unspent, until that breaker lets probes through, rather than
- *   failing fast one message after another.
+ *   failing fast one message after another;
+ * - the broker's hold: while a delivery's output or dead letter waits for the broker to
+ *   take it (see {@link waitForBroker}), nothing new starts, until the last such publish
+ *   is taken. Synchronous calls (`invoke:`) publish nothing to JetStream: it does not stop them.
  *
  * The pull loop asks {@link allowance} how much to pull and is told through
- * {@link onClose} when the gate closes and {@link onOpen} when a pause ends; the invoker
- * admits each delivery with {@link tryAdmit} and reports how it ended with {@link finish}.
+ * {@link onClose} when the gate closes and {@link onOpen} when a pause or the broker's
+ * hold ends; the invoker admits each delivery with {@link tryAdmit} and reports how it
+ * ended with {@link finish}.
  */
-export class Admission implements Gate {
+export class Admission implements Gate, BrokerWaits {
   readonly breaker?: CircuitBreaker;
   readonly #now: () => number;
   readonly #closeListeners = new Set<() => void>();
   readonly #openListeners = new Set<() => void>();
+  readonly #brokerListeners = new Set<(hold: BrokerHoldStatus | undefined) => void>();
+  readonly #broker: BrokerHold;
   /** Epoch ms until which nothing starts (a named breaker the handler uses is open). */
   #heldUntil = 0;
   #paused?: Pause;
@@ -45,6 +55,11 @@ export class Admission implements Gate {
     now: () => number = Date.now,
   ) {
     this.#now = now;
+    this.#broker = new BrokerHold(now, (held) => {
+      if (held) this.#closed();
+      else this.#opened();
+      for (const listener of [...this.#brokerListeners]) listener(this.#broker.status);
+    });
     if (policy) {
       this.breaker = new CircuitBreaker(policy, now, (from, to) => {
         onBreakerChange(from, to);
@@ -59,7 +74,7 @@ export class Admission implements Gate {
     return () => this.#closeListeners.delete(listener);
   }
 
-  /** `listener` runs when a pause ends: pulling may start again at once. Returns its removal. */
+  /** `listener` runs when a pause or the broker's hold ends: pulling may start again at once. Returns its removal. */
   onOpen(listener: () => void): () => void {
     this.#openListeners.add(listener);
     return () => this.#openListeners.delete(listener);
@@ -70,8 +85,29 @@ export class Admission implements Gate {
    * end: while it lasts, at least {@link PAUSED_RECHECK_MS}.
    */
   closedForMs(): number {
-    const closed = Math.max(this.#heldUntil - this.#now(), this.breaker?.remainingOpenMs() ?? 0, 0);
-    return this.#paused ? Math.max(closed, PAUSED_RECHECK_MS) : closed;
+    let closed = Math.max(this.#heldUntil - this.#now(), this.breaker?.remainingOpenMs() ?? 0, 0);
+    if (this.#paused) closed = Math.max(closed, PAUSED_RECHECK_MS);
+    return this.#broker.held ? Math.max(closed, BROKER_RECHECK_MS) : closed;
+  }
+
+  /** While the broker refuses the function's outputs or dead letters: why, since when, how many wait. */
+  get brokerHold(): BrokerHoldStatus | undefined {
+    return this.#broker.status;
+  }
+
+  /**
+   * A publish of a delivery's output or dead letter was refused by the broker and will be
+   * retried in place: nothing new starts until every such wait has ended. Open pulls end
+   * early and deliveries already pulled are handed back unrun, as for a pause.
+   */
+  waitForBroker(reason: BrokerFailure): BrokerWait {
+    return this.#broker.waitForBroker(reason);
+  }
+
+  /** `listener` runs when the broker's hold starts (with its status) and ends (undefined). Returns its removal. */
+  onBrokerHold(listener: (hold: BrokerHoldStatus | undefined) => void): () => void {
+    this.#brokerListeners.add(listener);
+    return () => this.#brokerListeners.delete(listener);
   }
 
   /** The operator's pause in force, if any. */
@@ -88,7 +124,7 @@ export class Admission implements Gate {
     const was = this.#paused;
     this.#paused = pause;
     if (pause && !was) this.#closed();
-    else if (!pause && was) for (const listener of [...this.#openListeners]) listener();
+    else if (!pause && was) this.#opened();
   }
 
   /** How many deliveries may start now: unlimited, the free half-open probes, or 0. */
@@ -102,9 +138,13 @@ export class Admission implements Gate {
     return this.breaker !== undefined && this.breaker.state !== "closed";
   }
 
-  /** Admits one delivery (a half-open probe counts), or refuses it. */
-  tryAdmit(): boolean {
+  /**
+   * Admits one delivery (a half-open probe counts), or refuses it. A synchronous call
+   * (`"call"`) is not held by the broker's hold: its answer goes back to its caller, not to a stream.
+   */
+  tryAdmit(kind: "delivery" | "call" = "delivery"): boolean {
     if (this.#paused || this.#heldUntil > this.#now()) return false;
+    if (kind === "delivery" && this.#broker.held) return false;
     return this.breaker?.tryAcquire() ?? true;
   }
 
@@ -143,5 +183,9 @@ export class Admission implements Gate {
 
   #closed(): void {
     for (const listener of [...this.#closeListeners]) listener();
+  }
+
+  #opened(): void {
+    for (const listener of [...this.#openListeners]) listener();
   }
 }

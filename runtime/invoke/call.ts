@@ -65,7 +65,7 @@ export class Caller implements SyncCaller {
     if (this.#inflight >= fn.concurrency) {
       return { kind: "unavailable", message: `function ${fn.name} is running ${fn.concurrency} calls already`, retryAfterMs: 1000 };
     }
-    if (!admission.tryAdmit()) {
+    if (!admission.tryAdmit("call")) {
       const paused = admission.paused;
       const why = paused ? `it is paused${paused.reason ? ` (${paused.reason})` : ""}` : "a breaker is open";
       return { kind: "unavailable", message: `function ${fn.name} is not taking calls: ${why}`, retryAfterMs: admission.closedForMs() || 1000 };

@@ -1,6 +1,6 @@
 import { context, trace, type Context } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
-import type { Publisher } from "../contracts/delivery.ts";
+import type { BrokerPublisher } from "../contracts/broker.ts";
 import { formatReplayOf } from "../contracts/replay.ts";
 import type { BreakerRegistry, NamedBreaker } from "../resilience/breakers.ts";
 import type { BreakerOptions, PublishAck } from "../sdk/types.ts";
@@ -17,10 +17,11 @@ export class HostContext {
   readonly fn: CompiledFunction;
   /** The function's logger. */
   readonly log: Logger;
-  readonly publisher: Publisher;
+  /** JetStream publishing: the handler's `ctx.publish`, and the settler's outputs and dead letters. */
+  readonly publisher: BrokerPublisher;
   readonly #breakers: BreakerRegistry;
 
-  constructor(fn: CompiledFunction, log: Logger, publisher: Publisher, breakers: BreakerRegistry) {
+  constructor(fn: CompiledFunction, log: Logger, publisher: BrokerPublisher, breakers: BreakerRegistry) {
     this.fn = fn;
     this.log = log;
     this.publisher = publisher;

@@ -1,6 +1,6 @@
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from "@opentelemetry/api";
 import { spansRecorded } from "../telemetry/tracing.ts";
-import type { CompiledFunction } from "../config/types.ts";
+import type { CompiledFunction, CompiledRetry } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { formatReplayOf } from "../contracts/replay.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -11,8 +11,8 @@ import type { Executor, Invocation } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { runWithTimeout } from "./run.ts";
-import { errorMessage, invocationOutcome, spendsAttempt, type Outcome, type Settlement } from "./settle.ts";
-import { Settler, traceFields } from "./settler.ts";
+import { errorMessage, invocationOutcome, spendsAttempt, type Outcome } from "./settle.ts";
+import { Settler, traceFields, type Settled } from "./settler.ts";
 import { NO_BREAKERS } from "./admission.ts";
 
 const tracer = trace.getTracer("jetfn");
@@ -40,8 +40,10 @@ export interface InvokerDeps {
   /** Aborts when shutdown's grace period is over: in-flight handlers are cut off. */
   readonly stop: AbortSignal;
   readonly random?: () => number;
+  /** Between tries of an output or dead letter the broker refused (see `SettlerOptions.retry`). */
+  readonly brokerRetry?: CompiledRetry;
   /** Told each settled delivery's outcome and settlement (`jetfn/testing` reads them here). */
-  readonly onSettled?: (outcome: Outcome, settlement: Settlement) => void;
+  readonly onSettled?: (outcome: Outcome, settlement: Settled) => void;
 }
 
 /**
@@ -63,7 +65,11 @@ export class Invoker {
     this.#deps = deps;
     this.#log = deps.host.log;
     this.#meters = deps.metrics.registerFunction(this.#fn.name);
-    this.#settler = new Settler(this.#fn, deps.host.publisher, deps.metrics, this.#log, deps.random);
+    this.#settler = new Settler(this.#fn, deps.host.publisher, deps.metrics, this.#log, deps.random, {
+      stop: deps.stop,
+      waits: deps.admission,
+      ...(deps.brokerRetry ? { retry: deps.brokerRetry } : {}),
+    });
   }
 
   /** Invocations running now. */
@@ -125,7 +131,7 @@ export class Invoker {
       const settlement = await this.#settler.settle({ delivery, attempt, outcome, span, context: invocation.context, holdMs });
       this.#deps.onSettled?.(outcome, settlement);
       if (settlement.action !== "nak") this.#attempts.forget(delivery);
-      else if (!spendsAttempt(outcome, holdMs)) this.#attempts.spare(delivery);
+      else if (settlement.spared || !spendsAttempt(outcome, holdMs)) this.#attempts.spare(delivery);
       const counted = invocationOutcome(outcome);
       if (counted) meters.invoked(counted);
       meters.endToEnd.observe(Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);

@@ -1,8 +1,9 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import type { CompiledEnv } from "../config/types.ts";
-import type { Publisher } from "../contracts/delivery.ts";
+import type { BrokerPublisher } from "../contracts/broker.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import { brokerFailureOf } from "./broker-failures.ts";
 import { connectNats } from "./connect.ts";
 
 /** One connection and what the host uses it through. */
@@ -11,7 +12,7 @@ export interface NatsClients {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   /** JetStream publishing as the invoke layer sees it. */
-  readonly publisher: Publisher;
+  readonly publisher: BrokerPublisher;
 }
 
 /** Connects (see {@link connectNats}) and opens the JetStream clients on that connection. */
@@ -21,12 +22,16 @@ export async function openClients(
   log: Logger,
   onConnected?: (connected: boolean) => void,
 ): Promise<NatsClients> {
-  const nc = await connectNats(env, servers, log, onConnected);
+  let connected = true;
+  const nc = await connectNats(env, servers, log, (up) => {
+    connected = up;
+    onConnected?.(up);
+  });
   const js = jetstream(nc);
-  return { nc, js, jsm: await jetstreamManager(nc), publisher: jetstreamPublisher(nc, js) };
+  return { nc, js, jsm: await jetstreamManager(nc), publisher: jetstreamPublisher(nc, js, () => connected) };
 }
 
-function jetstreamPublisher(nc: NatsConnection, js: JetStreamClient): Publisher {
+function jetstreamPublisher(nc: NatsConnection, js: JetStreamClient, connected: () => boolean): BrokerPublisher {
   return {
     get maxPayload() {
       return nc.info?.max_payload ?? 1024 * 1024;
@@ -40,5 +45,6 @@ function jetstreamPublisher(nc: NatsConnection, js: JetStreamClient): Publisher 
       const ack = await js.publish(subject, data, { headers: h, ...(options.msgId ? { msgID: options.msgId } : {}) });
       return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
     },
+    failureOf: (error) => brokerFailureOf(error, connected() && !nc.isClosed()),
   };
 }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { OUTPUT_FAILURE_REASONS } from "../contracts/broker.ts";
 import { DEAD_LETTER_REASONS } from "../contracts/dead-letter.ts";
 import type { CrashReason, InvocationOutcome } from "../invoke/settle.ts";
 import { JETFN_VERSION } from "../package-root.ts";
@@ -54,6 +55,12 @@ export class Metrics {
   readonly deadLetters = new Counter({
     name: "jetfn_dead_letters_total",
     help: "Messages published to the dead-letter subject, by reason.",
+    labelNames: ["function", "reason"] as const,
+    registers: [this.registry],
+  });
+  readonly outputFailures = new Counter({
+    name: "jetfn_output_failures_total",
+    help: "Publishes of an output or a dead letter that failed, by reason (storage-full, timeout, no-responders, disconnected, refused: the broker's, retried in place; too-large: the message's own).",
     labelNames: ["function", "reason"] as const,
     registers: [this.registry],
   });
@@ -188,6 +195,9 @@ export class Metrics {
     }
     for (const reason of DEAD_LETTER_REASONS) {
       this.deadLetters.inc({ function: name, reason }, 0);
+    }
+    for (const reason of OUTPUT_FAILURE_REASONS) {
+      this.outputFailures.inc({ function: name, reason }, 0);
     }
     for (const reason of ["timeout", "out-of-memory", "exit", "uncaught", "load"] satisfies CrashReason[]) {
       this.workerRestarts.inc({ function: name, reason }, 0);

@@ -1,4 +1,4 @@
-import type { Publisher } from "../contracts/delivery.ts";
+import type { BrokerFailure, BrokerPublisher } from "../contracts/broker.ts";
 import type { PublishAck } from "../sdk/types.ts";
 
 /** The server's default `max_payload`: an output larger than this is dead-lettered, as on a default server. */
@@ -31,9 +31,10 @@ export class PublishedMessage {
 
 /**
  * Stands in for the host's JetStream publisher: keeps every publish, in order, and acks it.
- * `stub` sees each message first and may throw, as a server refusing it would.
+ * `stub` sees each message first and may throw, as a server refusing it would: the
+ * broker's failure (`refused`), which the host retries in place.
  */
-export class CapturingPublisher implements Publisher {
+export class CapturingPublisher implements BrokerPublisher {
   readonly maxPayload = MAX_PAYLOAD;
   readonly published: PublishedMessage[] = [];
   readonly #stub?: (message: PublishedMessage) => void | Promise<void>;
@@ -47,6 +48,10 @@ export class CapturingPublisher implements Publisher {
     await this.#stub?.(message);
     this.published.push(message);
     return { stream: "TEST", seq: this.published.length, duplicate: false };
+  }
+
+  failureOf(): BrokerFailure {
+    return "refused";
   }
 }
 

@@ -21,7 +21,8 @@ import { Admission } from "../invoke/admission.ts";
 import { HostContext } from "../invoke/host-context.ts";
 import { InProcessExecutor } from "../invoke/in-process.ts";
 import { Invoker } from "../invoke/process.ts";
-import type { Outcome, Settlement } from "../invoke/settle.ts";
+import type { Outcome } from "../invoke/settle.ts";
+import type { Settled } from "../invoke/settler.ts";
 import { BreakerRegistry, type NamedBreaker } from "../resilience/breakers.ts";
 import type { FunctionDefinition } from "../sdk/index.ts";
 import { parseDuration } from "../sdk/duration.ts";
@@ -31,6 +32,7 @@ import { Metrics } from "../telemetry/metrics.ts";
 import { CapturingPublisher, LogCapture, type LogLine, type PublishedMessage } from "./capture.ts";
 
 export type { Outcome, Settlement } from "../invoke/settle.ts";
+export type { Settled } from "../invoke/settler.ts";
 export type { LogLine, PublishedMessage } from "./capture.ts";
 
 /** `retry:` as in `functions.yaml`; durations as milliseconds or strings such as `"1s"`. */
@@ -91,7 +93,12 @@ export interface InvokeOptions<Config = Record<string, unknown>> {
    * others are real breakers, closed, fresh for each `invoke()`.
    */
   openBreakers?: readonly string[];
-  /** Sees each publish first (the handler's, the output, the dead letter); throw to fail it as the server would. */
+  /**
+   * Sees each publish first (the handler's, the output, the dead letter); throw to fail it
+   * as the broker would. The host tries a refused output or dead letter again in place,
+   * until the broker takes it; `invoke()` tries 3 times, then settles with the nak that
+   * shutdown would end the wait with (`delayMs: 0`, `spared: true`).
+   */
   publish?: (message: PublishedMessage) => void | Promise<void>;
 }
 
@@ -99,8 +106,12 @@ export interface InvokeOptions<Config = Record<string, unknown>> {
 export interface InvokeResult<Result = unknown> {
   /** How the run ended: `success`, `error`, `timeout`, `invalid`, `undecodable`, or `exhausted` (not run). */
   outcome: Outcome;
-  /** The one terminal action: `ack`, `nak` with `delayMs`, or `dead-letter` with `reason`; with the error. */
-  settlement: Settlement;
+  /**
+   * The one terminal action: `ack`, `nak` with `delayMs`, or `dead-letter` with `reason`;
+   * with the error. A nak with `spared: true` spends none of the message's attempts (the
+   * broker did not take its output or dead letter; see {@link InvokeOptions.publish}).
+   */
+  settlement: Settled;
   /** The handler's return value, when it returned. */
   output: Result | undefined;
   /** Every publish, in order: the handler's `ctx.publish`es, then the output or the dead letter. */
@@ -114,6 +125,12 @@ export type HandlerExport<Event, Result, Config> = FunctionDefinition<Event, Res
 
 /** Never aborts: a test has no shutdown. */
 const NO_SHUTDOWN = new AbortController().signal;
+/**
+ * An output or dead letter that `publish` fails is tried again at once, 3 tries in all (a
+ * host tries it until the broker takes it); when all fail, the settlement is the nak a
+ * host would send if shutdown ended the wait: no delay, its attempt spared.
+ */
+const BROKER_TRIES: CompiledRetry = { maxAttempts: 3, backoff: "fixed", initialDelayMs: 0, maxDelayMs: 0, jitter: false };
 let metrics: Metrics | undefined;
 
 /**
@@ -144,13 +161,14 @@ export async function invoke<Event, Result, Config = Record<string, unknown>>(
   const publisher = new CapturingPublisher(options.publish);
   const host = new HostContext(fn, log, publisher, new TestBreakers(options.openBreakers ?? [], now));
   metrics ??= new Metrics();
-  let settled: { outcome: Outcome; settlement: Settlement } | undefined;
+  let settled: { outcome: Outcome; settlement: Settled } | undefined;
   const invoker = new Invoker({
     host,
     executor: new InProcessExecutor(loaded, host),
     admission: new Admission(undefined, undefined, now),
     metrics,
     stop: NO_SHUTDOWN,
+    brokerRetry: BROKER_TRIES,
     ...(options.random ? { random: options.random } : {}),
     onSettled: (outcome, settlement) => (settled = { outcome, settlement }),
   });

@@ -172,20 +172,32 @@ describe("outcome table", () => {
     expect(await metric('jetfn_invocations_total{function="slow",outcome="timeout"}')).toBe(2);
   });
 
-  it("dead-letter publish failed: naks, and the message reaches the dead letters once they work again", async () => {
+  it("dead-letter publish refused: waits for the broker in place, unspent, and reaches the dead letters once they work again", async () => {
     const stream = await nats.jsm.streams.info("DLQFAIL");
     await nats.jsm.streams.delete("DLQFAIL");
     const seq = await publish("evt.dlqfail", { n: 9 });
-    await waitFor(() => callsOf("dlqfail", seq).length >= 2, { message: "redelivered after the failed dead-letter publish" });
+    const refusals = 'jetfn_output_failures_total{function="dlqfail",reason="no-responders"}';
+    await waitFor(async () => (await metric(refusals)) >= 2, { message: "the dead-letter publish refused, and tried again" });
+    const fns = (await (await fetch(`${baseUrl}/functions`)).json()) as { name: string; brokerHold?: unknown }[];
+    expect(fns.find((f) => f.name === "dlqfail")?.brokerHold).toMatchObject({ reason: "no-responders", waiting: 1 });
+    expect(fns.find((f) => f.name === "ok")?.brokerHold).toBeUndefined();
     expect(await metric('jetfn_dead_letters_total{function="dlqfail",reason="non-retryable"}')).toBe(0);
     const info = await nats.jsm.consumers.info("EVT", "jetfn_dlqfail");
-    expect(info.num_pending + info.num_ack_pending).toBe(1); // still held by the stream, not dropped
+    expect(info.num_ack_pending).toBe(1); // held here, heartbeated: not dropped, not redelivered
     await nats.jsm.streams.add({ ...stream.config });
     const dead = await deadLetter("dlqfail.dead", seq, "DLQFAIL");
     expect(new TextDecoder().decode(dead.data)).toBe('{"n":9}');
+    expect(dead.header.get("Jetfn-Deliveries")).toBe("1");
     await drained("jetfn_dlqfail");
-    const failure = logs.find((l) => l.function === "dlqfail" && String(l.error).startsWith("dead-letter publish to dlqfail.dead failed"));
-    expect(failure).toMatchObject({ action: "nak" });
+    // The handler ran once: its failure was kept while the dead letter waited.
+    expect(callsOf("dlqfail", seq)).toHaveLength(1);
+    expect(await metric('jetfn_dead_letters_total{function="dlqfail",reason="non-retryable"}')).toBe(1);
+    expect(logs.find((l) => l.function === "dlqfail" && l.msg === "delivery failed")).toMatchObject({ action: "dead-letter" });
+    const held = logs.lines.filter((l) => l.function === "dlqfail" && /^the broker (refuses|takes)/.test(String(l.msg)));
+    expect(held.map((l) => l.msg)).toEqual([
+      "the broker refuses the function's outputs: pulling held, the waiting publishes retried in place",
+      "the broker takes the function's outputs again: pulling resumed",
+    ]);
   });
 
   it("a message delivered again (consumer re-created) publishes its output once", async () => {

@@ -63,6 +63,7 @@ const SCRAPED_METRICS = [
   "jetfn_inflight_invocations",
   "jetfn_acks_total",
   "jetfn_dead_letters_total",
+  "jetfn_output_failures_total",
   "jetfn_end_to_end_latency_seconds_bucket",
   "jetfn_consumer_pending_messages",
   "jetfn_consumer_ack_pending_messages",

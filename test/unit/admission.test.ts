@@ -118,4 +118,57 @@ describe("Admission", () => {
     expect(admission.closedForMs()).toBe(600);
     expect(admission.allowance()).toBe(0);
   });
+
+  it("holds pulls while a publish waits for the broker, says why, and opens at once when the last wait ends", () => {
+    const c = clock();
+    const admission = new Admission(undefined, () => {}, c.now);
+    const events: string[] = [];
+    admission.onClose(() => events.push("close"));
+    admission.onOpen(() => events.push("open"));
+    admission.onBrokerHold((hold) => events.push(hold ? `hold ${hold.reason} ${hold.waiting}` : "hold over"));
+    c.advance(1_000);
+    const first = admission.waitForBroker("storage-full");
+    expect(events).toEqual(["close", "hold storage-full 1"]);
+    c.advance(500);
+    const second = admission.waitForBroker("timeout");
+    expect(admission.brokerHold).toEqual({ reason: "timeout", since: new Date(1_000).toISOString(), waiting: 2 });
+    // Nothing starts, the pull loop looks again within a second, but calls still run.
+    expect(admission.allowance()).toBe(0);
+    expect(admission.closedForMs()).toBe(1000);
+    expect(admission.tryAdmit()).toBe(false);
+    expect(admission.tryAdmit("call")).toBe(true);
+    first.refused("storage-full");
+    expect(admission.brokerHold?.reason).toBe("storage-full");
+    first.end();
+    first.end(); // idempotent: the other wait still holds
+    expect(admission.brokerHold?.waiting).toBe(1);
+    expect(admission.tryAdmit()).toBe(false);
+    c.advance(60_000);
+    expect(admission.tryAdmit()).toBe(false);
+    second.end();
+    expect(events).toEqual(["close", "hold storage-full 1", "open", "hold over"]);
+    expect(admission.brokerHold).toBeUndefined();
+    expect(admission.closedForMs()).toBe(0);
+    expect(admission.tryAdmit()).toBe(true);
+    // A refusal told after its wait ended changes nothing.
+    second.refused("disconnected");
+    expect(admission.brokerHold).toBeUndefined();
+  });
+
+  it("stays closed when the broker's hold ends during a pause, and the other way round", () => {
+    const c = clock();
+    const admission = new Admission(undefined, () => {}, c.now);
+    const wait = admission.waitForBroker("no-responders");
+    admission.setPaused({ at: "x", by: "y" });
+    wait.end();
+    expect(admission.tryAdmit()).toBe(false);
+    admission.setPaused(undefined);
+    expect(admission.tryAdmit()).toBe(true);
+    const again = admission.waitForBroker("refused");
+    admission.setPaused({ at: "x", by: "y" });
+    admission.setPaused(undefined);
+    expect(admission.tryAdmit()).toBe(false);
+    again.end();
+    expect(admission.tryAdmit()).toBe(true);
+  });
 });

@@ -37,3 +37,15 @@ it("answers /healthz 503 after the event loop stalled past the bound", async () 
   expect(stuck.status).toBe(503);
   expect(await stuck.text()).toMatch(/^event loop stalled for \d+ms/);
 });
+
+it("stays ready while functions wait for the broker, and says which in the /readyz body", async () => {
+  const registry = new Registry();
+  let notes: string[] = [];
+  server = new HttpServer({ registry, ready: () => true, readyNotes: () => notes, functions: () => [] });
+  const base = `http://127.0.0.1:${(await server.listen("127.0.0.1", 0)).port}`;
+  expect(await (await fetch(`${base}/readyz`)).text()).toBe("ready\n");
+  notes = ["shout: waiting for the broker (storage-full) since 2030-01-01T00:00:00.000Z, 2 waiting; not pulling"];
+  const held = await fetch(`${base}/readyz`);
+  expect(held.status).toBe(200);
+  expect(await held.text()).toBe(`ready\n${notes[0]}\n`);
+});

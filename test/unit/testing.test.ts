@@ -136,19 +136,39 @@ describe("outcome table", () => {
     expectHostSettlement(result, 5, { holdMs: 5000 });
   });
 
-  it("dead-letter publish failed: nak with backoff, never dropped", async () => {
+  it("dead-letter publish refused: tried again in place; never dropped, no attempt spent", async () => {
     const result = await invoke(rows, { mode: "fatal" }, {
       now,
       publish: (message) => {
         if (message.subject.startsWith("jetfn.dlq.")) throw new Error("no stream captures it");
       },
     });
+    // A host tries until the broker takes it; invoke() 3 times, then ends as shutdown would.
     expect(result.settlement).toEqual({
       action: "nak",
-      delayMs: 1000,
-      error: "dead-letter publish to jetfn.dlq.test failed: no stream captures it",
+      delayMs: 0,
+      spared: true,
+      error: "dead-letter publish to jetfn.dlq.test failed: no stream captures it; gave up waiting for the broker after 3 tries",
     });
     expect(result.published).toEqual([]);
+  });
+
+  it("output publish refused, then taken: acked with the output, the handler run once", async () => {
+    let refusals = 2;
+    const result = await invoke(rows, { mode: "ok", n: 1 }, {
+      now,
+      output: "out.rows",
+      deliveryCount: 5,
+      publish: (message) => {
+        if (message.subject === "out.rows" && refusals-- > 0) throw new Error("insufficient resources");
+      },
+    });
+    expect(result.settlement).toEqual({ action: "ack", output: { n: 1, ok: true, currency: null } });
+    expect(result.published.map((m) => [m.subject, m.msgId])).toEqual([
+      ["tside.rows", undefined],
+      ["out.rows", "test:TEST:1"],
+    ]);
+    expect(result.logs.filter((line) => line.msg === "row")).toHaveLength(1);
   });
 });
 
