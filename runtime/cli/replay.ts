@@ -6,7 +6,7 @@ import { loadConfig } from "../config/load.ts";
 import { subjectCovers } from "../config/subjects.ts";
 import type { CompiledFunction } from "../config/types.ts";
 import { replaySubject } from "../contracts/replay.ts";
-import { replayConsumerExists, replayEvents, type ReplayBound, type ReplayCounts, type ReplayOptions } from "../nats/replay.ts";
+import { replayConsumerExists, replayEvents, type ReplayBound, type ReplayCounts, type ReplayOptions } from "../nats/replay-copies.ts";
 
 /** `jetfn replay`: parses, copies with progress on stderr, and prints the counts. */
 export async function replay(values: ValuesOf<"replay">, positionals: readonly string[]): Promise<number> {

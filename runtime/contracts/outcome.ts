@@ -2,7 +2,7 @@ import type { DeadLetterReason } from "./dead-letter.ts";
 
 /**
  * How one delivery or call ended, and what the host does about it: the words that
- * settlement (`invoke/settle.ts`), the executors, metrics and the test kit share.
+ * settlement (`invoke/outcome-table.ts`), the executors, metrics and the test kit share.
  */
 
 /** What happened to one delivery, before we decide what to tell the server. */

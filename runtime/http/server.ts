@@ -1,12 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Registry } from "prom-client";
 import { LoopWatch } from "./loop-watch.ts";
 import { listen } from "./listen.ts";
 
 /** What the HTTP endpoints ask of the host. */
 export interface HttpSource {
-  readonly registry: Registry;
+  /** The metrics registry (prom-client's): its exposition and content type. */
+  readonly registry: { readonly contentType: string; metrics(): Promise<string> };
   ready(): boolean;
   /** Lines `/readyz` adds to its answer: what the host waits for meanwhile (it stays ready). */
   readyNotes?(): readonly string[];

@@ -2,13 +2,13 @@ import type { Span } from "@opentelemetry/api";
 import type { LoadedHandler } from "../bundle/module.ts";
 import type { Breaker, BreakerOptions, PublishAck, PublishOptions } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import { encode } from "./decode.ts";
+import { encode } from "../codec/codec.ts";
 import { BaseContext } from "./function-context.ts";
 import { runHandler } from "./handler-runner.ts";
 import type { Executor, Invocation } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
 import type { Deadline } from "./run.ts";
-import type { Outcome } from "./settle.ts";
+import type { Outcome } from "./outcome-table.ts";
 
 /**
  * `isolation: none`: the handler runs in the host's own thread. The fastest way, for code

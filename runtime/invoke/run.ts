@@ -1,4 +1,4 @@
-import type { Outcome } from "./settle.ts";
+import type { Outcome } from "./outcome-table.ts";
 
 /**
  * What cut a run off: its timeout, shutdown past its grace period, or the delivery's

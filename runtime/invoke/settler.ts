@@ -1,18 +1,20 @@
-import { isSpanContextValid, SpanStatusCode, type Context, type Span } from "@opentelemetry/api";
+import { SpanStatusCode, type Context, type Span } from "@opentelemetry/api";
 import type { CompiledFunction, CompiledRetry } from "../config/types.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
 import { BROKER_RETRY, retryInPlace } from "../resilience/retry-in-place.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { FunctionMeters, Metrics } from "../telemetry/metrics.ts";
-import { encode } from "./decode.ts";
+import { encode } from "../codec/codec.ts";
 import type { BrokerPublisher } from "../contracts/broker.ts";
 import { DeadLetterHeader, isOwnHeader } from "../contracts/dead-letter.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { formatReplayOf, ReplayHeader } from "../contracts/replay.ts";
 import type { BrokerWait, BrokerWaits } from "./broker-hold.ts";
 import { Heartbeats } from "./heartbeats.ts";
-import { errorMessage, settle, type Outcome, type Settlement } from "./settle.ts";
-import { tracedPublish } from "./traced-publisher.ts";
+import { settle, type Outcome, type Settlement } from "./outcome-table.ts";
+import { errorMessage } from "../contracts/error-message.ts";
+import { traceFields } from "../telemetry/trace-fields.ts";
+import { tracedPublish } from "../telemetry/traced-publish.ts";
 
 /** Trace context headers: each publish of ours sets them anew. */
 const TRACE_CONTEXT = /^(traceparent|tracestate)$/i;
@@ -289,12 +291,6 @@ export class Settler {
       "delivery failed",
     );
   }
-}
-
-/** trace_id and span_id for log lines, when tracing is on (the no-op span's ids are zeros). */
-export function traceFields(span: Span): { trace_id?: string; span_id?: string } {
-  const spanContext = span.spanContext();
-  return isSpanContextValid(spanContext) ? { trace_id: spanContext.traceId, span_id: spanContext.spanId } : {};
 }
 
 function settlementError(settlement: Settlement): string | undefined {

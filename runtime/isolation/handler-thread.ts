@@ -1,12 +1,13 @@
-import { Encoded, ValidationError } from "../invoke/decode.ts";
+import { Encoded, ValidationError } from "../codec/codec.ts";
 import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import { propagation, ROOT_CONTEXT, type Attributes, type SpanStatus } from "@opentelemetry/api";
 import type { Invocation } from "../invoke/executor.ts";
 import type { HostContext } from "../invoke/host-context.ts";
 import type { CutOff, Deadline } from "../invoke/run.ts";
-import { errorMessage, type Outcome, type ThreadEndReason } from "../invoke/settle.ts";
-import type { NamedBreaker } from "../resilience/breakers.ts";
+import { type Outcome, type ThreadEndReason } from "../invoke/outcome-table.ts";
+import { errorMessage } from "../contracts/error-message.ts";
+import type { NamedBreaker } from "../resilience/breaker-registry.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { BatchPort, bytesIn, type Batch } from "./batch-port.ts";
 import {

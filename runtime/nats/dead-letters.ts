@@ -5,7 +5,7 @@ import { parseReplayOf, ReplayHeader } from "../contracts/replay.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { NatsClients } from "./clients.ts";
 import { ensureReplayStream } from "./provision.ts";
-import { publishReplayCopy } from "./replay.ts";
+import { publishReplayCopy } from "./replay-copies.ts";
 
 /** One dead letter as `jetfn dlq list` shows it. */
 export interface DeadLetter {

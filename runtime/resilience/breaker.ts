@@ -1,5 +1,5 @@
 /** `jetfn_breaker_state` values: 0 closed, 1 half-open, 2 open. */
-export type BreakerState = "closed" | "half-open" | "open";
+import type { BreakerState } from "../contracts/status.ts";
 
 export const BREAKER_STATE_VALUE: Readonly<Record<BreakerState, number>> = { closed: 0, "half-open": 1, open: 2 };
 

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { OUTPUT_FAILURE_REASONS } from "../contracts/broker.ts";
 import { DEAD_LETTER_REASONS } from "../contracts/dead-letter.ts";
-import type { CrashReason, InvocationOutcome } from "../invoke/settle.ts";
+import type { CrashReason, InvocationOutcome } from "../contracts/outcome.ts";
 import { JETFN_VERSION } from "../package-root.ts";
 import { BucketHistogram, FunctionMeters, type AckAction } from "./meters.ts";
 import type { RecentCounts } from "./recent.ts";

@@ -20,10 +20,10 @@ import type { Delivery } from "../contracts/delivery.ts";
 import { Admission } from "../invoke/admission.ts";
 import { HostContext } from "../invoke/host-context.ts";
 import { InProcessExecutor } from "../invoke/in-process.ts";
-import { Invoker } from "../invoke/process.ts";
-import type { Outcome } from "../invoke/settle.ts";
+import { Invoker } from "../invoke/invoker.ts";
+import type { Outcome } from "../invoke/outcome-table.ts";
 import type { Settled } from "../invoke/settler.ts";
-import { BreakerRegistry, type NamedBreaker } from "../resilience/breakers.ts";
+import { BreakerRegistry, type NamedBreaker } from "../resilience/breaker-registry.ts";
 import type { FunctionDefinition } from "../sdk/index.ts";
 import { parseDuration } from "../sdk/duration.ts";
 import type { BreakerOptions, Handler } from "../sdk/types.ts";
@@ -31,7 +31,7 @@ import { createLogger } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
 import { CapturingPublisher, LogCapture, type LogLine, type PublishedMessage } from "./capture.ts";
 
-export type { Outcome, Settlement } from "../invoke/settle.ts";
+export type { Outcome, Settlement } from "../invoke/outcome-table.ts";
 export type { Settled } from "../invoke/settler.ts";
 export type { LogLine, PublishedMessage } from "./capture.ts";
 

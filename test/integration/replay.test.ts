@@ -7,7 +7,7 @@ import type { Msg } from "@nats-io/transport-node";
 import { headers } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { replayEvents } from "../../runtime/nats/replay.ts";
+import { replayEvents } from "../../runtime/nats/replay-copies.ts";
 import type { Call } from "../fixtures/replay/record.ts";
 import { makeProject, startHost, useNats, type LogCapture } from "../support/project.ts";
 import { maxOverlap } from "../support/overlap.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Admission } from "../../runtime/invoke/admission.ts";
-import { BreakerRegistry } from "../../runtime/resilience/breakers.ts";
+import { BreakerRegistry } from "../../runtime/resilience/breaker-registry.ts";
 import { BreakerOpenError, NonRetryableError } from "../../runtime/sdk/errors.ts";
 
 const policy = { failureThreshold: 2, openForMs: 1000, halfOpenRequests: 1 };

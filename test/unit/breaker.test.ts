@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { CircuitBreaker, type BreakerState } from "../../runtime/resilience/breaker.ts";
+import type { BreakerState } from "../../runtime/contracts/status.ts";
+import { CircuitBreaker } from "../../runtime/resilience/breaker.ts";
 
 function setup(policy = { failureThreshold: 3, openForMs: 1000, halfOpenRequests: 2 }) {
   let now = 0;

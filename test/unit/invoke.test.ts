@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { decode, encode, validate } from "../../runtime/invoke/decode.ts";
+import { decode, encode, validate } from "../../runtime/codec/codec.ts";
 import { runWithTimeout } from "../../runtime/invoke/run.ts";
 
 describe("decode", () => {

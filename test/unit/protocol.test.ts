@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
-import { errorMessage, settle } from "../../runtime/invoke/settle.ts";
+import { settle } from "../../runtime/invoke/outcome-table.ts";
+import { errorMessage } from "../../runtime/contracts/error-message.ts";
 import { MessageChannel } from "node:worker_threads";
 import { BatchPort, bytesIn, type Batch, type BytesRef } from "../../runtime/isolation/batch-port.ts";
 import { fromWire, toWire } from "../../runtime/isolation/protocol.ts";

@@ -3,7 +3,7 @@ import type { Delivery } from "../../runtime/contracts/delivery.ts";
 import type { Gate } from "../../runtime/contracts/gate.ts";
 import { formatReplayOf, parseReplayOf, replayMsgId, replaySubject } from "../../runtime/contracts/replay.ts";
 import { PullBudget } from "../../runtime/nats/pull-budget.ts";
-import { ReplayGate, replayed } from "../../runtime/nats/replays.ts";
+import { ReplayGate, replayed } from "../../runtime/nats/replay-watch.ts";
 
 describe("the replay contract", () => {
   it("names a replay's subject, original and message id", () => {

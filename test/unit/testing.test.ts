@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { invoke, type InvokeResult } from "jetfn/testing";
 import { BUILT_IN_DEFAULTS } from "../../runtime/config/compile.ts";
 import type { CompiledRetry } from "../../runtime/config/types.ts";
-import { settle } from "../../runtime/invoke/settle.ts";
+import { settle } from "../../runtime/invoke/outcome-table.ts";
 import type { FunctionContext } from "../../runtime/sdk/types.ts";
 import rows from "../fixtures/testing/fns/rows.ts";
 import * as rowsModule from "../fixtures/testing/fns/rows.ts";

@@ -1,4 +1,5 @@
 import type { CompiledRetry } from "../config/types.ts";
+import { errorMessage } from "../contracts/error-message.ts";
 import type { InvocationOutcome, Outcome, Settlement } from "../contracts/outcome.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
 import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
@@ -121,25 +122,4 @@ export function spendsAttempt(outcome: Outcome, holdMs?: number): boolean {
   if (outcome.kind === "aborted") return false;
   if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) return false;
   return holdMs === undefined;
-}
-
-/**
- * One line describing anything a handler may throw (an Error, a string, undefined),
- * safe for a NATS header value and a log field.
- */
-export function errorMessage(error: unknown): string {
-  let text: string;
-  // Reading a thrown value can throw itself (a getter, a proxy, a toString that throws).
-  try {
-    if (error instanceof Error || (typeof error === "object" && error !== null && "message" in error)) {
-      const { name, message } = error as { name?: unknown; message?: unknown };
-      text = typeof name === "string" && name !== "Error" ? `${name}: ${String(message)}` : String(message);
-    } else {
-      text = typeof error === "string" ? error : `non-error thrown: ${String(error)}`;
-    }
-  } catch {
-    text = error instanceof Error ? "an error whose message cannot be read" : "non-error thrown";
-  }
-  const oneLine = text.replace(/[\r\n\t]+/g, " ").trim();
-  return oneLine.length > 1000 ? `${oneLine.slice(0, 997)}...` : oneLine || "unknown error";
 }

@@ -1,7 +1,8 @@
 import { parseDuration } from "../sdk/duration.ts";
 import { BreakerOpenError } from "../sdk/errors.ts";
 import type { Breaker, BreakerOptions } from "../sdk/types.ts";
-import { CircuitBreaker, DEFAULT_BREAKER_POLICY, type BreakerPolicy, type BreakerState } from "./breaker.ts";
+import type { BreakerState } from "../contracts/status.ts";
+import { CircuitBreaker, DEFAULT_BREAKER_POLICY, type BreakerPolicy } from "./breaker.ts";
 
 /** Reports a named breaker's transition, with every function that has used it. */
 export type BreakerListener = (name: string, from: BreakerState, to: BreakerState, functions: ReadonlySet<string>) => void;

@@ -6,11 +6,12 @@ import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../s
 import type { Logger } from "../telemetry/logger.ts";
 import type { FunctionMeters, Metrics } from "../telemetry/metrics.ts";
 import type { Admission } from "./admission.ts";
-import { ValidationError } from "./decode.ts";
+import { ValidationError } from "../codec/codec.ts";
 import type { Executor, Invocation } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
 import { runWithTimeout } from "./run.ts";
-import { errorMessage, invocationOutcome, type Outcome } from "./settle.ts";
+import { invocationOutcome, type Outcome } from "./outcome-table.ts";
+import { errorMessage } from "../contracts/error-message.ts";
 import { NO_BREAKERS } from "./admission.ts";
 
 const tracer = trace.getTracer("jetfn");

@@ -11,8 +11,10 @@ import type { Executor, Invocation } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { runWithTimeout } from "./run.ts";
-import { errorMessage, invocationOutcome, spendsAttempt, type Outcome } from "./settle.ts";
-import { Settler, traceFields, type Settled } from "./settler.ts";
+import { invocationOutcome, spendsAttempt, type Outcome } from "./outcome-table.ts";
+import { errorMessage } from "../contracts/error-message.ts";
+import { Settler, type Settled } from "./settler.ts";
+import { traceFields } from "../telemetry/trace-fields.ts";
 import { NO_BREAKERS } from "./admission.ts";
 
 const tracer = trace.getTracer("jetfn");

@@ -1,7 +1,7 @@
 import { propagation, SpanKind, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
 import type { PublishAck } from "../sdk/types.ts";
 import type { Publisher } from "../contracts/delivery.ts";
-import { errorMessage } from "./settle.ts";
+import { errorMessage } from "../contracts/error-message.ts";
 
 const tracer = trace.getTracer("jetfn");
 
