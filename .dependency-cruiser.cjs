@@ -4,8 +4,9 @@
  *
  * From the bottom: sdk/ (what handler files import) -> contracts/ (shared types and
  * wire formats) -> config/, resilience/, codec/ -> telemetry/, bundle/ -> invoke/ ->
- * isolation/, nats/ -> ordering/, ingress/, http/, testing/, cli/, function/ -> host.ts,
- * cli.ts, dev.ts. A module may import its own folder and those below it.
+ * isolation/, nats/ -> ordering/, ingress/, http/, testing/, cli/ -> function/ (one
+ * function's runtime) -> host.ts, cli.ts, dev.ts. A module may import its own folder and
+ * the folders its rule names; nothing in a folder imports the files at the top.
  */
 const layer = (folder, below) => ({
   name: `${folder}-imports-only-below`,
@@ -49,6 +50,11 @@ module.exports = {
     layer("isolation", ["invoke", "contracts", "sdk", "config", "codec", "resilience", "telemetry", "bundle"]),
     layer("nats", ["contracts", "sdk", "config", "codec", "resilience", "telemetry"]),
     layer("http", ["contracts", "sdk", "config", "telemetry"]),
+    layer("ordering", ["contracts", "sdk", "config", "codec", "resilience", "telemetry", "invoke", "nats"]),
+    layer("ingress", ["contracts", "sdk", "config", "codec", "telemetry", "http"]),
+    layer("testing", ["contracts", "sdk", "config", "codec", "resilience", "telemetry", "bundle", "invoke"]),
+    layer("cli", ["contracts", "sdk", "config", "codec", "telemetry", "nats"]),
+    layer("function", ["contracts", "sdk", "config", "codec", "resilience", "telemetry", "bundle", "invoke", "isolation", "nats", "ordering"]),
   ],
   options: {
     doNotFollow: { path: "node_modules" },

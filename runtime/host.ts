@@ -1,43 +1,35 @@
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
-import { loadConfig } from "./config/load.ts";
-import { ENVIRONMENT } from "./config/env.ts";
-import { ConfigError } from "./config/errors.ts";
-import type { CompiledConfig, CompiledEnv, CompiledFunction, CompiledRoute } from "./config/types.ts";
-import { HttpServer } from "./http/server.ts";
-import { loadRouteSchemas, type PreparedHandler } from "./bundle/load.ts";
-import { IngressServer } from "./ingress/server.ts";
-import type { EventSchema } from "./sdk/types.ts";
-import { Admission } from "./invoke/admission.ts";
-import { Caller } from "./invoke/caller.ts";
+import { type PreparedHandler, loadRouteSchemas } from "./bundle/load.ts";
 import { encode, encodedType } from "./codec/codec.ts";
+import { loadProject } from "./config/load.ts";
+import type { CompiledConfig, CompiledEnv, CompiledFunction, CompiledRoute } from "./config/types.ts";
+import type { Pause } from "./contracts/control.ts";
+import type { BreakerState, FunctionStatus, HostStatus } from "./contracts/status.ts";
+import { FunctionRuntime } from "./function/function-runtime.ts";
+import { HttpServer } from "./http/server.ts";
+import { IngressServer } from "./ingress/server.ts";
+import type { Admission } from "./invoke/admission.ts";
+import type { Caller } from "./invoke/caller.ts";
 import type { Executor } from "./invoke/executor.ts";
-import { HostContext } from "./invoke/host-context.ts";
+import type { HostContext } from "./invoke/host-context.ts";
 import { InProcessExecutor } from "./invoke/in-process.ts";
 import { prepareHandlers } from "./isolation/check.ts";
 import { workerScript } from "./isolation/script.ts";
-import { waitingRoom, WorkerExecutor } from "./isolation/worker-executor.ts";
-import { Invoker } from "./invoke/invoker.ts";
-import { openClients, type NatsClients } from "./nats/clients.ts";
-import { resolveNats, type EmbeddedOptions, type NatsEndpoint } from "./nats/embedded.ts";
-import { ensureConsumer, provisionConsumers, provisionStreams, replayConsumer } from "./nats/provision.ts";
+import { WorkerExecutor } from "./isolation/worker-executor.ts";
+import { type NatsClients, openClients } from "./nats/clients.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
-import { PullBudget } from "./nats/pull-budget.ts";
-import { PullLoop } from "./nats/pull-loop.ts";
-import { replayed, ReplayWatch, withReplays } from "./nats/replay-watch.ts";
-import { type KV, openLeaseBucket } from "./nats/leases.ts";
-import { OrderedFunction } from "./ordering/ordered-function.ts";
-import type { Pause } from "./contracts/control.ts";
-import type { Consumption } from "./contracts/consumption.ts";
-import type { Delivery } from "./contracts/delivery.ts";
-import type { FunctionStatus, HostStatus } from "./contracts/status.ts";
 import { openControlBucket, PauseWatch } from "./nats/control.ts";
+import { type EmbeddedOptions, type NatsEndpoint, resolveNats } from "./nats/embedded.ts";
+import { openLeaseBucket } from "./nats/leases.ts";
+import { provisionStreams } from "./nats/provision.ts";
+import { ReplayWatch } from "./nats/replay-watch.ts";
 import { JetfnService } from "./nats/service.ts";
-import type { BreakerState } from "./contracts/status.ts";
+import { JETFN_VERSION } from "./package-root.ts";
 import { BREAKER_STATE_VALUE } from "./resilience/breaker.ts";
 import { BreakerRegistry } from "./resilience/breaker-registry.ts";
-import { JETFN_VERSION } from "./package-root.ts";
+import type { EventSchema } from "./sdk/types.ts";
 import { createLogger, type Logger } from "./telemetry/logger.ts";
 import { Metrics } from "./telemetry/metrics.ts";
 import { installTracing, type Tracing } from "./telemetry/tracing.ts";
@@ -67,15 +59,6 @@ export interface HostOptions {
   readonly isolation?: { readonly idleMs?: number; readonly graceMs?: number };
 }
 
-interface Running {
-  readonly fn: CompiledFunction;
-  readonly invoker: Invoker;
-  readonly caller: Caller;
-  readonly executor: Executor;
-  readonly loop: Consumption;
-  readonly admission: Admission;
-}
-
 /** The jetfn host: one process running every function of one `functions.yaml`. */
 export class Host {
   readonly config: CompiledConfig;
@@ -97,7 +80,7 @@ export class Host {
   #endpoint?: NatsEndpoint;
   #clients?: NatsClients;
   #connected = false;
-  #running: Running[] = [];
+  #running: FunctionRuntime[] = [];
   #http?: HttpServer;
   #ingress?: IngressServer;
   #ingressAddress?: AddressInfo;
@@ -144,8 +127,7 @@ export class Host {
    */
   static async create(options: HostOptions): Promise<Host> {
     const log = options.logger ?? createLogger(options.env.logLevel);
-    const config = options.config ?? loadConfig(options.env.configFile);
-    checkIngressTokens(config, options.env);
+    const config = loadProject(options.env, options.config);
     const schemas = await loadRouteSchemas(config);
     const handlers = await prepareHandlers(config, (fn, bundle) =>
       log.debug({ function: fn.name, bundle: bundle.file, reused: bundle.reused }, "handler loaded"),
@@ -171,7 +153,7 @@ export class Host {
 
   /** Connected to NATS, every consumer bound, and not draining. */
   ready(): boolean {
-    return this.#state === "running" && !this.#shutdown && this.#connected && this.#running.every((r) => r.loop.bound);
+    return this.#state === "running" && !this.#shutdown && this.#connected && this.#running.every((r) => r.bound);
   }
 
   /**
@@ -198,7 +180,7 @@ export class Host {
       stillWanted();
       const clients = await openClients(this.#env, this.#endpoint.servers, this.log, (up) => {
         // Pull requests do not survive a reconnect (their server may be gone): pull anew.
-        if (up && !this.#connected) for (const { loop } of this.#running) loop.interrupt();
+        if (up && !this.#connected) for (const runtime of this.#running) runtime.interrupt();
         this.#connected = up;
       });
       this.#clients = clients;
@@ -207,7 +189,23 @@ export class Host {
       stillWanted();
       const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
       this.#replays = new ReplayWatch(clients.jsm, this.log);
-      for (const fn of this.config.functions) this.#running.push(this.#prepare(fn, clients, leases));
+      for (const fn of this.config.functions) {
+        this.#running.push(
+          new FunctionRuntime({
+            fn,
+            clients,
+            ...(leases ? { leases } : {}),
+            replayWatch: this.#replays,
+            executor: (host, admission) => this.#executor(fn, host, admission),
+            breakers: this.#breakers,
+            metrics: this.metrics,
+            log: this.log,
+            hostId: this.hostId,
+            stop: this.#stop.signal,
+            onBreakerChange: (from, to) => this.#breakerChanged(fn.name, "function", from, to),
+          }),
+        );
+      }
       // Before any pull: a function paused across the fleet starts paused here too.
       this.#pauses = new PauseWatch({
         kv: await openControlBucket(clients.nc),
@@ -218,12 +216,7 @@ export class Host {
       await this.#pauses.start();
       stillWanted();
       // Every function's consumers at once, and each pulls as soon as its own are bound.
-      await Promise.all(
-        this.#running.map(async ({ fn, loop }) => {
-          await provisionConsumers(clients.jsm, fn, this.log);
-          await loop.start();
-        }),
-      );
+      await Promise.all(this.#running.map((runtime) => runtime.start()));
       this.#replays.start();
       this.#service = await JetfnService.start(clients.nc, {
         hostId: this.hostId,
@@ -271,40 +264,6 @@ export class Host {
     this.#ingressAddress = await this.#ingress.listen(env.ingressHost, env.ingressPort);
   }
 
-  /** Wires one function: its admission, executor, invoker, pull loop and replay loop. */
-  #prepare(fn: CompiledFunction, { js, jsm, publisher }: NatsClients, leases: KV | undefined): Running {
-    const admission = new Admission(fn.breaker, (from, to) => this.#breakerChanged(fn.name, "function", from, to));
-    this.#logBrokerHold(fn, admission);
-    if (admission.breaker) this.metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
-    const host = new HostContext(fn, this.log.child({ function: fn.name }), publisher, this.#breakers);
-    const executor = this.#executor(fn, host, admission);
-    const invoker = new Invoker({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
-    const caller = new Caller({ host, executor, admission, metrics: this.metrics, stop: this.#stop.signal });
-    const run = (delivery: Delivery) => invoker.process(delivery);
-    const replays = replayConsumer(fn);
-    const gate = this.#replays!.gate(replays.durable, admission);
-    // Live events and replays share the function's concurrency: while replays wait, they
-    // have half of it (at least 1), and live events the rest. An ordered function's
-    // replays, which run unordered, have a concurrency of their own.
-    // A worker-isolated function also holds a few deliveries that wait in its thread.
-    const extra = fn.isolation === "worker" ? waitingRoom(fn.concurrency) : 0;
-    const budget = new PullBudget(fn.concurrency + extra);
-    const replayShare = Math.max(1, Math.floor(fn.concurrency / 2));
-    const events = fn.ordering
-      ? new OrderedFunction({ js, jsm, kv: leases!, fn, hostId: this.hostId, run, admission, metrics: this.metrics, log: this.log })
-      : new PullLoop(js, fn, run, this.log, {
-          rebind: () => ensureConsumer(jsm, fn, this.log),
-          admission,
-          budget: budget.part(() => (gate.waiting > 0 ? fn.concurrency - replayShare : fn.concurrency) + extra),
-        });
-    const replayLoop = new PullLoop(js, replays, (delivery) => invoker.process(replayed(delivery)), this.log, {
-      rebind: () => ensureConsumer(jsm, replays, this.log),
-      admission: gate,
-      budget: fn.ordering ? new PullBudget(fn.concurrency).part() : budget.part(() => replayShare),
-    });
-    return { fn, invoker, caller, executor, loop: withReplays(events, replayLoop, gate), admission };
-  }
-
   /** The function's synchronous caller (HTTP `invoke:` routes, the NATS service); undefined before start. */
   caller(name: string): Caller | undefined {
     return this.#running.find((r) => r.fn.name === name)?.caller;
@@ -328,37 +287,12 @@ export class Host {
 
   /** Applies `jetfn pause` / `jetfn resume` as read from `JETFN_CONTROL`. */
   #setPaused(name: string, pause: Pause | undefined): void {
-    const running = this.#running.find((r) => r.fn.name === name);
-    if (!running) return;
-    const was = running.admission.paused;
-    running.admission.setPaused(pause);
-    this.metrics.functionPaused.set({ function: name }, pause ? 1 : 0);
-    if (pause && !was) this.log.warn({ function: name, reason: pause.reason, by: pause.by, at: pause.at }, "function paused: pulling stopped");
-    else if (!pause && was) this.log.info({ function: name }, "function resumed: pulling again");
-  }
-
-  /** One line when the broker's hold on the function starts, one when it ends: not one per refused publish. */
-  #logBrokerHold(fn: CompiledFunction, admission: Admission): void {
-    let since = 0;
-    admission.onBrokerHold((hold) => {
-      if (hold) {
-        since = Date.now();
-        this.log.warn(
-          { function: fn.name, reason: hold.reason },
-          "the broker refuses the function's outputs: pulling held, the waiting publishes retried in place",
-        );
-      } else {
-        this.log.info({ function: fn.name, held_ms: Date.now() - since }, "the broker takes the function's outputs again: pulling resumed");
-      }
-    });
+    this.#running.find((r) => r.fn.name === name)?.setPaused(pause);
   }
 
   /** What `/readyz` adds to its answer: functions whose pulls are held while the broker refuses their outputs. */
   readyNotes(): string[] {
-    return this.#running.flatMap(({ fn, admission }) => {
-      const hold = admission.brokerHold;
-      return hold ? [`${fn.name}: waiting for the broker (${hold.reason}) since ${hold.since}, ${hold.waiting} waiting; not pulling`] : [];
-    });
+    return this.#running.flatMap((runtime) => runtime.readyNote() ?? []);
   }
 
   #breakerChanged(fn: string, breaker: string, from: BreakerState, to: BreakerState): void {
@@ -369,55 +303,14 @@ export class Host {
     else this.log.info(fields, `breaker ${to}`);
   }
 
-  /** `/functions`: each function's consumer, in-flight count, limit and last polled pending counts. */
-  functions(): unknown[] {
-    return this.#running.map(({ fn, invoker, caller, executor, loop, admission }) => {
-      const sample = this.#poller?.sample(fn.name);
-      return {
-        name: fn.name,
-        stream: fn.stream,
-        durable: fn.durable,
-        subjects: fn.subjects,
-        bound: loop.bound,
-        paused: admission.paused !== undefined,
-        ...(admission.paused ? { pausedReason: admission.paused.reason ?? null, pausedAt: admission.paused.at, pausedBy: admission.paused.by } : {}),
-        inflight: invoker.inflight,
-        limit: fn.concurrency,
-        calls: caller.inflight,
-        pending: sample?.pending,
-        ackPending: sample?.ackPending,
-        sampledAt: sample?.sampledAt,
-        breaker: admission.breaker?.state,
-        breakers: this.#breakers.statesOf(fn.name),
-        ...(admission.brokerHold ? { brokerHold: admission.brokerHold } : {}),
-        ...executor.status(),
-        ...loop.status?.(),
-      };
-    });
+  /** `/functions`: each function's status on this host (the same as the NATS status endpoint's). */
+  functions(): FunctionStatus[] {
+    return this.#running.map((runtime) => runtime.status(this.#poller));
   }
 
   /** What this host answers `jetfn status` (through the NATS service `jetfn`). */
   async status(): Promise<HostStatus> {
-    const functions = await Promise.all(
-      this.#running.map(async ({ fn, invoker, loop, admission }): Promise<FunctionStatus> => {
-        const sample = this.#poller?.sample(fn.name);
-        return {
-          name: fn.name,
-          bound: loop.bound,
-          paused: admission.paused !== undefined,
-          ...(admission.paused?.reason ? { pausedReason: admission.paused.reason } : {}),
-          inflight: invoker.inflight,
-          limit: fn.concurrency,
-          ...(sample ? { pending: sample.pending, ackPending: sample.ackPending } : {}),
-          ...(admission.breaker ? { breaker: admission.breaker.state } : {}),
-          breakers: this.#breakers.statesOf(fn.name),
-          ...(admission.brokerHold ? { brokerHold: admission.brokerHold } : {}),
-          lastMinute: this.metrics.lastMinute(fn.name),
-          deadLettered: await this.metrics.deadLettered(fn.name),
-          deadLetter: fn.deadLetter,
-        };
-      }),
-    );
+    const functions = this.functions();
     return {
       host: this.hostId,
       version: JETFN_VERSION,
@@ -447,8 +340,8 @@ export class Host {
     const ingressClosed = this.#ingress?.close();
     await this.#service?.stop();
     this.log.info({ inflight: this.#inflightCount() }, "shutting down: stopped pulling");
-    await Promise.all(this.#running.map(({ loop }) => loop.stop()));
-    const settled = Promise.all(this.#running.flatMap(({ loop, caller }) => [loop.settled(), caller.settled()]));
+    await Promise.all(this.#running.map((runtime) => runtime.stop()));
+    const settled = Promise.all(this.#running.map((runtime) => runtime.settled()));
     const grace = AbortSignal.timeout(this.#env.shutdownTimeoutMs);
     const inTime = await Promise.race([
       settled.then(() => true),
@@ -460,10 +353,10 @@ export class Host {
       await settled;
     }
     // Nothing of theirs runs here any more: the other replicas may take the partitions now.
-    await Promise.all(this.#running.map(({ loop }) => loop.release?.()));
+    await Promise.all(this.#running.map((runtime) => runtime.release()));
     await ingressClosed;
     await this.#release();
-    await Promise.all(this.#running.map(({ executor }) => executor.close()));
+    await Promise.all(this.#running.map((runtime) => runtime.close()));
     if (this.#state !== "failed") this.#state = "stopped";
     this.log.info("stopped");
   }
@@ -487,17 +380,4 @@ export class Host {
   #inflightCount(): number {
     return this.#running.reduce((sum, r) => sum + r.invoker.inflight + r.caller.inflight, 0);
   }
-}
-
-/** Routes with `auth: bearer` need tokens to compare with: without any, every request would get 401. */
-function checkIngressTokens(config: CompiledConfig, env: CompiledEnv): void {
-  const guarded = config.routes.filter((route) => route.auth === "bearer");
-  if (guarded.length === 0 || env.ingressTokens.length > 0) return;
-  throw new ConfigError([
-    {
-      file: ENVIRONMENT,
-      path: "JETFN_INGRESS_TOKENS",
-      message: `must be set: ${guarded.map((route) => route.route).join(", ")} ${guarded.length === 1 ? "has" : "have"} auth: bearer`,
-    },
-  ]);
 }

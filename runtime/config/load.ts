@@ -2,7 +2,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
-import type { CompiledConfig, CompiledFunction, CompiledRoute, CompiledStream, Encoding } from "./types.ts";
+import type { CompiledConfig, CompiledEnv, CompiledFunction, CompiledRoute, CompiledStream, Encoding } from "./types.ts";
+import { ENVIRONMENT } from "./env.ts";
 import { compileRoute, routeEntrySchema, routeShape, type RouteEntry } from "./routes.ts";
 import { compileFunction, compileStream } from "./compile.ts";
 import { ConfigError, formatPath } from "./errors.ts";
@@ -38,6 +39,25 @@ export function loadConfig(file: string): CompiledConfig {
     throw new ConfigError([{ file: absolute, path: "", message: readFailure(error) }]);
   }
   return compileConfig(source, absolute);
+}
+
+/**
+ * The configuration a host runs: `functions.yaml` loaded (unless `config` is given) and
+ * checked against the environment, where one needs the other (routes with `auth: bearer`
+ * need `JETFN_INGRESS_TOKENS`, or every request would get 401). Throws `ConfigError`.
+ */
+export function loadProject(env: CompiledEnv, config: CompiledConfig = loadConfig(env.configFile)): CompiledConfig {
+  const guarded = config.routes.filter((route) => route.auth === "bearer");
+  if (guarded.length > 0 && env.ingressTokens.length === 0) {
+    throw new ConfigError([
+      {
+        file: ENVIRONMENT,
+        path: "JETFN_INGRESS_TOKENS",
+        message: `must be set: ${guarded.map((route) => route.route).join(", ")} ${guarded.length === 1 ? "has" : "have"} auth: bearer`,
+      },
+    ]);
+  }
+  return config;
 }
 
 /**

@@ -24,16 +24,26 @@ export interface HostStatus {
 /** One function on one host. */
 export interface FunctionStatus {
   readonly name: string;
+  /** Its stream, durable consumer and filter subjects (absent from hosts older than these fields). */
+  readonly stream?: string;
+  readonly durable?: string;
+  readonly subjects?: readonly string[];
   /** Its consumer is known to exist and its last pull did not fail. */
   readonly bound: boolean;
   readonly paused: boolean;
+  /** While paused: the operator's reason (when one was given), when and by whom. */
   readonly pausedReason?: string;
+  readonly pausedAt?: string;
+  readonly pausedBy?: string;
   /** Deliveries running on this host, and the function's `concurrency`. */
   readonly inflight: number;
   readonly limit: number;
-  /** The consumer's backlog and un-acked deliveries (all replicas), as this host last polled them. */
+  /** Synchronous calls running on this host (they have slots of their own). */
+  readonly calls?: number;
+  /** The consumer's backlog and un-acked deliveries (all replicas), as this host last polled them, and when. */
   readonly pending?: number;
   readonly ackPending?: number;
+  readonly sampledAt?: string;
   /** The function's own breaker (`breaker:` in yaml); absent without one. */
   readonly breaker?: BreakerState;
   /** Named breakers (`ctx.breaker(name)`) the function used on this host. */
@@ -49,6 +59,11 @@ export interface FunctionStatus {
   readonly deadLettered: number;
   /** The function's dead-letter subject. */
   readonly deadLetter: string;
+  /**
+   * How it runs and what it holds, by kind: for `isolation: worker`, `isolation`, `thread`,
+   * `restarts` and `lastRestart`; `replaysWaiting`; for an ordered function, `ordering`.
+   */
+  readonly [detail: string]: unknown;
 }
 
 /** One function in `jetfn status`: what its host said, and its dead letters held now. */

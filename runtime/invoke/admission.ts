@@ -151,7 +151,8 @@ export class Admission implements Gate, BrokerWaits {
 
   /**
    * Reports how an admitted delivery ended, and returns, when a breaker it went through is
-   * open (the function's, or a named one the handler used), how long to hold it: a
+   * open (the function's, or a named one the handler used), how long until it lets probes
+   * through (the delivery's nak delay, `breakerOpenMs`): a
    * dependency's outage must not spend its attempts. Only handler errors, timeouts and
    * crashes speak of the dependency; a NonRetryableError, bad input, an open named breaker
    * or shutdown say nothing about it. A handler that met an open named breaker holds the
@@ -167,11 +168,11 @@ export class Admission implements Gate, BrokerWaits {
     }
     if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) this.hold(outcome.error.retryAfterMs);
     if (!breaker && usedBreakers.size === 0) return undefined;
-    let hold: number | undefined;
+    let openMs: number | undefined;
     for (const used of [breaker, ...usedBreakers]) {
-      if (used?.state === "open") hold = Math.max(hold ?? 0, used.remainingOpenMs());
+      if (used?.state === "open") openMs = Math.max(openMs ?? 0, used.remainingOpenMs());
     }
-    return hold;
+    return openMs;
   }
 
   /** Nothing starts for `ms`. */

@@ -1,20 +1,16 @@
-import { context, SpanStatusCode, trace } from "@opentelemetry/api";
+import { SpanStatusCode } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
 import type { CallRequest, CallResult, SyncCaller } from "../contracts/call.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import type { FunctionMeters, Metrics } from "../telemetry/metrics.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
 import type { Admission } from "./admission.ts";
 import { ValidationError } from "../codec/codec.ts";
-import type { Executor, Invocation } from "./executor.ts";
+import type { Executor } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
-import { runWithTimeout } from "./run.ts";
-import { invocationOutcome, type Outcome } from "./outcome-table.ts";
-import { errorMessage } from "../contracts/error-message.ts";
-import { NO_BREAKERS } from "./admission.ts";
-
-const tracer = trace.getTracer("jetfn");
+import { InvocationCore } from "./invocation-core.ts";
+import type { Outcome } from "../contracts/outcome.ts";
 
 export interface CallerDeps {
   readonly host: HostContext;
@@ -26,92 +22,74 @@ export interface CallerDeps {
 }
 
 /**
- * Runs a function synchronously through the same executor, admission, deadline, spans and
- * metrics as a delivery, and answers with the outcome. Nothing is acked, retried, published
- * to `output` or dead-lettered: the caller gets the answer and decides.
+ * Runs a function synchronously through the same core as a delivery (admission, executor,
+ * deadline, span, metrics) and answers with the outcome. Nothing is acked, retried,
+ * published to `output` or dead-lettered: the caller gets the answer and decides.
  */
 export class Caller implements SyncCaller {
   readonly #fn: CompiledFunction;
   readonly #deps: CallerDeps;
   readonly #log: Logger;
-  readonly #meters: FunctionMeters;
-  #inflight = 0;
+  readonly #core: InvocationCore;
   #idle: (() => void)[] = [];
 
   constructor(deps: CallerDeps) {
     this.#fn = deps.host.fn;
     this.#deps = deps;
     this.#log = deps.host.log;
-    this.#meters = deps.metrics.forFunction(this.#fn.name);
+    this.#core = new InvocationCore({
+      executor: deps.executor,
+      timeoutMs: this.#fn.timeoutMs,
+      admission: deps.admission,
+      meters: deps.metrics.forFunction(this.#fn.name),
+      stop: deps.stop,
+    });
   }
 
   /** Calls running now. */
   get inflight(): number {
-    return this.#inflight;
+    return this.#core.inflight;
   }
 
   /** Resolves once no call is running: at once when none is. Shutdown waits on it. */
   settled(): Promise<void> {
-    if (this.#inflight === 0) return Promise.resolve();
+    if (this.inflight === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
   /** Never rejects. */
   async call(request: CallRequest): Promise<CallResult> {
     const fn = this.#fn;
-    const { admission, executor, stop } = this.#deps;
+    const { admission, stop } = this.#deps;
     if (stop.aborted) return { kind: "unavailable", message: "the host is shutting down", retryAfterMs: 1000 };
     // Calls get their own `concurrency` slots: a burst of them waits for no delivery, and
     // beyond the limit the caller is told to come back rather than queued without bound.
-    if (this.#inflight >= fn.concurrency) {
+    if (this.inflight >= fn.concurrency) {
       return { kind: "unavailable", message: `function ${fn.name} is running ${fn.concurrency} calls already`, retryAfterMs: 1000 };
     }
-    if (!admission.tryAdmit("call")) {
+    try {
+      const start = {
+        delivery: callDelivery(request),
+        span: { name: `invoke ${fn.name}`, options: { kind: request.spanKind, attributes: { "jetfn.function": fn.name, "jetfn.call": true } }, parent: request.parent },
+      };
+      const answered = await this.#core.invoke(start, ({ invocation, outcome }) => {
+        const result = callResult(fn, outcome);
+        if (result.kind !== "ok") {
+          invocation.span.setStatus({ code: SpanStatusCode.ERROR, message: result.message });
+          this.#log.warn({ subject: request.subject, outcome: outcome.kind, err: outcome.kind === "error" ? outcome.error : undefined }, `call failed: ${result.message}`);
+        }
+        return result;
+      });
+      if (answered) return answered;
       const paused = admission.paused;
       const why = paused ? `it is paused${paused.reason ? ` (${paused.reason})` : ""}` : "a breaker is open";
       return { kind: "unavailable", message: `function ${fn.name} is not taking calls: ${why}`, retryAfterMs: admission.closedForMs() || 1000 };
-    }
-    const meters = this.#meters;
-    this.#inflight++;
-    meters.inflight++;
-    const span = tracer.startSpan(
-      `invoke ${fn.name}`,
-      { kind: request.spanKind, attributes: { "jetfn.function": fn.name, "jetfn.call": true } },
-      request.parent,
-    );
-    const delivery = callDelivery(request);
-    const invocation: Invocation = {
-      delivery,
-      span,
-      context: trace.setSpan(request.parent, span),
-      working: () => {},
-      call: true,
-    };
-    const started = performance.now();
-    try {
-      const outcome = await context.with(invocation.context, () =>
-        runWithTimeout((deadline) => executor.run(invocation, deadline), fn.timeoutMs, stop),
-      );
-      meters.duration.observe((performance.now() - started) / 1000);
-      admission.finish(outcome, invocation.breakers ?? NO_BREAKERS);
-      const counted = invocationOutcome(outcome);
-      if (counted) meters.invoked(counted);
-      span.setAttribute("jetfn.outcome", outcome.kind);
-      const result = callResult(fn, outcome);
-      if (result.kind !== "ok") {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: result.message });
-        if (outcome.kind === "error") span.recordException(outcome.error instanceof Error ? outcome.error : errorMessage(outcome.error));
-        this.#log.warn({ subject: request.subject, outcome: outcome.kind, err: outcome.kind === "error" ? outcome.error : undefined }, `call failed: ${result.message}`);
-      }
-      return result;
     } catch (error) {
       // Only a bug in the host gets here.
       this.#log.error({ err: error, subject: request.subject }, "call failed in the host");
       return { kind: "failed", message: `function ${fn.name} failed` };
     } finally {
-      span.end();
-      meters.inflight--;
-      if (--this.#inflight === 0) for (const resolve of this.#idle.splice(0)) resolve();
+      if (this.inflight === 0) for (const resolve of this.#idle.splice(0)) resolve();
     }
   }
 }

@@ -32,6 +32,12 @@ export interface Executor {
    * `deadline` tells when: on the timeout, or at shutdown.
    */
   run(invocation: Invocation, deadline: Deadline): Promise<Outcome>;
+  /**
+   * Deliveries it holds beyond the function's `concurrency`, waiting in it for a slot (a
+   * worker thread starts the next one as soon as a slot frees, without a trip to the host).
+   * The function's capacity counts them, and heartbeats every running delivery then.
+   */
+  readonly waitingRoom: number;
   /** What `/functions` shows about how the function runs (its threads), if anything. */
   status(): Record<string, unknown> | undefined;
   /** Releases what the executor holds (threads). */

@@ -15,6 +15,7 @@ import type { Outcome } from "./outcome-table.ts";
  * you trust: a handler that spins or exhausts the heap stops the whole host.
  */
 export class InProcessExecutor implements Executor {
+  readonly waitingRoom = 0;
   readonly #loaded: LoadedHandler;
   readonly #host: HostContext;
 

@@ -1,4 +1,4 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from "@opentelemetry/api";
+import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, type Attributes, type Span } from "@opentelemetry/api";
 import { spansRecorded } from "../telemetry/tracing.ts";
 import type { CompiledFunction, CompiledRetry } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
@@ -7,17 +7,14 @@ import type { Logger } from "../telemetry/logger.ts";
 import type { FunctionMeters, Metrics } from "../telemetry/metrics.ts";
 import type { Admission } from "./admission.ts";
 import { AttemptLedger } from "./attempts.ts";
-import type { Executor, Invocation } from "./executor.ts";
+import type { Executor } from "./executor.ts";
+import type { Heartbeats } from "./heartbeats.ts";
 import type { HostContext } from "./host-context.ts";
-import { Heartbeat } from "./heartbeat.ts";
-import { runWithTimeout } from "./run.ts";
-import { invocationOutcome, spendsAttempt, type Outcome } from "./outcome-table.ts";
-import { errorMessage } from "../contracts/error-message.ts";
+import { InvocationCore, type InvocationStart, type Ran } from "./invocation-core.ts";
+import { spendsAttempt } from "./outcome-table.ts";
+import type { Outcome } from "../contracts/outcome.ts";
 import { Settler, type Settled } from "./settler.ts";
 import { traceFields } from "../telemetry/trace-fields.ts";
-import { NO_BREAKERS } from "./admission.ts";
-
-const tracer = trace.getTracer("jetfn");
 const CONSUMER = Object.freeze({ kind: SpanKind.CONSUMER });
 
 /** Whether a message carries W3C trace context to continue (most header-less ones do not). */
@@ -41,6 +38,13 @@ export interface InvokerDeps {
   readonly metrics: Metrics;
   /** Aborts when shutdown's grace period is over: in-flight handlers are cut off. */
   readonly stop: AbortSignal;
+  /** The function's heartbeats: what it holds is kept alive through them. */
+  readonly heartbeats: Heartbeats;
+  /**
+   * Whether a running delivery is heartbeated: it may outlive half its ack wait, or wait in
+   * its executor for a slot (see `Capacity`).
+   */
+  readonly heartbeat: boolean;
   readonly random?: () => number;
   /** Between tries of an output or dead letter the broker refused (see `SettlerOptions.retry`). */
   readonly brokerRetry?: CompiledRetry;
@@ -49,9 +53,9 @@ export interface InvokerDeps {
 }
 
 /**
- * Runs one function's deliveries: the poison guard, admission, then the executor inside a
- * CONSUMER span with a deadline and heartbeats, then settlement, exactly once. Never
- * throws: every failure becomes a settlement.
+ * Runs one function's deliveries: the poison guard, then the invocation core (admission,
+ * the executor in a CONSUMER span with a deadline and heartbeats), then settlement,
+ * exactly once. Never throws: every failure becomes a settlement.
  */
 export class Invoker {
   readonly #fn: CompiledFunction;
@@ -60,7 +64,7 @@ export class Invoker {
   readonly #settler: Settler;
   readonly #attempts = new AttemptLedger();
   readonly #meters: FunctionMeters;
-  #inflight = 0;
+  readonly #core: InvocationCore;
 
   constructor(deps: InvokerDeps) {
     this.#fn = deps.host.fn;
@@ -70,13 +74,22 @@ export class Invoker {
     this.#settler = new Settler(this.#fn, deps.host.publisher, deps.metrics, this.#log, deps.random, {
       stop: deps.stop,
       waits: deps.admission,
+      heartbeats: deps.heartbeats,
       ...(deps.brokerRetry ? { retry: deps.brokerRetry } : {}),
+    });
+    this.#core = new InvocationCore({
+      executor: deps.executor,
+      timeoutMs: this.#fn.timeoutMs,
+      admission: deps.admission,
+      meters: this.#meters,
+      stop: deps.stop,
+      deliveries: { heartbeats: deps.heartbeats, heartbeat: deps.heartbeat },
     });
   }
 
   /** Invocations running now. */
   get inflight(): number {
-    return this.#inflight;
+    return this.#core.inflight;
   }
 
   /**
@@ -85,68 +98,43 @@ export class Invoker {
    * and will be delivered again.
    */
   async process(delivery: Delivery): Promise<ProcessResult> {
-    const fn = this.#fn;
-    const { admission } = this.#deps;
-    const meters = this.#meters;
     const attempt = this.#attempts.attempt(delivery);
-    const exhausted = attempt > fn.retry.maxAttempts;
-    // The poison guard needs no admission: it runs nothing.
-    if (!exhausted && !admission.tryAdmit()) {
+    const parent = hasTraceContext(delivery.headers) ? propagation.extract(ROOT_CONTEXT, delivery.headers, headerGetter) : ROOT_CONTEXT;
+    const start: InvocationStart = {
+      delivery,
+      span: {
+        name: `process ${delivery.subject}`,
+        // Attributes only for a span that is recorded: building them is most of a no-op span's cost.
+        options: spansRecorded() ? { kind: SpanKind.CONSUMER, attributes: this.#attributes(delivery) } : CONSUMER,
+        parent,
+      },
+      ...(attempt > this.#fn.retry.maxAttempts ? { decided: { kind: "exhausted", attempts: attempt } } : {}),
+    };
+    try {
+      const result = await this.#core.invoke(start, (ran) => this.#settle(delivery, attempt, ran));
+      if (result !== undefined) return result;
       this.#release(delivery);
       return "again";
-    }
-    meters.received++;
-    meters.inflight++;
-    this.#inflight++;
-    const parent = hasTraceContext(delivery.headers) ? propagation.extract(ROOT_CONTEXT, delivery.headers, headerGetter) : ROOT_CONTEXT;
-    const span = tracer.startSpan(
-      `process ${delivery.subject}`,
-      // Attributes only for a span that is recorded: building them is most of a no-op span's cost.
-      spansRecorded() ? { kind: SpanKind.CONSUMER, attributes: this.#attributes(delivery) } : CONSUMER,
-      parent,
-    );
-    const invocation: Invocation = {
-      delivery,
-      span,
-      context: trace.setSpan(parent, span),
-      working: () => {
-        delivery.working();
-        meters.acks.working++;
-      },
-    };
-    const started = performance.now();
-    try {
-      let outcome: Outcome;
-      let holdMs: number | undefined;
-      if (exhausted) {
-        outcome = { kind: "exhausted", attempts: attempt };
-      } else {
-        outcome = await context.with(invocation.context, () => this.#run(invocation));
-        meters.duration.observe((performance.now() - started) / 1000);
-        holdMs = admission.finish(outcome, invocation.breakers ?? NO_BREAKERS);
-      }
-      // Its partition's lease was lost (an ordered function): another replica runs it, and
-      // nothing of this run may be sent, not even a nak.
-      if (delivery.revoked?.aborted) return this.#revoked(delivery, span);
-      if (outcome.kind === "error") span.recordException(outcome.error instanceof Error ? outcome.error : errorMessage(outcome.error));
-      span.setAttribute("jetfn.outcome", outcome.kind);
-      const settlement = await this.#settler.settle({ delivery, attempt, outcome, span, context: invocation.context, holdMs });
-      this.#deps.onSettled?.(outcome, settlement);
-      if (settlement.action !== "nak") this.#attempts.forget(delivery);
-      else if (settlement.spared || !spendsAttempt(outcome, holdMs)) this.#attempts.spare(delivery);
-      const counted = invocationOutcome(outcome);
-      if (counted) meters.invoked(counted);
-      meters.endToEnd.observe(Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
-      return settlement.action === "nak" ? "again" : "settled";
     } catch (error) {
       // Only a bug in the host gets here; the message will be redelivered after ack wait.
       this.#log.error({ err: error, subject: delivery.subject, seq: delivery.seq }, "delivery processing failed");
       return "again";
-    } finally {
-      span.end();
-      this.#inflight--;
-      meters.inflight--;
     }
+  }
+
+  /** Settles a run: exactly one of ack, nak or dead letter, unless the delivery was revoked. */
+  async #settle(delivery: Delivery, attempt: number, { invocation, outcome, breakerOpenMs }: Ran): Promise<ProcessResult> {
+    const { span } = invocation;
+    // Its partition's lease was lost (an ordered function): another replica runs it, and
+    // nothing of this run may be sent, not even a nak.
+    if (delivery.revoked?.aborted) return this.#revoked(delivery, span);
+    const settlement = await this.#settler.settle({ delivery, attempt, outcome, span, context: invocation.context, breakerOpenMs });
+    if (settlement.unsent) return this.#revoked(delivery, span);
+    this.#deps.onSettled?.(outcome, settlement);
+    if (settlement.action !== "nak") this.#attempts.forget(delivery);
+    else if (settlement.spared || !spendsAttempt(outcome, breakerOpenMs)) this.#attempts.spare(delivery);
+    this.#meters.endToEnd.observe(Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
+    return settlement.action === "nak" ? "again" : "settled";
   }
 
   #attributes(delivery: Delivery): Attributes {
@@ -162,24 +150,6 @@ export class Invoker {
       "jetfn.delivery_count": delivery.deliveryCount,
       ...(delivery.replayOf ? { "jetfn.replay_of": formatReplayOf(delivery.replayOf) } : {}),
     };
-  }
-
-  /** The executor's run under the deadline, with heartbeats while it may outlive half the ack wait. */
-  async #run(invocation: Invocation): Promise<Outcome> {
-    const fn = this.#fn;
-    // In worker mode a delivery may first wait in its thread for a slot (see waitingRoom):
-    // its ack timer runs meanwhile, so it is always heartbeated.
-    const heartbeat = fn.timeoutMs > fn.ackWaitMs / 2 || fn.isolation === "worker" ? new Heartbeat(fn.ackWaitMs, invocation.working) : undefined;
-    try {
-      return await runWithTimeout(
-        (deadline) => this.#deps.executor.run(invocation, deadline),
-        fn.timeoutMs,
-        this.#deps.stop,
-        invocation.delivery.revoked,
-      );
-    } finally {
-      heartbeat?.stop();
-    }
   }
 
   /** Settles nothing: the delivery is no longer this host's (see `Delivery.revoked`). */

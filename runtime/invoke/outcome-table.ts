@@ -42,7 +42,7 @@ export function invocationOutcome(outcome: Outcome): InvocationOutcome | undefin
  * - `NonRetryableError`, undecodable payload, schema failure: dead-letter at once;
  * - `BreakerOpenError` (a named breaker refused the call): nak until it lets probes
  *   through, whatever the delivery count: a dependency outage never dead-letters;
- * - any other failure while the function's breaker is open (`holdMs` given): nak until
+ * - any other failure while a breaker it went through is open (`breakerOpenMs` given): nak until
  *   it half-opens, for the same reason;
  * - any other failure (including `RetryAfterError`, timeouts and crashes) on the last
  *   allowed attempt (`attempt >= maxAttempts`): dead-letter as attempts-exhausted, or as
@@ -51,14 +51,15 @@ export function invocationOutcome(outcome: Outcome): InvocationOutcome | undefin
  *
  * @param attempt this delivery's attempt, 1-based: the server's delivery count less the
  *   deliveries that did not spend one (see {@link spendsAttempt}).
- * @param holdMs set while the function's breaker is open: milliseconds until it half-opens.
+ * @param breakerOpenMs set while a breaker the delivery went through is open (the function's, or a
+ *   named one): milliseconds until it lets probes through.
  */
 export function settle(
   outcome: Outcome,
   attempt: number,
   retry: CompiledRetry,
   random: () => number = Math.random,
-  holdMs?: number,
+  breakerOpenMs?: number,
 ): Settlement {
   switch (outcome.kind) {
     case "success":
@@ -99,7 +100,7 @@ export function settle(
       if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) {
         return { action: "nak", delayMs: outcome.error.retryAfterMs, error };
       }
-      if (holdMs !== undefined) return { action: "nak", delayMs: holdMs, error };
+      if (breakerOpenMs !== undefined) return { action: "nak", delayMs: breakerOpenMs, error };
       if (attempt >= retry.maxAttempts) {
         return { action: "dead-letter", reason: outcome.kind === "crashed" ? "crashed" : "attempts-exhausted", error };
       }
@@ -118,8 +119,8 @@ export function settle(
  * failures, or a named one the handler met) are not the message's fault: the redelivery
  * the nak causes is not counted against `retry.maxAttempts`.
  */
-export function spendsAttempt(outcome: Outcome, holdMs?: number): boolean {
+export function spendsAttempt(outcome: Outcome, breakerOpenMs?: number): boolean {
   if (outcome.kind === "aborted") return false;
   if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) return false;
-  return holdMs === undefined;
+  return breakerOpenMs === undefined;
 }

@@ -36,8 +36,8 @@ export interface Settling {
   readonly span: Span;
   /** The delivery's trace context: the parent of output and dead-letter publishes. */
   readonly context: Context;
-  /** Set while a breaker the delivery went through is open: how long to hold it. */
-  readonly holdMs?: number;
+  /** Set while a breaker the delivery went through is open: milliseconds until it lets probes through. */
+  readonly breakerOpenMs?: number;
 }
 
 /** How a wait for the broker is bounded and told (see {@link Settler}). */
@@ -55,6 +55,8 @@ export interface SettlerOptions {
    * @default BROKER_RETRY: 200 ms doubling to 5 s, jittered, without end
    */
   readonly retry?: CompiledRetry;
+  /** The function's heartbeats, which keep a delivery whose publish waits alive. @default its own */
+  readonly heartbeats?: Heartbeats;
 }
 
 /**
@@ -110,13 +112,13 @@ export class Settler {
     this.#stop = options.stop ?? NEVER;
     this.#waits = options.waits ?? NO_WAITS;
     this.#retry = options.retry ?? BROKER_RETRY;
-    this.#heartbeats = Heartbeats.forAckWait(fn.ackWaitMs);
+    this.#heartbeats = options.heartbeats ?? Heartbeats.forAckWait(fn.ackWaitMs);
   }
 
   async settle(item: Settling): Promise<Settled> {
     const { delivery, outcome } = item;
     const fn = this.#fn;
-    let settlement: Settled = settle(outcome, item.attempt, fn.retry, this.#random, item.holdMs);
+    let settlement: Settled = settle(outcome, item.attempt, fn.retry, this.#random, item.breakerOpenMs);
     if (settlement.action === "ack" && fn.output && settlement.output !== undefined) {
       settlement = await this.#publishOutput(item, fn.output, settlement.output);
     }
@@ -132,6 +134,7 @@ export class Settler {
       case "dead-letter":
         delivery.term();
         this.#metrics.deadLetters.inc({ function: fn.name, reason: settlement.reason });
+        this.#meters.deadLettered++;
         break;
     }
     this.#meters.acks[settlement.action === "dead-letter" ? "term" : settlement.action]++;
@@ -150,7 +153,7 @@ export class Settler {
       data = encode(value);
     } catch (error) {
       // A return value that cannot be encoded is the handler's failure, retried like one.
-      return settle({ kind: "error", error }, item.attempt, this.#fn.retry, this.#random, item.holdMs);
+      return settle({ kind: "error", error }, item.attempt, this.#fn.retry, this.#random, item.breakerOpenMs);
     }
     const maxPayload = this.#publisher.maxPayload;
     if (data.length > maxPayload - HEADER_ALLOWANCE) {

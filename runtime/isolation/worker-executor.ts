@@ -32,7 +32,7 @@ export interface WorkerExecutorOptions {
  * trip to the host and back (about a millisecond on a busy 2-core machine). A quarter of
  * the concurrency, at least 1. Each waits with its ack timer heartbeated.
  */
-export function waitingRoom(concurrency: number): number {
+function waitingRoom(concurrency: number): number {
   return Math.max(1, Math.ceil(concurrency / 4));
 }
 
@@ -46,6 +46,7 @@ export function waitingRoom(concurrency: number): number {
  * fresh thread rather than join it; the old one finishes or is terminated, then goes.
  */
 export class WorkerExecutor implements Executor {
+  readonly waitingRoom: number;
   readonly #host: HostContext;
   readonly #options: WorkerExecutorOptions;
   #thread?: HandlerThread;
@@ -59,6 +60,7 @@ export class WorkerExecutor implements Executor {
   constructor(host: HostContext, options: WorkerExecutorOptions) {
     this.#host = host;
     this.#options = options;
+    this.waitingRoom = waitingRoom(host.fn.concurrency);
     options.gate?.onClose(() => {
       this.#thread?.releaseWaiting();
       for (const thread of this.#retiring) thread.releaseWaiting();

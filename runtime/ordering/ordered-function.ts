@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { CompiledFunction, CompiledOrdering } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import type { Gate } from "../contracts/gate.ts";
-import { Heartbeats } from "../invoke/heartbeats.ts";
+import type { Heartbeats } from "../invoke/heartbeats.ts";
 import type { NatsClients } from "../nats/clients.ts";
 import { type KV, PartitionLeases } from "../nats/leases.ts";
 import { ensureConsumer, partitionConsumer, rewindConsumer } from "../nats/provision.ts";
@@ -23,6 +23,8 @@ export interface OrderedFunctionDeps {
   /** Runs one event to its settlement (the invoker). */
   readonly run: (delivery: Delivery) => Promise<RunResult>;
   readonly admission: Gate;
+  /** The function's heartbeats: they keep the events waiting for their key alive. */
+  readonly heartbeats: Heartbeats;
   readonly metrics: Metrics;
   readonly log: Logger;
 }
@@ -81,7 +83,7 @@ export class OrderedFunction {
     this.#ordering = deps.fn.ordering!;
     this.#log = deps.log.child({ function: deps.fn.name });
     this.#slots = new Slots(deps.fn.concurrency);
-    this.#heartbeats = Heartbeats.forAckWait(deps.fn.ackWaitMs);
+    this.#heartbeats = deps.heartbeats;
     const labels = { function: deps.fn.name };
     deps.metrics.partitionsOwned.set(labels, 0);
     this.#leases = new PartitionLeases({

@@ -127,6 +127,8 @@ export class FunctionMeters {
   readonly name: string;
   received = 0;
   inflight = 0;
+  /** Messages dead-lettered since the host started (a running total, never folded). */
+  deadLettered = 0;
   readonly invocations: Record<InvocationOutcome, number> = { success: 0, error: 0, timeout: 0, invalid: 0, crashed: 0 };
   readonly acks: Record<AckAction, number> = { ack: 0, nak: 0, term: 0, working: 0 };
   readonly duration: HistogramChild;

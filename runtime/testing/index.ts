@@ -13,11 +13,12 @@
  * ```
  */
 import { handlerOf } from "../bundle/module.ts";
-import { BUILT_IN_DEFAULTS } from "../config/compile.ts";
+import { BUILT_IN_DEFAULTS, compileFunction } from "../config/compile.ts";
+import { functionEntrySchema, parseOptions } from "../config/schema.ts";
 import type { CompiledFunction, CompiledRetry, Encoding } from "../config/types.ts";
-import { defaultDeadLetter } from "../contracts/dead-letter.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { Admission } from "../invoke/admission.ts";
+import { Heartbeats } from "../invoke/heartbeats.ts";
 import { HostContext } from "../invoke/host-context.ts";
 import { InProcessExecutor } from "../invoke/in-process.ts";
 import { Invoker } from "../invoke/invoker.ts";
@@ -25,7 +26,6 @@ import type { Outcome } from "../invoke/outcome-table.ts";
 import type { Settled } from "../invoke/settler.ts";
 import { BreakerRegistry, type NamedBreaker } from "../resilience/breaker-registry.ts";
 import type { FunctionDefinition } from "../sdk/index.ts";
-import { parseDuration } from "../sdk/duration.ts";
 import type { BreakerOptions, Handler } from "../sdk/types.ts";
 import { createLogger } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
@@ -168,6 +168,8 @@ export async function invoke<Event, Result, Config = Record<string, unknown>>(
     admission: new Admission(undefined, undefined, now),
     metrics,
     stop: NO_SHUTDOWN,
+    heartbeats: Heartbeats.forAckWait(fn.ackWaitMs),
+    heartbeat: false,
     brokerRetry: BROKER_TRIES,
     ...(options.random ? { random: options.random } : {}),
     onSettled: (outcome, settlement) => (settled = { outcome, settlement }),
@@ -198,52 +200,54 @@ export async function invoke<Event, Result, Config = Record<string, unknown>>(
   };
 }
 
-/** The function's entry as the host compiles it: built-in defaults under the options. */
+/**
+ * The function as a host would run it: the options written as a `functions.yaml` entry and
+ * compiled by the host's own compiler (built-in defaults, durable and dead-letter names,
+ * ack wait), so the test kit cannot drift from it. Its `config` is handed over as given.
+ */
 function compiledFunction(options: InvokeOptions<unknown>): CompiledFunction {
-  const name = options.function ?? "test";
-  const builtIn = BUILT_IN_DEFAULTS;
-  const timeoutMs = options.timeout === undefined ? builtIn.timeoutMs : toMs(options.timeout, "timeout");
-  return {
-    name,
-    handlerPath: "",
-    exportName: "default",
+  const retry = options.retry ?? {};
+  const entry = {
+    name: options.function ?? "test",
+    handler: "handler.ts",
     stream: options.stream ?? "TEST",
     subjects: [options.subject ?? "test"],
-    durable: `jetfn_${name}`,
     concurrency: 1,
-    timeoutMs,
-    ackWaitMs: timeoutMs + builtIn.ackWaitMarginMs,
-    maxAckPending: builtIn.maxAckPendingFloor,
-    retry: retryPolicy(options.retry, options.random !== undefined),
-    ...(options.output ? { output: options.output } : {}),
-    deadLetter: options.deadLetter ?? defaultDeadLetter(name),
-    deliverPolicy: builtIn.deliverPolicy,
-    encoding: options.encoding ?? builtIn.encoding,
-    config: (options.config ?? {}) as Record<string, unknown>,
     isolation: "none",
-    memoryLimitMb: builtIn.memoryLimitBytes / (1024 * 1024),
-    invoke: false,
+    ...(options.timeout !== undefined ? { timeout: duration(options.timeout) } : {}),
+    retry: {
+      ...(retry.maxAttempts !== undefined ? { maxAttempts: retry.maxAttempts } : {}),
+      ...(retry.backoff !== undefined ? { backoff: retry.backoff } : {}),
+      ...(retry.initialDelay !== undefined ? { initialDelay: duration(retry.initialDelay) } : {}),
+      ...(retry.maxDelay !== undefined ? { maxDelay: duration(retry.maxDelay) } : {}),
+      // Deterministic unless the test brings its own randomness.
+      jitter: options.random !== undefined && (retry.jitter ?? BUILT_IN_DEFAULTS.retry.jitter),
+    },
+    ...(options.output ? { output: options.output } : {}),
+    ...(options.deadLetter ? { deadLetter: options.deadLetter } : {}),
+    ...(options.encoding ? { encoding: options.encoding } : {}),
   };
-}
-
-function retryPolicy(retry: RetryOptions = {}, random: boolean): CompiledRetry {
-  const builtIn = BUILT_IN_DEFAULTS.retry;
-  return {
-    maxAttempts: retry.maxAttempts ?? builtIn.maxAttempts,
-    backoff: retry.backoff ?? builtIn.backoff,
-    initialDelayMs: retry.initialDelay === undefined ? builtIn.initialDelayMs : toMs(retry.initialDelay, "retry.initialDelay"),
-    maxDelayMs: retry.maxDelay === undefined ? builtIn.maxDelayMs : toMs(retry.maxDelay, "retry.maxDelay"),
-    // Deterministic unless the test brings its own randomness.
-    jitter: random && (retry.jitter ?? builtIn.jitter),
-  };
-}
-
-function toMs(value: number | string, option: string): number {
-  try {
-    return typeof value === "number" ? value : parseDuration(value);
-  } catch (error) {
-    throw new TypeError(`invoke: ${option}: ${(error as Error).message}`);
+  const parsed = functionEntrySchema.safeParse(entry, parseOptions);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new TypeError(`invoke: ${optionName(issue.path)}: ${issue.message}`);
   }
+  const { compiled, issues } = compileFunction(parsed.data, 0, {}, process.cwd());
+  if (issues.length > 0) throw new TypeError(`invoke: ${optionName(issues[0]!.path.slice(2))}: ${issues[0]!.message}`);
+  return { ...compiled, config: (options.config ?? {}) as Record<string, unknown> };
+}
+
+/** A duration option as `functions.yaml` writes it: a number is milliseconds. */
+function duration(value: number | string): string {
+  return typeof value === "number" ? `${value}ms` : value;
+}
+
+/** The option an entry's key came from: `function` for `name`, the rest by their own names. */
+function optionName(path: readonly PropertyKey[]): string {
+  const keys = path.map(String);
+  if (keys[0] === "name") return "function";
+  if (keys[0] === "subjects") return "subject";
+  return keys.join(".");
 }
 
 const utf8 = new TextEncoder();

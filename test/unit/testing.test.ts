@@ -18,8 +18,8 @@ const now = () => NOW;
 const RETRY: CompiledRetry = { ...BUILT_IN_DEFAULTS.retry, jitter: false };
 
 /** The host's settle() for the result's outcome: the settlement must be exactly that. */
-function expectHostSettlement(result: InvokeResult, attempt: number, options: { retry?: CompiledRetry; holdMs?: number } = {}): void {
-  expect(result.settlement).toEqual(settle(result.outcome, attempt, options.retry ?? RETRY, Math.random, options.holdMs));
+function expectHostSettlement(result: InvokeResult, attempt: number, options: { retry?: CompiledRetry; breakerOpenMs?: number } = {}): void {
+  expect(result.settlement).toEqual(settle(result.outcome, attempt, options.retry ?? RETRY, Math.random, options.breakerOpenMs));
 }
 
 const ran = (result: InvokeResult) => result.logs.some((line) => line.msg === "row");
@@ -133,7 +133,7 @@ describe("outcome table", () => {
   it("a failure that opens a breaker the handler used: nak held until it half-opens, not the backoff", async () => {
     const result = await invoke(rows, { mode: "trip" }, { deliveryCount: 5, now });
     expect(result.settlement).toEqual({ action: "nak", delayMs: 5000, error: "dependency down" });
-    expectHostSettlement(result, 5, { holdMs: 5000 });
+    expectHostSettlement(result, 5, { breakerOpenMs: 5000 });
   });
 
   it("dead-letter publish refused: tried again in place; never dropped, no attempt spent", async () => {
@@ -208,6 +208,15 @@ describe("shaping the context", () => {
     expect((await invoke(rowsModule, { mode: "ok" })).settlement.action).toBe("ack");
     expect((await invoke(async () => undefined, null)).settlement).toEqual({ action: "ack", output: undefined });
     await expect(invoke({ nothing: true } as never, {})).rejects.toThrow(/expected defineFunction/);
+  });
+
+  it("compiles its options with the host's own compiler: the same names and the same errors as functions.yaml", async () => {
+    // The dead letter is named as the host names it, from the compiled function.
+    const poisoned = await invoke(rows, { mode: "fatal" }, { function: "charge-payment" });
+    expect(poisoned.published.at(-1)?.subject).toBe("jetfn.dlq.charge-payment");
+    await expect(invoke(rows, {}, { function: "Charge_Payment" })).rejects.toThrow(/^invoke: function: /);
+    await expect(invoke(rows, {}, { timeout: "soon" })).rejects.toThrow(/^invoke: timeout: /);
+    await expect(invoke(rows, {}, { retry: { initialDelay: "10s", maxDelay: "1s" } })).rejects.toThrow(/^invoke: retry\.(initialDelay|maxDelay): /);
   });
 
   it("encodes the event per encoding: text as UTF-8, binary as given", async () => {

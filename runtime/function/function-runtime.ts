@@ -1,0 +1,198 @@
+import type { CompiledFunction } from "../config/types.ts";
+import type { Consumption } from "../contracts/consumption.ts";
+import type { Pause } from "../contracts/control.ts";
+import type { Delivery } from "../contracts/delivery.ts";
+import type { BreakerState, FunctionStatus } from "../contracts/status.ts";
+import { Admission } from "../invoke/admission.ts";
+import { Caller } from "../invoke/caller.ts";
+import type { Executor } from "../invoke/executor.ts";
+import { HostContext } from "../invoke/host-context.ts";
+import { Invoker } from "../invoke/invoker.ts";
+import type { NatsClients } from "../nats/clients.ts";
+import type { ConsumerPoller } from "../nats/consumer-poller.ts";
+import type { KV } from "../nats/leases.ts";
+import { ensureConsumer, provisionConsumers, replayConsumer } from "../nats/provision.ts";
+import { PullLoop } from "../nats/pull-loop.ts";
+import { type ReplayWatch, replayed, withReplays } from "../nats/replay-watch.ts";
+import { OrderedFunction } from "../ordering/ordered-function.ts";
+import type { BreakerRegistry } from "../resilience/breaker-registry.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import type { Metrics } from "../telemetry/metrics.ts";
+import { Capacity } from "./capacity.ts";
+
+/** What one function's runtime is wired from: the host's shared parts. */
+export interface FunctionRuntimeDeps {
+  readonly fn: CompiledFunction;
+  readonly clients: NatsClients;
+  /** The `JETFN_LEASES` bucket, for an ordered function. */
+  readonly leases?: KV;
+  readonly replayWatch: ReplayWatch;
+  /** Where the handler runs (`isolation:`): made by the host, which holds the bundles. */
+  readonly executor: (host: HostContext, admission: Admission) => Executor;
+  readonly breakers: BreakerRegistry;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** This process among the function's replicas. */
+  readonly hostId: string;
+  /** Aborts when shutdown's grace period is over. */
+  readonly stop: AbortSignal;
+  /** Told when the function's own breaker (`breaker:`) changes state. */
+  readonly onBreakerChange: (from: BreakerState, to: BreakerState) => void;
+}
+
+/**
+ * One function on this host, from its admission to its pull loops: it wires the
+ * function's executor, invoker, caller, capacity and consumption (a pull loop or an
+ * ordered function's partitions, beside its replays), runs them (start, stop, settled,
+ * release, close), applies pauses, and says what it is doing in one typed status, which
+ * `/functions`, the NATS status endpoint and `jetfn status` all show.
+ */
+export class FunctionRuntime {
+  readonly fn: CompiledFunction;
+  readonly admission: Admission;
+  readonly executor: Executor;
+  readonly invoker: Invoker;
+  readonly caller: Caller;
+  readonly #deps: FunctionRuntimeDeps;
+  readonly #consumption: Consumption;
+  readonly #capacity: Capacity;
+  readonly #log: Logger;
+
+  constructor(deps: FunctionRuntimeDeps) {
+    const { fn, clients, metrics, stop } = deps;
+    const { js, jsm, publisher } = clients;
+    this.fn = fn;
+    this.#deps = deps;
+    this.#log = deps.log.child({ function: fn.name });
+    this.admission = new Admission(fn.breaker, deps.onBreakerChange);
+    if (this.admission.breaker) metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
+    this.#logBrokerHold();
+    const host = new HostContext(fn, this.#log, publisher, deps.breakers);
+    this.executor = deps.executor(host, this.admission);
+    const replays = replayConsumer(fn);
+    const gate = deps.replayWatch.gate(replays.durable, this.admission);
+    this.#capacity = new Capacity(fn, this.executor, () => gate.waiting > 0);
+    const { heartbeats, heartbeat } = this.#capacity;
+    this.invoker = new Invoker({ host, executor: this.executor, admission: this.admission, metrics, stop, heartbeats, heartbeat });
+    this.caller = new Caller({ host, executor: this.executor, admission: this.admission, metrics, stop });
+    const run = (delivery: Delivery) => this.invoker.process(delivery);
+    const events = fn.ordering
+      ? new OrderedFunction({
+          js,
+          jsm,
+          kv: deps.leases!,
+          fn,
+          hostId: deps.hostId,
+          run,
+          admission: this.admission,
+          heartbeats,
+          metrics,
+          log: deps.log,
+        })
+      : new PullLoop(js, fn, run, deps.log, {
+          rebind: () => ensureConsumer(jsm, fn, deps.log),
+          admission: this.admission,
+          budget: this.#capacity.live,
+        });
+    const replayLoop = new PullLoop(js, replays, (delivery) => this.invoker.process(replayed(delivery)), deps.log, {
+      rebind: () => ensureConsumer(jsm, replays, deps.log),
+      admission: gate,
+      budget: this.#capacity.replays,
+    });
+    this.#consumption = withReplays(events, replayLoop, gate);
+  }
+
+  /** Taking part: its consumers are bound and pulling. */
+  get bound(): boolean {
+    return this.#consumption.bound;
+  }
+
+  /** Creates or updates its consumers, then starts pulling. */
+  async start(): Promise<void> {
+    await provisionConsumers(this.#deps.clients.jsm, this.fn, this.#deps.log);
+    await this.#consumption.start();
+  }
+
+  /** Ends open pulls early (a reconnect): they are made anew. */
+  interrupt(): void {
+    this.#consumption.interrupt();
+  }
+
+  /** Stops pulling. */
+  stop(): Promise<void> {
+    return this.#consumption.stop();
+  }
+
+  /** Resolves when every delivery and call taken has settled. */
+  async settled(): Promise<void> {
+    await Promise.all([this.#consumption.settled(), this.caller.settled()]);
+  }
+
+  /** Hands over what this host holds for the function (an ordered function's partitions). */
+  async release(): Promise<void> {
+    await this.#consumption.release?.();
+  }
+
+  /** Releases its executor (threads) and timers. */
+  async close(): Promise<void> {
+    await this.executor.close();
+    this.#capacity.heartbeats.close();
+  }
+
+  /** Applies `jetfn pause` / `jetfn resume` as read from `JETFN_CONTROL`. */
+  setPaused(pause: Pause | undefined): void {
+    const was = this.admission.paused;
+    this.admission.setPaused(pause);
+    this.#deps.metrics.functionPaused.set({ function: this.fn.name }, pause ? 1 : 0);
+    if (pause && !was) this.#log.warn({ reason: pause.reason, by: pause.by, at: pause.at }, "function paused: pulling stopped");
+    else if (!pause && was) this.#log.info("function resumed: pulling again");
+  }
+
+  /** What `/readyz` adds for it: its pulls held while the broker refuses its outputs. */
+  readyNote(): string | undefined {
+    const hold = this.admission.brokerHold;
+    return hold ? `${this.fn.name}: waiting for the broker (${hold.reason}) since ${hold.since}, ${hold.waiting} waiting; not pulling` : undefined;
+  }
+
+  /** The one status of the function on this host; `poller` gives the consumer's last polled counts. */
+  status(poller?: ConsumerPoller): FunctionStatus {
+    const { fn, admission, invoker, caller, executor } = this;
+    const { metrics, breakers } = this.#deps;
+    const sample = poller?.sample(fn.name);
+    const paused = admission.paused;
+    return {
+      name: fn.name,
+      stream: fn.stream,
+      durable: fn.durable,
+      subjects: fn.subjects,
+      bound: this.bound,
+      paused: paused !== undefined,
+      ...(paused ? { ...(paused.reason ? { pausedReason: paused.reason } : {}), pausedAt: paused.at, pausedBy: paused.by } : {}),
+      inflight: invoker.inflight,
+      limit: fn.concurrency,
+      calls: caller.inflight,
+      ...(sample ? { pending: sample.pending, ackPending: sample.ackPending, sampledAt: sample.sampledAt.toISOString() } : {}),
+      ...(admission.breaker ? { breaker: admission.breaker.state } : {}),
+      breakers: breakers.statesOf(fn.name),
+      ...(admission.brokerHold ? { brokerHold: admission.brokerHold } : {}),
+      lastMinute: metrics.lastMinute(fn.name),
+      deadLettered: metrics.deadLettered(fn.name),
+      deadLetter: fn.deadLetter,
+      ...executor.status(),
+      ...this.#consumption.status?.(),
+    };
+  }
+
+  /** One line when the broker's hold on the function starts, one when it ends: not one per refused publish. */
+  #logBrokerHold(): void {
+    let since = 0;
+    this.admission.onBrokerHold((hold) => {
+      if (hold) {
+        since = Date.now();
+        this.#log.warn({ reason: hold.reason }, "the broker refuses the function's outputs: pulling held, the waiting publishes retried in place");
+      } else {
+        this.#log.info({ held_ms: Date.now() - since }, "the broker takes the function's outputs again: pulling resumed");
+      }
+    });
+  }
+}
