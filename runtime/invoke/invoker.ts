@@ -108,7 +108,7 @@ export class Invoker {
         options: spansRecorded() ? { kind: SpanKind.CONSUMER, attributes: this.#attributes(delivery) } : CONSUMER,
         parent,
       },
-      ...(attempt > this.#fn.retry.maxAttempts ? { decided: { kind: "exhausted", attempts: attempt } } : {}),
+      decided: attempt > this.#fn.retry.maxAttempts ? { kind: "exhausted", attempts: attempt } : undefined,
     };
     try {
       const result = await this.#core.invoke(start, (ran) => this.#settle(delivery, attempt, ran));

@@ -6,7 +6,7 @@ import { backoffDelay } from "../resilience/backoff.ts";
 import type { Gate } from "../contracts/gate.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { AckBatch } from "./ack-batch.ts";
-import { PullBudget, pullSize, type BudgetPart } from "./pull-budget.ts";
+import { PullBudget, pullSize, type BudgetPart, type PullState } from "./pull-budget.ts";
 
 export interface PullLoopOptions {
   /** Re-creates the consumer after it was found missing. */
@@ -82,6 +82,8 @@ export class PullLoop {
   #bound = false;
   #done?: Promise<void>;
   readonly #unlisten: ReadonlyArray<() => void>;
+  /** What {@link pullSize} reads, made once: this runs each time a slot frees. */
+  readonly #state: PullState;
 
   constructor(
     js: JetStreamClient,
@@ -100,6 +102,7 @@ export class PullLoop {
     this.#log = log.child({ function: fn.name });
     this.#options = options;
     this.#unlisten = [options.admission.onClose(() => this.interrupt()), options.admission.onOpen(() => this.#notify())];
+    this.#state = new LoopState(options.admission, this.#budget, this.#pulls, options.maxPulls ?? MAX_PULLS);
   }
 
   /** True while the consumer is known to exist and the last pull did not fail. */
@@ -171,28 +174,7 @@ export class PullLoop {
 
   /** How many messages to ask for now; 0 to wait. */
   #want(): number {
-    const admission = this.#options.admission;
-    const budget = this.#budget;
-    const pulls = this.#pulls;
-    const maxPulls = this.#options.maxPulls ?? MAX_PULLS;
-    return pullSize({
-      get allowance() {
-        return admission.allowance();
-      },
-      get room() {
-        return budget.free();
-      },
-      get probing() {
-        return admission.probing;
-      },
-      get openPulls() {
-        return pulls.size;
-      },
-      maxPulls,
-      get limit() {
-        return budget.limit;
-      },
-    });
+    return pullSize(this.#state);
   }
 
   async #receive(pull: ConsumerMessages, asked: number): Promise<void> {
@@ -315,5 +297,44 @@ class JsDelivery implements Delivery {
   }
   working(): void {
     this.#msg.working();
+  }
+}
+
+/**
+ * A loop's {@link PullState}, read through getters on the prototype (no object is made per
+ * decision), each only when {@link pullSize} needs it: a closed gate never reads the
+ * breaker's state, which can move it from open to half-open.
+ */
+class LoopState implements PullState {
+  readonly #gate: Gate;
+  readonly #budget: BudgetPart;
+  readonly #pulls: ReadonlyMap<unknown, unknown>;
+  readonly maxPulls: number;
+
+  constructor(gate: Gate, budget: BudgetPart, pulls: ReadonlyMap<unknown, unknown>, maxPulls: number) {
+    this.#gate = gate;
+    this.#budget = budget;
+    this.#pulls = pulls;
+    this.maxPulls = maxPulls;
+  }
+
+  get allowance(): number {
+    return this.#gate.allowance();
+  }
+
+  get room(): number {
+    return this.#budget.free();
+  }
+
+  get probing(): boolean {
+    return this.#gate.probing;
+  }
+
+  get openPulls(): number {
+    return this.#pulls.size;
+  }
+
+  get limit(): number {
+    return this.#budget.limit;
   }
 }
