@@ -13,7 +13,10 @@ const layer = (folder, below) => ({
   comment: `runtime/${folder}/ may import only ${below.join(", ") || "nothing else of runtime/"}`,
   severity: "error",
   from: { path: `^runtime/${folder}/` },
-  to: { path: "^runtime/", pathNot: [`^runtime/${folder}/`, ...below.map((b) => `^runtime/${b}/`), "^runtime/package-root\\.ts$", "^runtime/child-process\\.ts$"] },
+  to: {
+    path: "^runtime/",
+    pathNot: [`^runtime/${folder}/`, ...below.map((b) => `^runtime/${b}/`), "^runtime/package-root\\.ts$", "^runtime/child-process\\.ts$"],
+  },
 });
 
 module.exports = {
@@ -54,7 +57,19 @@ module.exports = {
     layer("ingress", ["contracts", "sdk", "config", "codec", "telemetry", "http"]),
     layer("testing", ["contracts", "sdk", "config", "codec", "resilience", "telemetry", "bundle", "invoke"]),
     layer("cli", ["contracts", "sdk", "config", "codec", "telemetry", "nats"]),
-    layer("function", ["contracts", "sdk", "config", "codec", "resilience", "telemetry", "bundle", "invoke", "isolation", "nats", "ordering"]),
+    layer("function", [
+      "contracts",
+      "sdk",
+      "config",
+      "codec",
+      "resilience",
+      "telemetry",
+      "bundle",
+      "invoke",
+      "isolation",
+      "nats",
+      "ordering",
+    ]),
   ],
   options: {
     doNotFollow: { path: "node_modules" },

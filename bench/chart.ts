@@ -95,7 +95,9 @@ function ratioPanel(input: ChartInput, top: number, colors: Map<string, string>)
   const maxRatio = Math.max(1.1, ...bars.map((b) => b.ratio * 1.05), ...bars.map((b) => b.target ?? 0));
   const scaleMax = Math.ceil(maxRatio * 4) / 4;
   const x = (v: number): number => left + (v / scaleMax) * (right - left);
-  out.push(`<text x="20" y="${top + 18}" font-size="15" font-weight="600">Drained backlog: jetfn msgs/s ÷ hand-written worker msgs/s (same run)</text>`);
+  out.push(
+    `<text x="20" y="${top + 18}" font-size="15" font-weight="600">Drained backlog: jetfn msgs/s ÷ hand-written worker msgs/s (same run)</text>`,
+  );
   let y = top + 40;
   const plotTop = y;
   const rows: string[] = [];
@@ -125,7 +127,9 @@ function ratioPanel(input: ChartInput, top: number, colors: Map<string, string>)
   // Grid first, bars over it.
   for (let v = 0; v <= scaleMax + 1e-9; v += 0.25) {
     const gx = r(x(v));
-    out.push(`<line x1="${gx}" x2="${gx}" y1="${plotTop - 4}" y2="${plotBottom}" stroke="${Math.abs(v - 1) < 1e-9 ? "#333" : "#ddd"}"${Math.abs(v - 1) < 1e-9 ? ' stroke-dasharray="4 3"' : ""}/>`);
+    out.push(
+      `<line x1="${gx}" x2="${gx}" y1="${plotTop - 4}" y2="${plotBottom}" stroke="${Math.abs(v - 1) < 1e-9 ? "#333" : "#ddd"}"${Math.abs(v - 1) < 1e-9 ? ' stroke-dasharray="4 3"' : ""}/>`,
+    );
     out.push(`<text x="${gx}" y="${plotBottom + 14}" font-size="10" text-anchor="middle" fill="#555">${num(v, 2)}</text>`);
   }
   out.push(`<text x="${r(x(1))}" y="${plotTop - 8}" font-size="10" text-anchor="middle" fill="#333">hand-written = 1.00</text>`);
@@ -152,25 +156,34 @@ function latencyPanel(input: ChartInput, top: number, colors: Map<string, string
   const values = columns.flatMap((c) => [c.p50, c.p99, c.max]).filter((v) => v > 0);
   const lo = 10 ** Math.floor(Math.log10(Math.max(1e-3, Math.min(...values, 1))));
   const hi = 10 ** Math.ceil(Math.log10(Math.max(...values, 10)));
-  const y = (v: number): number => plotBottom - ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * plotH;
-  out.push(`<text x="20" y="${top + 18}" font-size="15" font-weight="600">Fixed rate: publish → output seen, milliseconds (log scale)</text>`);
+  const y = (v: number): number =>
+    plotBottom - ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * plotH;
+  out.push(
+    `<text x="20" y="${top + 18}" font-size="15" font-weight="600">Fixed rate: publish → output seen, milliseconds (log scale)</text>`,
+  );
   for (let v = lo; v <= hi * 1.0001; v *= 10) {
     for (const m of [1, 2, 5]) {
       const t = v * m;
       if (t > hi * 1.0001) break;
       const gy = r(y(t));
       out.push(`<line x1="${left}" x2="${right}" y1="${gy}" y2="${gy}" stroke="${m === 1 ? "#ccc" : "#eee"}"/>`);
-      out.push(`<text x="${left - 6}" y="${r(y(t) + 3)}" font-size="10" text-anchor="end" fill="#555">${t >= 1 ? num(t, 0) : t.toString()}</text>`);
+      out.push(
+        `<text x="${left - 6}" y="${r(y(t) + 3)}" font-size="10" text-anchor="end" fill="#555">${t >= 1 ? num(t, 0) : t.toString()}</text>`,
+      );
     }
   }
-  out.push(`<text x="16" y="${r(plotTop + plotH / 2)}" font-size="11" fill="#555" transform="rotate(-90 16 ${r(plotTop + plotH / 2)})" text-anchor="middle">ms</text>`);
+  out.push(
+    `<text x="16" y="${r(plotTop + plotH / 2)}" font-size="11" fill="#555" transform="rotate(-90 16 ${r(plotTop + plotH / 2)})" text-anchor="middle">ms</text>`,
+  );
   const groupW = (right - left) / Math.max(1, groups.length);
   groups.forEach((group, gi) => {
     const inGroup = columns.filter((c) => c.group === group);
     const gx = left + gi * groupW;
     const colW = Math.min(44, (groupW - 20) / Math.max(1, inGroup.length));
     const start = gx + (groupW - colW * inGroup.length) / 2;
-    out.push(`<text x="${r(gx + groupW / 2)}" y="${plotBottom + 18}" font-size="12" font-weight="600" text-anchor="middle">${esc(group)}</text>`);
+    out.push(
+      `<text x="${r(gx + groupW / 2)}" y="${plotBottom + 18}" font-size="12" font-weight="600" text-anchor="middle">${esc(group)}</text>`,
+    );
     if (gi > 0) out.push(`<line x1="${r(gx)}" x2="${r(gx)}" y1="${plotTop}" y2="${plotBottom + 24}" stroke="#bbb"/>`);
     inGroup.forEach((c, ci) => {
       const color = colors.get(c.series) ?? "#888";
@@ -178,11 +191,19 @@ function latencyPanel(input: ChartInput, top: number, colors: Map<string, string
       const w = colW - 8;
       const tip = `${c.group}, ${c.label}: p50 ${num(c.p50, 2)} ms, p99 ${num(c.p99, 2)} ms, max ${num(c.max, 2)} ms`;
       out.push(`<g><title>${esc(tip)}</title>`);
-      out.push(`<rect x="${r(cx + 4)}" y="${r(y(c.p99))}" width="${r(w)}" height="${r(Math.max(0.5, plotBottom - y(c.p99)))}" fill="${color}"/>`);
+      out.push(
+        `<rect x="${r(cx + 4)}" y="${r(y(c.p99))}" width="${r(w)}" height="${r(Math.max(0.5, plotBottom - y(c.p99)))}" fill="${color}"/>`,
+      );
       out.push(`<line x1="${r(cx + 4)}" x2="${r(cx + 4 + w)}" y1="${r(y(c.p50))}" y2="${r(y(c.p50))}" stroke="#fff" stroke-width="2.5"/>`);
-      out.push(`<line x1="${r(cx + 4 + w / 2)}" x2="${r(cx + 4 + w / 2)}" y1="${r(y(c.max))}" y2="${r(y(c.p99))}" stroke="${color}" stroke-width="1"/>`);
-      out.push(`<line x1="${r(cx + 4 + w / 4)}" x2="${r(cx + 4 + (3 * w) / 4)}" y1="${r(y(c.max))}" y2="${r(y(c.max))}" stroke="${color}" stroke-width="2"/>`);
-      out.push(`<text x="${r(cx + 4 + w / 2)}" y="${r(y(c.max) - 4)}" font-size="9" text-anchor="middle" fill="#333">${num(c.p99, c.p99 < 10 ? 1 : 0)}</text>`);
+      out.push(
+        `<line x1="${r(cx + 4 + w / 2)}" x2="${r(cx + 4 + w / 2)}" y1="${r(y(c.max))}" y2="${r(y(c.p99))}" stroke="${color}" stroke-width="1"/>`,
+      );
+      out.push(
+        `<line x1="${r(cx + 4 + w / 4)}" x2="${r(cx + 4 + (3 * w) / 4)}" y1="${r(y(c.max))}" y2="${r(y(c.max))}" stroke="${color}" stroke-width="2"/>`,
+      );
+      out.push(
+        `<text x="${r(cx + 4 + w / 2)}" y="${r(y(c.max) - 4)}" font-size="9" text-anchor="middle" fill="#333">${num(c.p99, c.p99 < 10 ? 1 : 0)}</text>`,
+      );
       out.push("</g>");
     });
   });
@@ -190,7 +211,9 @@ function latencyPanel(input: ChartInput, top: number, colors: Map<string, string
   let lx = left;
   const legendY = plotBottom + 44;
   for (const s of input.series.filter((s) => columns.some((c) => c.series === s.key))) {
-    out.push(`<rect x="${lx}" y="${legendY - 9}" width="14" height="10" fill="${s.color}"/><text x="${lx + 18}" y="${legendY}" font-size="11">${esc(s.name)}</text>`);
+    out.push(
+      `<rect x="${lx}" y="${legendY - 9}" width="14" height="10" fill="${s.color}"/><text x="${lx + 18}" y="${legendY}" font-size="11">${esc(s.name)}</text>`,
+    );
     lx += 30 + s.name.length * 6.2;
   }
   out.push(

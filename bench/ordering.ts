@@ -239,7 +239,10 @@ function sum(values: number[]): number {
 }
 
 function loadavg(): string {
-  return os.loadavg().map((l) => l.toFixed(2)).join(" ");
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
 }
 
 /** `count` events, event n of key `<prefix>-<n % keys>`: keys interleaved, each key's events in order. */
@@ -307,7 +310,9 @@ async function readiness(hosts: HostProcess[], t: Target): Promise<number[] | un
   const owned: number[] = [];
   for (const host of hosts) {
     if (host.child.exitCode !== null || host.child.signalCode !== null) {
-      throw new Error(`${t.fn}: a host exited (${host.child.exitCode ?? host.child.signalCode})\nlog ${host.logFile}:\n${logTail(host.logFile)}`);
+      throw new Error(
+        `${t.fn}: a host exited (${host.child.exitCode ?? host.child.signalCode})\nlog ${host.logFile}:\n${logTail(host.logFile)}`,
+      );
     }
     if ((await get(`${host.base}/readyz`))?.status !== 200) return undefined;
     if (!t.scenario.ordered) {
@@ -420,10 +425,7 @@ async function runScenario(env: Env, t: Target, label: string): Promise<Measurem
     for (;;) {
       const answer = await readiness(hosts, t);
       if (answer && readyAt === 0) readyAt = performance.now();
-      if (
-        answer &&
-        (!s.ordered || (answer.reduce((a, b) => a + b, 0) === PARTITIONS && Math.max(...answer) - Math.min(...answer) <= 1))
-      ) {
+      if (answer && (!s.ordered || (answer.reduce((a, b) => a + b, 0) === PARTITIONS && Math.max(...answer) - Math.min(...answer) <= 1))) {
         owned = answer;
         break;
       }
@@ -511,7 +513,9 @@ function table(results: Map<string, Measurement[]>): string {
     const notes: string[] = [];
     if (s.handler === "sleep5") {
       const ideal = (CONCURRENCY * s.hosts * 1000) / SLEEP_MS;
-      notes.push(`${fmt((median(runs.map(rate)) / ideal) * 100, 0)}% of ${fmt(ideal, 0)}/s (${CONCURRENCY} slots × ${s.hosts} / ${SLEEP_MS} ms)`);
+      notes.push(
+        `${fmt((median(runs.map(rate)) / ideal) * 100, 0)}% of ${fmt(ideal, 0)}/s (${CONCURRENCY} slots × ${s.hosts} / ${SLEEP_MS} ms)`,
+      );
     }
     if (s.ordered) {
       notes.push(`partitions per host ${runs[runs.length - 1]!.owned.join("/")}`);

@@ -75,7 +75,10 @@ type Isolation = (typeof ISOLATIONS)[number];
 function listEnv<T extends string>(name: string, allowed: readonly T[], fallback: readonly T[]): T[] {
   const raw = process.env[name];
   if (raw === undefined || raw.trim() === "") return [...fallback];
-  const values = raw.split(",").map((s) => s.trim().toLowerCase()).filter(Boolean);
+  const values = raw
+    .split(",")
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
   for (const value of values) {
     if (!(allowed as readonly string[]).includes(value)) {
       console.error(`${name}: unknown value ${JSON.stringify(value)}; known: ${allowed.join(", ")}`);
@@ -91,7 +94,8 @@ const ROUNDS = intEnv("BENCH_PROC_ROUNDS", 1);
 const MESSAGES: Record<Payload, number> = { "1k": intEnv("BENCH_PROC_MESSAGES", 20_000), "64k": intEnv("BENCH_PROC_MESSAGES_64K", 2_000) };
 /** The no-op drains 20,000 events of 1 KB in under half a second: too short a window to time; it gets more. */
 const NOOP_MESSAGES = intEnv("BENCH_PROC_MESSAGES_NOOP", 100_000);
-const timedEvents = (handler: Handler, payload: Payload): number => (handler === "noop" && payload === "1k" ? NOOP_MESSAGES : MESSAGES[payload]);
+const timedEvents = (handler: Handler, payload: Payload): number =>
+  handler === "noop" && payload === "1k" ? NOOP_MESSAGES : MESSAGES[payload];
 const WARMUP: Record<Payload, number> = { "1k": intEnv("BENCH_PROC_WARMUP", 2_000, 0), "64k": intEnv("BENCH_PROC_WARMUP_64K", 200, 0) };
 const CONCURRENCY = intEnv("BENCH_PROC_CONCURRENCY", 64);
 const HANDLERS_ON = listEnv("BENCH_PROC_HANDLERS", HANDLERS, HANDLERS);
@@ -392,7 +396,13 @@ async function prePublish(js: JetStreamClient, subject: string, count: number, p
 // Starting the worker under test
 
 /** `node bin/jetfn.js start`, as the container runs it, with one function. */
-async function startJetfn(env: Env, names: Names, handler: Handler, impl: Extract<Impl, { kind: "jetfn" }>, label: string): Promise<{ proc: Proc; base: string }> {
+async function startJetfn(
+  env: Env,
+  names: Names,
+  handler: Handler,
+  impl: Extract<Impl, { kind: "jetfn" }>,
+  label: string,
+): Promise<{ proc: Proc; base: string }> {
   const yaml = [
     "functions:",
     `  - name: ${names.fn}`,
@@ -571,7 +581,8 @@ async function runDrain(env: Env, handler: Handler, payload: Payload, impl: Impl
       proc.check();
       info = await consumerInfo(env.jsm, names);
       if (info && (warmup === 0 ? info.delivered.stream_seq > 0 : info.ack_floor.stream_seq >= warmup)) break;
-      if (performance.now() > waitUntil) throw proc.fail(`the warm-up's ${warmup} events not acked in ${(READY_TIMEOUT_MS + STALL_MS) / 1000} s`);
+      if (performance.now() > waitUntil)
+        throw proc.fail(`the warm-up's ${warmup} events not acked in ${(READY_TIMEOUT_MS + STALL_MS) / 1000} s`);
       await sleep(5);
     }
     const start = snapshot(env, proc.pid, sinkPid);
@@ -597,7 +608,8 @@ async function runDrain(env: Env, handler: Handler, payload: Payload, impl: Impl
           lastMove = performance.now();
         }
       }
-      if (performance.now() - lastMove > STALL_MS) throw proc.fail(`no progress for ${STALL_MS / 1000} s (ack floor ${lastFloor} of ${total})`);
+      if (performance.now() - lastMove > STALL_MS)
+        throw proc.fail(`no progress for ${STALL_MS / 1000} s (ack floor ${lastFloor} of ${total})`);
       const rate = (lastFloor - floor0) / Math.max(performance.now() - start.at, 1);
       const left = rate > 0 ? (total - lastFloor) / rate : 200;
       await sleep(Math.min(200, Math.max(5, left / 2)));
@@ -810,7 +822,10 @@ async function runSoak(env: Env): Promise<SoakPoint[]> {
     const started = performance.now();
     for (;;) {
       proc.check();
-      const status = await fetch(`${base}/readyz`).then((r) => r.status, () => 0);
+      const status = await fetch(`${base}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      );
       if (status === 200) break;
       if (performance.now() - started > READY_TIMEOUT_MS) throw proc.fail("not ready");
       await sleep(10);
@@ -880,12 +895,17 @@ function drainTable(results: DrainResult[]): string {
         const notes: string[] = [];
         if (handler === "io5ms") {
           const bound = (CONCURRENCY * 1000) / SLEEP_MS;
-          notes.push(`${fmt((median(runs.map(rate)) / bound) * 100, 0)}% of ${fmt(bound, 0)}/s (${CONCURRENCY} in flight / ${SLEEP_MS} ms)`);
+          notes.push(
+            `${fmt((median(runs.map(rate)) / bound) * 100, 0)}% of ${fmt(bound, 0)}/s (${CONCURRENCY} in flight / ${SLEEP_MS} ms)`,
+          );
         }
         if (impl.kind === "jetfn" && impl.tracing) {
           notes.push(
             `${fmt(median(runs.map((r) => r.spans / r.total)), 2)} spans/msg exported (${fmt(median(runs.map((r) => r.spanBytes / r.spans)), 0)} B each), ` +
-              `receiver CPU ${fmt(cpu((c) => c.sink), 1)} µs/msg`,
+              `receiver CPU ${fmt(
+                cpu((c) => c.sink),
+                1,
+              )} µs/msg`,
           );
         }
         const redelivered = runs.reduce((sum, r) => sum + r.redelivered, 0);
@@ -895,7 +915,16 @@ function drainTable(results: DrainResult[]): string {
           `| ${handler} | ${PAYLOAD_LABEL[payload]} | ${implLabel(impl)} | ${fmt(median(runs.map((r) => r.messages)), 0)} | ` +
             `${fmt(median(runs.map((r) => r.seconds)), 2)} | ${fmt(median(runs.map(rate)), 0)} | ` +
             `${impl.kind === "hand" ? "1.00" : ratios.length ? fmt(median(ratios), 2) : "–"} | ` +
-            `${fmt(cpu((c) => c.worker), 1)} | ${fmt(cpu((c) => c.server), 1)} | ${fmt(cpu((c) => c.worker + c.server), 1)} | ` +
+            `${fmt(
+              cpu((c) => c.worker),
+              1,
+            )} | ${fmt(
+              cpu((c) => c.server),
+              1,
+            )} | ${fmt(
+              cpu((c) => c.worker + c.server),
+              1,
+            )} | ` +
             `${fmt(median(runs.map((r) => r.rssMb)), 0)} | ${notes.join("; ")} |`,
         );
       }
@@ -923,14 +952,26 @@ function latencyTable(results: LatencyResult[]): string {
         if (missing > 0) notes.push(`${fmt(missing, 0)} outputs not seen within ${LATENCY_DRAIN_TIMEOUT_MS / 1000} s`);
         const cpu = (pick: (c: Cpu) => number): number => median(runs.map((r) => perMsg(pick(r.cpu), r.measured)));
         if (impl.kind === "jetfn" && impl.tracing) {
-          notes.push(`${fmt(median(runs.map((r) => r.spans / r.total)), 2)} spans/msg exported, receiver CPU ${fmt(cpu((c) => c.sink), 1)} µs/msg`);
+          notes.push(
+            `${fmt(median(runs.map((r) => r.spans / r.total)), 2)} spans/msg exported, receiver CPU ${fmt(
+              cpu((c) => c.sink),
+              1,
+            )} µs/msg`,
+          );
         }
-        if (runs.length > 1) notes.push(`p99 range ${fmt(Math.min(...runs.map((r) => r.p99)), 2)}–${fmt(Math.max(...runs.map((r) => r.p99)), 2)}`);
+        if (runs.length > 1)
+          notes.push(`p99 range ${fmt(Math.min(...runs.map((r) => r.p99)), 2)}–${fmt(Math.max(...runs.map((r) => r.p99)), 2)}`);
         rows.push(
           `| ${fmt(rate, 0)} | ${PAYLOAD_LABEL[payload]} | ${impl.kind === "hand" ? "hand-written echo" : implLabel(impl)} | ${fmt(median(runs.map((r) => r.measured)), 0)} | ` +
             `${fmt(median(runs.map((r) => r.achievedRate)), 0)} | ${fmt(median(runs.map((r) => r.p50)), 2)} | ${fmt(median(runs.map((r) => r.p99)), 2)} | ` +
             `${fmt(Math.max(...runs.map((r) => r.max)), 2)} | ${impl.kind === "hand" ? "–" : added.length ? (median(added) >= 0 ? "+" : "") + fmt(median(added), 2) : "–"} | ` +
-            `${fmt(cpu((c) => c.worker), 1)} | ${fmt(cpu((c) => c.server), 1)} | ${notes.join("; ")} |`,
+            `${fmt(
+              cpu((c) => c.worker),
+              1,
+            )} | ${fmt(
+              cpu((c) => c.server),
+              1,
+            )} | ${notes.join("; ")} |`,
         );
       }
     }
@@ -957,21 +998,47 @@ function targetsTable(drains: DrainResult[], latencies: LatencyResult[], soak: S
   const rows = ["| target (issue 10) | measured in this run | target | met? |", "| --- | ---: | ---: | --- |"];
   const ratio = (handler: Handler, isolation: Isolation): number | undefined => {
     const values = drains
-      .filter((r) => r.handler === handler && r.payload === "1k" && r.impl.kind === "jetfn" && r.impl.isolation === isolation && !r.impl.tracing)
+      .filter(
+        (r) => r.handler === handler && r.payload === "1k" && r.impl.kind === "jetfn" && r.impl.isolation === isolation && !r.impl.tracing,
+      )
       .flatMap((r) => {
         const hand = drains.find((h) => h.handler === handler && h.payload === "1k" && h.impl.kind === "hand" && h.round === r.round);
         return hand ? [r.messages / r.seconds / (hand.messages / hand.seconds)] : [];
       });
     return values.length ? median(values) : undefined;
   };
-  const push = (what: string, value: number | undefined, shown: (v: number) => string, target: string, ok: (v: number) => boolean): void => {
+  const push = (
+    what: string,
+    value: number | undefined,
+    shown: (v: number) => string,
+    target: string,
+    ok: (v: number) => boolean,
+  ): void => {
     if (value === undefined || Number.isNaN(value)) return;
     rows.push(`| ${what} | ${shown(value)} | ${target} | ${ok(value) ? "yes" : "**no**"} |`);
   };
-  push("no-op, `isolation: none`, msgs/s ÷ hand-written (1 KB)", ratio("noop", "none"), (v) => fmt(v, 2), "≥ 0.80", (v) => v >= 0.8);
-  push("no-op, `isolation: worker`, msgs/s ÷ hand-written (1 KB)", ratio("noop", "worker"), (v) => fmt(v, 2), "≥ 0.65", (v) => v >= 0.65);
+  push(
+    "no-op, `isolation: none`, msgs/s ÷ hand-written (1 KB)",
+    ratio("noop", "none"),
+    (v) => fmt(v, 2),
+    "≥ 0.80",
+    (v) => v >= 0.8,
+  );
+  push(
+    "no-op, `isolation: worker`, msgs/s ÷ hand-written (1 KB)",
+    ratio("noop", "worker"),
+    (v) => fmt(v, 2),
+    "≥ 0.65",
+    (v) => v >= 0.65,
+  );
   for (const isolation of ISOLATIONS) {
-    push(`echo with output, \`isolation: ${isolation}\`, msgs/s ÷ hand-written (1 KB)`, ratio("echo", isolation), (v) => fmt(v, 2), "≥ 0.90", (v) => v >= 0.9);
+    push(
+      `echo with output, \`isolation: ${isolation}\`, msgs/s ÷ hand-written (1 KB)`,
+      ratio("echo", isolation),
+      (v) => fmt(v, 2),
+      "≥ 0.90",
+      (v) => v >= 0.9,
+    );
   }
   for (const [rate, limit] of [
     [1000, 0.5],
@@ -979,7 +1046,9 @@ function targetsTable(drains: DrainResult[], latencies: LatencyResult[], soak: S
   ] as const) {
     for (const isolation of ISOLATIONS) {
       const added = latencies
-        .filter((r) => r.rate === rate && r.payload === "1k" && r.impl.kind === "jetfn" && r.impl.isolation === isolation && !r.impl.tracing)
+        .filter(
+          (r) => r.rate === rate && r.payload === "1k" && r.impl.kind === "jetfn" && r.impl.isolation === isolation && !r.impl.tracing,
+        )
         .flatMap((r) => {
           const hand = latencies.find((h) => h.rate === rate && h.payload === "1k" && h.impl.kind === "hand" && h.round === r.round);
           return hand ? [r.p99 - hand.p99] : [];
@@ -996,7 +1065,12 @@ function targetsTable(drains: DrainResult[], latencies: LatencyResult[], soak: S
   for (const isolation of ISOLATIONS) {
     const cost = (tracing: boolean): number | undefined => {
       const runs = drains.filter(
-        (r) => r.handler === "noop" && r.payload === "1k" && r.impl.kind === "jetfn" && r.impl.isolation === isolation && r.impl.tracing === tracing,
+        (r) =>
+          r.handler === "noop" &&
+          r.payload === "1k" &&
+          r.impl.kind === "jetfn" &&
+          r.impl.isolation === isolation &&
+          r.impl.tracing === tracing,
       );
       return runs.length ? median(runs.map((r) => perMsg(r.cpu.worker, r.messages))) : undefined;
     };
@@ -1041,7 +1115,9 @@ function chart(header: string[], drains: DrainResult[], latencies: LatencyResult
         const values = drains
           .filter((r) => r.handler === handler && r.payload === payload && implKey(r.impl) === implKey(impl))
           .flatMap((r) => {
-            const hand = drains.find((h) => h.handler === handler && h.payload === payload && h.impl.kind === "hand" && h.round === r.round);
+            const hand = drains.find(
+              (h) => h.handler === handler && h.payload === payload && h.impl.kind === "hand" && h.round === r.round,
+            );
             return hand ? [r.messages / r.seconds / (hand.messages / hand.seconds)] : [];
           });
         if (values.length === 0) continue;
@@ -1176,7 +1252,9 @@ async function main(): Promise<void> {
       [
         `${ROUNDS} round(s)${ROUNDS > 1 ? " (medians)" : ""}, concurrency ${CONCURRENCY}, ${STORAGE} storage`,
         ...(drains.length
-          ? [`drain: ${fmt(MESSAGES["1k"], 0)} events of 1 KB (no-op: ${fmt(NOOP_MESSAGES, 0)}) / ${fmt(MESSAGES["64k"], 0)} of 64 KB after ${fmt(WARMUP["1k"], 0)} / ${fmt(WARMUP["64k"], 0)} warm-up`]
+          ? [
+              `drain: ${fmt(MESSAGES["1k"], 0)} events of 1 KB (no-op: ${fmt(NOOP_MESSAGES, 0)}) / ${fmt(MESSAGES["64k"], 0)} of 64 KB after ${fmt(WARMUP["1k"], 0)} / ${fmt(WARMUP["64k"], 0)} warm-up`,
+            ]
           : []),
         ...(latencies.length
           ? [`rates ${RATES.map((r) => fmt(r, 0)).join(", ")}/s for ${RATE_SECONDS} s after ${RATE_WARMUP_SECONDS} s warm-up`]

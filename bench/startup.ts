@@ -232,7 +232,8 @@ async function measureStart(env: Env, isolation: Isolation, bundles: Bundles, la
   try {
     // 1. Spawn to ready.
     for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) throw fail(`jetfn exited (${child.exitCode ?? child.signalCode}) before it was ready`);
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw fail(`jetfn exited (${child.exitCode ?? child.signalCode}) before it was ready`);
       const answer = await get(`${base}/readyz`);
       if (answer?.status === 200) break;
       if (performance.now() - started > READY_TIMEOUT_MS) throw fail(`not ready after ${READY_TIMEOUT_MS / 1000} s`);

@@ -186,14 +186,63 @@ type Scenario =
 const ALL_SCENARIOS: Scenario[] = [
   { name: "baseline", kind: "consume", concurrency: 64, what: "nats.js consume({max_messages: 64}), JSON.parse + ack" },
   { name: "baseline-fetch", kind: "fetch", concurrency: 16, what: "nats.js slot-gated fetch loop (16 slots), JSON.parse + ack" },
-  { name: "jetfn-noop-c16", kind: "jetfn", concurrency: 16, handler: "noop", isolation: "none", what: "jetfn, no-op defineFunction handler" },
-  { name: "jetfn-noop-c16-worker", kind: "jetfn", concurrency: 16, handler: "noop", isolation: "worker", what: "the same in a worker thread" },
+  {
+    name: "jetfn-noop-c16",
+    kind: "jetfn",
+    concurrency: 16,
+    handler: "noop",
+    isolation: "none",
+    what: "jetfn, no-op defineFunction handler",
+  },
+  {
+    name: "jetfn-noop-c16-worker",
+    kind: "jetfn",
+    concurrency: 16,
+    handler: "noop",
+    isolation: "worker",
+    what: "the same in a worker thread",
+  },
   { name: "jetfn-noop-c64", kind: "jetfn", concurrency: 64, handler: "noop", isolation: "none", what: "jetfn, no-op handler" },
-  { name: "jetfn-noop-c64-worker", kind: "jetfn", concurrency: 64, handler: "noop", isolation: "worker", what: "the same in a worker thread" },
-  { name: "jetfn-zod-c16", kind: "jetfn", concurrency: 16, handler: "zod", isolation: "none", what: "jetfn, z.object({id: z.number()}) schema" },
-  { name: "jetfn-io5ms-c16", kind: "jetfn", concurrency: 16, handler: "sleep", isolation: "none", what: `jetfn, handler awaits ${SLEEP_MS} ms` },
-  { name: "jetfn-io5ms-c64", kind: "jetfn", concurrency: 64, handler: "sleep", isolation: "none", what: `jetfn, handler awaits ${SLEEP_MS} ms` },
-  { name: "jetfn-io5ms-c64-worker", kind: "jetfn", concurrency: 64, handler: "sleep", isolation: "worker", what: "the same in a worker thread" },
+  {
+    name: "jetfn-noop-c64-worker",
+    kind: "jetfn",
+    concurrency: 64,
+    handler: "noop",
+    isolation: "worker",
+    what: "the same in a worker thread",
+  },
+  {
+    name: "jetfn-zod-c16",
+    kind: "jetfn",
+    concurrency: 16,
+    handler: "zod",
+    isolation: "none",
+    what: "jetfn, z.object({id: z.number()}) schema",
+  },
+  {
+    name: "jetfn-io5ms-c16",
+    kind: "jetfn",
+    concurrency: 16,
+    handler: "sleep",
+    isolation: "none",
+    what: `jetfn, handler awaits ${SLEEP_MS} ms`,
+  },
+  {
+    name: "jetfn-io5ms-c64",
+    kind: "jetfn",
+    concurrency: 64,
+    handler: "sleep",
+    isolation: "none",
+    what: `jetfn, handler awaits ${SLEEP_MS} ms`,
+  },
+  {
+    name: "jetfn-io5ms-c64-worker",
+    kind: "jetfn",
+    concurrency: 64,
+    handler: "sleep",
+    isolation: "worker",
+    what: "the same in a worker thread",
+  },
 ];
 
 /** Worker rows and the `isolation: none` rows they are compared with. */
@@ -475,13 +524,7 @@ async function runJetfn(
   }
 }
 
-async function runScenario(
-  env: Env,
-  scenario: Scenario,
-  n: number,
-  label: string,
-  profileFile?: string,
-): Promise<Measurement> {
+async function runScenario(env: Env, scenario: Scenario, n: number, label: string, profileFile?: string): Promise<Measurement> {
   const target = nextTarget();
   await createStream(env.jsm, target);
   let session: Session | undefined;

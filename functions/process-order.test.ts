@@ -26,7 +26,11 @@ describe("process-order", () => {
 
   it("dead-letters a declined card at once", async () => {
     const result = await invoke(processOrder, { ...order, amount: 20_000 }, options);
-    expect(result.settlement).toEqual({ action: "dead-letter", reason: "non-retryable", error: "NonRetryableError: card declined for order o-1" });
+    expect(result.settlement).toEqual({
+      action: "dead-letter",
+      reason: "non-retryable",
+      error: "NonRetryableError: card declined for order o-1",
+    });
     expect(result.published.map((m) => m.subject)).toEqual(["jetfn.dlq.process-order"]);
   });
 

@@ -151,7 +151,8 @@ async function build(): Promise<number> {
   const env = loadEnv();
   const config = loadConfig(env.configFile);
   for (const built of await buildHandlers(config, { force: true })) console.log(`${built.function}: ${built.file}`);
-  for (const [schema, file] of await buildRouteSchemas(config, { force: true })) console.log(`${path.relative(config.rootDir, schema)}: ${file}`);
+  for (const [schema, file] of await buildRouteSchemas(config, { force: true }))
+    console.log(`${path.relative(config.rootDir, schema)}: ${file}`);
   return 0;
 }
 

@@ -81,13 +81,7 @@ export async function runDev(env: CompiledEnv, log: Logger, stop: AbortSignal, o
 }
 
 /** Replaces `current` with a host of the project as it is now; returns the host that runs afterwards. */
-async function reload(
-  current: Host,
-  files: readonly string[],
-  env: CompiledEnv,
-  log: Logger,
-  bounds: Bounds,
-): Promise<Host> {
+async function reload(current: Host, files: readonly string[], env: CompiledEnv, log: Logger, bounds: Bounds): Promise<Host> {
   log.info({ changed: files }, "change seen: reloading");
   const next = await bounded(Host.create({ env, logger: log }), bounds.loadMs, "loading the change");
   if (!next.ok) {

@@ -10,9 +10,8 @@ import { fileURLToPath } from "node:url";
 export const PACKAGE_ROOT: string = findRoot(path.dirname(fileURLToPath(import.meta.url)));
 
 /** This jetfn's version. */
-export const JETFN_VERSION: string = (
-  JSON.parse(readFileSync(path.join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string }
-).version;
+export const JETFN_VERSION: string = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string })
+  .version;
 
 function findRoot(from: string): string {
   for (let dir = from; ; dir = path.dirname(dir)) {

@@ -135,7 +135,10 @@ function publishRoute(text: string, subject: string, config: CompiledConfig, fai
   const problems: string[] = [];
   const route = compileRoute(parsed.data, config.routes.length, new Map(), config.rootDir, (_at, message) => problems.push(message));
   if (problems.length > 0) fail(`--route ${text}: ${problems.join("; ")}`);
-  if (route.method === "GET") fail(`--route ${route.route}: a publishing route takes the event from the request body, and GET has none; use POST, PUT, PATCH or DELETE`);
+  if (route.method === "GET")
+    fail(
+      `--route ${route.route}: a publishing route takes the event from the request body, and GET has none; use POST, PUT, PATCH or DELETE`,
+    );
   const taken = config.routes.find((existing) => routeShape(existing) === routeShape(route));
   if (taken) fail(`--route ${route.route}: routes: already has ${taken.route}, which takes the same requests`);
   return route;

@@ -91,7 +91,9 @@ for await (const m of messages) {
   }
   while (inflight >= limit) await new Promise<void>((resolve) => (wake = resolve));
   inflight++;
-  run(m).catch((error: unknown) => failed(m, error)).finally(settled);
+  run(m)
+    .catch((error: unknown) => failed(m, error))
+    .finally(settled);
 }
 if (inflight > 0) await new Promise<void>((resolve) => (idle = resolve));
 await nc.drain();

@@ -37,10 +37,14 @@ export class PaymentClient {
   async charge(request: ChargeRequest, signal: AbortSignal): Promise<Receipt> {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(resolve, 5 + Math.random() * 20);
-      signal.addEventListener("abort", () => {
-        clearTimeout(timer);
-        reject(signal.reason);
-      }, { once: true });
+      signal.addEventListener(
+        "abort",
+        () => {
+          clearTimeout(timer);
+          reject(signal.reason);
+        },
+        { once: true },
+      );
     });
     if (Math.random() < this.#failureRate) throw new PaymentUnavailableError("payment gateway unavailable (simulated)");
     return { id: `rcpt_${request.orderId}_${Date.now().toString(36)}`, declined: request.amount > this.#declineAbove };

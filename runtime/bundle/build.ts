@@ -65,7 +65,10 @@ export async function buildRouteSchemas(config: CompiledConfig, options: { force
   const targets = files.map((file) => ({
     name: `schema.${createHash("sha256").update(path.relative(config.rootDir, file)).digest("hex").slice(0, 12)}`,
     entry: file,
-    owner: `routes: ${config.routes.filter((r) => r.schema?.file === file).map((r) => r.route).join(", ")}`,
+    owner: `routes: ${config.routes
+      .filter((r) => r.schema?.file === file)
+      .map((r) => r.route)
+      .join(", ")}`,
   }));
   const built = await buildAll(config, targets, options.force ?? false);
   return new Map(built.map((bundle, i) => [files[i]!, bundle.file]));
@@ -93,7 +96,9 @@ async function buildAll(config: CompiledConfig, targets: readonly BuildTarget[],
   const entryOf = (target: BuildTarget): string => path.relative(config.rootDir, target.entry);
   if (!force) {
     const previous = targets.map((target) => readManifest(path.join(outDir, `${target.name}.json`)));
-    if (previous.every((manifest, i) => manifest && manifest.handler === entryOf(targets[i]!) && isFresh(config.rootDir, outDir, manifest))) {
+    if (
+      previous.every((manifest, i) => manifest && manifest.handler === entryOf(targets[i]!) && isFresh(config.rootDir, outDir, manifest))
+    ) {
       return targets.map((target, i) => ({ name: target.name, file: path.join(outDir, previous[i]!.bundle), reused: true }));
     }
   }
@@ -130,10 +135,14 @@ async function buildAll(config: CompiledConfig, targets: readonly BuildTarget[],
   const relative = (file: string): string => path.relative(outDir, path.resolve(config.rootDir, file));
   const hashes = new Map<string, string>();
   return targets.map((target) => {
-    const entryOutput = Object.keys(outputs).find((out) => outputs[out]!.entryPoint !== undefined && path.resolve(config.rootDir, outputs[out]!.entryPoint!) === target.entry)!;
+    const entryOutput = Object.keys(outputs).find(
+      (out) => outputs[out]!.entryPoint !== undefined && path.resolve(config.rootDir, outputs[out]!.entryPoint!) === target.entry,
+    )!;
     // The entry's output and every chunk it reaches, and what they were built from.
     const reached = new Set<string>([entryOutput]);
-    for (const out of reached) for (const imported of outputs[out]!.imports) if (imported.kind === "import-statement" && outputs[imported.path]) reached.add(imported.path);
+    for (const out of reached)
+      for (const imported of outputs[out]!.imports)
+        if (imported.kind === "import-statement" && outputs[imported.path]) reached.add(imported.path);
     const inputs: Record<string, string> = {};
     for (const out of reached) {
       for (const input of Object.keys(outputs[out]!.inputs)) {

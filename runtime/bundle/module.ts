@@ -65,7 +65,8 @@ export async function loadSchema(bundleFile: string, exportName: string, source:
   }
   const exported = mod[exportName];
   if (!isSchema(exported)) {
-    const found = exported === undefined ? `has no export "${exportName}"` : `export "${exportName}" is not a schema (no safeParse() or ~standard)`;
+    const found =
+      exported === undefined ? `has no export "${exportName}"` : `export "${exportName}" is not a schema (no safeParse() or ~standard)`;
     throw new BundleError(`${source}: ${found} (${owner})`);
   }
   return exported as EventSchema<unknown>;

@@ -44,7 +44,8 @@ export async function deadLetterCommand(line: DeadLetterLine): Promise<number> {
     case "dlq show": {
       const { values } = line;
       const [seq] = others;
-      if (!fn || seq === undefined || others.length > 1) throw new UsageError("dlq show needs <function> <seq> (the JETFN_DLQ#<seq> dlq list shows)");
+      if (!fn || seq === undefined || others.length > 1)
+        throw new UsageError("dlq show needs <function> <seq> (the JETFN_DLQ#<seq> dlq list shows)");
       const [dlqSeq] = positiveIntegers([seq], "seq");
       return forFunction(env, fn, (clients) => show(clients, fn, dlqSeq!, values.json === true));
     }
@@ -65,7 +66,9 @@ export async function deadLetterCommand(line: DeadLetterLine): Promise<number> {
         const redriven = await redriveDeadLetters(clients, fn, only);
         for (const letter of redriven) console.log(`redriven ${describe(letter)}`);
         const sharing = new Set(
-          redriven.flatMap((letter) => config.functions.filter((f) => f.name !== fn.name && f.subjects.includes(letter.subject)).map((f) => f.name)),
+          redriven.flatMap((letter) =>
+            config.functions.filter((f) => f.name !== fn.name && f.subjects.includes(letter.subject)).map((f) => f.name),
+          ),
         );
         if (sharing.size > 0) console.error(`note: ${[...sharing].join(", ")} also receive these subjects and will see them again`);
         console.error(`${redriven.length} dead letter(s) of ${fn.name} sent back`);

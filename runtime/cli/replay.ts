@@ -15,9 +15,16 @@ export async function replay(values: ValuesOf<"replay">, positionals: readonly s
   if ((values["from-seq"] === undefined) === (values.since === undefined)) {
     throw new UsageError("replay needs where to start: --from-seq <n> or --since <time|duration>, one of them");
   }
-  const from: ReplayBound = values["from-seq"] !== undefined ? { seq: positive(values["from-seq"], "from-seq") } : { time: time(values.since!, "since") };
-  const until = values.until === undefined ? undefined : /^\d+$/.test(values.until) ? { seq: positive(values.until, "until") } : { time: time(values.until, "until") };
-  if (values.key !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(values.key)) throw new UsageError(`--key expects letters, digits, "-" or "_", got ${values.key}`);
+  const from: ReplayBound =
+    values["from-seq"] !== undefined ? { seq: positive(values["from-seq"], "from-seq") } : { time: time(values.since!, "since") };
+  const until =
+    values.until === undefined
+      ? undefined
+      : /^\d+$/.test(values.until)
+        ? { seq: positive(values.until, "until") }
+        : { time: time(values.until, "until") };
+  if (values.key !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(values.key))
+    throw new UsageError(`--key expects letters, digits, "-" or "_", got ${values.key}`);
 
   const env = loadEnv();
   const config = loadConfig(env.configFile);
@@ -36,12 +43,14 @@ export async function replay(values: ValuesOf<"replay">, positionals: readonly s
   };
   const where = serverLabel(env);
   try {
-    return await withClients(env, (clients, _server, log) => run(fn, options, async (progress) => {
-      if (!options.dryRun && !(await replayConsumerExists(clients, fn))) {
-        console.error(`note: no host has consumed ${fn.name}'s replays yet; the copies wait in JETFN_REPLAY until one starts`);
-      }
-      return replayEvents(clients, fn, { ...options, progress }, log);
-    }));
+    return await withClients(env, (clients, _server, log) =>
+      run(fn, options, async (progress) => {
+        if (!options.dryRun && !(await replayConsumerExists(clients, fn))) {
+          console.error(`note: no host has consumed ${fn.name}'s replays yet; the copies wait in JETFN_REPLAY until one starts`);
+        }
+        return replayEvents(clients, fn, { ...options, progress }, log);
+      }),
+    );
   } catch (error) {
     throw new Error(`replay of ${fn.name} at ${where}: ${(error as Error).message}`, { cause: error });
   }
@@ -126,6 +135,7 @@ function positive(text: string, option: string): number {
 function time(text: string, option: string): Date {
   if (isDuration(text)) return new Date(Date.now() - parseDuration(text));
   const at = /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : Number.NaN;
-  if (Number.isNaN(at)) throw new UsageError(`--${option} expects a time like 2024-05-01T12:00:00Z or a duration before now like 2h, got ${text}`);
+  if (Number.isNaN(at))
+    throw new UsageError(`--${option} expects a time like 2024-05-01T12:00:00Z or a duration before now like 2h, got ${text}`);
   return new Date(at);
 }

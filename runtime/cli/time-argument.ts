@@ -12,6 +12,7 @@ const ISO_DATE = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2
 export function parseTimeArgument(text: string, now: Date = new Date()): Date {
   if (isDuration(text)) return new Date(now.getTime() - parseDuration(text));
   const time = ISO_DATE.test(text) ? Date.parse(text) : Number.NaN;
-  if (Number.isNaN(time)) throw new RangeError(`expected an ISO date like 2024-05-01T14:30:00Z or a duration like 2h, got ${JSON.stringify(text)}`);
+  if (Number.isNaN(time))
+    throw new RangeError(`expected an ISO date like 2024-05-01T14:30:00Z or a duration like 2h, got ${JSON.stringify(text)}`);
   return new Date(time);
 }

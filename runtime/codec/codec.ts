@@ -4,7 +4,6 @@ import type { EventSchema } from "../sdk/types.ts";
 
 export type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: Error };
 
-
 /** An event its schema refused, with every failing field. */
 export class ValidationError extends Error {
   readonly issues: readonly FieldIssue[];
@@ -66,9 +65,7 @@ export function encode(value: unknown): Uint8Array {
 
 interface StandardSchema {
   "~standard": {
-    validate(value: unknown):
-      | StandardResult
-      | Promise<StandardResult>;
+    validate(value: unknown): StandardResult | Promise<StandardResult>;
   };
 }
 type StandardResult = { value: unknown; issues?: undefined } | { issues: readonly StandardIssue[] };

@@ -157,11 +157,7 @@ function compileRetry(
     [own.initialDelay, at("retry", "initialDelay")],
     [shared.initialDelay, inDefaults("retry", "initialDelay")],
   );
-  const maxDelay = pick(
-    builtIn.maxDelayMs,
-    [own.maxDelay, at("retry", "maxDelay")],
-    [shared.maxDelay, inDefaults("retry", "maxDelay")],
-  );
+  const maxDelay = pick(builtIn.maxDelayMs, [own.maxDelay, at("retry", "maxDelay")], [shared.maxDelay, inDefaults("retry", "maxDelay")]);
   if (initialDelay.value > maxDelay.value) {
     const where = initialDelay.path ?? maxDelay.path ?? at("retry");
     const whose = where[0] === "defaults" ? ` of function "${entry.name}"` : "";

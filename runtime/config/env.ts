@@ -68,7 +68,10 @@ function readTokens(value: string, cwd: string): string[] | undefined {
       return undefined;
     }
   }
-  const tokens = text.split(/[,\r\n]+/).map((token) => token.trim()).filter((token) => token !== "");
+  const tokens = text
+    .split(/[,\r\n]+/)
+    .map((token) => token.trim())
+    .filter((token) => token !== "");
   return tokens.length > 0 ? tokens : undefined;
 }
 
@@ -105,11 +108,21 @@ function envSchema(cwd: string) {
           : "expected a comma-separated list of tokens, or @/path/to/file",
       (value) => readTokens(value, cwd)!,
     ).optional(),
-    JETFN_INGRESS_MAX_BODY: checked(isSize, (value) => `expected a size like 1MB, got ${describeValue(value)}`, parseSize).default(1024 * 1024),
+    JETFN_INGRESS_MAX_BODY: checked(isSize, (value) => `expected a size like 1MB, got ${describeValue(value)}`, parseSize).default(
+      1024 * 1024,
+    ),
     JETFN_INGRESS_READ_TIMEOUT: checked(isDuration, durationMessage, parseDuration).default(10_000),
     OTEL_SERVICE_NAME: anything.default("jetfn"),
-    OTEL_EXPORTER_OTLP_ENDPOINT: checked(isHttpUrl, (value) => `expected an http(s) URL like http://collector:4318, got ${describeValue(value)}`, (value) => value).optional(),
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: checked(isHttpUrl, (value) => `expected an http(s) URL like http://collector:4318/v1/traces, got ${describeValue(value)}`, (value) => value).optional(),
+    OTEL_EXPORTER_OTLP_ENDPOINT: checked(
+      isHttpUrl,
+      (value) => `expected an http(s) URL like http://collector:4318, got ${describeValue(value)}`,
+      (value) => value,
+    ).optional(),
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: checked(
+      isHttpUrl,
+      (value) => `expected an http(s) URL like http://collector:4318/v1/traces, got ${describeValue(value)}`,
+      (value) => value,
+    ).optional(),
     OTEL_TRACES_SAMPLER: checked(
       (value) => (SAMPLERS as readonly string[]).includes(value),
       (value) => `expected one of ${SAMPLERS.join(", ")}, got ${describeValue(value)}`,
@@ -123,7 +136,16 @@ function envSchema(cwd: string) {
     OTEL_RESOURCE_ATTRIBUTES: checked(
       (value) => value.split(",").every((pair) => /^[^=\s]+=[^,]*$/.test(pair.trim())),
       (value) => `expected key=value pairs separated by commas, got ${describeValue(value)}`,
-      (value) => Object.fromEntries(value.split(",").map((pair) => pair.trim().split(/=(.*)/s).slice(0, 2).map((part) => decodeURIComponent(part.trim())))),
+      (value) =>
+        Object.fromEntries(
+          value.split(",").map((pair) =>
+            pair
+              .trim()
+              .split(/=(.*)/s)
+              .slice(0, 2)
+              .map((part) => decodeURIComponent(part.trim())),
+          ),
+        ),
     ).optional(),
     LOG_LEVEL: checked(
       (value) => (LOG_LEVELS as readonly string[]).includes(value.toLowerCase()),
@@ -169,10 +191,7 @@ const TOGETHER: ReadonlyArray<readonly [string, string]> = [
  * `cwd`) and must name existing files. Secret values never appear in error messages.
  * @throws ConfigError naming each bad variable (`environment JETFN_HTTP_PORT: ...`).
  */
-export function loadEnv(
-  env: Readonly<Record<string, string | undefined>> = process.env,
-  cwd: string = process.cwd(),
-): CompiledEnv {
+export function loadEnv(env: Readonly<Record<string, string | undefined>> = process.env, cwd: string = process.cwd()): CompiledEnv {
   const schema = envSchema(cwd);
   const input: Record<string, string> = {};
   for (const name of Object.keys(schema.shape)) {

@@ -12,14 +12,7 @@ import { isFile } from "./files.ts";
 import { deepFreeze, isPlainMap } from "./freeze.ts";
 import { Locator } from "./locate.ts";
 import type { Anchor } from "./locate.ts";
-import {
-  defaultsSchema,
-  functionEntrySchema,
-  parseOptions,
-  PER_FUNCTION_KEYS,
-  rootSchema,
-  streamEntrySchema,
-} from "./schema.ts";
+import { defaultsSchema, functionEntrySchema, parseOptions, PER_FUNCTION_KEYS, rootSchema, streamEntrySchema } from "./schema.ts";
 import type { DefaultsEntry, FunctionEntry, StreamEntry } from "./schema.ts";
 import { subjectCovers } from "./subjects.ts";
 import { unknownKeyMessage } from "./suggest.ts";
@@ -146,7 +139,8 @@ function compileRoutes(
     const first = shapes.get(shape);
     if (first === undefined) shapes.set(shape, index);
     else report(["routes", index, "route"], `${route.route} matches the same requests as routes[${first}]`);
-    if (route.schema && !isFile(route.schema.file)) report(["routes", index, "schema"], `schema file not found: ${entry.schema!.split("#")[0]}`);
+    if (route.schema && !isFile(route.schema.file))
+      report(["routes", index, "schema"], `schema file not found: ${entry.schema!.split("#")[0]}`);
   }
   return routes;
 }
@@ -159,11 +153,7 @@ interface Indexed<T> {
 }
 
 /** The entries of a list section that passed their schema, with their index. */
-function entries<T>(
-  value: unknown,
-  section: string,
-  parse: (value: unknown, at: readonly PropertyKey[]) => T | undefined,
-): Indexed<T>[] {
+function entries<T>(value: unknown, section: string, parse: (value: unknown, at: readonly PropertyKey[]) => T | undefined): Indexed<T>[] {
   if (!Array.isArray(value)) return [];
   const parsed: Indexed<T>[] = [];
   value.forEach((item: unknown, index) => {
@@ -203,12 +193,7 @@ function isMissingKey(data: unknown, at: readonly PropertyKey[]): boolean {
   return isPlainMap(parent) && key !== undefined && !Object.hasOwn(parent, key);
 }
 
-function checkDuplicates(
-  list: readonly Indexed<FunctionEntry | StreamEntry>[],
-  section: string,
-  kind: string,
-  report: Report,
-): void {
+function checkDuplicates(list: readonly Indexed<FunctionEntry | StreamEntry>[], section: string, kind: string, report: Report): void {
   const seen = new Map<string, number>();
   for (const { entry, index } of list) {
     const first = seen.get(entry.name);
@@ -237,18 +222,16 @@ function checkDurables(list: readonly Indexed<FunctionEntry>[], compiled: readon
  * A function on a stream declared here must filter subjects that stream captures, and its
  * output must not be one of its own subjects.
  */
-function checkCoverage(
-  list: readonly Indexed<FunctionEntry>[],
-  streams: readonly CompiledStream[],
-  raw: unknown,
-  report: Report,
-): void {
+function checkCoverage(list: readonly Indexed<FunctionEntry>[], streams: readonly CompiledStream[], raw: unknown, report: Report): void {
   const byName = new Map(streams.map((stream) => [stream.name, stream]));
   const rawList = Array.isArray(raw) ? (raw as unknown[]) : [];
   for (const { entry, index } of list) {
     // Output fed back into the function's own subjects would run it forever.
     if (entry.output !== undefined && entry.subjects.some((subject) => subjectCovers(subject, entry.output!))) {
-      report(["functions", index, "output"], `output "${entry.output}" is one of the function's own subjects: every result would run it again`);
+      report(
+        ["functions", index, "output"],
+        `output "${entry.output}" is one of the function's own subjects: every result would run it again`,
+      );
     }
     const stream = byName.get(entry.stream);
     if (!stream) continue;
@@ -261,7 +244,6 @@ function checkCoverage(
     });
   }
 }
-
 
 function readFailure(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;

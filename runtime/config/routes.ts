@@ -48,11 +48,16 @@ function routeMessage(input: unknown): string {
 }
 
 /** A subject that may hold `{param}` placeholders, each standing for one whole token. */
-const subjectTemplateSchema = z
-  .string({ error: (issue) => subjectMessage(issue.input) })
-  .refine((value) => isValidSubject(fillTemplate(value, () => "x"), { wildcards: false }), {
+const subjectTemplateSchema = z.string({ error: (issue) => subjectMessage(issue.input) }).refine(
+  (value) =>
+    isValidSubject(
+      fillTemplate(value, () => "x"),
+      { wildcards: false },
+    ),
+  {
     error: (issue) => subjectMessage(issue.input),
-  });
+  },
+);
 
 function subjectMessage(input: unknown): string {
   return `expected a NATS subject without wildcards, optionally with {param} tokens, like orders.{id}.cancelled, got ${describeValue(input)}`;
@@ -68,15 +73,13 @@ export function templateParams(template: string): string[] {
   return [...template.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]!);
 }
 
-const schemaRefSchema = z
-  .string({ error: (issue) => schemaRefMessage(issue.input) })
-  .refine(
-    (value) => {
-      const [file, exportName, extra] = value.split("#");
-      return file !== undefined && file.trim() !== "" && extra === undefined && (exportName === undefined || EXPORT_NAME.test(exportName));
-    },
-    { error: (issue) => schemaRefMessage(issue.input) },
-  );
+const schemaRefSchema = z.string({ error: (issue) => schemaRefMessage(issue.input) }).refine(
+  (value) => {
+    const [file, exportName, extra] = value.split("#");
+    return file !== undefined && file.trim() !== "" && extra === undefined && (exportName === undefined || EXPORT_NAME.test(exportName));
+  },
+  { error: (issue) => schemaRefMessage(issue.input) },
+);
 
 function schemaRefMessage(input: unknown): string {
   return `expected a file path with the schema's export, like functions/schemas/order.ts#Order, got ${describeValue(input)}`;

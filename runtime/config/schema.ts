@@ -22,9 +22,7 @@ const EXPORT_NAME = /^[A-Za-z_$][\w$]*$/;
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2}))?$/;
 
 function text(message: (input: unknown) => string, valid: (value: string) => boolean) {
-  return z
-    .string({ error: (issue) => message(issue.input) })
-    .refine(valid, { error: (issue) => message(issue.input) });
+  return z.string({ error: (issue) => message(issue.input) }).refine(valid, { error: (issue) => message(issue.input) });
 }
 
 /** A duration of at least `minMs`; one message for both ways of getting it wrong. */
@@ -89,16 +87,20 @@ const deliverPolicySchema = dispatch<CompiledDeliverPolicy>(
       return z.enum(["all", "new", "last"]).transform((kind): CompiledDeliverPolicy => ({ kind }));
     }
     if (isPlainMap(input) && "startSeq" in input) {
-      return z.strictObject({ startSeq: integer(1) }).transform(({ startSeq }): CompiledDeliverPolicy => ({
-        kind: "startSeq",
-        startSeq,
-      }));
+      return z.strictObject({ startSeq: integer(1) }).transform(
+        ({ startSeq }): CompiledDeliverPolicy => ({
+          kind: "startSeq",
+          startSeq,
+        }),
+      );
     }
     if (isPlainMap(input) && "startTime" in input) {
-      return z.strictObject({ startTime: isoDateSchema }).transform(({ startTime }): CompiledDeliverPolicy => ({
-        kind: "startTime",
-        startTime,
-      }));
+      return z.strictObject({ startTime: isoDateSchema }).transform(
+        ({ startTime }): CompiledDeliverPolicy => ({
+          kind: "startTime",
+          startTime,
+        }),
+      );
     }
     return undefined;
   },
@@ -216,9 +218,7 @@ export const streamEntrySchema = z.strictObject({
   storage: z.enum(["file", "memory"]).optional(),
   replicas: integer(1, 5).optional(),
   /** A duration, or 0 for no limit. */
-  maxAge: dispatch<number>((input) =>
-    input === 0 || input === "0" ? z.unknown().transform(() => 0) : durationSchema,
-  ).optional(),
+  maxAge: dispatch<number>((input) => (input === 0 || input === "0" ? z.unknown().transform(() => 0) : durationSchema)).optional(),
   duplicateWindow: durationAtLeast(1, "1ms").optional(),
 });
 

@@ -25,7 +25,9 @@ function sizeMessage(value: unknown): string {
 export function sizeSchema(minBytes: number) {
   const valid = (text: string): boolean => SIZE.test(text) && parseSize(text) >= minBytes;
   const message = (input: unknown): string =>
-    typeof input === "string" && SIZE.test(input) ? `expected a size of at least ${bytes(minBytes)}, got ${describeValue(input)}` : sizeMessage(input);
+    typeof input === "string" && SIZE.test(input)
+      ? `expected a size of at least ${bytes(minBytes)}, got ${describeValue(input)}`
+      : sizeMessage(input);
   return z
     .string({ error: (issue) => message(issue.input) })
     .refine(valid, { error: (issue) => message(issue.input) })

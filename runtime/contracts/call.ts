@@ -46,4 +46,3 @@ export const CALL_STATUS: Readonly<Record<CallResult["kind"], number>> = Object.
   timeout: 504,
   failed: 500,
 });
-

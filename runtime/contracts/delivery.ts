@@ -35,9 +35,5 @@ export interface Delivery {
 export interface Publisher {
   /** The server's max_payload: the largest message, headers included, it accepts. */
   readonly maxPayload: number;
-  publish(
-    subject: string,
-    data: Uint8Array,
-    options?: { headers?: Record<string, string>; msgId?: string },
-  ): Promise<PublishAck>;
+  publish(subject: string, data: Uint8Array, options?: { headers?: Record<string, string>; msgId?: string }): Promise<PublishAck>;
 }

@@ -151,7 +151,9 @@ export class FunctionRuntime {
   /** What `/readyz` adds for it: its pulls held while the broker refuses its outputs. */
   readyNote(): string | undefined {
     const hold = this.admission.brokerHold;
-    return hold ? `${this.fn.name}: waiting for the broker (${hold.reason}) since ${hold.since}, ${hold.waiting} waiting; not pulling` : undefined;
+    return hold
+      ? `${this.fn.name}: waiting for the broker (${hold.reason}) since ${hold.since}, ${hold.waiting} waiting; not pulling`
+      : undefined;
   }
 
   /** The one status of the function on this host; `poller` gives the consumer's last polled counts. */
@@ -189,7 +191,10 @@ export class FunctionRuntime {
     this.admission.onBrokerHold((hold) => {
       if (hold) {
         since = Date.now();
-        this.#log.warn({ reason: hold.reason }, "the broker refuses the function's outputs: pulling held, the waiting publishes retried in place");
+        this.#log.warn(
+          { reason: hold.reason },
+          "the broker refuses the function's outputs: pulling held, the waiting publishes retried in place",
+        );
       } else {
         this.#log.info({ held_ms: Date.now() - since }, "the broker takes the function's outputs again: pulling resumed");
       }

@@ -43,7 +43,10 @@ function splitPath(pathname: string): string[] | undefined {
   const trimmed = pathname.length > 1 && pathname.endsWith("/") ? pathname.slice(0, -1) : pathname;
   if (trimmed === "/") return [];
   try {
-    return trimmed.slice(1).split("/").map((segment) => decodeURIComponent(segment));
+    return trimmed
+      .slice(1)
+      .split("/")
+      .map((segment) => decodeURIComponent(segment));
   } catch {
     return undefined;
   }

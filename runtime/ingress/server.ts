@@ -220,7 +220,10 @@ export class IngressServer {
       return json(202, { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate });
     } catch (error) {
       this.#options.log.warn({ err: error, subject }, "ingress publish failed");
-      return unavailable(`publishing to ${subject} failed; retry with the same Idempotency-Key to keep it at most once`, UNREACHABLE_RETRY_S);
+      return unavailable(
+        `publishing to ${subject} failed; retry with the same Idempotency-Key to keep it at most once`,
+        UNREACHABLE_RETRY_S,
+      );
     }
   }
 

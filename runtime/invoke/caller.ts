@@ -70,20 +70,31 @@ export class Caller implements SyncCaller {
     try {
       const start = {
         delivery: callDelivery(request),
-        span: { name: `invoke ${fn.name}`, options: { kind: request.spanKind, attributes: { "jetfn.function": fn.name, "jetfn.call": true } }, parent: request.parent },
+        span: {
+          name: `invoke ${fn.name}`,
+          options: { kind: request.spanKind, attributes: { "jetfn.function": fn.name, "jetfn.call": true } },
+          parent: request.parent,
+        },
       };
       const answered = await this.#core.invoke(start, ({ invocation, outcome }) => {
         const result = callResult(fn, outcome);
         if (result.kind !== "ok") {
           invocation.span.setStatus({ code: SpanStatusCode.ERROR, message: result.message });
-          this.#log.warn({ subject: request.subject, outcome: outcome.kind, err: outcome.kind === "error" ? outcome.error : undefined }, `call failed: ${result.message}`);
+          this.#log.warn(
+            { subject: request.subject, outcome: outcome.kind, err: outcome.kind === "error" ? outcome.error : undefined },
+            `call failed: ${result.message}`,
+          );
         }
         return result;
       });
       if (answered) return answered;
       const paused = admission.paused;
       const why = paused ? `it is paused${paused.reason ? ` (${paused.reason})` : ""}` : "a breaker is open";
-      return { kind: "unavailable", message: `function ${fn.name} is not taking calls: ${why}`, retryAfterMs: admission.closedForMs() || 1000 };
+      return {
+        kind: "unavailable",
+        message: `function ${fn.name} is not taking calls: ${why}`,
+        retryAfterMs: admission.closedForMs() || 1000,
+      };
     } catch (error) {
       // Only a bug in the host gets here.
       this.#log.error({ err: error, subject: request.subject }, "call failed in the host");
@@ -130,7 +141,8 @@ function callResult(fn: CompiledFunction, outcome: Outcome): CallResult {
     case "error": {
       const error = outcome.error;
       if (isNonRetryableError(error)) return { kind: "rejected", message: error.message };
-      if (isBreakerOpenError(error)) return { kind: "unavailable", message: `breaker ${error.breaker} is open`, retryAfterMs: error.retryAfterMs };
+      if (isBreakerOpenError(error))
+        return { kind: "unavailable", message: `breaker ${error.breaker} is open`, retryAfterMs: error.retryAfterMs };
       if (isRetryAfterError(error)) return { kind: "unavailable", message: error.message, retryAfterMs: error.delayMs };
       return { kind: "failed", message: `function ${fn.name} failed` };
     }

@@ -114,12 +114,7 @@ export class InvocationCore {
     const { executor, timeoutMs, stop, deliveries } = this.#deps;
     const unbeat = deliveries?.heartbeat ? deliveries.heartbeats.add(invocation.working) : undefined;
     try {
-      return await runWithTimeout(
-        (deadline) => executor.run(invocation, deadline),
-        timeoutMs,
-        stop,
-        invocation.delivery.revoked,
-      );
+      return await runWithTimeout((deadline) => executor.run(invocation, deadline), timeoutMs, stop, invocation.delivery.revoked);
     } finally {
       unbeat?.();
     }

@@ -66,14 +66,22 @@ export function settle(
       return { action: "ack", output: outcome.value };
     case "aborted":
       if (outcome.cause === "released") {
-        return { action: "nak", delayMs: 0, error: "handed back unrun: the function paused or its breaker opened while it waited for a slot" };
+        return {
+          action: "nak",
+          delayMs: 0,
+          error: "handed back unrun: the function paused or its breaker opened while it waited for a slot",
+        };
       }
       if (outcome.cause === "revoked") {
         // Never sent (the delivery is fenced): the partition's next owner settles the event.
         return { action: "nak", delayMs: 0, error: "cut off: this host lost the lease of the event's partition" };
       }
       return outcome.cause === "bystander"
-        ? { action: "nak", delayMs: 0, error: "its worker thread was ended for another invocation (a hard timeout, or its partition's lease lost)" }
+        ? {
+            action: "nak",
+            delayMs: 0,
+            error: "its worker thread was ended for another invocation (a hard timeout, or its partition's lease lost)",
+          }
         : { action: "nak", delayMs: 0, error: "aborted by shutdown" };
     case "undecodable":
     case "invalid":
@@ -105,9 +113,7 @@ export function settle(
         return { action: "dead-letter", reason: outcome.kind === "crashed" ? "crashed" : "attempts-exhausted", error };
       }
       const delayMs =
-        outcome.kind === "error" && isRetryAfterError(outcome.error)
-          ? outcome.error.delayMs
-          : backoffDelay(retry, attempt, random);
+        outcome.kind === "error" && isRetryAfterError(outcome.error) ? outcome.error.delayMs : backoffDelay(retry, attempt, random);
       return { action: "nak", delayMs, error };
     }
   }

@@ -59,9 +59,13 @@ function runsCutOffBy(signal: AbortSignal, cause: "shutdown" | "revoked"): Set<R
     const set = new Set<RunDeadline>();
     runs = set;
     runsOf.set(signal, set);
-    signal.addEventListener("abort", () => {
-      for (const run of [...set]) run.cutOff(cause);
-    }, { once: true });
+    signal.addEventListener(
+      "abort",
+      () => {
+        for (const run of [...set]) run.cutOff(cause);
+      },
+      { once: true },
+    );
   }
   return runs;
 }

@@ -67,7 +67,10 @@ export interface SettlerOptions {
 export type Settled = Settlement & { readonly spared?: true; readonly unsent?: true };
 
 /** How a publish that may wait for the broker ended. */
-type Taken = { readonly taken: true } | { readonly taken: false; readonly own: string } | { readonly taken: false; readonly settled: Settled };
+type Taken =
+  | { readonly taken: true }
+  | { readonly taken: false; readonly own: string }
+  | { readonly taken: false; readonly settled: Settled };
 
 const TAKEN: Taken = Object.freeze({ taken: true });
 
@@ -214,7 +217,8 @@ export class Settler {
   async #untilTaken(item: Settling, what: string, publish: () => Promise<unknown>): Promise<Taken> {
     const { delivery } = item;
     // Revoked before anything was sent: send nothing at all.
-    if (delivery.revoked?.aborted) return { taken: false, settled: { action: "nak", delayMs: 0, error: `${what} not attempted`, unsent: true } };
+    if (delivery.revoked?.aborted)
+      return { taken: false, settled: { action: "nak", delayMs: 0, error: `${what} not attempted`, unsent: true } };
     // The first try on its own: nearly every publish is taken at once, and the retry's
     // closures and listeners cost a measurable share of an echo's CPU.
     try {

@@ -27,11 +27,17 @@ async function checkInThread(config: CompiledConfig, bundles: readonly BuiltHand
   const worker = new Worker(script, { workerData: init, name: "jetfn:check" });
   const results = await new Promise<{ function: string; error?: string }[]>((resolve, reject) => {
     const timer = setTimeout(() => {
-      reject(new BundleError(`loading the handlers (${init.handlers.map((h) => h.function).join(", ")}) did not finish within ${CHECK_TIMEOUT_MS / 1000}s: does a module's top level loop or wait forever?`));
+      reject(
+        new BundleError(
+          `loading the handlers (${init.handlers.map((h) => h.function).join(", ")}) did not finish within ${CHECK_TIMEOUT_MS / 1000}s: does a module's top level loop or wait forever?`,
+        ),
+      );
     }, CHECK_TIMEOUT_MS);
     worker.once("message", (message: { results: { function: string; error?: string }[] }) => resolve(message.results));
     worker.once("error", (error) => reject(new BundleError(`loading the handlers failed: ${error.stack ?? error.message}`)));
-    worker.once("exit", (code) => reject(new BundleError(`loading the handlers ended their thread with exit code ${code} (process.exit() at a module's top level?)`)));
+    worker.once("exit", (code) =>
+      reject(new BundleError(`loading the handlers ended their thread with exit code ${code} (process.exit() at a module's top level?)`)),
+    );
     worker.once("exit", () => clearTimeout(timer));
   }).finally(() => void worker.terminate());
   const failures = results.flatMap((result) => (result.error ? [result.error] : []));

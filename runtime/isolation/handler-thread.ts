@@ -421,7 +421,10 @@ export class HandlerThread {
       return { reason: "load", error: `loading the handler in its worker thread failed: ${errorMessage(error)}` };
     }
     if (error !== undefined) {
-      return { reason: "uncaught", error: `handler code threw outside any invocation (an uncaught exception or unhandled rejection), ending its worker thread: ${errorMessage(error)}` };
+      return {
+        reason: "uncaught",
+        error: `handler code threw outside any invocation (an uncaught exception or unhandled rejection), ending its worker thread: ${errorMessage(error)}`,
+      };
     }
     return { reason: "exit", error: `handler code ended its worker thread with process.exit(${code})` };
   }

@@ -82,8 +82,6 @@ export type RunWire = readonly [
  */
 export type DoneWire = readonly [t: 1, id: number, value: BytesRef | 0, type?: "text" | "binary"];
 
-
-
 /** The host's thread to a handler thread. */
 export type ToThread =
   | RunWire
@@ -174,7 +172,7 @@ export interface WireError {
  */
 export function toWire(error: unknown, describe: (error: unknown) => string): WireError {
   if (!(error instanceof Error)) return { message: describe(error), nonError: true };
-  const read = <T,>(key: string, type: string): T | undefined => {
+  const read = <T>(key: string, type: string): T | undefined => {
     try {
       const value = (error as unknown as Record<string, unknown>)[key];
       return typeof value === type ? (value as T) : undefined;

@@ -86,7 +86,7 @@ async function serve(init: ThreadInit): Promise<void> {
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
   let nextReq = 1;
 
-  const call = <T,>(id: number, request: Call): Promise<T> =>
+  const call = <T>(id: number, request: Call): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       const req = nextReq++;
       pending.set(req, { resolve: resolve as (value: unknown) => void, reject });
@@ -305,7 +305,6 @@ async function serve(init: ThreadInit): Promise<void> {
       });
     }
   }
-
 }
 
 /**
@@ -360,7 +359,9 @@ function remoteSpan(id: number, spanContext: SpanContext | undefined): Span {
     spanContext: () => context,
     setAttribute: (key, value) => (send("setAttribute", [key, value]), span),
     setAttributes: (attributes) => (send("setAttributes", [attributes]), span),
-    addEvent: (name, attributes) => (send("addEvent", [name, typeof attributes === "object" && !(attributes instanceof Date) ? attributes : undefined]), span),
+    addEvent: (name, attributes) => (
+      send("addEvent", [name, typeof attributes === "object" && !(attributes instanceof Date) ? attributes : undefined]), span
+    ),
     addLink: () => span,
     addLinks: () => span,
     setStatus: (status) => (send("setStatus", [status]), span),
@@ -374,12 +375,14 @@ function remoteSpan(id: number, spanContext: SpanContext | undefined): Span {
 
 /** `ctx.log` in a thread: each line is written by the host's logger, with the delivery's fields. */
 function threadLogger(id: number, bindings: Record<string, unknown>, levels: Record<LogLevel, number>, threshold: number): Logger {
-  const at = (level: LogLevel) => (first: string | object, message?: string): void => {
-    if (levels[level] < threshold) return;
-    const fields = typeof first === "string" ? {} : (first as Record<string, unknown>);
-    const msg = typeof first === "string" ? first : message;
-    post({ t: "log", id, level, bindings, fields: cloneable(fields), ...(msg !== undefined ? { msg } : {}) });
-  };
+  const at =
+    (level: LogLevel) =>
+    (first: string | object, message?: string): void => {
+      if (levels[level] < threshold) return;
+      const fields = typeof first === "string" ? {} : (first as Record<string, unknown>);
+      const msg = typeof first === "string" ? first : message;
+      post({ t: "log", id, level, bindings, fields: cloneable(fields), ...(msg !== undefined ? { msg } : {}) });
+    };
   return {
     trace: at("trace"),
     debug: at("debug"),
@@ -402,7 +405,9 @@ function cloneable(fields: Record<string, unknown>): Record<string, unknown> {
 
 function jsonSafe(fields: Record<string, unknown>): Record<string, unknown> {
   try {
-    return JSON.parse(JSON.stringify(fields, (_key, value: unknown) => (value instanceof Error ? { message: value.message, stack: value.stack } : value))) as Record<string, unknown>;
+    return JSON.parse(
+      JSON.stringify(fields, (_key, value: unknown) => (value instanceof Error ? { message: value.message, stack: value.stack } : value)),
+    ) as Record<string, unknown>;
   } catch {
     return { unserializable: true };
   }

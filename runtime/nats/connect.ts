@@ -116,8 +116,7 @@ export async function connectNats(
       } else if (status.type === "reconnect") {
         onConnected(true);
         log.info({ server: status.server }, "reconnected to NATS");
-      }
-      else if (status.type === "error") log.error({ err: status.error }, "NATS error");
+      } else if (status.type === "error") log.error({ err: status.error }, "NATS error");
     }
   })();
   return nc;

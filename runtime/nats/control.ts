@@ -132,7 +132,10 @@ export class PauseWatch {
     if (entry.operation !== "PUT") return this.#options.apply(fn, undefined);
     const pause = readPause(entry.value);
     if (pause === "invalid") {
-      this.#options.log.warn({ function: fn, key: entry.key, value: entry.string().slice(0, 200) }, `ignoring a value in ${CONTROL_BUCKET} that jetfn did not write`);
+      this.#options.log.warn(
+        { function: fn, key: entry.key, value: entry.string().slice(0, 200) },
+        `ignoring a value in ${CONTROL_BUCKET} that jetfn did not write`,
+      );
       return;
     }
     this.#options.apply(fn, pause);

@@ -115,7 +115,11 @@ export async function getDeadLetter(clients: NatsClients, fn: CompiledFunction, 
  * them, or those before a time), one purge of the subject up to the last one's sequence
  * removes them; otherwise each is deleted.
  */
-export async function planDeadLetterPurge(clients: NatsClients, fn: CompiledFunction, selection: DeadLetterSelection): Promise<DeadLetterPurge> {
+export async function planDeadLetterPurge(
+  clients: NatsClients,
+  fn: CompiledFunction,
+  selection: DeadLetterSelection,
+): Promise<DeadLetterPurge> {
   const { seqs, before } = selection;
   const all = await read(clients, fn);
   const chosen = all.filter(
@@ -242,7 +246,13 @@ async function deleteIfPresent(clients: NatsClients, stream: string, seq: number
   } catch (error) {
     // The server answers a missing sequence with one of several codes (not found, store
     // EOF); asking for the message tells them apart from a real failure.
-    if (await clients.jsm.streams.getMessage(stream, { seq }).then((msg) => msg === null, () => false)) return false;
+    if (
+      await clients.jsm.streams.getMessage(stream, { seq }).then(
+        (msg) => msg === null,
+        () => false,
+      )
+    )
+      return false;
     throw error;
   }
 }

@@ -52,7 +52,13 @@ export async function resolveNats(
         : err,
   );
   const ready = waitUntilAnswers(host, port, 10_000);
-  const first = await Promise.race([ready.then(() => undefined, (error: Error) => error), failed]);
+  const first = await Promise.race([
+    ready.then(
+      () => undefined,
+      (error: Error) => error,
+    ),
+    failed,
+  ]);
   if (first instanceof Error) {
     void server.kill();
     throw first;

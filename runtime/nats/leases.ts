@@ -174,7 +174,8 @@ export class PartitionLeases {
 
   constructor(options: PartitionLeasesOptions) {
     if (!FUNCTION_NAME.test(options.function)) throw new Error(`invalid function name for leases: ${options.function}`);
-    if (!Number.isInteger(options.partitions) || options.partitions < 1) throw new Error(`partitions must be an integer >= 1, got ${options.partitions}`);
+    if (!Number.isInteger(options.partitions) || options.partitions < 1)
+      throw new Error(`partitions must be an integer >= 1, got ${options.partitions}`);
     if (!(options.ttlMs > 0)) throw new Error(`lease ttl must be positive, got ${options.ttlMs}`);
     if (options.hostId === "") throw new Error("hostId must not be empty");
     const jsm = managers.get(options.kv);
@@ -340,7 +341,11 @@ export class PartitionLeases {
   async #renew(p: number, holding: Holding): Promise<void> {
     const sentAt = performance.now();
     try {
-      const revision = await within(this.#kv.update(this.#key(p), this.#value, holding.revision, this.#requestMs), this.#requestMs, "renew");
+      const revision = await within(
+        this.#kv.update(this.#key(p), this.#value, holding.revision, this.#requestMs),
+        this.#requestMs,
+        "renew",
+      );
       // Dropped meanwhile (deadline, or released): the key still names us, a later round sees it.
       if (this.#holdings.get(p) !== holding) return;
       holding.revision = revision;
@@ -475,7 +480,8 @@ export class PartitionLeases {
       if (s === undefined || this.#holdings.has(p) || this.#releases.has(p) || this.#unleases.has(p)) continue;
       if (s.holder === undefined) candidates.push({ p, reason: "free", revision: s.revision, vacantFor: now - s.since });
       else if (s.holder === this.#self) candidates.push({ p, reason: "reclaimed", revision: s.revision, vacantFor: now - s.since });
-      else if (now - s.since >= this.#ttl) candidates.push({ p, reason: "expired", revision: s.revision, vacantFor: now - s.since - this.#ttl });
+      else if (now - s.since >= this.#ttl)
+        candidates.push({ p, reason: "expired", revision: s.revision, vacantFor: now - s.since - this.#ttl });
     }
     candidates.sort((a, b) => Number(b.reason === "reclaimed") - Number(a.reason === "reclaimed") || a.p - b.p);
     const chosen: typeof candidates = [];
@@ -491,7 +497,10 @@ export class PartitionLeases {
     const sentAt = performance.now();
     let written: number;
     try {
-      const write = reason === "free" ? this.#kv.create(this.#key(p), this.#value) : this.#kv.update(this.#key(p), this.#value, revision, this.#requestMs);
+      const write =
+        reason === "free"
+          ? this.#kv.create(this.#key(p), this.#value)
+          : this.#kv.update(this.#key(p), this.#value, revision, this.#requestMs);
       written = await within(write, this.#requestMs, "take lease");
     } catch (error) {
       // A conflict: another host came first. Either way the next round reads the key again.

@@ -53,7 +53,12 @@ export async function provisionStreams(nc: NatsConnection, jsm: JetStreamManager
   }
   for (const stream of config.streams) await ensureStream(jsm, stream, log);
   if (!config.streams.some((s) => s.name === DLQ_STREAM)) {
-    await ensureStream(jsm, { name: DLQ_STREAM, subjects: DLQ_SUBJECTS, storage: "file", replicas: 1, maxAgeMs: 0, duplicateWindowMs: 120_000 }, log, { createOnly: true });
+    await ensureStream(
+      jsm,
+      { name: DLQ_STREAM, subjects: DLQ_SUBJECTS, storage: "file", replicas: 1, maxAgeMs: 0, duplicateWindowMs: 120_000 },
+      log,
+      { createOnly: true },
+    );
   }
   if (!config.streams.some((s) => s.name === REPLAY_STREAM)) await ensureReplayStream(jsm, log);
 }
@@ -95,7 +100,9 @@ export async function ensureReplayStream(jsm: JetStreamManager, log: Logger): Pr
 export async function provisionConsumers(jsm: JetStreamManager, fn: CompiledFunction, log: Logger): Promise<void> {
   const ordering = fn.ordering;
   const [events, replays] = await Promise.allSettled([
-    ordering ? Promise.all(Array.from({ length: ordering.partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log))) : ensureConsumer(jsm, fn, log),
+    ordering
+      ? Promise.all(Array.from({ length: ordering.partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log)))
+      : ensureConsumer(jsm, fn, log),
     ensureConsumer(jsm, replayConsumer(fn), log),
   ]);
   // The function's own consumer's error first: the replay consumer's checks are the same.
@@ -151,11 +158,19 @@ export async function rewindConsumer(jsm: JetStreamManager, fn: CompiledFunction
     opt_start_seq: floor + 1,
     opt_start_time: undefined,
   });
-  log.info({ function: fn.name, durable: fn.durable, from_seq: floor + 1, unacked: info.num_ack_pending }, "rewound the partition's consumer to its ack floor");
+  log.info(
+    { function: fn.name, durable: fn.durable, from_seq: floor + 1, unacked: info.num_ack_pending },
+    "rewound the partition's consumer to its ack floor",
+  );
   return true;
 }
 
-async function ensureStream(jsm: JetStreamManager, stream: CompiledStream, log: Logger, opts: { createOnly?: boolean } = {}): Promise<void> {
+async function ensureStream(
+  jsm: JetStreamManager,
+  stream: CompiledStream,
+  log: Logger,
+  opts: { createOnly?: boolean } = {},
+): Promise<void> {
   const wanted: Partial<StreamConfig> = {
     subjects: [...stream.subjects],
     max_age: nanos(stream.maxAgeMs),
@@ -186,8 +201,10 @@ async function ensureStream(jsm: JetStreamManager, stream: CompiledStream, log: 
     current.duplicate_window === wanted.duplicate_window ? undefined : "duplicateWindow",
   ].filter(Boolean);
   if (current.storage !== stream.storage || current.num_replicas !== stream.replicas) {
-    log.warn({ stream: stream.name, server: { storage: current.storage, replicas: current.num_replicas } },
-      "stream storage/replicas differ from functions.yaml; they cannot be changed in place, keeping the server's");
+    log.warn(
+      { stream: stream.name, server: { storage: current.storage, replicas: current.num_replicas } },
+      "stream storage/replicas differ from functions.yaml; they cannot be changed in place, keeping the server's",
+    );
   }
   if (drift.length === 0) return;
   try {
@@ -231,13 +248,17 @@ export async function ensureConsumer(jsm: JetStreamManager, fn: CompiledFunction
     streamSubjects = (await jsm.streams.info(fn.stream)).config.subjects ?? [];
   } catch (error) {
     if (isNotFound(error)) {
-      throw new ProvisionError(`function ${fn.name}: stream ${fn.stream} does not exist and is not declared under streams: in functions.yaml`);
+      throw new ProvisionError(
+        `function ${fn.name}: stream ${fn.stream} does not exist and is not declared under streams: in functions.yaml`,
+      );
     }
     throw provisionFailure(`stream ${fn.stream}`, error);
   }
   for (const subject of fn.subjects) {
     if (!streamSubjects.some((s) => subjectCovers(s, subject))) {
-      throw new ProvisionError(`function ${fn.name}: subject ${subject} is not captured by stream ${fn.stream} (${streamSubjects.join(", ")})`);
+      throw new ProvisionError(
+        `function ${fn.name}: subject ${subject} is not captured by stream ${fn.stream} (${streamSubjects.join(", ")})`,
+      );
     }
   }
   await requireCapture(jsm, fn, "deadLetter", fn.deadLetter);
@@ -262,8 +283,10 @@ export async function ensureConsumer(jsm: JetStreamManager, fn: CompiledFunction
   // A partition's durable is rewound by start sequence on takeover (rewindConsumer).
   const rewound = fn.ordering !== undefined && current.deliver_policy === DeliverPolicy.StartSequence;
   if (current.deliver_policy !== wanted.deliver_policy && !rewound) {
-    log.warn({ function: fn.name, durable: fn.durable, server: current.deliver_policy, yaml: wanted.deliver_policy },
-      "deliverPolicy differs from the existing consumer and cannot be changed in place; keeping the server's (delete the consumer to reset it)");
+    log.warn(
+      { function: fn.name, durable: fn.durable, server: current.deliver_policy, yaml: wanted.deliver_policy },
+      "deliverPolicy differs from the existing consumer and cannot be changed in place; keeping the server's (delete the consumer to reset it)",
+    );
   }
   const updatable: Partial<ConsumerConfig> = {
     ack_wait: wanted.ack_wait,

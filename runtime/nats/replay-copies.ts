@@ -52,13 +52,19 @@ const WINDOW = 256;
  * PubAck at a time. Events stored after the replay began are not read: the function gets
  * them anyway. Throws on the first copy that fails to publish, after the others settled.
  */
-export async function replayEvents(clients: Pick<NatsClients, "js" | "jsm">, fn: CompiledFunction, options: ReplayOptions, log: Logger): Promise<ReplayCounts> {
+export async function replayEvents(
+  clients: Pick<NatsClients, "js" | "jsm">,
+  fn: CompiledFunction,
+  options: ReplayOptions,
+  log: Logger,
+): Promise<ReplayCounts> {
   const { js, jsm } = clients;
   let lastSeq: number;
   try {
     lastSeq = (await jsm.streams.info(fn.stream)).state.last_seq;
   } catch (error) {
-    if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) throw new Error(`its stream ${fn.stream} does not exist`);
+    if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)
+      throw new Error(`its stream ${fn.stream} does not exist`);
     throw error;
   }
   if (!options.dryRun) await ensureReplayStream(jsm, log);
@@ -123,14 +129,21 @@ class Copier {
   async copy(msg: JsMsg, counts: ReplayCounts): Promise<void> {
     while (this.#inflight.size >= WINDOW) await Promise.race(this.#inflight);
     const of = { stream: msg.info.stream, seq: msg.seq };
-    const publishing = publishReplayCopy(this.#js, this.#fn, { data: msg.data, headers: msg.headers, subject: msg.subject, of }, replayMsgId(this.#fn, of, this.#key))
+    const publishing = publishReplayCopy(
+      this.#js,
+      this.#fn,
+      { data: msg.data, headers: msg.headers, subject: msg.subject, of },
+      replayMsgId(this.#fn, of, this.#key),
+    )
       .then(
         (duplicate) => {
           if (duplicate) counts.duplicates++;
           else counts.published++;
         },
         (error: unknown) => {
-          this.failure ??= new Error(`copying ${formatReplayOf(of)} to ${replaySubject(this.#fn)} failed: ${(error as Error).message}`, { cause: error });
+          this.failure ??= new Error(`copying ${formatReplayOf(of)} to ${replaySubject(this.#fn)} failed: ${(error as Error).message}`, {
+            cause: error,
+          });
         },
       )
       .finally(() => this.#inflight.delete(publishing));
@@ -185,7 +198,11 @@ export async function replayConsumerExists(clients: Pick<NatsClients, "jsm">, fn
     await clients.jsm.consumers.info(REPLAY_STREAM, replayDurable(fn.name));
     return true;
   } catch (error) {
-    if (error instanceof JetStreamApiError && (error.code === JetStreamApiCodes.ConsumerNotFound || error.code === JetStreamApiCodes.StreamNotFound)) return false;
+    if (
+      error instanceof JetStreamApiError &&
+      (error.code === JetStreamApiCodes.ConsumerNotFound || error.code === JetStreamApiCodes.StreamNotFound)
+    )
+      return false;
     throw error;
   }
 }

@@ -155,7 +155,6 @@ class ReplayedDelivery implements Delivery {
   }
 }
 
-
 /**
  * A function's events and its replays, consumed side by side: started, interrupted,
  * stopped and settled together. Ready is the events' loop's: the replay loop binds when

@@ -118,7 +118,8 @@ export class JetfnService {
       });
     }
     void service.stopped.then((error) => {
-      if (error && !served.#stopping) options.log.error({ err: error }, "the jetfn NATS service stopped: functions are no longer served by request, nor the status");
+      if (error && !served.#stopping)
+        options.log.error({ err: error }, "the jetfn NATS service stopped: functions are no longer served by request, nor the status");
     });
     await nc.flush();
     if (options.functions.length > 0) {
@@ -174,7 +175,9 @@ export class JetfnService {
         encoded = this.#options.encode(result.value);
       } catch (error) {
         this.#log.warn({ function: fn.name, err: error }, "a call's return value cannot be encoded");
-        return this.#send(fn, msg, () => msg.respondError(CALL_STATUS.failed, `function ${fn.name} returned a value that cannot be encoded`));
+        return this.#send(fn, msg, () =>
+          msg.respondError(CALL_STATUS.failed, `function ${fn.name} returned a value that cannot be encoded`),
+        );
       }
       const h = natsHeaders();
       h.set("Content-Type", CONTENT_TYPE[encoded.type]);

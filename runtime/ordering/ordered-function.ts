@@ -231,7 +231,10 @@ export class OrderedFunction {
     );
     const started = (async () => {
       if (waitMs > 0) {
-        this.#log.info({ partition, wait_ms: waitMs }, "partition taken over: waiting for the previous owner's runs to end before starting its events");
+        this.#log.info(
+          { partition, wait_ms: waitMs },
+          "partition taken over: waiting for the previous owner's runs to end before starting its events",
+        );
         const waited = await sleep(waitMs, true, { signal: leaving.signal }).catch(() => false);
         const owned = this.#owned.get(partition);
         if (owned?.loop === loop) owned.takeoverUntil = 0;

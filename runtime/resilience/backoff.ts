@@ -11,10 +11,7 @@ import type { CompiledRetry } from "../config/types.ts";
  */
 export function backoffDelay(retry: CompiledRetry, deliveryCount: number, random: () => number = Math.random): number {
   const attempt = Math.max(1, Math.floor(deliveryCount));
-  const nominal =
-    retry.backoff === "fixed"
-      ? retry.initialDelayMs
-      : retry.initialDelayMs * 2 ** Math.min(attempt - 1, 52); // 2^52 keeps the product finite
+  const nominal = retry.backoff === "fixed" ? retry.initialDelayMs : retry.initialDelayMs * 2 ** Math.min(attempt - 1, 52); // 2^52 keeps the product finite
   const capped = Math.min(nominal, retry.maxDelayMs);
   if (!retry.jitter) return Math.round(capped);
   return Math.round(capped / 2 + random() * (capped / 2));

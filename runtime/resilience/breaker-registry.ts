@@ -69,9 +69,12 @@ export class BreakerRegistry {
       halfOpenRequests: options.halfOpenRequests ?? DEFAULT_BREAKER_POLICY.halfOpenRequests,
     };
     const valid =
-      Number.isInteger(policy.failureThreshold) && policy.failureThreshold >= 1 &&
-      Number.isFinite(policy.openForMs) && policy.openForMs > 0 &&
-      Number.isInteger(policy.halfOpenRequests) && policy.halfOpenRequests >= 1;
+      Number.isInteger(policy.failureThreshold) &&
+      policy.failureThreshold >= 1 &&
+      Number.isFinite(policy.openForMs) &&
+      policy.openForMs > 0 &&
+      Number.isInteger(policy.halfOpenRequests) &&
+      policy.halfOpenRequests >= 1;
     if (!valid) throw new TypeError(`ctx.breaker("${name}"): invalid options ${JSON.stringify(options)}`);
     return policy;
   }

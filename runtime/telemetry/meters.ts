@@ -109,11 +109,21 @@ export class BucketHistogram<L extends string> {
   }
 
   /** For JSON: the labels merged, as prom-client's `get()` gives them. */
-  async get(): Promise<{ name: string; help: string; type: "histogram"; aggregator: "sum"; values: { metricName: string; labels: Record<string, string | number>; value: number }[] }> {
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: "histogram";
+    aggregator: "sum";
+    values: { metricName: string; labels: Record<string, string | number>; value: number }[];
+  }> {
     const data = await this.getForPromString();
     return {
       ...data,
-      values: data.values.map(({ metricName, labels, sharedLabels, value }) => ({ metricName, labels: { ...labels, ...sharedLabels }, value })),
+      values: data.values.map(({ metricName, labels, sharedLabels, value }) => ({
+        metricName,
+        labels: { ...labels, ...sharedLabels },
+        value,
+      })),
     };
   }
 }
@@ -153,7 +163,12 @@ export class FunctionMeters {
   }
 
   /** Adds what was counted since the last fold into the registry's metrics. */
-  fold(into: { received: Counter<"function">; invocations: Counter<"function" | "outcome">; acks: Counter<"function" | "action">; inflight: Gauge<"function"> }): void {
+  fold(into: {
+    received: Counter<"function">;
+    invocations: Counter<"function" | "outcome">;
+    acks: Counter<"function" | "action">;
+    inflight: Gauge<"function">;
+  }): void {
     const fn = this.name;
     if (this.received > 0) into.received.inc({ function: fn }, this.received);
     this.received = 0;

@@ -66,7 +66,7 @@ export class Metrics {
   });
   readonly breakerState = new Gauge({
     name: "jetfn_breaker_state",
-    help: "Circuit breaker state: 0 closed, 1 half-open, 2 open. breaker=\"function\" is the function's own.",
+    help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open. breaker="function" is the function\'s own.',
     labelNames: ["function", "breaker"] as const,
     registers: [this.registry],
     // Breakers leave "open" when their state is next read; a scrape reads them.
@@ -106,7 +106,7 @@ export class Metrics {
 
   readonly ingressRequests = new Counter({
     name: "jetfn_ingress_requests_total",
-    help: "HTTP requests to the ingress listener by route template (\"unmatched\" for none) and status code.",
+    help: 'HTTP requests to the ingress listener by route template ("unmatched" for none) and status code.',
     labelNames: ["route", "status"] as const,
     registers: [this.registry],
   });

@@ -1,5 +1,11 @@
 import { context, propagation, trace } from "@opentelemetry/api";
-import { CompositePropagator, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
+import {
+  CompositePropagator,
+  ExportResultCode,
+  W3CBaggagePropagator,
+  W3CTraceContextPropagator,
+  type ExportResult,
+} from "@opentelemetry/core";
 import type { ReadableSpan, Sampler, SpanExporter } from "@opentelemetry/sdk-trace-base";
 import type { CompiledTracing } from "../config/types.ts";
 import type { Logger } from "./logger.ts";
@@ -68,9 +74,7 @@ export function installedTracing(): Promise<Tracing> | undefined {
 }
 
 async function install(config: CompiledTracing | undefined, log: Logger): Promise<Tracing> {
-  propagation.setGlobalPropagator(
-    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
-  );
+  propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }));
   if (!config) return { exporting: false, flush: async () => {} };
   const [sdk, { OTLPTraceExporter }, { resourceFromAttributes }] = await Promise.all([
     import("@opentelemetry/sdk-trace-base"),
@@ -144,7 +148,10 @@ class LoggedExporter implements SpanExporter {
     this.#inner.export(spans, (result) => {
       if (result.code !== ExportResultCode.SUCCESS && !this.#failing) {
         this.#failing = true;
-        this.#log.warn({ endpoint: this.#endpoint, err: result.error }, "exporting traces failed; spans are dropped until the collector answers");
+        this.#log.warn(
+          { endpoint: this.#endpoint, err: result.error },
+          "exporting traces failed; spans are dropped until the collector answers",
+        );
       } else if (result.code === ExportResultCode.SUCCESS && this.#failing) {
         this.#failing = false;
         this.#log.info({ endpoint: this.#endpoint }, "exporting traces again");

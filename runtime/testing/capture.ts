@@ -43,7 +43,11 @@ export class CapturingPublisher implements BrokerPublisher {
     this.#stub = stub;
   }
 
-  async publish(subject: string, data: Uint8Array, options: { headers?: Record<string, string>; msgId?: string } = {}): Promise<PublishAck> {
+  async publish(
+    subject: string,
+    data: Uint8Array,
+    options: { headers?: Record<string, string>; msgId?: string } = {},
+  ): Promise<PublishAck> {
     const message = new PublishedMessage(subject, data, { ...options.headers }, options.msgId);
     await this.#stub?.(message);
     this.published.push(message);

@@ -150,7 +150,9 @@ export async function invoke<Event, Result, Config = Record<string, unknown>>(
   const loaded = handlerOf(exported);
   if (!loaded || loaded === "bad-schema") {
     throw new TypeError(
-      loaded ? "invoke: the handler's schema has no safeParse() or ~standard" : "invoke: expected defineFunction({ handler }) or an async function",
+      loaded
+        ? "invoke: the handler's schema has no safeParse() or ~standard"
+        : "invoke: expected defineFunction({ handler }) or an async function",
     );
   }
   const fn = compiledFunction(options);

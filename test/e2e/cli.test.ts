@@ -10,8 +10,9 @@ import { makeProject, REPO_ROOT, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const project = () =>
-  makeProject({
-    "functions.yaml": `
+  makeProject(
+    {
+      "functions.yaml": `
 streams:
   - { name: JOBS, subjects: ["jobs.>"] }
   - { name: DONE, subjects: ["done.>"] }
@@ -19,14 +20,15 @@ functions:
   - { name: work, handler: functions/work.ts, stream: JOBS, subjects: [jobs.work], concurrency: 4, timeout: 20s }
   - { name: stuck, handler: functions/stuck.ts, stream: JOBS, subjects: [jobs.stuck], timeout: 20s }
 `,
-  }, { fixtures: "cli/start" });
+    },
+    { fixtures: "cli/start" },
+  );
 
 const nats = useNats();
 
 afterEach(killCliHosts);
 
-const startCli = (dir: string, env: Record<string, string> = {}) =>
-  startCliHost(path.join(dir, "functions.yaml"), nats.server.url, env);
+const startCli = (dir: string, env: Record<string, string> = {}) => startCliHost(path.join(dir, "functions.yaml"), nats.server.url, env);
 
 async function inflight(base: string, fn: string): Promise<number> {
   const fns = (await (await fetch(`${base}/functions`)).json()) as { name: string; inflight: number }[];

@@ -101,7 +101,9 @@ export default async (e: { n: number }, ctx: FunctionContext) => {
     writeFileSync(file, text);
   };
 
-  it("sees every save however it is written, keeps serving through a broken one, and ignores what it writes itself", { timeout: 240_000 }, async () => {
+  it("sees every save however it is written, keeps serving through a broken one, and ignores what it writes itself", {
+    timeout: 240_000,
+  }, async () => {
     const dir = project();
     const config = path.join(dir, "functions.yaml");
     const handler = path.join(dir, "functions/greet.ts");
@@ -143,13 +145,22 @@ export default async (e: { n: number }, ctx: FunctionContext) => {
     const save = async (how: (file: string, text: string) => void, file: string, text: string, ending = "reloaded"): Promise<void> => {
       const from = lines().length;
       how(file, text);
-      await waitFor(() => lines().slice(from).some((line) => line.msg === ending), {
-        timeout: 60_000,
-        message: `"${ending}" after saving ${path.relative(dir, file)} (${how.name})\n${dev.output()}`,
-      });
+      await waitFor(
+        () =>
+          lines()
+            .slice(from)
+            .some((line) => line.msg === ending),
+        {
+          timeout: 60_000,
+          message: `"${ending}" after saving ${path.relative(dir, file)} (${how.name})\n${dev.output()}`,
+        },
+      );
     };
     try {
-      await waitFor(() => dev.output().includes("dev mode: reloading on changes"), { timeout: 30_000, message: `dev started\n${dev.output()}` });
+      await waitFor(() => dev.output().includes("dev mode: reloading on changes"), {
+        timeout: 30_000,
+        message: `dev started\n${dev.output()}`,
+      });
       expect(await versionOf()).toBe("1");
 
       // A dozen saves of the handler, alternating; the fs.watch watcher went blind after the first rename.
@@ -173,7 +184,12 @@ export default async (e: { n: number }, ctx: FunctionContext) => {
       expect(await versionOf()).toBe("13-lib-yaml");
 
       // A broken save: reported as `jetfn validate` reports it, and the running version keeps serving.
-      await save(renamedOver, handler, "export default async () => { const x = ; };\n", "change not loaded, still running the previous version");
+      await save(
+        renamedOver,
+        handler,
+        "export default async () => { const x = ; };\n",
+        "change not loaded, still running the previous version",
+      );
       const validate = runCli(["validate"], { JETFN_CONFIG: config });
       expect(await validate.exited).toBe(2);
       const reported = lines().findLast((line) => line.msg === "change not loaded, still running the previous version");
@@ -186,7 +202,11 @@ export default async (e: { n: number }, ctx: FunctionContext) => {
 
       // A save that validates but does not start (no such stream): the previous functions.yaml runs again.
       await save(inPlace, config, greetYaml(", config: { tag: -nope }", "NOPE"), "previous version running again");
-      expect(lines().some((line) => line.msg === "change not started, starting the previous functions.yaml again" && String(line.error).includes("NOPE"))).toBe(true);
+      expect(
+        lines().some(
+          (line) => line.msg === "change not started, starting the previous functions.yaml again" && String(line.error).includes("NOPE"),
+        ),
+      ).toBe(true);
       expect(await versionOf()).toBe("14-lib-yaml");
       await save(renamedOver, config, greetYaml(", config: { tag: -end }"));
       expect(await versionOf()).toBe("14-lib-end");

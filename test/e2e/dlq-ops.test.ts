@@ -75,7 +75,12 @@ interface Listed {
 async function list(...args: string[]): Promise<Listed[]> {
   const { code, output } = await dlq("list", "--json", ...args);
   expect(code, output).toBe(0);
-  return output.trim() === "" ? [] : output.trim().split("\n").map((line) => JSON.parse(line) as Listed);
+  return output.trim() === ""
+    ? []
+    : output
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as Listed);
 }
 
 /** A moment strictly between the dead letters written before and after it. */
@@ -104,7 +109,13 @@ describe("jetfn dlq show", () => {
     expect(text.output).toContain(`  original    ord.reject, stream ORD seq ${rejected.streamSeq}\n`);
     expect(text.output).toContain("  deliveries  1\n");
     expect(text.output).toMatch(/\n {2}failed at {3}\d{4}-\d\d-\d\dT[\d:.]+Z\n/);
-    for (const header of ["X-Note: kept", "Jetfn-Function: reject", "Jetfn-Subject: ord.reject", "Jetfn-Stream: ORD", "Jetfn-Reason: non-retryable"]) {
+    for (const header of [
+      "X-Note: kept",
+      "Jetfn-Function: reject",
+      "Jetfn-Subject: ord.reject",
+      "Jetfn-Stream: ORD",
+      "Jetfn-Reason: non-retryable",
+    ]) {
       expect(text.output).toContain(`\n  ${header}\n`);
     }
     expect(text.output).toContain(`\n  Nats-Msg-Id: dlq:reject:ORD:${rejected.streamSeq}\n`);
@@ -114,7 +125,14 @@ describe("jetfn dlq show", () => {
 
     const json = await dlq("show", "reject", String(rejected.dlqSeq), "--json");
     expect(json.code, json.output).toBe(0);
-    const shown = JSON.parse(json.output) as { body: string; json: unknown; headers: Record<string, string[]>; reason: string; subject: string; deliveries: number };
+    const shown = JSON.parse(json.output) as {
+      body: string;
+      json: unknown;
+      headers: Record<string, string[]>;
+      reason: string;
+      subject: string;
+      deliveries: number;
+    };
     expect(Buffer.from(shown.body, "base64").toString("utf8")).toBe(JSON_BODY); // byte for byte
     expect(shown.json).toEqual(JSON.parse(JSON_BODY));
     expect(shown.headers["X-Note"]).toEqual(["kept"]);
@@ -170,7 +188,11 @@ describe("jetfn dlq list --reason --since", () => {
     expect((await list("listed")).length).toBe(4);
     expect((await list("listed", "--reason", "undecodable")).map((l) => l.reason)).toEqual(["undecodable"]);
     const rejected = await list("listed", "--reason", "non-retryable");
-    expect(rejected.map((l) => l.error).sort()).toEqual(["NonRetryableError: rejected order l-1", "NonRetryableError: rejected order l-2", "NonRetryableError: rejected order l-3"]);
+    expect(rejected.map((l) => l.error).sort()).toEqual([
+      "NonRetryableError: rejected order l-1",
+      "NonRetryableError: rejected order l-2",
+      "NonRetryableError: rejected order l-3",
+    ]);
     expect(await list("listed", "--reason", "crashed")).toEqual([]);
 
     const since = await list("listed", "--since", between.toISOString());
@@ -191,7 +213,9 @@ describe("jetfn dlq list --reason --since", () => {
 
     const badReason = await dlq("list", "--reason", "broken");
     expect(badReason.code).toBe(2);
-    expect(badReason.output).toContain("--reason expects one of non-retryable, attempts-exhausted, undecodable, invalid, crashed, got broken");
+    expect(badReason.output).toContain(
+      "--reason expects one of non-retryable, attempts-exhausted, undecodable, invalid, crashed, got broken",
+    );
     const badSince = await dlq("list", "--since", "yesterday");
     expect(badSince.code).toBe(2);
     expect(badSince.output).toContain('--since expected an ISO date like 2024-05-01T14:30:00Z or a duration like 2h, got "yesterday"');
@@ -237,7 +261,9 @@ describe("jetfn dlq purge", () => {
 
     const unconfirmed = await dlq("purge", "purged");
     expect(unconfirmed.code).toBe(2);
-    expect(unconfirmed.output.trim()).toBe("jetfn: dlq purge purged: removing dead letters needs --yes when there is no terminal to confirm on");
+    expect(unconfirmed.output.trim()).toBe(
+      "jetfn: dlq purge purged: removing dead letters needs --yes when there is no terminal to confirm on",
+    );
     expect(await stored("purged")).toBe(5);
 
     const unknown = await dlq("purge", "purged", "--seq", String(all[0]!.dlqSeq), "--seq", "99999", "--yes");
@@ -280,7 +306,9 @@ describe("jetfn dlq purge", () => {
     await deadLetter("purged", ['{"id":"t-1"}', '{"id":"t-2"}']);
 
     const declined = await dlqOnTerminal("n", "purge", "purged");
-    expect(declined.output).toContain(`Remove 2 dead letter(s) of purged from JETFN_DLQ on ${nats.server.url}? This cannot be undone. [y/N]`);
+    expect(declined.output).toContain(
+      `Remove 2 dead letter(s) of purged from JETFN_DLQ on ${nats.server.url}? This cannot be undone. [y/N]`,
+    );
     expect(declined.output).toContain("nothing removed");
     expect(declined.code).toBe(1);
     expect(await stored("purged")).toBe(2);

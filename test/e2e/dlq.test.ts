@@ -37,8 +37,9 @@ beforeAll(async () => {
       state.succeeded.push(msg.json<Succeeded>());
     },
   });
-  const dir = makeProject({
-    "functions.yaml": `
+  const dir = makeProject(
+    {
+      "functions.yaml": `
 streams:
   - { name: DL, subjects: ["dl.>"], storage: memory }
   - { name: DLCALLS, subjects: ["calls.>"], storage: memory }
@@ -46,7 +47,9 @@ functions:
   - { name: fragile, handler: fragile.ts, stream: DL, subjects: [dl.in], config: { natsUrl: ${JSON.stringify(server.url)} } }
   - { name: audit, handler: audit.ts, stream: DL, subjects: [dl.in] }
 `,
-  }, { fixtures: "dlq" });
+    },
+    { fixtures: "dlq" },
+  );
   configFile = path.join(dir, "functions.yaml");
   ({ host } = await startHost(dir, server.url));
 });
@@ -75,10 +78,15 @@ it("lists dead letters, and redrives one, then the rest, to a fixed handler", as
     expect(listed.code).toBe(0);
     const lines = listed.output.trim().split("\n");
     expect(lines).toHaveLength(3);
-    expect(lines[0]).toMatch(/^JETFN_DLQ#1 fragile dl\.in \(DL#1\) \S+ deliveries=1 non-retryable: NonRetryableError: bug in fragile, event 1$/);
+    expect(lines[0]).toMatch(
+      /^JETFN_DLQ#1 fragile dl\.in \(DL#1\) \S+ deliveries=1 non-retryable: NonRetryableError: bug in fragile, event 1$/,
+    );
 
     const json = await cli("list", "--json", "--limit", "2");
-    const letters = json.output.trim().split("\n").map((line) => JSON.parse(line) as { dlqSeq: number; streamSeq: number; reason: string });
+    const letters = json.output
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { dlqSeq: number; streamSeq: number; reason: string });
     expect(letters.map((l) => [l.dlqSeq, l.streamSeq, l.reason])).toEqual([
       [1, 1, "non-retryable"],
       [2, 2, "non-retryable"],

@@ -83,7 +83,11 @@ async function run(env: Record<string, string> = {}): Promise<Container> {
   const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
   // Under unshare, node is unshare's child: PID 1 inside, an ordinary pid out here.
   const pid = pidNamespace
-    ? Number(await waitFor(() => readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(/\s+/)[0], { message: "node started under unshare" }))
+    ? Number(
+        await waitFor(() => readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(/\s+/)[0], {
+          message: "node started under unshare",
+        }),
+      )
     : child.pid!;
   const container: Container = {
     pid,
@@ -97,9 +101,11 @@ async function run(env: Record<string, string> = {}): Promise<Container> {
   };
   running.push(container);
   if (pidNamespace) expect(readFileSync(`/proc/${pid}/status`, "utf8")).toMatch(/^NSpid:\s+\d+\s+1$/m);
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status === 200, { timeout: 30_000 }).catch((error: Error) => {
-    throw new Error(`${error.message}\n${out}`);
-  });
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status === 200, { timeout: 30_000 }).catch(
+    (error: Error) => {
+      throw new Error(`${error.message}\n${out}`);
+    },
+  );
   return container;
 }
 
@@ -107,7 +113,12 @@ async function run(env: Record<string, string> = {}): Promise<Container> {
 function healthcheck(httpPort: number): number {
   const [file, ...args] = image.healthcheck!;
   try {
-    execFileSync(file!, args, { cwd: image.dir, env: { PATH: process.env.PATH ?? "", ...image.env, JETFN_HTTP_PORT: String(httpPort) }, stdio: "pipe", timeout: 10_000 });
+    execFileSync(file!, args, {
+      cwd: image.dir,
+      env: { PATH: process.env.PATH ?? "", ...image.env, JETFN_HTTP_PORT: String(httpPort) },
+      stdio: "pipe",
+      timeout: 10_000,
+    });
     return 0;
   } catch (error) {
     return (error as { status: number | null }).status ?? -1;
@@ -163,7 +174,12 @@ describe("the final stage", () => {
         .split("\n")
         .filter((line) => line.includes('"msg":"handler loaded"'))
         .map((line) => JSON.parse(line) as { function: string; reused: boolean });
-      expect(loaded.filter((l) => l.reused).map((l) => l.function).sort()).toEqual(functions.map((f) => f.name).sort());
+      expect(
+        loaded
+          .filter((l) => l.reused)
+          .map((l) => l.function)
+          .sort(),
+      ).toEqual(functions.map((f) => f.name).sort());
       expect(container.output()).not.toMatch(/"reused":false/);
       expect(healthcheck(container.httpPort)).toBe(0);
 
@@ -201,7 +217,9 @@ describe("the final stage", () => {
       await waitFor(() => container.output().includes("notified customer"), { timeout: 20_000 });
 
       process.kill(container.pid, "SIGTERM");
-      await waitFor(() => container.output().includes("signal received") && requests.length > 0, { message: "the drain reached the trace export" });
+      await waitFor(() => container.output().includes("signal received") && requests.length > 0, {
+        message: "the drain reached the trace export",
+      });
       const second = Date.now();
       process.kill(container.pid, "SIGTERM");
       expect(await container.exited).toBe(1);

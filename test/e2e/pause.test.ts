@@ -108,7 +108,9 @@ describe("jetfn pause and resume", () => {
     const done = await nats.jsm.consumers.info("PZ", "jetfn_record");
     expect([done.num_pending, done.num_ack_pending]).toEqual([0, 0]);
     // Every event ran once (outputs are deduplicated by message id, so the hosts' counters tell).
-    const successes = await Promise.all([a, b].map(({ base }) => scrape(base, 'jetfn_invocations_total{function="record",outcome="success"}')));
+    const successes = await Promise.all(
+      [a, b].map(({ base }) => scrape(base, 'jetfn_invocations_total{function="record",outcome="success"}')),
+    );
     expect(successes[0]! + successes[1]!).toBe(50);
 
     // Resuming what runs changes nothing.

@@ -67,10 +67,13 @@ async function deadLetters(): Promise<number> {
 
 /** Nothing of picky's replays is left to run: none pending, none un-acked. */
 async function replaysSettled(): Promise<void> {
-  await waitFor(async () => {
-    const info = await jsm.consumers.info("JETFN_REPLAY", "jetfn_replay_picky");
-    return info.num_pending === 0 && info.num_ack_pending === 0;
-  }, { message: "picky's replays settled" });
+  await waitFor(
+    async () => {
+      const info = await jsm.consumers.info("JETFN_REPLAY", "jetfn_replay_picky");
+      return info.num_pending === 0 && info.num_ack_pending === 0;
+    },
+    { message: "picky's replays settled" },
+  );
 }
 
 it("replays every event through the fixed function alone, once, and a second run re-runs nothing", async () => {
@@ -80,10 +83,14 @@ it("replays every event through the fixed function alone, once, and a second run
     h.set("X-Note", `note ${id}`);
     expect((await js.publish("rp.in", JSON.stringify({ id }), { headers: h })).seq).toBe(id);
   }
-  await waitFor(async () => calls.picky.length === EVENTS - BROKEN.length && calls.bystander.length === EVENTS && (await deadLetters()) === BROKEN.length, {
-    message: "90 run, 10 dead-lettered",
-    timeout: 20_000,
-  });
+  await waitFor(
+    async () =>
+      calls.picky.length === EVENTS - BROKEN.length && calls.bystander.length === EVENTS && (await deadLetters()) === BROKEN.length,
+    {
+      message: "90 run, 10 dead-lettered",
+      timeout: 20_000,
+    },
+  );
 
   // Still broken: one event replayed under a key of its own fails again, and its dead
   // letter says it was a replay of RP:5.
@@ -115,7 +122,12 @@ it("replays every event through the fixed function alone, once, and a second run
   const replayed = replays("picky").sort((a, b) => a.id - b.id);
   expect(replayed.map((c) => c.id)).toEqual(Array.from({ length: EVENTS }, (_, i) => i + 1)); // each once, the 10 included
   for (const call of replayed) {
-    expect(call).toMatchObject({ subject: "rp.in", replay: { of: { stream: "RP", seq: call.id } }, note: `note ${call.id}`, replayOfHeader: `RP:${call.id}` });
+    expect(call).toMatchObject({
+      subject: "rp.in",
+      replay: { of: { stream: "RP", seq: call.id } },
+      note: `note ${call.id}`,
+      replayOfHeader: `RP:${call.id}`,
+    });
   }
   expect(calls.picky.filter((c) => !c.replay)).toHaveLength(EVENTS - BROKEN.length);
   expect(calls.bystander).toHaveLength(EVENTS);
@@ -142,10 +154,13 @@ it("redrives dead letters to their function alone with dlq redrive --only, as re
   expect(redrive.output).not.toContain("also receive");
   await waitFor(() => replays("picky").length === before.picky + BROKEN.length + 1, { message: "the dead letters ran again" });
   await replaysSettled();
-  const redriven = replays("picky").slice(before.picky).sort((a, b) => a.id - b.id);
+  const redriven = replays("picky")
+    .slice(before.picky)
+    .sort((a, b) => a.id - b.id);
   // The probe's dead letter (a replay of RP:5) is a replay of RP:5 again.
   expect(redriven.map((c) => c.id)).toEqual([...BROKEN, 5].sort((a, b) => a - b));
-  for (const call of redriven) expect(call).toMatchObject({ subject: "rp.in", replay: { of: { stream: "RP", seq: call.id } }, note: `note ${call.id}` });
+  for (const call of redriven)
+    expect(call).toMatchObject({ subject: "rp.in", replay: { of: { stream: "RP", seq: call.id } }, note: `note ${call.id}` });
   expect(calls.bystander).toHaveLength(before.bystander);
   expect(await deadLetters()).toBe(0);
 });
@@ -162,7 +177,9 @@ it("exits 2 on usage errors and 1 when the server cannot be reached, naming the 
   expect(await usage("picky", "--from-seq", "1", "--since", "1h")).toContain("one of them");
   expect(await usage("picky", "--from-seq", "0")).toContain("--from-seq expects a positive integer, got 0");
   expect(await usage("picky", "--since", "yesterday")).toContain("--since expects a time");
-  expect(await usage("picky", "--from-seq", "1", "--subject", "other.in")).toContain("--subject other.in is not within picky's subjects (rp.in)");
+  expect(await usage("picky", "--from-seq", "1", "--subject", "other.in")).toContain(
+    "--subject other.in is not within picky's subjects (rp.in)",
+  );
 
   const since = await jetfn("replay", "picky", "--since", "1h", "--limit", "3", "--dry-run");
   expect(since.code, since.output).toBe(0);

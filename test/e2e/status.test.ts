@@ -61,12 +61,15 @@ it("lists every host with its version, uptime and functions, and their counts", 
   expect((await cli(config, "pause", "other", "--reason", "vendor outage")).code).toBe(0);
 
   // Counts the hosts may still be settling are waited for; the rest is read once.
-  const fleet = await waitFor(async () => {
-    const seen = await status(config);
-    const paused = seen.hosts.every((h) => h.functions.find((f) => f.name === "other")?.paused);
-    const pending = seen.hosts.every((h) => h.functions.find((f) => f.name === "record")?.pending === 0);
-    return seen.hosts.length === 2 && paused && pending ? seen : undefined;
-  }, { timeout: 20_000, message: "both hosts in jetfn status, other paused, record's backlog polled as 0" });
+  const fleet = await waitFor(
+    async () => {
+      const seen = await status(config);
+      const paused = seen.hosts.every((h) => h.functions.find((f) => f.name === "other")?.paused);
+      const pending = seen.hosts.every((h) => h.functions.find((f) => f.name === "record")?.pending === 0);
+      return seen.hosts.length === 2 && paused && pending ? seen : undefined;
+    },
+    { timeout: 20_000, message: "both hosts in jetfn status, other paused, record's backlog polled as 0" },
+  );
 
   expect(fleet.hosts.map((h) => h.host.split("-").at(-2)).sort()).toEqual([String(a.cli.child.pid), String(b.cli.child.pid)].sort());
   for (const [i, host] of fleet.hosts.entries()) {
@@ -75,9 +78,23 @@ it("lists every host with its version, uptime and functions, and their counts", 
     expect(host.uptimeMs).toBeGreaterThan(0);
     expect(Date.parse(host.startedAt!)).toBeLessThanOrEqual(Date.parse(fleet.at));
     expect(host.functions.map((f) => f.name)).toEqual(["record", "other"]);
-    expect(fn(fleet, i, "record")).toMatchObject({ bound: true, paused: false, inflight: 0, limit: 6, pending: 0, ackPending: 0, deadLetters: 4 });
+    expect(fn(fleet, i, "record")).toMatchObject({
+      bound: true,
+      paused: false,
+      inflight: 0,
+      limit: 6,
+      pending: 0,
+      ackPending: 0,
+      deadLetters: 4,
+    });
     expect(fn(fleet, i, "record").breaker).toBeUndefined();
-    expect(fn(fleet, i, "other")).toMatchObject({ paused: true, pausedReason: "vendor outage", limit: 16, breaker: "closed", deadLetters: 0 });
+    expect(fn(fleet, i, "other")).toMatchObject({
+      paused: true,
+      pausedReason: "vendor outage",
+      limit: 16,
+      breaker: "closed",
+      deadLetters: 0,
+    });
   }
   // The two hosts shared the 20 events: 16 succeeded, 4 were dead-lettered.
   const sum = (pick: (f: FleetFunctionStatus) => number) => pick(fn(fleet, 0, "record")) + pick(fn(fleet, 1, "record"));

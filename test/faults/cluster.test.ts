@@ -37,8 +37,9 @@ beforeAll(async () => {
       msg.respond();
     },
   });
-  const dir = makeProject({
-    "functions.yaml": `
+  const dir = makeProject(
+    {
+      "functions.yaml": `
 defaults:
   config: { natsUrl: ${JSON.stringify(cluster.urls.join(","))} }
 streams:
@@ -46,7 +47,9 @@ streams:
 functions:
   - { name: count, handler: count.ts, stream: CL, subjects: [cl.in], timeout: 2s, retry: { initialDelay: 100ms } }
 `,
-  }, { fixtures: "cluster" });
+    },
+    { fixtures: "cluster" },
+  );
   ({ host } = await startHost(dir, cluster.urls.join(",")));
 }, 60_000);
 

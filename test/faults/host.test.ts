@@ -15,8 +15,9 @@ afterEach(killCliHosts);
 
 /** A project whose `work` function (test/fixtures/host/work.ts) records each processing in the SEEN stream. */
 function project(name: string): string {
-  return makeProject({
-    "functions.yaml": `
+  return makeProject(
+    {
+      "functions.yaml": `
 streams:
   - { name: ${name}, subjects: ["${name.toLowerCase()}.in"] }
   - { name: ${name}_SEEN, subjects: ["${name.toLowerCase()}.seen"] }
@@ -30,7 +31,9 @@ functions:
     ackWait: 3s
     retry: { maxAttempts: 10, initialDelay: 100ms, maxDelay: 1s }
 `,
-  }, { fixtures: "host" });
+    },
+    { fixtures: "host" },
+  );
 }
 
 const startCli = (dir: string) => startCliHost(path.join(dir, "functions.yaml"), nats.server.url, { JETFN_SHUTDOWN_TIMEOUT: "10s" });
@@ -77,7 +80,10 @@ describe("host faults", () => {
     first.cli.child.kill("SIGKILL");
     expect(await first.cli.exited).toBe("SIGKILL");
     await startCli(dir);
-    await waitFor(async () => new Set(await seen("KILL_SEEN")).size === published, { timeout: 30_000, message: "all processed after restart" });
+    await waitFor(async () => new Set(await seen("KILL_SEEN")).size === published, {
+      timeout: 30_000,
+      message: "all processed after restart",
+    });
     const result = figures(published, await seen("KILL_SEEN"));
     console.log("host SIGKILL mid-stream:", JSON.stringify(result));
     expect(result.lost).toBe(0);

@@ -83,10 +83,13 @@ async function roundTrip(url: string, env: Record<string, string>, auth: Partial
     const jsm = await jetstreamManager(nc);
     const n = Math.floor(Math.random() * 1e9);
     const { seq } = await js.publish("evt.echo", JSON.stringify({ n }));
-    const out = await waitFor(async () => {
-      const msg = await jsm.streams.getMessage("OUT", { last_by_subj: "out.echo" });
-      return msg?.json<{ n: number }>().n === n ? msg : null;
-    }, { message: "the host's output for the published event" });
+    const out = await waitFor(
+      async () => {
+        const msg = await jsm.streams.getMessage("OUT", { last_by_subj: "out.echo" });
+        return msg?.json<{ n: number }>().n === n ? msg : null;
+      },
+      { message: "the host's output for the published event" },
+    );
     expect(out.json()).toEqual({ n, echoed: true });
     expect(out.header.get("Nats-Msg-Id")).toBe(`echo:EVT:${seq}`);
     return logs;
@@ -97,7 +100,11 @@ async function roundTrip(url: string, env: Record<string, string>, auth: Partial
 }
 
 /** Creates and starts a host that is expected to fail; returns the error, its logs and how long it took. */
-async function failedStart(url: string, env: Record<string, string>, limitMs = FAIL_FAST_MS): Promise<{ error: Error; logs: LogCapture; ms: number; host: Host }> {
+async function failedStart(
+  url: string,
+  env: Record<string, string>,
+  limitMs = FAIL_FAST_MS,
+): Promise<{ error: Error; logs: LogCapture; ms: number; host: Host }> {
   const { host, logs } = await createHost(project, url, env);
   const started = Date.now();
   const error = await Promise.race([
@@ -251,14 +258,17 @@ describe("after the first connect", () => {
   it("keeps retrying through authorization errors on reconnect, and recovers once the credentials work again", async () => {
     const config = (password: string): string => `authorization { user: jetfn, password: "${password}" }\n`;
     const s = await server(config(CANARY));
-    const dir = makeProject({
-      "functions.yaml": `
+    const dir = makeProject(
+      {
+        "functions.yaml": `
 streams:
   - { name: R, subjects: ["r.>"] }
 functions:
   - { name: echo, handler: echo.ts, stream: R, subjects: [r.in], output: r.out }
 `,
-    }, { fixtures: "auth/reconnect" });
+      },
+      { fixtures: "auth/reconnect" },
+    );
     const { host, logs, baseUrl } = await startHost(dir, s.url, { NATS_USER: "jetfn", NATS_PASSWORD: CANARY });
     const readyz = async (): Promise<number> => (await fetch(`${baseUrl}/readyz`)).status;
     try {
@@ -280,10 +290,13 @@ functions:
         const js = jetstream(nc);
         const jsm = await jetstreamManager(nc);
         const { seq } = await js.publish("r.in", JSON.stringify({ n: 7 }));
-        const out = await waitFor(async () => {
-          const msg = await jsm.streams.getMessage("R", { last_by_subj: "r.out" });
-          return msg?.header.get("Nats-Msg-Id") === `echo:R:${seq}` ? msg : null;
-        }, { message: "output after recovery", timeout: 15_000 });
+        const out = await waitFor(
+          async () => {
+            const msg = await jsm.streams.getMessage("R", { last_by_subj: "r.out" });
+            return msg?.header.get("Nats-Msg-Id") === `echo:R:${seq}` ? msg : null;
+          },
+          { message: "output after recovery", timeout: 15_000 },
+        );
         expect(out.json()).toEqual({ n: 7 });
       } finally {
         await nc.close();
@@ -304,14 +317,20 @@ describe("a planted canary secret appears nowhere", () => {
       const js = jetstream(nc);
       const jsm = await jetstreamManager(nc);
       const { seq } = await js.publish("evt.fatal", JSON.stringify({ orderId: "o-7" }));
-      const dead = await waitFor(async () => {
-        const msg = await jsm.streams.getMessage("JETFN_DLQ", { last_by_subj: "jetfn.dlq.fatal" });
-        return msg?.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
-      }, { message: "the dead letter" });
+      const dead = await waitFor(
+        async () => {
+          const msg = await jsm.streams.getMessage("JETFN_DLQ", { last_by_subj: "jetfn.dlq.fatal" });
+          return msg?.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
+        },
+        { message: "the dead letter" },
+      );
       expect(dead.header.get("Jetfn-Error")).toBe("NonRetryableError: card declined for o-7");
       await waitFor(() => logs.find((l) => l.function === "fatal" && l.msg === "delivery failed"), { message: "the failure's log line" });
 
-      const headerText = dead.header.keys().map((k) => `${k}: ${dead.header.values(k).join(",")}`).join("\n");
+      const headerText = dead.header
+        .keys()
+        .map((k) => `${k}: ${dead.header.values(k).join(",")}`)
+        .join("\n");
       const body = new TextDecoder().decode(dead.data);
       const metrics = await (await fetch(`${baseUrl}/metrics`)).text();
       const functions = await (await fetch(`${baseUrl}/functions`)).text();
@@ -329,7 +348,10 @@ describe("a planted canary secret appears nowhere", () => {
       await host.shutdown();
     }
     expect(logs.lines.length).toBeGreaterThan(5);
-    expect(logs.lines.some((l) => l.level === 20), "debug lines are captured").toBe(true);
+    expect(
+      logs.lines.some((l) => l.level === 20),
+      "debug lines are captured",
+    ).toBe(true);
     expect(everything(logs)).not.toContain(CANARY);
   });
 

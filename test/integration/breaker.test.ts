@@ -50,8 +50,9 @@ beforeAll(async () => {
       callback: (_err: Error | null, msg: Msg) => noted(msg.subject.slice("calls.".length), msg.json<Call>()),
     }),
   ];
-  const dir = makeProject({
-    "functions.yaml": `
+  const dir = makeProject(
+    {
+      "functions.yaml": `
 defaults:
   config: { natsUrl: ${JSON.stringify(nats.server.url)} }
 streams:
@@ -72,7 +73,9 @@ functions:
     concurrency: 1
     retry: { maxAttempts: 3, initialDelay: 100ms, jitter: false }
 `,
-  }, { fixtures: "breaker" });
+    },
+    { fixtures: "breaker" },
+  );
   ({ host, baseUrl, logs } = await startHost(dir, nats.server.url));
 });
 
@@ -127,7 +130,10 @@ describe("breakers during a dependency outage", () => {
     // Counted once every delivery's report has arrived.
     const [from, to] = open!;
     const deliveriesWhileOpen = dep.deliveries.get("guarded")!.filter((d) => d.at > from && d.at < to).length;
-    const result = { ...figures("guarded", published), deadLettered: await metric('jetfn_dead_letters_total{function="guarded",reason="attempts-exhausted"}') };
+    const result = {
+      ...figures("guarded", published),
+      deadLettered: await metric('jetfn_dead_letters_total{function="guarded",reason="attempts-exhausted"}'),
+    };
     console.log("function breaker outage:", JSON.stringify({ ...result, deliveriesWhileOpen }));
     expect(result.processed).toBe(published);
     expect(result.deadLettered).toBe(0);
@@ -147,7 +153,10 @@ describe("breakers during a dependency outage", () => {
       const fns = (await (await fetch(`${baseUrl}/functions`)).json()) as { name: string; breakers: Record<string, string> }[];
       expect(fns.find((f) => f.name === "named")?.breakers.dep).toMatch(/open/);
     });
-    const result = { ...figures("named", published), deadLettered: await metric('jetfn_dead_letters_total{function="named",reason="attempts-exhausted"}') };
+    const result = {
+      ...figures("named", published),
+      deadLettered: await metric('jetfn_dead_letters_total{function="named",reason="attempts-exhausted"}'),
+    };
     console.log("named breaker outage:", JSON.stringify(result));
     expect(result.processed).toBe(published);
     expect(result.deadLettered).toBe(0);

@@ -49,9 +49,7 @@ describe("bundling", () => {
 
   it("rejects a module whose export is not a handler", async () => {
     expect(await bundleError(project("export default 42;\n"))).toMatch(/export "default" is number \(function fn\)/);
-    expect(await bundleError(project("export const other = async () => 1;\n", "functions/fn.ts#handle"))).toMatch(
-      /no export "handle"/,
-    );
+    expect(await bundleError(project("export const other = async () => 1;\n", "functions/fn.ts#handle"))).toMatch(/no export "handle"/);
   });
 
   it("reports a module that throws while loading", async () => {

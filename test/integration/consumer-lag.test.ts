@@ -27,8 +27,9 @@ beforeAll(async () => {
       msg.respond(JSON.stringify(gate));
     },
   });
-  const dir = makeProject({
-    "functions.yaml": `
+  const dir = makeProject(
+    {
+      "functions.yaml": `
 defaults:
   config: { natsUrl: ${JSON.stringify(server.url)} }
 streams:
@@ -36,7 +37,9 @@ streams:
 functions:
   - { name: gated, handler: gated.ts, stream: LAG, subjects: [lag.in], concurrency: 1 }
 `,
-  }, { fixtures: "consumer-lag" });
+    },
+    { fixtures: "consumer-lag" },
+  );
   ({ host, baseUrl } = await startHost(dir, server.url));
 });
 
@@ -55,15 +58,22 @@ it("reports pending and ack-pending messages as they change", async () => {
     for (let i = 0; i < 5; i++) await js.publish("lag.in", "{}");
     // One runs; in worker mode a second waits in the function's thread for the slot.
     const held = host.config.functions[0]!.isolation === "worker" ? 2 : 1;
-    await waitFor(async () => (await gauge("jetfn_consumer_pending_messages")) === 5 - held && (await gauge("jetfn_consumer_ack_pending_messages")) === held, {
-      message: `${5 - held} waiting, ${held} in flight`,
-    });
+    await waitFor(
+      async () =>
+        (await gauge("jetfn_consumer_pending_messages")) === 5 - held && (await gauge("jetfn_consumer_ack_pending_messages")) === held,
+      {
+        message: `${5 - held} waiting, ${held} in flight`,
+      },
+    );
     const fns = host.functions() as { name: string; pending: number; ackPending: number }[];
     expect(fns[0]).toMatchObject({ name: "gated", pending: 5 - held, ackPending: held });
     gate.open = true;
-    await waitFor(async () => (await gauge("jetfn_consumer_pending_messages")) === 0 && (await gauge("jetfn_consumer_ack_pending_messages")) === 0, {
-      message: "all processed",
-    });
+    await waitFor(
+      async () => (await gauge("jetfn_consumer_pending_messages")) === 0 && (await gauge("jetfn_consumer_ack_pending_messages")) === 0,
+      {
+        message: "all processed",
+      },
+    );
   } finally {
     await nc.close();
   }

@@ -53,10 +53,13 @@ afterAll(async () => {
 });
 
 async function deadLetter(fn: string, seq: number) {
-  return waitFor(async () => {
-    const msg = await nats.jsm.streams.getMessage("JETFN_DLQ", { last_by_subj: `jetfn.dlq.${fn}` });
-    return msg && msg.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
-  }, { message: `dead letter of ${fn} seq ${seq}` });
+  return waitFor(
+    async () => {
+      const msg = await nats.jsm.streams.getMessage("JETFN_DLQ", { last_by_subj: `jetfn.dlq.${fn}` });
+      return msg && msg.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
+    },
+    { message: `dead letter of ${fn} seq ${seq}` },
+  );
 }
 
 const metric = (series: string) => scrape(baseUrl, series);
@@ -81,7 +84,9 @@ describe("hostile input", () => {
   it("passes __proto__ keys through as data, polluting nothing", async () => {
     const h = headers();
     h.set("__proto__", "header-value");
-    await nats.js.publish("hx.echo", '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted2":"yes"}},"id":1}', { headers: h });
+    await nats.js.publish("hx.echo", '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted2":"yes"}},"id":1}', {
+      headers: h,
+    });
     const event = await waitFor(() => seen.find((s) => s.keys.includes("id")));
     expect(event.keys).toEqual(["__proto__", "constructor", "id"]);
     expect(event.headerKeys).toContain("__proto__");

@@ -56,7 +56,9 @@ it("runs one trace from the HTTP request through the function the event reaches"
   const headers = { "content-type": "application/json", traceparent: `00-${traceId}-${clientSpan}-01` };
   expect((await fetch(`${ingress}/orders`, { method: "POST", headers, body: JSON.stringify({ n: 1 }) })).status).toBe(202);
   expect((await fetch(`${ingress}/quote/q-1`, { method: "POST", headers, body: JSON.stringify({ sku: "A", qty: 1 }) })).status).toBe(200);
-  await waitFor(async () => (await (await fetch(`${baseUrl}/metrics`)).text()).includes('jetfn_invocations_total{function="count",outcome="success"} 1'));
+  await waitFor(async () =>
+    (await (await fetch(`${baseUrl}/metrics`)).text()).includes('jetfn_invocations_total{function="count",outcome="success"} 1'),
+  );
   await host.shutdown(); // flushes the exporter
 
   const spans = receiver.spans.filter((s) => s.traceId === traceId);

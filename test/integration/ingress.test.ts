@@ -176,7 +176,9 @@ describe("routes that publish", () => {
     expect(big.status).toBe(413);
     // Declares 50 MB, sends 10 bytes: the answer comes at once and the connection closes.
     const { text, ms } = await raw((socket) =>
-      socket.write(`POST /orders/o-1/cancel HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 52428800\r\n\r\n{"a":"bbbb`),
+      socket.write(
+        `POST /orders/o-1/cancel HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 52428800\r\n\r\n{"a":"bbbb`,
+      ),
     );
     expect(text).toMatch(/^HTTP\/1\.1 413 /);
     expect(ms).toBeLessThan(900); // well before the 1 s read timeout: not waiting for the body

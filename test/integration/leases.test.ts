@@ -116,7 +116,9 @@ class Hosts {
       spans.sort((a, b) => a.from - b.from);
       for (let i = 1; i < spans.length; i++) {
         const [before, after] = [spans[i - 1]!, spans[i]!];
-        expect(after.from, `partition ${p}: ${after.host} from ${after.from} while ${before.host} until ${before.to}`).toBeGreaterThan(before.to);
+        expect(after.from, `partition ${p}: ${after.host} from ${after.from} while ${before.host} until ${before.to}`).toBeGreaterThan(
+          before.to,
+        );
       }
     }
   }
@@ -173,7 +175,12 @@ it("gives a lone host every partition, and deletes the leases when it stops", as
 
   await a.leases.stop();
   expect(a.leases.owned()).toEqual([]);
-  expect(hosts.of(a, "released").map((c) => c.partition).sort((x, y) => x - y)).toEqual(all);
+  expect(
+    hosts
+      .of(a, "released")
+      .map((c) => c.partition)
+      .sort((x, y) => x - y),
+  ).toEqual(all);
   for (const p of all) expect((await bucket.get(`lone.p.${p}`))?.operation).toBe("DEL");
   expect((await bucket.get("lone.m.a"))?.operation).toBe("DEL");
 

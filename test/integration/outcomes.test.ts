@@ -63,18 +63,24 @@ async function publish(subject: string, body: string | object): Promise<number> 
 }
 
 async function deadLetter(subject: string, seq: number, stream = "JETFN_DLQ") {
-  return waitFor(async () => {
-    const msg = await nats.jsm.streams.getMessage(stream, { last_by_subj: subject });
-    return msg && msg.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
-  }, { message: `dead letter for seq ${seq} on ${subject}` });
+  return waitFor(
+    async () => {
+      const msg = await nats.jsm.streams.getMessage(stream, { last_by_subj: subject });
+      return msg && msg.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
+    },
+    { message: `dead letter for seq ${seq} on ${subject}` },
+  );
 }
 
 /** Every message of the function's consumer is settled: nothing pending, nothing un-acked. */
 async function drained(durable: string): Promise<void> {
-  await waitFor(async () => {
-    const info = await nats.jsm.consumers.info("EVT", durable);
-    return info.num_pending === 0 && info.num_ack_pending === 0 && info.num_redelivered >= 0 && info.delivered.stream_seq > 0;
-  }, { message: `consumer ${durable} settled` });
+  await waitFor(
+    async () => {
+      const info = await nats.jsm.consumers.info("EVT", durable);
+      return info.num_pending === 0 && info.num_ack_pending === 0 && info.num_redelivered >= 0 && info.delivered.stream_seq > 0;
+    },
+    { message: `consumer ${durable} settled` },
+  );
 }
 
 const metric = (series: string) => scrape(baseUrl, series);
@@ -130,7 +136,9 @@ describe("outcome table", () => {
     await drained("jetfn_fatal");
     expect(callsOf("fatal", seq)).toHaveLength(1);
     // Counted once the dead-letter stream acknowledged the copy, which a reader may see first.
-    await waitFor(async () => (await metric('jetfn_dead_letters_total{function="fatal",reason="non-retryable"}')) === 1, { message: 'jetfn_dead_letters_total{function="fatal",reason="non-retryable"} reached 1' });
+    await waitFor(async () => (await metric('jetfn_dead_letters_total{function="fatal",reason="non-retryable"}')) === 1, {
+      message: 'jetfn_dead_letters_total{function="fatal",reason="non-retryable"} reached 1',
+    });
     expect(await metric('jetfn_acks_total{function="fatal",action="term"}')).toBe(1);
   });
 
@@ -149,7 +157,9 @@ describe("outcome table", () => {
     expect(new TextDecoder().decode(dead.data)).toBe("{not json");
     expect(dead.header.get("Jetfn-Error")).toMatch(/^payload is not valid JSON/);
     // Counted once the dead-letter stream acknowledged the copy, which a reader may see first.
-    await waitFor(async () => (await metric('jetfn_dead_letters_total{function="ok",reason="undecodable"}')) === 1, { message: 'jetfn_dead_letters_total{function="ok",reason="undecodable"} reached 1' });
+    await waitFor(async () => (await metric('jetfn_dead_letters_total{function="ok",reason="undecodable"}')) === 1, {
+      message: 'jetfn_dead_letters_total{function="ok",reason="undecodable"} reached 1',
+    });
   });
 
   it("attempts used up: dead-letters after maxAttempts deliveries (a thrown string too)", async () => {
@@ -160,7 +170,9 @@ describe("outcome table", () => {
     await drained("jetfn_broken");
     expect(callsOf("broken", seq).map((c) => c.deliveryCount)).toEqual([1, 2, 3]);
     // Counted once the dead-letter stream acknowledged the copy, which a reader may see first.
-    await waitFor(async () => (await metric('jetfn_dead_letters_total{function="broken",reason="attempts-exhausted"}')) === 1, { message: 'jetfn_dead_letters_total{function="broken",reason="attempts-exhausted"} reached 1' });
+    await waitFor(async () => (await metric('jetfn_dead_letters_total{function="broken",reason="attempts-exhausted"}')) === 1, {
+      message: 'jetfn_dead_letters_total{function="broken",reason="attempts-exhausted"} reached 1',
+    });
   });
 
   it("timeout: aborts, counts as a failure, retries, then dead-letters", async () => {
@@ -223,7 +235,12 @@ describe("HTTP", () => {
     expect(fns.map((f) => f.name)).toContain("flaky");
     expect(fns.find((f) => f.name === "ok")).toMatchObject({ durable: "jetfn_ok", limit: 16, bound: true });
     const text = await (await fetch(`${baseUrl}/metrics`)).text();
-    for (const name of ["jetfn_messages_received_total", "jetfn_invocation_duration_seconds_bucket", "jetfn_inflight_invocations", "process_cpu_user_seconds_total"]) {
+    for (const name of [
+      "jetfn_messages_received_total",
+      "jetfn_invocation_duration_seconds_bucket",
+      "jetfn_inflight_invocations",
+      "process_cpu_user_seconds_total",
+    ]) {
       expect(text).toContain(name);
     }
   });

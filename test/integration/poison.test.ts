@@ -17,15 +17,18 @@ afterAll(async () => {
 let dir: string;
 
 beforeAll(() => {
-  dir = makeProject({
-    "functions.yaml": `
+  dir = makeProject(
+    {
+      "functions.yaml": `
 streams:
   - { name: PSN, subjects: ["psn.>"], storage: memory }
   - { name: CALLS, subjects: ["calls.>"], storage: memory }
 functions:
   - { name: guarded, handler: fns/ok.ts, stream: PSN, subjects: [psn.in], ackWait: 1s, retry: { maxAttempts: 2 } }
 `,
-  }, { fixtures: "outcomes" });
+    },
+    { fixtures: "outcomes" },
+  );
 });
 
 it("dead-letters a delivery whose count is past maxAttempts without running it", async () => {

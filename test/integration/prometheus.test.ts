@@ -117,9 +117,13 @@ describe("deploy/prometheus/alerts.yml", () => {
     const { groups } = readAlertRules();
     expect(groups.map((g) => g.name)).toEqual(["jetfn"]);
     const rules = groups[0]!.rules;
-    expect(rules.map((r) => r.alert).sort()).toEqual(
-      ["JetfnBreakerOpen", "JetfnConsumerLagGrowing", "JetfnDeadLetters", "JetfnNotReady", "JetfnWorkerRestarting"],
-    );
+    expect(rules.map((r) => r.alert).sort()).toEqual([
+      "JetfnBreakerOpen",
+      "JetfnConsumerLagGrowing",
+      "JetfnDeadLetters",
+      "JetfnNotReady",
+      "JetfnWorkerRestarting",
+    ]);
     for (const rule of rules) {
       expect(["warning", "critical"], rule.alert).toContain(rule.labels?.severity);
       expect(rule.annotations?.summary, rule.alert).toBeTruthy();
@@ -176,7 +180,10 @@ describe("deploy/prometheus/alerts.yml", () => {
             { series: 'jetfn_breaker_state{job="jetfn",instance="a:8080",function="steady",breaker="function"}', values: "0 1 0x20" },
             // 5 thread restarts at 2m fire; 2 (one OOM, then a fresh thread that holds) do not.
             { series: 'jetfn_worker_restarts_total{job="jetfn",instance="a:8080",function="pay",reason="timeout"}', values: "0 0 5x30" },
-            { series: 'jetfn_worker_restarts_total{job="jetfn",instance="a:8080",function="steady",reason="out-of-memory"}', values: "0 0 2x30" },
+            {
+              series: 'jetfn_worker_restarts_total{job="jetfn",instance="a:8080",function="steady",reason="out-of-memory"}',
+              values: "0 0 2x30",
+            },
             { series: 'up{job="jetfn",instance="a:8080"}', values: "1 1 0x20" },
             { series: 'up{job="jetfn",instance="b:8080"}', values: "1x20" },
             { series: 'up{job="other",instance="c:9100"}', values: "0x20" },
@@ -184,7 +191,11 @@ describe("deploy/prometheus/alerts.yml", () => {
           alert_rule_test: [
             // pending > 1000 from 6m, deriv > 0 throughout: active at 6m, firing from 16m.
             { eval_time: "15m", alertname: "JetfnConsumerLagGrowing", exp_alerts: [] },
-            { eval_time: "17m", alertname: "JetfnConsumerLagGrowing", exp_alerts: [expected("JetfnConsumerLagGrowing", { function: "pay" })] },
+            {
+              eval_time: "17m",
+              alertname: "JetfnConsumerLagGrowing",
+              exp_alerts: [expected("JetfnConsumerLagGrowing", { function: "pay" })],
+            },
             // 3 dead letters at 2m: increase over 5m is 3 at 3m, gone by 8m.
             { eval_time: "1m", alertname: "JetfnDeadLetters", exp_alerts: [] },
             {
@@ -202,7 +213,11 @@ describe("deploy/prometheus/alerts.yml", () => {
             { eval_time: "20m", alertname: "JetfnWorkerRestarting", exp_alerts: [] },
             // open from 1m: firing from 6m; a half-open blip never fires.
             { eval_time: "5m", alertname: "JetfnBreakerOpen", exp_alerts: [] },
-            { eval_time: "7m", alertname: "JetfnBreakerOpen", exp_alerts: [expected("JetfnBreakerOpen", { function: "pay", breaker: "function" })] },
+            {
+              eval_time: "7m",
+              alertname: "JetfnBreakerOpen",
+              exp_alerts: [expected("JetfnBreakerOpen", { function: "pay", breaker: "function" })],
+            },
             // down from 2m: firing from 4m; other jobs are not ours.
             { eval_time: "3m", alertname: "JetfnNotReady", exp_alerts: [] },
             { eval_time: "5m", alertname: "JetfnNotReady", exp_alerts: [expected("JetfnNotReady", { job: "jetfn", instance: "a:8080" })] },
@@ -236,7 +251,9 @@ describe("deploy/grafana/jetfn.json", () => {
     expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(36);
     expect(dashboard.uid).toMatch(/^[\w-]{1,40}$/);
     expect(dashboard.id).toBeNull();
-    expect(dashboard.__inputs).toContainEqual(expect.objectContaining({ name: "DS_PROMETHEUS", type: "datasource", pluginId: "prometheus" }));
+    expect(dashboard.__inputs).toContainEqual(
+      expect.objectContaining({ name: "DS_PROMETHEUS", type: "datasource", pluginId: "prometheus" }),
+    );
     const vars = Object.fromEntries((dashboard.templating.list as any[]).map((v) => [v.name, v]));
     expect(vars.datasource).toMatchObject({ type: "datasource", query: "prometheus" });
     expect(vars.datasource.current.value).toBe("${DS_PROMETHEUS}");
@@ -299,8 +316,9 @@ describe("a real Prometheus scraping a host", () => {
     console.info(await prometheusVersion());
     server = await startNatsServer();
     ({ nc, js } = await client(server.url));
-    const dir = makeProject({
-      "functions.yaml": `
+    const dir = makeProject(
+      {
+        "functions.yaml": `
 defaults:
   timeout: 5s
   retry: { maxAttempts: 3, initialDelay: 100ms, maxDelay: 1s, jitter: false }
@@ -310,7 +328,9 @@ functions:
   - { name: ok, handler: fns/ok.ts, stream: EVT, subjects: [evt.ok] }
   - { name: poison, handler: fns/poison.ts, stream: EVT, subjects: [evt.poison] }
 `,
-    }, { fixtures: "prometheus" });
+      },
+      { fixtures: "prometheus" },
+    );
     ({ host } = await startHost(dir, server.url));
     const port = host.httpAddress!.port;
 
@@ -389,9 +409,13 @@ functions:
     expect(groups.map((g) => g.name)).toEqual(["jetfn"]);
     const group = groups[0]!;
     expect(group.file).toBe(ALERTS_FILE);
-    expect(group.rules.map((r) => r.name).sort()).toEqual(
-      ["JetfnBreakerOpen", "JetfnConsumerLagGrowing", "JetfnDeadLetters", "JetfnNotReady", "JetfnWorkerRestarting"],
-    );
+    expect(group.rules.map((r) => r.name).sort()).toEqual([
+      "JetfnBreakerOpen",
+      "JetfnConsumerLagGrowing",
+      "JetfnDeadLetters",
+      "JetfnNotReady",
+      "JetfnWorkerRestarting",
+    ]);
     for (const rule of group.rules) {
       expect(rule.type).toBe("alerting");
       expect(rule.lastError ?? "", rule.name).toBe("");

@@ -62,7 +62,13 @@ functions:
 
   it("updates a stream and a consumer that drifted from functions.yaml", async () => {
     await nats.jsm.streams.add({ name: "P2", subjects: ["p2.b"], storage: "memory" });
-    await nats.jsm.consumers.add("P2", { durable_name: "jetfn_b", ack_policy: "explicit", filter_subject: "p2.b", ack_wait: nanos(1000), max_deliver: 5 });
+    await nats.jsm.consumers.add("P2", {
+      durable_name: "jetfn_b",
+      ack_policy: "explicit",
+      filter_subject: "p2.b",
+      ack_wait: nanos(1000),
+      max_deliver: 5,
+    });
     const { host, logs } = await startHost(
       project(`
 streams:

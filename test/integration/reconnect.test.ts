@@ -15,14 +15,17 @@ let baseUrl: string;
 
 beforeAll(async () => {
   server = await startNatsServer();
-  const dir = makeProject({
-    "functions.yaml": `
+  const dir = makeProject(
+    {
+      "functions.yaml": `
 streams:
   - { name: R, subjects: ["r.>"] }
 functions:
   - { name: echo, handler: echo.ts, stream: R, subjects: [r.in], output: r.out }
 `,
-  }, { fixtures: "reconnect" });
+    },
+    { fixtures: "reconnect" },
+  );
   ({ host, logs, baseUrl } = await startHost(dir, server.url));
 });
 

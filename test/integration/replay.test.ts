@@ -60,7 +60,9 @@ it("runs a replay's copy in its function alone, with the original subject and ct
   const counts = await replayEvents(nats, fn("seen"), { from: { seq: seqs[0]! } }, host.log);
   expect(counts).toMatchObject({ total: 2, read: 2, published: 2, duplicates: 0 });
   await waitFor(() => of("seen").length === 4, { message: "both replayed" });
-  const replayed = of("seen").slice(2).sort((a, b) => a.id - b.id);
+  const replayed = of("seen")
+    .slice(2)
+    .sort((a, b) => a.id - b.id);
   expect(replayed).toMatchObject([
     { id: 1, subject: "ri.seen", replay: { of: { stream: "RI", seq: seqs[0] } }, note: "kept", replayOfHeader: `RI:${seqs[0]}` },
     { id: 2, subject: "ri.seen", replay: { of: { stream: "RI", seq: seqs[1] } }, note: "kept", replayOfHeader: `RI:${seqs[1]}` },

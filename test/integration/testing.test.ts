@@ -90,15 +90,20 @@ function headersOf(hdrs: MsgHdrs | undefined, except: RegExp): Record<string, st
 
 /** The host's dead letter for `seq` equals the one invoke() published: bytes, id and headers (but the time). */
 async function expectSameDeadLetter(fn: string, seq: number, result: InvokeResult): Promise<void> {
-  const stored = await waitFor(async () => {
-    const msg = await nats.jsm.streams.getMessage("JETFN_DLQ", { last_by_subj: `jetfn.dlq.${fn}` });
-    return msg?.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
-  }, { message: `dead letter of ${fn} seq ${seq}` });
+  const stored = await waitFor(
+    async () => {
+      const msg = await nats.jsm.streams.getMessage("JETFN_DLQ", { last_by_subj: `jetfn.dlq.${fn}` });
+      return msg?.header.get("Jetfn-Stream-Seq") === String(seq) ? msg : null;
+    },
+    { message: `dead letter of ${fn} seq ${seq}` },
+  );
   const dead = result.published.at(-1)!;
   expect(dead.subject).toBe(stored.subject);
   expect(dead.data).toEqual(stored.data);
   expect(dead.msgId).toBe(stored.header.get("Nats-Msg-Id"));
-  expect(headersOf(natsHeadersFrom(dead.headers), /^Jetfn-Failed-At$/i)).toEqual(headersOf(stored.header, /^(Jetfn-Failed-At|Nats-Msg-Id)$/i));
+  expect(headersOf(natsHeadersFrom(dead.headers), /^Jetfn-Failed-At$/i)).toEqual(
+    headersOf(stored.header, /^(Jetfn-Failed-At|Nats-Msg-Id)$/i),
+  );
 }
 
 function natsHeadersFrom(record: Readonly<Record<string, string>>): MsgHdrs {

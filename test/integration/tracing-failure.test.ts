@@ -18,14 +18,17 @@ beforeAll(async () => {
   process.env.OTEL_BSP_SCHEDULE_DELAY = "20";
   process.env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE = "5";
   process.env.OTEL_EXPORTER_OTLP_TIMEOUT = "1000"; // the exporter gives up (and retries end) sooner
-  const dir = makeProject({
-    "functions.yaml": `
+  const dir = makeProject(
+    {
+      "functions.yaml": `
 streams:
   - { name: TF, subjects: ["tf.>"], storage: memory }
 functions:
   - { name: echo, handler: echo.ts, stream: TF, subjects: [tf.in], output: tf.out }
 `,
-  }, { fixtures: "tracing-failure" });
+    },
+    { fixtures: "tracing-failure" },
+  );
   const nobody = await freePort(); // nothing listens there
   ({ host, logs } = await startHost(dir, server.url, { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${nobody}` }));
 });

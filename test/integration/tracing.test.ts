@@ -24,8 +24,9 @@ const nats = useNats();
 beforeAll(async () => {
   receiver = await OtlpReceiver.start();
   process.env.OTEL_BSP_SCHEDULE_DELAY = "50"; // read by the SDK's batch processor
-  dir = makeProject({
-    "functions.yaml": `
+  dir = makeProject(
+    {
+      "functions.yaml": `
 streams:
   - { name: TR, subjects: ["tr.>"], storage: memory }
 functions:
@@ -36,7 +37,9 @@ functions:
     subjects: [tr.middle]
     retry: { maxAttempts: 3, initialDelay: 50ms, jitter: false }
 `,
-  }, { fixtures: "tracing" });
+    },
+    { fixtures: "tracing" },
+  );
   ({ host, logs } = await startHost(dir, nats.server.url, {
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
     OTEL_SERVICE_NAME: "jetfn-under-test",
@@ -84,7 +87,9 @@ it("continues the publisher's trace through both functions, with the right paren
   // Both deliveries of the second function (a failure, then a success) continue the trace.
   expect(secondTries).toHaveLength(2);
   for (const attempt of secondTries) expect(attempt).toMatchObject({ kind: CONSUMER, parentSpanId: output.spanId });
-  const [failed, succeeded] = [...secondTries].sort((a, b) => Number(a.attributes["jetfn.delivery_count"]) - Number(b.attributes["jetfn.delivery_count"]));
+  const [failed, succeeded] = [...secondTries].sort(
+    (a, b) => Number(a.attributes["jetfn.delivery_count"]) - Number(b.attributes["jetfn.delivery_count"]),
+  );
   expect(failed!.status.code).toBe(ERROR);
   expect(failed!.events.map((e) => e.name)).toContain("exception");
   expect(failed!.attributes["jetfn.settlement"]).toBe("nak");

@@ -18,8 +18,9 @@ let logs: LogCapture;
 let baseUrl: string;
 
 beforeAll(async () => {
-  const dir = makeProject({
-    "functions.yaml": `
+  const dir = makeProject(
+    {
+      "functions.yaml": `
 defaults:
   isolation: worker
   retry: { maxAttempts: 2, initialDelay: 100ms, maxDelay: 200ms, jitter: false }
@@ -41,7 +42,9 @@ functions:
     retry: { maxAttempts: 1 }
   - { name: odd, handler: odd.ts, stream: ISO, subjects: [iso.odd], output: iso.done.odd, retry: { maxAttempts: 1 } }
 `,
-  }, { fixtures: "isolation" });
+    },
+    { fixtures: "isolation" },
+  );
   ({ host, logs, baseUrl } = await startHost(dir, nats.server.url, {}, { isolation: { graceMs: 500 } }));
 });
 
@@ -112,10 +115,13 @@ describe("isolation: worker", () => {
     await publishHealthy(300);
     await waitFor(async () => (await succeeded("healthy")) === 600, { message: "300 healthy events next to the bad ones" });
     const besideBadMs = performance.now() - started;
-    const letters = await waitFor(async () => {
-      const found = (await Promise.all(bad.map((fn) => deadLetters(fn)))).flat();
-      return found.length === 3 ? found : undefined;
-    }, { timeout: 30_000, message: "the three bad events dead-lettered" });
+    const letters = await waitFor(
+      async () => {
+        const found = (await Promise.all(bad.map((fn) => deadLetters(fn)))).flat();
+        return found.length === 3 ? found : undefined;
+      },
+      { timeout: 30_000, message: "the three bad events dead-lettered" },
+    );
     probing = false;
     await prober;
 
@@ -127,15 +133,18 @@ describe("isolation: worker", () => {
       oom: await metric('jetfn_worker_restarts_total{function="oom",reason="out-of-memory"}'),
       exit: await metric('jetfn_worker_restarts_total{function="exit",reason="exit"}'),
     };
-    console.log("bad day, isolation: worker:", JSON.stringify({
-      healthyAloneMs: Math.round(aloneMs),
-      healthyBesideBadMs: Math.round(besideBadMs),
-      throughputRatio: Number((aloneMs / besideBadMs).toFixed(2)),
-      healthzProbes: probes.length,
-      healthzNot200: probes.filter((status) => status !== 200).length,
-      deadLetters: letters.map((l) => ({ mode: l.body.mode, reason: l.reason, error: l.error })),
-      restarts,
-    }));
+    console.log(
+      "bad day, isolation: worker:",
+      JSON.stringify({
+        healthyAloneMs: Math.round(aloneMs),
+        healthyBesideBadMs: Math.round(besideBadMs),
+        throughputRatio: Number((aloneMs / besideBadMs).toFixed(2)),
+        healthzProbes: probes.length,
+        healthzNot200: probes.filter((status) => status !== 200).length,
+        deadLetters: letters.map((l) => ({ mode: l.body.mode, reason: l.reason, error: l.error })),
+        restarts,
+      }),
+    );
 
     expect(besideBadMs).toBeLessThan(10_000);
     expect(aloneMs / besideBadMs).toBeGreaterThanOrEqual(0.5);
@@ -158,7 +167,9 @@ describe("isolation: worker", () => {
     // The same functions then serve good events normally, on fresh threads.
     for (const fn of bad) await nats.js.publish(`iso.${fn}`, JSON.stringify({ mode: "ok" }));
     for (const fn of bad) {
-      await waitFor(async () => (await outputs(fn)).some((out) => out.mode === "ok"), { message: `a good event for ${fn} after the bad one` });
+      await waitFor(async () => (await outputs(fn)).some((out) => out.mode === "ok"), {
+        message: `a good event for ${fn} after the bad one`,
+      });
     }
   });
 
@@ -180,10 +191,14 @@ describe("isolation: worker", () => {
   it("a bystander on a thread terminated for another's hard timeout is redelivered and succeeds, no attempt lost", async () => {
     // maxAttempts is 1: had the bystander's delivery spent its attempt, its redelivery would be dead-lettered unrun.
     await nats.js.publish("iso.shared", JSON.stringify({ mode: "spin" }));
-    const threadOf = (name: string) => (host.functions().find((f) => (f as { name: string }).name === name) as { thread?: { state: string } }).thread;
+    const threadOf = (name: string) =>
+      (host.functions().find((f) => (f as { name: string }).name === name) as { thread?: { state: string } }).thread;
     await waitFor(() => threadOf("shared")?.state === "stuck", { message: "/functions reports the spinning thread stuck" });
     const { seq } = await nats.js.publish("iso.shared", JSON.stringify({ mode: "slow" }));
-    const done = await waitFor(async () => (await outputs("shared")).find((out) => out.seq === seq), { timeout: 20_000, message: "the bystander's output" });
+    const done = await waitFor(async () => (await outputs("shared")).find((out) => out.seq === seq), {
+      timeout: 20_000,
+      message: "the bystander's output",
+    });
     expect(done).toMatchObject({ mode: "slow" });
     const letters = await deadLetters("shared");
     expect(letters.map((l) => [l.body.mode, l.reason, l.error])).toEqual([["spin", "attempts-exhausted", "timed out after 3000ms"]]);
@@ -194,10 +209,13 @@ describe("isolation: worker", () => {
 
   it("values that cannot cross or be encoded fail their delivery with a clear error, and crash nothing", async () => {
     for (const mode of ["circular", "bigint", "throw-object", "log-function"]) await nats.js.publish("iso.odd", JSON.stringify({ mode }));
-    const letters = await waitFor(async () => {
-      const found = await deadLetters("odd");
-      return found.length === 3 ? found : undefined;
-    }, { message: "three dead letters" });
+    const letters = await waitFor(
+      async () => {
+        const found = await deadLetters("odd");
+        return found.length === 3 ? found : undefined;
+      },
+      { message: "three dead letters" },
+    );
     const byMode = Object.fromEntries(letters.map((letter) => [letter.body.mode, letter.error]));
     expect(byMode.circular).toMatch(/^TypeError: Converting circular structure to JSON/);
     expect(byMode.bigint).toMatch(/^TypeError: Do not know how to serialize a BigInt/);

@@ -48,7 +48,12 @@ functions:
   );
 }
 
-async function publishEntries(stream: string, keys: number, perKey: number, extra: (key: string, i: number) => object = () => ({})): Promise<void> {
+async function publishEntries(
+  stream: string,
+  keys: number,
+  perKey: number,
+  extra: (key: string, i: number) => object = () => ({}),
+): Promise<void> {
   const subject = `${stream.toLowerCase()}.entries`;
   const acks: Promise<unknown>[] = [];
   for (let i = 0; i < perKey; i++) {
@@ -90,7 +95,9 @@ function byKey(all: Run[]): Map<string, Run[]> {
 function expectNoOverlap(all: Run[]): void {
   for (const [key, list] of byKey(all)) {
     for (let j = 1; j < list.length; j++) {
-      expect(list[j]!.start, `${key}: run ${list[j]!.i} started before run ${list[j - 1]!.i} ended`).toBeGreaterThanOrEqual(list[j - 1]!.end);
+      expect(list[j]!.start, `${key}: run ${list[j]!.i} started before run ${list[j - 1]!.i} ended`).toBeGreaterThanOrEqual(
+        list[j - 1]!.end,
+      );
     }
   }
 }
@@ -105,7 +112,8 @@ function expectKeyOrder(all: Run[], perKey: number): void {
       const firstOk = list.find((run) => run.i === i && run.ok);
       expect(firstOk, `${key}: entry ${i} never succeeded`).toBeDefined();
       const nextStart = list.find((run) => run.i === i + 1)?.start;
-      if (nextStart !== undefined) expect(nextStart, `${key}: entry ${i + 1} started before entry ${i} succeeded`).toBeGreaterThanOrEqual(firstOk!.end);
+      if (nextStart !== undefined)
+        expect(nextStart, `${key}: entry ${i + 1} started before entry ${i} succeeded`).toBeGreaterThanOrEqual(firstOk!.end);
     }
   }
 }
@@ -124,10 +132,13 @@ async function startHosts(configFile: string, count: number): Promise<{ cli: Cli
   const hosts: { cli: CliProcess; base: string }[] = [];
   for (let n = 0; n < count; n++) hosts.push(await startCliHost(configFile, nats.server.url, { LOG_LEVEL: "info" }));
   // The spread evens out before the first event: 8 partitions over the hosts.
-  await waitFor(async () => {
-    const counts = await Promise.all(hosts.map(({ base }) => owned(base).then((p) => p.length)));
-    return counts.reduce((a, b) => a + b, 0) === 8 && Math.max(...counts) - Math.min(...counts) <= 1;
-  }, { timeout: 20_000, message: "partitions spread over the hosts" });
+  await waitFor(
+    async () => {
+      const counts = await Promise.all(hosts.map(({ base }) => owned(base).then((p) => p.length)));
+      return counts.reduce((a, b) => a + b, 0) === 8 && Math.max(...counts) - Math.min(...counts) <= 1;
+    },
+    { timeout: 20_000, message: "partitions spread over the hosts" },
+  );
   return hosts;
 }
 
@@ -140,7 +151,11 @@ describe("three replicas", () => {
     const all = await runs("LA");
     expect(all).toHaveLength(2000);
     expect(all.every((run) => run.ok)).toBe(true);
-    for (const [key, list] of byKey(all)) expect(list.map((run) => run.i), key).toEqual([...Array(50).keys()]);
+    for (const [key, list] of byKey(all))
+      expect(
+        list.map((run) => run.i),
+        key,
+      ).toEqual([...Array(50).keys()]);
     expectNoOverlap(all);
     expect(new Set(all.map((run) => run.host)).size).toBe(3);
     // At least 3 times a sequential consumer: the runs' total time over the wall time.
@@ -164,10 +179,13 @@ describe("three replicas", () => {
     });
     expect(Date.now() - killedAt).toBeLessThan(2000 + 5000);
     await publishing;
-    await waitFor(async () => {
-      const done = new Set((await runs("LB")).filter((r) => r.ok).map((r) => `${r.key}:${r.i}`));
-      return done.size === 2000;
-    }, { timeout: 60_000, interval: 500, message: "every entry succeeded once" });
+    await waitFor(
+      async () => {
+        const done = new Set((await runs("LB")).filter((r) => r.ok).map((r) => `${r.key}:${r.i}`));
+        return done.size === 2000;
+      },
+      { timeout: 60_000, interval: 500, message: "every entry succeeded once" },
+    );
     const all = await runs("LB");
     expectKeyOrder(all, 50);
     expectNoOverlap(all);
@@ -242,7 +260,11 @@ describe("a stalled replica", () => {
     const stoppedAt = Date.now();
     try {
       const publishing = publishEntries("LD", 20, 10);
-      await waitFor(async () => (await owned(other!.base)).length === 8, { timeout: 15_000, interval: 100, message: "the other host owns every partition" });
+      await waitFor(async () => (await owned(other!.base)).length === 8, {
+        timeout: 15_000,
+        interval: 100,
+        message: "the other host owns every partition",
+      });
       expect(Date.now() - stoppedAt).toBeLessThan(2000 + 5000);
       await publishing;
       await waitFor(async () => (await okCount("LD")) >= 200, { timeout: 30_000, interval: 200 });
@@ -276,11 +298,18 @@ describe("a replica shutting down", () => {
     const publishing = publishEntries("LE", 20, 10);
     leaving!.cli.child.kill("SIGTERM");
     const stoppedAt = Date.now();
-    await waitFor(async () => (await owned(staying!.base)).length === 8, { timeout: 15_000, interval: 100, message: "the other host owns every partition" });
+    await waitFor(async () => (await owned(staying!.base)).length === 8, {
+      timeout: 15_000,
+      interval: 100,
+      message: "the other host owns every partition",
+    });
     expect(Date.now() - stoppedAt).toBeLessThan(10_000);
     expect(await leaving!.cli.exited).toBe(0);
     await publishing;
-    await waitFor(async () => new Set((await runs("LE")).filter((r) => r.ok).map((r) => `${r.key}:${r.i}`)).size === 200, { timeout: 30_000, interval: 200 });
+    await waitFor(async () => new Set((await runs("LE")).filter((r) => r.ok).map((r) => `${r.key}:${r.i}`)).size === 200, {
+      timeout: 30_000,
+      interval: 200,
+    });
     expectKeyOrder(await runs("LE"), 10);
   });
 });

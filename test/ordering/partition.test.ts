@@ -118,8 +118,16 @@ async function scenario(stream: string, isolation: "worker" | "none"): Promise<v
   }
   const pidA = a.cli.child.pid!;
   // Cut A off while it runs events of its partitions.
-  await waitFor(() => runsOf(log).some((run) => run.host === pidA && !run.completed), { timeout: 20_000, interval: 20, message: "A runs an event" });
-  const keysOfA = new Set(runsOf(log).filter((run) => run.host === pidA).map((run) => run.key));
+  await waitFor(() => runsOf(log).some((run) => run.host === pidA && !run.completed), {
+    timeout: 20_000,
+    interval: 20,
+    message: "A runs an event",
+  });
+  const keysOfA = new Set(
+    runsOf(log)
+      .filter((run) => run.host === pidA)
+      .map((run) => run.key),
+  );
   proxy.blackhole();
   const cutAt = Date.now();
   await new Promise((resolve) => setTimeout(resolve, PARTITIONED_MS));
@@ -128,7 +136,11 @@ async function scenario(stream: string, isolation: "worker" | "none"): Promise<v
 
   await waitFor(
     () => {
-      const done = new Set(runsOf(log).filter((run) => run.completed).map((run) => `${run.key}:${run.i}`));
+      const done = new Set(
+        runsOf(log)
+          .filter((run) => run.completed)
+          .map((run) => `${run.key}:${run.i}`),
+      );
       return done.size === KEYS * ENTRIES;
     },
     { timeout: 90_000, interval: 250, message: "every entry ran to its end" },
@@ -136,7 +148,9 @@ async function scenario(stream: string, isolation: "worker" | "none"): Promise<v
   // Every event acked on the server: each entry's run that counted was settled by its owner.
   await waitFor(
     async () => {
-      const infos = await Promise.all([0, 1, 2, 3].map((p) => nats.jsm.consumers.info(stream, `jetfn_${FUNCTION.replaceAll("-", "_")}_p${p}`)));
+      const infos = await Promise.all(
+        [0, 1, 2, 3].map((p) => nats.jsm.consumers.info(stream, `jetfn_${FUNCTION.replaceAll("-", "_")}_p${p}`)),
+      );
       return infos.every((info) => info.num_pending === 0 && info.num_ack_pending === 0);
     },
     { timeout: 30_000, interval: 250, message: "every event acked" },
@@ -160,9 +174,10 @@ async function scenario(stream: string, isolation: "worker" | "none"): Promise<v
     // No two runs of one key at the same time, on any replica.
     for (let j = 1; j < list.length; j++) {
       const [before, after] = [list[j - 1]!, list[j]!];
-      expect(after.start, `${key}: #${after.i} on ${after.host} started ${before.end - after.start} ms before #${before.i} on ${before.host} ended`).toBeGreaterThanOrEqual(
-        before.end,
-      );
+      expect(
+        after.start,
+        `${key}: #${after.i} on ${after.host} started ${before.end - after.start} ms before #${before.i} on ${before.host} ended`,
+      ).toBeGreaterThanOrEqual(before.end);
     }
     // Nothing lost, and no entry started before the one before it first ran to its end.
     for (let i = 0; i < ENTRIES; i++) {

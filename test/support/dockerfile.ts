@@ -138,7 +138,8 @@ export function replayDockerfile(dockerfile: string, context: string): { root: s
           const target = inside(dest);
           const intoFolder = dest.endsWith("/") || parts.length > 1;
           for (const source of parts) {
-            if (from && !source.startsWith(`${from.workdir}/`)) throw new Error(`Dockerfile: COPY --from source ${source} is outside ${from.workdir}`);
+            if (from && !source.startsWith(`${from.workdir}/`))
+              throw new Error(`Dockerfile: COPY --from source ${source} is outside ${from.workdir}`);
             const origin = from ? path.join(from.dir, path.posix.relative(from.workdir, source)) : path.join(context, source);
             // A folder's contents go into the target; a file goes into it, or becomes it.
             const to = statSync(origin).isDirectory() || !intoFolder ? target : path.join(target, path.basename(source));

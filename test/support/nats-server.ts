@@ -211,11 +211,15 @@ class NatsServerProcess implements NatsServer {
     if (this.#child) throw new Error(`nats-server ${this.url} is already running`);
     const port = this.#port > 0 ? this.#port : this.#spec.port;
     const args = [
-      "-a", "127.0.0.1",
-      "-p", String(port),
+      "-a",
+      "127.0.0.1",
+      "-p",
+      String(port),
       "-js",
-      "-sd", this.storeDir,
-      "--ports_file_dir", this.dir,
+      "-sd",
+      this.storeDir,
+      "--ports_file_dir",
+      this.dir,
       ...(this.#spec.configFile ? ["-c", this.#spec.configFile] : []),
       ...this.#spec.extraArgs,
     ];
@@ -237,10 +241,7 @@ class NatsServerProcess implements NatsServer {
       await child.spawned;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-        throw new Error(
-          "nats-server not found on PATH: install it (apt-get install -y nats-server) — tests never skip",
-          { cause: err },
-        );
+        throw new Error("nats-server not found on PATH: install it (apt-get install -y nats-server) — tests never skip", { cause: err });
       }
       throw err;
     }
@@ -280,7 +281,9 @@ class NatsServerProcess implements NatsServer {
       }
       if (port !== undefined && (await tcpAccepts(port))) return;
       if (Date.now() >= deadline) {
-        throw fail(`not ready after ${STARTUP_TIMEOUT_MS} ms (${port === undefined ? "no ports file" : `port ${port} refuses connections`})`);
+        throw fail(
+          `not ready after ${STARTUP_TIMEOUT_MS} ms (${port === undefined ? "no ports file" : `port ${port} refuses connections`})`,
+        );
       }
       await sleep(25);
     }
@@ -383,9 +386,12 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
     clientPorts.map((clientPort, i) => {
       const routes = clusterPorts.filter((_, j) => j !== i).map(routeUrl);
       const args = [
-        "-n", `node${i}`,
-        "--cluster_name", "jetfn-test",
-        "--cluster", routeUrl(clusterPorts[i]),
+        "-n",
+        `node${i}`,
+        "--cluster_name",
+        "jetfn-test",
+        "--cluster",
+        routeUrl(clusterPorts[i]),
         ...(routes.length > 0 ? ["--routes", routes.join(",")] : []),
       ];
       return launch(clientPort, { args });

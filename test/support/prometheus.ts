@@ -57,18 +57,13 @@ export interface ToolResult {
 export function promtool(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<ToolResult> {
   const bin = requireBinary("promtool");
   return new Promise((resolve, reject) => {
-    execFile(
-      bin,
-      args,
-      { cwd: opts.cwd, timeout: opts.timeoutMs ?? 20_000, maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        if (err && typeof err.code !== "number") {
-          reject(new Error(`promtool ${args.join(" ")} failed to run: ${err.message}\n${stderr}`, { cause: err }));
-          return;
-        }
-        resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
-      },
-    );
+    execFile(bin, args, { cwd: opts.cwd, timeout: opts.timeoutMs ?? 20_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err && typeof err.code !== "number") {
+        reject(new Error(`promtool ${args.join(" ")} failed to run: ${err.message}\n${stderr}`, { cause: err }));
+        return;
+      }
+      resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
+    });
   });
 }
 

@@ -21,10 +21,7 @@ function describeError(err: unknown): string {
  * A probe that throws or rejects counts as "not yet". On timeout the returned promise
  * rejects with `message` and the last error the probe threw, if any.
  */
-export async function waitFor<T>(
-  probe: () => T | Promise<T>,
-  opts: WaitForOptions = {},
-): Promise<NonNullable<T>> {
+export async function waitFor<T>(probe: () => T | Promise<T>, opts: WaitForOptions = {}): Promise<NonNullable<T>> {
   const timeout = opts.timeout ?? 10_000;
   const interval = opts.interval ?? 25;
   const deadline = Date.now() + timeout;

@@ -11,7 +11,13 @@ const entry = { name: "ship-order", handler: "functions/ship-order.ts", stream: 
 /** The entry as a block item whose `-` is at `column`. */
 const block = (column: number) => {
   const pad = " ".repeat(column);
-  return [`${pad}- name: ship-order`, `${pad}  handler: functions/ship-order.ts`, `${pad}  stream: ORDERS`, `${pad}  subjects:`, `${pad}    - orders.paid`];
+  return [
+    `${pad}- name: ship-order`,
+    `${pad}  handler: functions/ship-order.ts`,
+    `${pad}  stream: ORDERS`,
+    `${pad}  subjects:`,
+    `${pad}    - orders.paid`,
+  ];
 };
 
 /**
@@ -131,8 +137,12 @@ describe("appendListEntry", () => {
   it("adds to routes: where it is, keeping the rest", () => {
     const before = `routes:\n  - route: POST /orders   # the shop\n    publish: orders.created\n\nfunctions:\n  - name: a\n`;
     const after = appendListEntry(before, "routes", route);
-    expect(after).toBe(`routes:\n  - route: POST /orders   # the shop\n    publish: orders.created\n  - route: POST /ship\n    publish: orders.paid\n\nfunctions:\n  - name: a\n`);
-    expect(appendListEntry("functions: []\nroutes: []\n", "routes", route)).toBe("functions: []\nroutes: [{ route: POST /ship, publish: orders.paid }]\n");
+    expect(after).toBe(
+      `routes:\n  - route: POST /orders   # the shop\n    publish: orders.created\n  - route: POST /ship\n    publish: orders.paid\n\nfunctions:\n  - name: a\n`,
+    );
+    expect(appendListEntry("functions: []\nroutes: []\n", "routes", route)).toBe(
+      "functions: []\nroutes: [{ route: POST /ship, publish: orders.paid }]\n",
+    );
   });
 
   it("adds a missing key at the end, at the column and spacing of the file", () => {

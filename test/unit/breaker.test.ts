@@ -5,7 +5,11 @@ import { CircuitBreaker } from "../../runtime/resilience/breaker.ts";
 function setup(policy = { failureThreshold: 3, openForMs: 1000, halfOpenRequests: 2 }) {
   let now = 0;
   const transitions: string[] = [];
-  const breaker = new CircuitBreaker(policy, () => now, (from: BreakerState, to: BreakerState) => transitions.push(`${from}->${to}`));
+  const breaker = new CircuitBreaker(
+    policy,
+    () => now,
+    (from: BreakerState, to: BreakerState) => transitions.push(`${from}->${to}`),
+  );
   return { breaker, transitions, advance: (ms: number) => (now += ms) };
 }
 

@@ -20,7 +20,13 @@ import { BreakerOpenError, NonRetryableError, RetryAfterError } from "../../runt
 import { Metrics } from "../../runtime/telemetry/metrics.ts";
 
 const fn = { name: "quote", concurrency: 2, timeoutMs: 50, encoding: "json", config: {} } as unknown as CompiledFunction;
-const request: CallRequest = { data: new Uint8Array(), subject: "POST /quote", headers: {}, parent: ROOT_CONTEXT, spanKind: SpanKind.INTERNAL };
+const request: CallRequest = {
+  data: new Uint8Array(),
+  subject: "POST /quote",
+  headers: {},
+  parent: ROOT_CONTEXT,
+  spanKind: SpanKind.INTERNAL,
+};
 
 /** An executor whose runs end as `next` says; `hang` ones never end by themselves. */
 class FakeExecutor implements Executor {
@@ -65,9 +71,18 @@ describe("Caller", () => {
       issues: [{ path: "sku", message: "required" }],
     });
     expect(await answer({ kind: "error", error: new NonRetryableError("sold out") })).toEqual({ kind: "rejected", message: "sold out" });
-    expect(await answer({ kind: "error", error: new RetryAfterError("busy", 700) })).toMatchObject({ kind: "unavailable", retryAfterMs: 700 });
-    expect(await answer({ kind: "error", error: new BreakerOpenError("pricing", 900) })).toMatchObject({ kind: "unavailable", retryAfterMs: 900 });
-    expect(await answer({ kind: "error", error: new Error("db password is hunter2") })).toEqual({ kind: "failed", message: "function quote failed" });
+    expect(await answer({ kind: "error", error: new RetryAfterError("busy", 700) })).toMatchObject({
+      kind: "unavailable",
+      retryAfterMs: 700,
+    });
+    expect(await answer({ kind: "error", error: new BreakerOpenError("pricing", 900) })).toMatchObject({
+      kind: "unavailable",
+      retryAfterMs: 900,
+    });
+    expect(await answer({ kind: "error", error: new Error("db password is hunter2") })).toEqual({
+      kind: "failed",
+      message: "function quote failed",
+    });
     expect(await answer({ kind: "crashed", reason: "out-of-memory", error: "..." })).toMatchObject({ kind: "failed" });
     expect(await answer({ kind: "aborted", cause: "bystander" })).toMatchObject({ kind: "unavailable" });
   });
@@ -92,7 +107,10 @@ describe("Caller", () => {
 
     const paused = caller();
     paused.admission.setPaused({ reason: "db repair", at: "2030-01-01T00:00:00Z", by: "ops@host" });
-    expect(await paused.caller.call(request)).toMatchObject({ kind: "unavailable", message: "function quote is not taking calls: it is paused (db repair)" });
+    expect(await paused.caller.call(request)).toMatchObject({
+      kind: "unavailable",
+      message: "function quote is not taking calls: it is paused (db repair)",
+    });
     expect(paused.executor.seen).toHaveLength(0);
 
     stop.abort();

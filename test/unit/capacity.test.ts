@@ -36,7 +36,11 @@ describe("Capacity: one owner of what a function holds", () => {
   });
 
   it("gives an ordered function's replays a concurrency of their own, and replays at least 1 slot", () => {
-    const ordered = new Capacity({ ...fn, ordering: { key: { kind: "json", path: ["id"] }, partitions: 4, leaseTtlMs: 10_000 } }, { waitingRoom: 0 }, () => true);
+    const ordered = new Capacity(
+      { ...fn, ordering: { key: { kind: "json", path: ["id"] }, partitions: 4, leaseTtlMs: 10_000 } },
+      { waitingRoom: 0 },
+      () => true,
+    );
     ordered.live.take(8);
     expect(ordered.replays.free()).toBe(8);
     expect(new Capacity({ ...fn, concurrency: 1 }, { waitingRoom: 0 }, () => true).replays.limit).toBe(1);

@@ -124,16 +124,15 @@ describe("loadConfig: errors", () => {
   });
 
   it("reports a handler file that does not exist", () => {
-    expect(
-      errorsOf(["functions:", "  - name: a", "    handler: functions/nope.ts", "    stream: S", "    subjects: [x]"]),
-    ).toEqual(["functions.yaml:3:14 functions[0].handler: handler file not found: functions/nope.ts"]);
+    expect(errorsOf(["functions:", "  - name: a", "    handler: functions/nope.ts", "    stream: S", "    subjects: [x]"])).toEqual([
+      "functions.yaml:3:14 functions[0].handler: handler file not found: functions/nope.ts",
+    ]);
   });
 
   it("reports a subject that the declared stream does not capture", () => {
-    expect(errorsOf([...ORDERS_STREAM, "functions:", ...FUNCTION_A.slice(0, 3), "    subjects: [orders.a, payments.b]"]))
-      .toEqual([
-        'functions.yaml:8:26 functions[0].subjects[1]: subject "payments.b" is not captured by stream ORDERS (subjects: orders.>)',
-      ]);
+    expect(errorsOf([...ORDERS_STREAM, "functions:", ...FUNCTION_A.slice(0, 3), "    subjects: [orders.a, payments.b]"])).toEqual([
+      'functions.yaml:8:26 functions[0].subjects[1]: subject "payments.b" is not captured by stream ORDERS (subjects: orders.>)',
+    ]);
   });
 
   it("reports per-function keys set under defaults", () => {

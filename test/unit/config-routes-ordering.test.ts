@@ -100,7 +100,13 @@ describe("routes: in functions.yaml", () => {
   });
 
   it("gives an invoke route its function's encoding unless it names one", () => {
-    const file = project([...functions, "    encoding: binary", "routes:", "  - { route: POST /a, invoke: a }", "  - { route: POST /b, invoke: a, encoding: text }"]);
+    const file = project([
+      ...functions,
+      "    encoding: binary",
+      "routes:",
+      "  - { route: POST /a, invoke: a }",
+      "  - { route: POST /b, invoke: a, encoding: text }",
+    ]);
     expect(loadConfig(file).routes.map((r) => r.encoding)).toEqual(["binary", "text"]);
   });
 

@@ -168,8 +168,20 @@ describe("loadConfig: compiling", () => {
     ]);
     const fn = config.functions[0];
     const nested = fn?.config.nested as { list: [number, { deep: boolean }] };
-    for (const value of [config, config.streams, config.streams[0], config.functions, fn, fn?.retry, fn?.subjects,
-      fn?.deliverPolicy, fn?.config, nested, nested.list, nested.list[1]]) {
+    for (const value of [
+      config,
+      config.streams,
+      config.streams[0],
+      config.functions,
+      fn,
+      fn?.retry,
+      fn?.subjects,
+      fn?.deliverPolicy,
+      fn?.config,
+      nested,
+      nested.list,
+      nested.list[1],
+    ]) {
       expect(Object.isFrozen(value)).toBe(true);
     }
     expect(() => {

@@ -89,7 +89,12 @@ describe("renderDeadLetter and deadLetterJson", () => {
 
   it("gives the exact bytes as base64, each header's values, and the parsed body only when it is JSON", () => {
     const object = deadLetterJson(letter(new TextEncoder().encode('{"id":1}')));
-    expect(object).toMatchObject({ dlqSeq: 7, reason: "attempts-exhausted", body: Buffer.from('{"id":1}').toString("base64"), json: { id: 1 } });
+    expect(object).toMatchObject({
+      dlqSeq: 7,
+      reason: "attempts-exhausted",
+      body: Buffer.from('{"id":1}').toString("base64"),
+      json: { id: 1 },
+    });
     expect(object.headers).toEqual({ "Jetfn-Function": ["charge"], "X-Tag": ["a", "b"] });
     expect(object).not.toHaveProperty("data");
     expect(deadLetterJson(letter(Uint8Array.from([0xff])))).not.toHaveProperty("json");

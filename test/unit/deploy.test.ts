@@ -30,7 +30,14 @@ describe("deploy/compose.yaml", () => {
   const compose = parse(readFileSync(deploy("compose.yaml"), "utf8")) as {
     services: Record<
       string,
-      { image?: string; build?: string; environment?: Record<string, string>; stop_grace_period?: string; volumes?: string[]; ports?: string[] }
+      {
+        image?: string;
+        build?: string;
+        environment?: Record<string, string>;
+        stop_grace_period?: string;
+        volumes?: string[];
+        ports?: string[];
+      }
     >;
   };
   /** The service's bind mounts as { host path (absolute), container path }. */
@@ -77,11 +84,15 @@ describe("deploy/compose.yaml", () => {
   describe("grafana", () => {
     const provisioning = mounts("grafana").find((m) => m.target === "/etc/grafana/provisioning")!.source;
     const yamlIn = (folder: string) =>
-      readdirSync(path.join(provisioning, folder)).map((file) => parse(readFileSync(path.join(provisioning, folder, file), "utf8")) as Record<string, any>);
+      readdirSync(path.join(provisioning, folder)).map(
+        (file) => parse(readFileSync(path.join(provisioning, folder, file), "utf8")) as Record<string, any>,
+      );
 
     it("provisions the dashboard file the repository ships", () => {
       const providers = yamlIn("dashboards").flatMap((d) => d.providers as { type: string; options: { path: string } }[]);
-      const dashboards = mounts("grafana").filter((m) => providers.some((p) => p.type === "file" && path.posix.dirname(m.target) === p.options.path));
+      const dashboards = mounts("grafana").filter((m) =>
+        providers.some((p) => p.type === "file" && path.posix.dirname(m.target) === p.options.path),
+      );
       expect(dashboards.map((m) => path.relative(deploy(), m.source))).toEqual([path.join("grafana", "jetfn.json")]);
       expect(existsSync(dashboards[0]!.source)).toBe(true);
     });
@@ -147,12 +158,18 @@ describe("deploy/kubernetes", () => {
   });
 
   it("has a Service for the ingress port, and every Service selects the pods and targets a named container port", () => {
-    const ingress = services.flatMap((s) => s.spec.ports as { name: string; port: number; targetPort: string }[]).find((p) => p.name === "ingress")!;
+    const ingress = services
+      .flatMap((s) => s.spec.ports as { name: string; port: number; targetPort: string }[])
+      .find((p) => p.name === "ingress")!;
     expect(ingress.port).toBe(ingressPort);
     expect(container.ports.find((p) => p.name === ingress.targetPort)?.containerPort).toBe(ingressPort);
     for (const s of services) {
       expect(s.spec.selector, s.metadata.name).toEqual(deployment.spec.template.metadata.labels);
-      for (const port of s.spec.ports) expect(container.ports.map((p) => p.name), s.metadata.name).toContain(port.targetPort);
+      for (const port of s.spec.ports)
+        expect(
+          container.ports.map((p) => p.name),
+          s.metadata.name,
+        ).toContain(port.targetPort);
     }
   });
 

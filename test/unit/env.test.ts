@@ -96,7 +96,11 @@ describe("loadEnv", () => {
     ["JETFN_HTTP_PORT", "65536", 'environment JETFN_HTTP_PORT: expected a port 0-65535, got "65536"'],
     ["JETFN_SHUTDOWN_TIMEOUT", "30", 'environment JETFN_SHUTDOWN_TIMEOUT: expected a duration like 10s, got "30"'],
     ["LOG_LEVEL", "loud", 'environment LOG_LEVEL: expected one of trace, debug, info, warn, error, fatal, silent, got "loud"'],
-    ["NATS_URL", "http://x:80", 'environment NATS_URL: expected a comma-separated list of server URLs like nats://host:4222, got "http://x:80"'],
+    [
+      "NATS_URL",
+      "http://x:80",
+      'environment NATS_URL: expected a comma-separated list of server URLs like nats://host:4222, got "http://x:80"',
+    ],
     ["NATS_CREDS", "missing.creds", `environment NATS_CREDS: file not found: ${path.join(dir, "missing.creds")}`],
   ])("rejects %s=%s", (name, value, message) => {
     expect(errorOf({ [name]: value }).message).toBe(message);
@@ -117,9 +121,7 @@ describe("loadEnv", () => {
   it("requires NATS_USER and NATS_PASSWORD together, and TLS cert with key", () => {
     expect(errorOf({ NATS_USER: "alice" }).message).toBe("environment NATS_PASSWORD: must be set when NATS_USER is set");
     expect(errorOf({ NATS_PASSWORD: "pw" }).message).toBe("environment NATS_USER: must be set when NATS_PASSWORD is set");
-    expect(errorOf({ NATS_TLS_CERT: file("c.pem") }).message).toBe(
-      "environment NATS_TLS_KEY: must be set when NATS_TLS_CERT is set",
-    );
+    expect(errorOf({ NATS_TLS_CERT: file("c.pem") }).message).toBe("environment NATS_TLS_KEY: must be set when NATS_TLS_CERT is set");
   });
 
   it("reports every bad variable at once", () => {

@@ -49,7 +49,9 @@ describe("validate", () => {
   });
 
   it("accepts a bare safeParse schema", async () => {
-    const custom = { safeParse: (v: unknown) => (v === 1 ? { success: true as const, data: 1 } : { success: false as const, error: "no" }) };
+    const custom = {
+      safeParse: (v: unknown) => (v === 1 ? { success: true as const, data: 1 } : { success: false as const, error: "no" }),
+    };
     expect(await validate(custom, 1)).toEqual({ ok: true, value: 1 });
     expect((await validate(custom, 2)).ok).toBe(false);
   });
@@ -93,11 +95,15 @@ describe("runWithTimeout", () => {
 
   it("hands out an already-aborted signal when it is first asked for after the timeout", async () => {
     let late: (() => AbortSignal) | undefined;
-    const outcome = await runWithTimeout((deadline) => {
-      deadline.start();
-      late = () => deadline.signal();
-      return new Promise(() => {});
-    }, 10, never);
+    const outcome = await runWithTimeout(
+      (deadline) => {
+        deadline.start();
+        late = () => deadline.signal();
+        return new Promise(() => {});
+      },
+      10,
+      never,
+    );
     expect(outcome.kind).toBe("timeout");
     expect(late!().aborted).toBe(true);
     expect((late!().reason as Error).name).toBe("TimeoutError");
@@ -106,12 +112,16 @@ describe("runWithTimeout", () => {
   it("tells its onAbort listener the reason, at once when it comes after the abort", async () => {
     const reasons: string[] = [];
     let late: ((listener: (reason: Error) => void) => void) | undefined;
-    const outcome = await runWithTimeout((deadline) => {
-      deadline.start();
-      deadline.onAbort((reason) => reasons.push(reason.name));
-      late = (listener) => deadline.onAbort(listener);
-      return new Promise(() => {});
-    }, 10, never);
+    const outcome = await runWithTimeout(
+      (deadline) => {
+        deadline.start();
+        deadline.onAbort((reason) => reasons.push(reason.name));
+        late = (listener) => deadline.onAbort(listener);
+        return new Promise(() => {});
+      },
+      10,
+      never,
+    );
     expect(outcome.kind).toBe("timeout");
     late!((reason) => reasons.push(`late ${reason.name}`));
     expect(reasons).toEqual(["TimeoutError", "late TimeoutError"]);
@@ -119,10 +129,14 @@ describe("runWithTimeout", () => {
 
   it("starts the clock when the run says the handler starts, not before", async () => {
     let start!: () => void;
-    const running = runWithTimeout((deadline) => {
-      start = () => deadline.start();
-      return new Promise(() => {});
-    }, 10, never);
+    const running = runWithTimeout(
+      (deadline) => {
+        start = () => deadline.start();
+        return new Promise(() => {});
+      },
+      10,
+      never,
+    );
     const first = await Promise.race([running, new Promise((r) => setTimeout(r, 40, "still running"))]);
     expect(first).toBe("still running");
     start();
@@ -141,12 +155,17 @@ describe("runWithTimeout", () => {
     const revoked = new AbortController();
     let signal!: AbortSignal;
     const told: string[] = [];
-    const running = runWithTimeout((deadline) => {
-      deadline.start();
-      signal = deadline.signal();
-      deadline.onAbort((reason, cause) => told.push(`${cause}: ${reason.message}`));
-      return new Promise(() => {});
-    }, 10_000, never, revoked.signal);
+    const running = runWithTimeout(
+      (deadline) => {
+        deadline.start();
+        signal = deadline.signal();
+        deadline.onAbort((reason, cause) => told.push(`${cause}: ${reason.message}`));
+        return new Promise(() => {});
+      },
+      10_000,
+      never,
+      revoked.signal,
+    );
     revoked.abort();
     expect(await running).toEqual({ kind: "aborted", cause: "revoked" });
     expect(signal.aborted).toBe(true);
@@ -161,16 +180,24 @@ describe("runWithTimeout", () => {
   it("tells a timeout apart from shutdown for the executor", async () => {
     const stop = new AbortController();
     const causes: string[] = [];
-    const timedOut = runWithTimeout((deadline) => {
-      deadline.onAbort((_, cause) => causes.push(cause));
-      deadline.start();
-      return new Promise(() => {});
-    }, 5, never);
+    const timedOut = runWithTimeout(
+      (deadline) => {
+        deadline.onAbort((_, cause) => causes.push(cause));
+        deadline.start();
+        return new Promise(() => {});
+      },
+      5,
+      never,
+    );
     expect(await timedOut).toEqual({ kind: "timeout", timeoutMs: 5 });
-    const stopped = runWithTimeout((deadline) => {
-      deadline.onAbort((_, cause) => causes.push(cause));
-      return new Promise(() => {});
-    }, 10_000, stop.signal);
+    const stopped = runWithTimeout(
+      (deadline) => {
+        deadline.onAbort((_, cause) => causes.push(cause));
+        return new Promise(() => {});
+      },
+      10_000,
+      stop.signal,
+    );
     stop.abort();
     await stopped;
     expect(causes).toEqual(["timeout", "shutdown"]);

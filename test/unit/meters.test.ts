@@ -10,8 +10,20 @@ describe("BucketHistogram", () => {
   it("exposes the same text as prom-client's Histogram for the same observations", async () => {
     const ours = new Registry();
     const theirs = new Registry();
-    const fast = new BucketHistogram({ name: "h", help: "help text", labelNames: ["function"] as const, buckets: BUCKETS, registers: [ours] });
-    const reference = new Histogram({ name: "h", help: "help text", labelNames: ["function"] as const, buckets: BUCKETS, registers: [theirs] });
+    const fast = new BucketHistogram({
+      name: "h",
+      help: "help text",
+      labelNames: ["function"] as const,
+      buckets: BUCKETS,
+      registers: [ours],
+    });
+    const reference = new Histogram({
+      name: "h",
+      help: "help text",
+      labelNames: ["function"] as const,
+      buckets: BUCKETS,
+      registers: [theirs],
+    });
     const child = fast.child({ function: "a" });
     for (const value of OBSERVED) {
       child.observe(value);
@@ -22,7 +34,14 @@ describe("BucketHistogram", () => {
     expect(await ours.metrics()).toBe(await theirs.metrics());
     // prom-client adds `exemplar: null` to each value; exemplars are off in jetfn.
     const withoutExemplars = (metrics: Awaited<ReturnType<Registry["getMetricsAsJSON"]>>) =>
-      metrics.map((m) => ({ ...m, values: m.values.map(({ labels, value, metricName }: { labels: object; value: number; metricName?: string }) => ({ labels, value, metricName })) }));
+      metrics.map((m) => ({
+        ...m,
+        values: m.values.map(({ labels, value, metricName }: { labels: object; value: number; metricName?: string }) => ({
+          labels,
+          value,
+          metricName,
+        })),
+      }));
     expect(withoutExemplars(await ours.getMetricsAsJSON())).toEqual(withoutExemplars(await theirs.getMetricsAsJSON()));
   });
 

@@ -122,7 +122,13 @@ describe("errorMessage", () => {
       },
     });
     expect(errorMessage(hostile)).toBe("an error whose message cannot be read");
-    expect(errorMessage({ toString: () => { throw new Error("no"); } })).toBe("non-error thrown");
+    expect(
+      errorMessage({
+        toString: () => {
+          throw new Error("no");
+        },
+      }),
+    ).toBe("non-error thrown");
   });
 });
 
@@ -130,15 +136,25 @@ describe("settle: breakers", () => {
   it("naks a BreakerOpenError until the breaker half-opens, even past maxAttempts", async () => {
     const { BreakerOpenError } = await import("../../runtime/sdk/errors.ts");
     const open = new BreakerOpenError("payment-api", 2500);
-    expect(settle({ kind: "error", error: open }, 1, retry)).toEqual({ action: "nak", delayMs: 2500, error: "BreakerOpenError: breaker payment-api is open" });
+    expect(settle({ kind: "error", error: open }, 1, retry)).toEqual({
+      action: "nak",
+      delayMs: 2500,
+      error: "BreakerOpenError: breaker payment-api is open",
+    });
     expect(settle({ kind: "error", error: open }, 99, retry)).toMatchObject({ action: "nak", delayMs: 2500 });
   });
 
   it("holds failures while the function's breaker is open instead of dead-lettering them", () => {
-    expect(settle({ kind: "error", error: new Error("down") }, 5, retry, Math.random, 700)).toEqual({ action: "nak", delayMs: 700, error: "down" });
+    expect(settle({ kind: "error", error: new Error("down") }, 5, retry, Math.random, 700)).toEqual({
+      action: "nak",
+      delayMs: 700,
+      error: "down",
+    });
     expect(settle({ kind: "timeout", timeoutMs: 5 }, 5, retry, Math.random, 700)).toMatchObject({ action: "nak", delayMs: 700 });
     // The handler's own verdicts still stand.
-    expect(settle({ kind: "error", error: new NonRetryableError("no") }, 1, retry, Math.random, 700)).toMatchObject({ action: "dead-letter" });
+    expect(settle({ kind: "error", error: new NonRetryableError("no") }, 1, retry, Math.random, 700)).toMatchObject({
+      action: "dead-letter",
+    });
     expect(settle({ kind: "invalid", error: new Error("schema") }, 1, retry, Math.random, 700)).toMatchObject({ action: "dead-letter" });
   });
 });
@@ -157,7 +173,11 @@ describe("settle: worker threads and the poison guard", () => {
   });
 
   it("hands a delivery released from its thread's waiting room back at once, and counts no invocation", () => {
-    expect(settle({ kind: "aborted", cause: "released" }, 5, retry)).toMatchObject({ action: "nak", delayMs: 0, error: expect.stringMatching(/^handed back unrun/) });
+    expect(settle({ kind: "aborted", cause: "released" }, 5, retry)).toMatchObject({
+      action: "nak",
+      delayMs: 0,
+      error: expect.stringMatching(/^handed back unrun/),
+    });
     expect(invocationOutcome({ kind: "aborted", cause: "released" })).toBeUndefined();
     expect(spendsAttempt({ kind: "aborted", cause: "released" })).toBe(false);
   });

@@ -16,7 +16,11 @@ describe("errors across threads", () => {
   it("keep their brand, fields and meaning for settlement, and instanceof", () => {
     const fatal = across(new NonRetryableError("card declined"));
     expect(fatal).toBeInstanceOf(NonRetryableError);
-    expect(settle({ kind: "error", error: fatal }, 1, retry)).toEqual({ action: "dead-letter", reason: "non-retryable", error: "NonRetryableError: card declined" });
+    expect(settle({ kind: "error", error: fatal }, 1, retry)).toEqual({
+      action: "dead-letter",
+      reason: "non-retryable",
+      error: "NonRetryableError: card declined",
+    });
     const later = across(new RetryAfterError("slow down", "30s"));
     expect(later).toBeInstanceOf(RetryAfterError);
     expect(settle({ kind: "error", error: later }, 1, retry)).toMatchObject({ action: "nak", delayMs: 30_000 });
@@ -41,7 +45,11 @@ describe("errors across threads", () => {
 
   it("survive an error whose getters throw", () => {
     const hostile = new Error("hostile");
-    Object.defineProperty(hostile, "stack", { get: () => { throw new Error("no stack for you"); } });
+    Object.defineProperty(hostile, "stack", {
+      get: () => {
+        throw new Error("no stack for you");
+      },
+    });
     expect(errorMessage(across(hostile))).toBe("hostile");
   });
 });
@@ -52,7 +60,7 @@ describe("BatchPort", () => {
     const received: Batch<{ n: number; data: BytesRef }>[] = [];
     port2.on("message", (batch: Batch<{ n: number; data: BytesRef }>) => received.push(batch));
     const outbox = new BatchPort<{ n: number; data: BytesRef }>(port1);
-    const socketChunk = Buffer.from("xx{\"a\":1}{\"b\":22}yy");
+    const socketChunk = Buffer.from('xx{"a":1}{"b":22}yy');
     outbox.send({ n: 1, data: outbox.bytes(socketChunk.subarray(2, 9)) });
     outbox.send({ n: 2, data: outbox.bytes(socketChunk.subarray(9, 17)) });
     await waitFor(() => received.length === 1);
@@ -71,7 +79,11 @@ describe("toWire", () => {
   it.each([
     ["NonRetryableError", new NonRetryableError("card declined"), { name: "NonRetryableError", brand: "non-retryable" }],
     ["RetryAfterError", new RetryAfterError("slow down", "30s"), { name: "RetryAfterError", brand: "retry-after", delayMs: 30_000 }],
-    ["BreakerOpenError", new BreakerOpenError("payment-api", 1234), { name: "BreakerOpenError", brand: "breaker-open", breaker: "payment-api", retryAfterMs: 1234 }],
+    [
+      "BreakerOpenError",
+      new BreakerOpenError("payment-api", 1234),
+      { name: "BreakerOpenError", brand: "breaker-open", breaker: "payment-api", retryAfterMs: 1234 },
+    ],
   ])("takes a %s apart: its brand and its fields", (_, error, fields) => {
     expect(wire(error)).toEqual({ message: (error as Error).message, stack: (error as Error).stack, ...fields });
   });

@@ -10,7 +10,8 @@ describe("the replay contract", () => {
     expect(replaySubject("charge-payment")).toBe("jetfn.replay.charge-payment");
     expect(formatReplayOf({ stream: "ORDERS", seq: 42 })).toBe("ORDERS:42");
     expect(parseReplayOf("ORDERS:42")).toEqual({ stream: "ORDERS", seq: 42 });
-    for (const bad of [undefined, "", "ORDERS", "ORDERS:", "ORDERS:0", "ORDERS:-1", ":4", "ORDERS:4x"]) expect(parseReplayOf(bad)).toBeUndefined();
+    for (const bad of [undefined, "", "ORDERS", "ORDERS:", "ORDERS:0", "ORDERS:-1", ":4", "ORDERS:4x"])
+      expect(parseReplayOf(bad)).toBeUndefined();
     expect(replayMsgId("f", { stream: "ORDERS", seq: 7 })).toBe("replay:f:ORDERS:7");
     expect(replayMsgId("f", { stream: "ORDERS", seq: 7 }, "again")).toBe("replay:f:again:ORDERS:7");
   });
@@ -34,7 +35,13 @@ describe("a replay's copy as the function sees it", () => {
 
   it("has the original's subject and place, and the copy's own sequence and settlement", () => {
     const delivery = replayed(copy);
-    expect(delivery).toMatchObject({ subject: "orders.created", replayOf: { stream: "ORDERS", seq: 5 }, stream: "JETFN_REPLAY", seq: 3, deliveryCount: 2 });
+    expect(delivery).toMatchObject({
+      subject: "orders.created",
+      replayOf: { stream: "ORDERS", seq: 5 },
+      stream: "JETFN_REPLAY",
+      seq: 3,
+      deliveryCount: 2,
+    });
     expect(delivery.headers["X-Note"]).toBe("kept");
     delivery.nak(100);
     delivery.ack();

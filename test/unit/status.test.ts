@@ -100,9 +100,23 @@ describe("formatStatusTable", () => {
 
   it("prints one row per function per host, the host's columns on its first row", () => {
     const lines = formatStatusTable(status).split("\n");
-    expect(lines[0]).toMatch(/^HOST\s+VERSION\s+UPTIME\s+FUNCTION\s+BOUND\s+PAUSED\s+IN FLIGHT\s+PENDING\s+ACK PENDING\s+BREAKER\s+OK 1M\s+FAILED 1M\s+DEAD LETTERS$/);
+    expect(lines[0]).toMatch(
+      /^HOST\s+VERSION\s+UPTIME\s+FUNCTION\s+BOUND\s+PAUSED\s+IN FLIGHT\s+PENDING\s+ACK PENDING\s+BREAKER\s+OK 1M\s+FAILED 1M\s+DEAD LETTERS$/,
+    );
     expect(lines[1]!.split(/\s{2,}/)).toEqual([
-      "web-1-42-aaaaaa", "0.1.0", "5m03s", "charge-payment", "yes", "no", "2/16", "10", "3", "open, payment-api half-open", "120", "4", "7",
+      "web-1-42-aaaaaa",
+      "0.1.0",
+      "5m03s",
+      "charge-payment",
+      "yes",
+      "no",
+      "2/16",
+      "10",
+      "3",
+      "open, payment-api half-open",
+      "120",
+      "4",
+      "7",
     ]);
     expect(lines[2]).toMatch(/^\s+send-email\s+yes\s+yes: smtp provider down, see INC-1234 for th…\s+2\/16/);
     expect(lines[2]!.trimEnd().endsWith("-")).toBe(true); // dead letters unknown

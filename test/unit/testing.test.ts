@@ -18,7 +18,11 @@ const now = () => NOW;
 const RETRY: CompiledRetry = { ...BUILT_IN_DEFAULTS.retry, jitter: false };
 
 /** The host's settle() for the result's outcome: the settlement must be exactly that. */
-function expectHostSettlement(result: InvokeResult, attempt: number, options: { retry?: CompiledRetry; breakerOpenMs?: number } = {}): void {
+function expectHostSettlement(
+  result: InvokeResult,
+  attempt: number,
+  options: { retry?: CompiledRetry; breakerOpenMs?: number } = {},
+): void {
   expect(result.settlement).toEqual(settle(result.outcome, attempt, options.retry ?? RETRY, Math.random, options.breakerOpenMs));
 }
 
@@ -38,7 +42,11 @@ describe("outcome table", () => {
   });
 
   it("a plain error with attempts left: nak with the backoff delay for the delivery count", async () => {
-    for (const [deliveryCount, delayMs] of [[1, 1000], [2, 2000], [4, 8000]] as const) {
+    for (const [deliveryCount, delayMs] of [
+      [1, 1000],
+      [2, 2000],
+      [4, 8000],
+    ] as const) {
       const result = await invoke(rows, { mode: "fail" }, { deliveryCount, now });
       expect(result.outcome.kind).toBe("error");
       expect(result.settlement).toEqual({ action: "nak", delayMs, error: `transient failure on delivery ${deliveryCount}` });
@@ -61,7 +69,11 @@ describe("outcome table", () => {
 
   it("attempts used up: dead-letters as attempts-exhausted on the last attempt, and past it without running", async () => {
     const last = await invoke(rows, { mode: "fail" }, { deliveryCount: 5, now });
-    expect(last.settlement).toMatchObject({ action: "dead-letter", reason: "attempts-exhausted", error: "transient failure on delivery 5" });
+    expect(last.settlement).toMatchObject({
+      action: "dead-letter",
+      reason: "attempts-exhausted",
+      error: "transient failure on delivery 5",
+    });
     expectHostSettlement(last, 5);
     const timedOut = await invoke(rows, { mode: "slow" }, { deliveryCount: 3, timeout: 20, retry: { maxAttempts: 3 }, now });
     expect(timedOut.settlement).toMatchObject({ action: "dead-letter", reason: "attempts-exhausted", error: "timed out after 20ms" });
@@ -75,14 +87,18 @@ describe("outcome table", () => {
   });
 
   it("NonRetryableError: dead-letters at once, the original bytes and headers with the Jetfn-* ones", async () => {
-    const result = await invoke(rows, { mode: "fatal", n: 3 }, {
-      function: "rows",
-      subject: "evt.rows",
-      stream: "EVT",
-      seq: 9,
-      headers: { "Customer-Id": "c-1" },
-      now,
-    });
+    const result = await invoke(
+      rows,
+      { mode: "fatal", n: 3 },
+      {
+        function: "rows",
+        subject: "evt.rows",
+        stream: "EVT",
+        seq: 9,
+        headers: { "Customer-Id": "c-1" },
+        now,
+      },
+    );
     expect(result.settlement).toEqual({ action: "dead-letter", reason: "non-retryable", error: "NonRetryableError: declined 3" });
     expectHostSettlement(result, 1);
     const [dead, ...rest] = result.published;
@@ -106,7 +122,11 @@ describe("outcome table", () => {
     const bytes = new TextEncoder().encode("{not json");
     const result = await invoke(rows, bytes, { now });
     expect(result.outcome.kind).toBe("undecodable");
-    expect(result.settlement).toMatchObject({ action: "dead-letter", reason: "undecodable", error: expect.stringMatching(/^payload is not valid JSON/) });
+    expect(result.settlement).toMatchObject({
+      action: "dead-letter",
+      reason: "undecodable",
+      error: expect.stringMatching(/^payload is not valid JSON/),
+    });
     expect(result.published[0]!.data).toEqual(bytes);
     expect(ran(result)).toBe(false);
     expectHostSettlement(result, 1);
@@ -137,12 +157,16 @@ describe("outcome table", () => {
   });
 
   it("dead-letter publish refused: tried again in place; never dropped, no attempt spent", async () => {
-    const result = await invoke(rows, { mode: "fatal" }, {
-      now,
-      publish: (message) => {
-        if (message.subject.startsWith("jetfn.dlq.")) throw new Error("no stream captures it");
+    const result = await invoke(
+      rows,
+      { mode: "fatal" },
+      {
+        now,
+        publish: (message) => {
+          if (message.subject.startsWith("jetfn.dlq.")) throw new Error("no stream captures it");
+        },
       },
-    });
+    );
     // A host tries until the broker takes it; invoke() 3 times, then ends as shutdown would.
     expect(result.settlement).toEqual({
       action: "nak",
@@ -155,14 +179,18 @@ describe("outcome table", () => {
 
   it("output publish refused, then taken: acked with the output, the handler run once", async () => {
     let refusals = 2;
-    const result = await invoke(rows, { mode: "ok", n: 1 }, {
-      now,
-      output: "out.rows",
-      deliveryCount: 5,
-      publish: (message) => {
-        if (message.subject === "out.rows" && refusals-- > 0) throw new Error("insufficient resources");
+    const result = await invoke(
+      rows,
+      { mode: "ok", n: 1 },
+      {
+        now,
+        output: "out.rows",
+        deliveryCount: 5,
+        publish: (message) => {
+          if (message.subject === "out.rows" && refusals-- > 0) throw new Error("insufficient resources");
+        },
       },
-    });
+    );
     expect(result.settlement).toEqual({ action: "ack", output: { n: 1, ok: true, currency: null } });
     expect(result.published.map((m) => [m.subject, m.msgId])).toEqual([
       ["tside.rows", undefined],
@@ -216,7 +244,9 @@ describe("shaping the context", () => {
     expect(poisoned.published.at(-1)?.subject).toBe("jetfn.dlq.charge-payment");
     await expect(invoke(rows, {}, { function: "Charge_Payment" })).rejects.toThrow(/^invoke: function: /);
     await expect(invoke(rows, {}, { timeout: "soon" })).rejects.toThrow(/^invoke: timeout: /);
-    await expect(invoke(rows, {}, { retry: { initialDelay: "10s", maxDelay: "1s" } })).rejects.toThrow(/^invoke: retry\.(initialDelay|maxDelay): /);
+    await expect(invoke(rows, {}, { retry: { initialDelay: "10s", maxDelay: "1s" } })).rejects.toThrow(
+      /^invoke: retry\.(initialDelay|maxDelay): /,
+    );
   });
 
   it("encodes the event per encoding: text as UTF-8, binary as given", async () => {
