@@ -109,7 +109,7 @@ function ratioPanel(input: ChartInput, top: number, colors: Map<string, string>)
       rows.push(`<text x="${left - 8}" y="${r(y + 13)}" font-size="11" text-anchor="end">${esc(bar.label)}</text>`);
       rows.push(
         `<rect x="${left}" y="${r(y + 2)}" width="${r(Math.max(0.5, x(bar.ratio) - left))}" height="${rowH - 4}" fill="${color}"` +
-          `${bar.light ? ' fill-opacity="0.45" stroke="' + color + '" stroke-width="1"' : ""}><title>${esc(tip)}</title></rect>`,
+          `${bar.light ? ` fill-opacity="0.45" stroke="${color}" stroke-width="1"` : ""}><title>${esc(tip)}</title></rect>`,
       );
       const labelX = Math.max(x(bar.ratio), bar.target !== undefined ? x(bar.target) : 0) + 4;
       rows.push(`<text x="${r(labelX)}" y="${r(y + 13)}" font-size="11">${num(bar.ratio, 2)}</text>`);

@@ -39,16 +39,16 @@
  * and the machine's other load, its busy time (/proc/stat) less these processes and this
  * script's own, in cores.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { fileURLToPath } from "node:url";
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
+import { type NatsServer, startNatsServer } from "../test/support/nats-server.ts";
 import { choiceEnv, fmt, intEnv, listOf, machineLines, median, runBenchmark } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ async function drained(jsm: JetStreamManager, t: Target, lastSeq: number): Promi
   for (const durable of durables(t)) {
     const info = await jsm.consumers.info(t.stream, durable).catch(() => undefined);
     // Before the backlog is sourced in there is nothing pending either: the ack floor says all were read.
-    if (!info || info.num_pending !== 0 || info.num_ack_pending !== 0 || info.ack_floor.stream_seq < lastSeq) return false;
+    if (info?.num_pending !== 0 || info.num_ack_pending !== 0 || info.ack_floor.stream_seq < lastSeq) return false;
   }
   return true;
 }
@@ -572,7 +572,11 @@ async function main(): Promise<void> {
   const began = Date.now();
   const loadBefore = loadavg();
   const targets: Target[] = [];
-  for (let round = 1; round <= ROUNDS; round++) SCENARIOS.forEach((s, i) => targets.push(targetOf(s, round, i)));
+  for (let round = 1; round <= ROUNDS; round++) {
+    SCENARIOS.forEach((s, i) => {
+      targets.push(targetOf(s, round, i));
+    });
+  }
   writeProject(targets);
   buildBundles();
   const monitorPort = await freePort();

@@ -26,28 +26,28 @@
  *
  * Settings: see bench/README.md ("process.ts"), or the constants below.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { closeSync, cpSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { build } from "esbuild";
+import { fileURLToPath } from "node:url";
 import {
   AckPolicy,
+  type ConsumerInfo,
   DeliverPolicy,
   DiscardPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
   jetstream,
   jetstreamManager,
   StorageType,
-  type ConsumerInfo,
-  type JetStreamClient,
-  type JetStreamManager,
 } from "@nats-io/jetstream";
-import { connect, nanos, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
+import { build } from "esbuild";
 import { freePort } from "../test/support/free-port.ts";
-import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
-import { renderChart, type LatencyColumn, type RatioBar } from "./chart.ts";
+import { type NatsServer, startNatsServer } from "../test/support/nats-server.ts";
+import { type LatencyColumn, type RatioBar, renderChart } from "./chart.ts";
 import { fmt, intEnv, median, runBenchmark } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------

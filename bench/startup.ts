@@ -23,15 +23,15 @@
  * which an idle handler thread is closed; `/functions` confirms they are alive) and reads
  * the memory again. Then SIGTERM.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { fileURLToPath } from "node:url";
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
+import { type NatsServer, startNatsServer } from "../test/support/nats-server.ts";
 import { fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
 
 const FUNCTIONS = intEnv("STARTUP_FUNCTIONS", 50);

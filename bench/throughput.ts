@@ -34,32 +34,32 @@
  * process.cpuUsage()) and the N-th over a node:worker_threads BroadcastChannel; see
  * bench/fixtures/tally.ts.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { build } from "esbuild";
+import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { BroadcastChannel } from "node:worker_threads";
 import {
   AckPolicy,
   DeliverPolicy,
-  jetstream,
-  jetstreamManager,
-  StorageType,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
+  jetstream,
+  jetstreamManager,
+  StorageType,
 } from "@nats-io/jetstream";
-import { connect, nanos, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
+import { build } from "esbuild";
 import { pino } from "pino";
-import type * as HostModule from "../runtime/host.ts";
-import type * as EnvModule from "../runtime/config/env.ts";
-import { startNatsServer, type NatsServer } from "../test/support/nats-server.ts";
-import { CHANNEL, now, SLEEP_MS, type BenchConfig, type BenchReport } from "./fixtures/tally.ts";
 import { ensureRuntime } from "../bin/build-runtime.js";
+import type * as EnvModule from "../runtime/config/env.ts";
+import type * as HostModule from "../runtime/host.ts";
+import { type NatsServer, startNatsServer } from "../test/support/nats-server.ts";
 import { choiceEnv, fmt, intEnv, listOf, machineLines, median, runBenchmark } from "./env.ts";
+import { type BenchConfig, type BenchReport, CHANNEL, now, SLEEP_MS } from "./fixtures/tally.ts";
 
 // ---------------------------------------------------------------------------------------
 // Settings

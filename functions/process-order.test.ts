@@ -1,4 +1,4 @@
-import { invoke, type InvokeOptions } from "jetfn/testing";
+import { type InvokeOptions, invoke } from "jetfn/testing";
 import { describe, expect, it } from "vitest";
 import processOrder from "./process-order.ts";
 

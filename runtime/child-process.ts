@@ -3,7 +3,7 @@
  * has not exited within a grace period. The embedded nats-server and the test support's
  * servers and CLI processes all go through it.
  */
-import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 
 /** How a child process ended. */

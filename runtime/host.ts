@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
-import { type PreparedHandler, loadRouteSchemas } from "./bundle/load.ts";
+import { loadRouteSchemas, type PreparedHandler } from "./bundle/load.ts";
 import { encode, encodedType } from "./codec/codec.ts";
 import { loadProject } from "./config/load.ts";
 import type { CompiledConfig, CompiledEnv, CompiledFunction, CompiledRoute } from "./config/types.ts";

@@ -20,7 +20,7 @@
  * publish naks the message and is reported on stderr.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { jetstream, type JsMsg } from "@nats-io/jetstream";
+import { type JsMsg, jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 
 function required(name: string): string {

@@ -1,8 +1,8 @@
 import path from "node:path";
 import type { CompiledConfig, CompiledFunction, CompiledRoute } from "../config/types.ts";
 import type { EventSchema } from "../sdk/types.ts";
-import { buildHandlers, buildRouteSchemas, type BuiltHandler } from "./build.ts";
-import { loadHandler, loadSchema, type LoadedHandler } from "./module.ts";
+import { type BuiltHandler, buildHandlers, buildRouteSchemas } from "./build.ts";
+import { type LoadedHandler, loadHandler, loadSchema } from "./module.ts";
 
 /** A function's handler, ready for its executor. */
 export interface PreparedHandler {

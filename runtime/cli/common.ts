@@ -1,6 +1,6 @@
 import { redactUrl } from "../config/env.ts";
 import type { CompiledEnv } from "../config/types.ts";
-import { openClients, type NatsClients } from "../nats/clients.ts";
+import { type NatsClients, openClients } from "../nats/clients.ts";
 import { createLogger, type Logger } from "../telemetry/logger.ts";
 
 /** Bad arguments: exit 2, with the usage text unless `showUsage` is false. */

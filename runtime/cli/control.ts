@@ -4,9 +4,9 @@ import { loadEnv } from "../config/env.ts";
 import { loadConfig } from "../config/load.ts";
 import { openControlBucket, pauseKey, readPause, writePause } from "../nats/control.ts";
 import { fleetStatus } from "../nats/status-client.ts";
-import { formatStatusTable } from "./status-table.ts";
 import type { ValuesOf } from "./commands.ts";
 import { UsageError, withClients } from "./common.ts";
+import { formatStatusTable } from "./status-table.ts";
 
 /**
  * `jetfn pause` / `jetfn resume`: writes the function's state to `JETFN_CONTROL`; every

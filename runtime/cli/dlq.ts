@@ -4,7 +4,7 @@ import { loadConfig } from "../config/load.ts";
 import type { CompiledEnv, CompiledFunction } from "../config/types.ts";
 import { DEAD_LETTER_REASONS, type DeadLetterReason } from "../contracts/dead-letter.ts";
 import type { NatsClients } from "../nats/clients.ts";
-import { getDeadLetter, listDeadLetters, planDeadLetterPurge, redriveDeadLetters, type DeadLetter } from "../nats/dead-letters.ts";
+import { type DeadLetter, getDeadLetter, listDeadLetters, planDeadLetterPurge, redriveDeadLetters } from "../nats/dead-letters.ts";
 import { replayConsumerExists } from "../nats/replay-copies.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { CommandRun } from "./command-line.ts";

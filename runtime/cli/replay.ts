@@ -1,12 +1,12 @@
-import type { ValuesOf } from "./commands.ts";
-import { serverLabel, UsageError, withClients } from "./common.ts";
 import { isDuration, parseDuration } from "../config/duration.ts";
 import { loadEnv } from "../config/env.ts";
 import { loadConfig } from "../config/load.ts";
 import { subjectCovers } from "../config/subjects.ts";
 import type { CompiledFunction } from "../config/types.ts";
 import { replaySubject } from "../contracts/replay.ts";
-import { replayConsumerExists, replayEvents, type ReplayBound, type ReplayCounts, type ReplayOptions } from "../nats/replay-copies.ts";
+import { type ReplayBound, type ReplayCounts, type ReplayOptions, replayConsumerExists, replayEvents } from "../nats/replay-copies.ts";
+import type { ValuesOf } from "./commands.ts";
+import { serverLabel, UsageError, withClients } from "./common.ts";
 
 /** `jetfn replay`: parses, copies with progress on stderr, and prints the counts. */
 export async function replay(values: ValuesOf<"replay">, positionals: readonly string[]): Promise<number> {

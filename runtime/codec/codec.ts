@@ -1,5 +1,5 @@
-import type { FieldIssue } from "../contracts/call.ts";
 import type { Encoding } from "../config/types.ts";
+import type { FieldIssue } from "../contracts/call.ts";
 import type { EventSchema } from "../sdk/types.ts";
 
 export type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: Error };

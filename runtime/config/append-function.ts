@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from "node:util";
-import { Document, isMap, isScalar, isSeq, parseDocument, type Node, type YAMLMap, type YAMLSeq } from "yaml";
+import { Document, isMap, isScalar, isSeq, type Node, parseDocument, type YAMLMap, type YAMLSeq } from "yaml";
 
 /**
  * `functions.yaml`'s text with `entry` added as the last item of its top-level `functions:`
@@ -101,8 +101,8 @@ function appendFlow(source: string, seq: YAMLSeq<Node>, entry: Record<string, un
   const end = last.range[1];
   const comma = source.slice(end, close).indexOf(",");
   // A trailing comma stays trailing: `[a, b,]` becomes `[a, b, new,]`.
-  if (comma >= 0) return source.slice(0, end + comma + 1) + ` ${text},` + source.slice(end + comma + 1);
-  return source.slice(0, end) + `, ${text}` + source.slice(end);
+  if (comma >= 0) return `${source.slice(0, end + comma + 1)} ${text},${source.slice(end + comma + 1)}`;
+  return `${source.slice(0, end)}, ${text}${source.slice(end)}`;
 }
 
 /** The offset of the last non-blank character before `end`. */

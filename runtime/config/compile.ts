@@ -1,5 +1,8 @@
 import path from "node:path";
 import ms from "ms";
+import { defaultDeadLetter } from "../contracts/dead-letter.ts";
+import { DEFAULT_BREAKER_POLICY } from "../resilience/breaker.ts";
+import type { DefaultsEntry, FunctionEntry, StreamEntry } from "./schema.ts";
 import type {
   CompiledBreaker,
   CompiledDeliverPolicy,
@@ -9,9 +12,6 @@ import type {
   Encoding,
   Isolation,
 } from "./types.ts";
-import { defaultDeadLetter } from "../contracts/dead-letter.ts";
-import { DEFAULT_BREAKER_POLICY } from "../resilience/breaker.ts";
-import type { DefaultsEntry, FunctionEntry, StreamEntry } from "./schema.ts";
 
 /** The built-in layer under `defaults:` and each entry. */
 export const BUILT_IN_DEFAULTS = Object.freeze({

@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import type { CompiledEnv } from "./types.ts";
 import { durationMessage, isDuration, parseDuration } from "./duration.ts";
-import { ConfigError, describeValue } from "./errors.ts";
 import type { ConfigIssue } from "./errors.ts";
+import { ConfigError, describeValue } from "./errors.ts";
 import { isFile } from "./files.ts";
 import { isSize, parseSize } from "./size.ts";
+import type { CompiledEnv } from "./types.ts";
 
 /** Variables whose values must never appear in a message. */
 const SECRETS: ReadonlySet<string> = new Set(["NATS_PASSWORD", "NATS_TOKEN", "NATS_NKEY_SEED", "JETFN_INGRESS_TOKENS"]);

@@ -2,20 +2,20 @@ import fs from "node:fs";
 import path from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
-import type { CompiledConfig, CompiledEnv, CompiledFunction, CompiledRoute, CompiledStream, Encoding } from "./types.ts";
-import { ENVIRONMENT } from "./env.ts";
-import { compileRoute, routeEntrySchema, routeShape, type RouteEntry } from "./routes.ts";
 import { compileFunction, compileStream } from "./compile.ts";
-import { ConfigError, formatPath } from "./errors.ts";
+import { ENVIRONMENT } from "./env.ts";
 import type { ConfigIssue } from "./errors.ts";
+import { ConfigError, formatPath } from "./errors.ts";
 import { isFile } from "./files.ts";
 import { deepFreeze, isPlainMap } from "./freeze.ts";
-import { Locator } from "./locate.ts";
 import type { Anchor } from "./locate.ts";
-import { defaultsSchema, functionEntrySchema, parseOptions, PER_FUNCTION_KEYS, rootSchema, streamEntrySchema } from "./schema.ts";
+import { Locator } from "./locate.ts";
+import { compileRoute, type RouteEntry, routeEntrySchema, routeShape } from "./routes.ts";
 import type { DefaultsEntry, FunctionEntry, StreamEntry } from "./schema.ts";
+import { defaultsSchema, functionEntrySchema, PER_FUNCTION_KEYS, parseOptions, rootSchema, streamEntrySchema } from "./schema.ts";
 import { subjectCovers } from "./subjects.ts";
 import { unknownKeyMessage } from "./suggest.ts";
+import type { CompiledConfig, CompiledEnv, CompiledFunction, CompiledRoute, CompiledStream, Encoding } from "./types.ts";
 
 /**
  * Reads, validates and compiles a `functions.yaml`. Every problem found (YAML syntax, schema,

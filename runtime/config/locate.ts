@@ -1,5 +1,5 @@
-import { isMap, isNode, isScalar } from "yaml";
 import type { Document, LineCounter } from "yaml";
+import { isMap, isNode, isScalar } from "yaml";
 
 /** A 1-based line and column in the yaml source. */
 export interface Position {

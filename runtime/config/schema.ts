@@ -1,12 +1,12 @@
 import { z } from "zod";
-import type { CompiledDeliverPolicy, CompiledOrderingKey } from "./types.ts";
 import { durationMessage, durationSchema, isDuration, parseDuration } from "./duration.ts";
 import { describeValue } from "./errors.ts";
 import { copyPlain, isPlainMap } from "./freeze.ts";
-import { sizeSchema } from "./size.ts";
-import { isValidSubject } from "./subjects.ts";
 import { dispatch, integer, issueMessage } from "./messages.ts";
 import { routeEntrySchema } from "./routes.ts";
+import { sizeSchema } from "./size.ts";
+import { isValidSubject } from "./subjects.ts";
+import type { CompiledDeliverPolicy, CompiledOrderingKey } from "./types.ts";
 
 /**
  * Strict zod schemas for `functions.yaml` as the user writes it. Optional keys stay absent

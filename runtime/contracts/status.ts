@@ -1,5 +1,6 @@
 /** A circuit breaker's state (`jetfn_breaker_state`: 0 closed, 1 half-open, 2 open). */
 export type BreakerState = "closed" | "half-open" | "open";
+
 import type { BrokerHoldStatus } from "./broker.ts";
 
 /**

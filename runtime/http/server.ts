@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { LoopWatch } from "./loop-watch.ts";
 import { listen } from "./listen.ts";
+import { LoopWatch } from "./loop-watch.ts";
 
 /** What the HTTP endpoints ask of the host. */
 export interface HttpSource {

@@ -1,19 +1,19 @@
-import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
-import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import { type Context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { type EncodedType, encode, encodedType, ValidationError, validate } from "../codec/codec.ts";
 import { fillTemplate } from "../config/routes.ts";
 import type { CompiledRoute } from "../config/types.ts";
 import { CALL_STATUS, type CallResult, type FieldIssue, type SyncCaller } from "../contracts/call.ts";
 import type { Publisher } from "../contracts/delivery.ts";
-import { encode, encodedType, validate, ValidationError, type EncodedType } from "../codec/codec.ts";
-import { tracedPublish } from "../telemetry/traced-publish.ts";
+import { listen } from "../http/listen.ts";
 import type { EventSchema } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
+import { tracedPublish } from "../telemetry/traced-publish.ts";
 import { BearerTokens } from "./auth.ts";
 import { jsonDepthExceeds, MAX_JSON_DEPTH, readBody } from "./body.ts";
 import { Router } from "./router.ts";
-import { listen } from "../http/listen.ts";
 
 const tracer = trace.getTracer("jetfn");
 const utf8 = new TextDecoder("utf-8", { fatal: true });

@@ -1,16 +1,16 @@
 import { SpanStatusCode } from "@opentelemetry/api";
+import { ValidationError } from "../codec/codec.ts";
 import type { CompiledFunction } from "../config/types.ts";
 import type { CallRequest, CallResult, SyncCaller } from "../contracts/call.ts";
 import type { Delivery } from "../contracts/delivery.ts";
+import type { Outcome } from "../contracts/outcome.ts";
 import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import type { Admission } from "./admission.ts";
-import { ValidationError } from "../codec/codec.ts";
 import type { Executor } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
 import { InvocationCore } from "./invocation-core.ts";
-import type { Outcome } from "../contracts/outcome.ts";
 
 export interface CallerDeps {
   readonly host: HostContext;

@@ -1,7 +1,7 @@
 import type { LoadedHandler } from "../bundle/module.ts";
+import { decode, validate } from "../codec/codec.ts";
 import type { Encoding } from "../config/types.ts";
 import type { FunctionContext, Handler } from "../sdk/types.ts";
-import { decode, validate } from "../codec/codec.ts";
 import type { Outcome } from "./outcome-table.ts";
 
 /** How a handler's run can end, as far as the handler itself decides it. */

@@ -1,13 +1,13 @@
-import { context, trace, type Context } from "@opentelemetry/api";
+import { type Context, context, trace } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
 import type { BrokerPublisher } from "../contracts/broker.ts";
 import { formatReplayOf } from "../contracts/replay.ts";
 import type { BreakerRegistry, NamedBreaker } from "../resilience/breaker-registry.ts";
 import type { BreakerOptions, PublishAck } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import type { Invocation } from "./executor.ts";
 import { traceFields } from "../telemetry/trace-fields.ts";
 import { tracedPublish } from "../telemetry/traced-publish.ts";
+import type { Invocation } from "./executor.ts";
 
 /**
  * The parts of `ctx` that live in the host, whichever thread the handler runs in: its

@@ -1,14 +1,14 @@
 import type { Span } from "@opentelemetry/api";
 import type { LoadedHandler } from "../bundle/module.ts";
+import { encode } from "../codec/codec.ts";
 import type { Breaker, BreakerOptions, PublishAck, PublishOptions } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import { encode } from "../codec/codec.ts";
+import type { Executor, Invocation } from "./executor.ts";
 import { BaseContext } from "./function-context.ts";
 import { runHandler } from "./handler-runner.ts";
-import type { Executor, Invocation } from "./executor.ts";
 import type { HostContext } from "./host-context.ts";
-import type { Deadline } from "./run.ts";
 import type { Outcome } from "./outcome-table.ts";
+import type { Deadline } from "./run.ts";
 
 /**
  * `isolation: none`: the handler runs in the host's own thread. The fastest way, for code

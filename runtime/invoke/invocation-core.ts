@@ -1,6 +1,6 @@
 import { type Context, context as otelContext, type SpanOptions, trace } from "@opentelemetry/api";
-import { errorMessage } from "../contracts/error-message.ts";
 import type { Delivery } from "../contracts/delivery.ts";
+import { errorMessage } from "../contracts/error-message.ts";
 import type { Outcome } from "../contracts/outcome.ts";
 import type { FunctionMeters } from "../telemetry/metrics.ts";
 import { type Admission, NO_BREAKERS } from "./admission.ts";

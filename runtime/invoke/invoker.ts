@@ -1,10 +1,12 @@
-import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, type Attributes, type Span } from "@opentelemetry/api";
-import { spansRecorded } from "../telemetry/tracing.ts";
+import { type Attributes, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import type { CompiledFunction, CompiledRetry } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
+import type { Outcome } from "../contracts/outcome.ts";
 import { formatReplayOf } from "../contracts/replay.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { FunctionMeters, Metrics } from "../telemetry/metrics.ts";
+import { traceFields } from "../telemetry/trace-fields.ts";
+import { spansRecorded } from "../telemetry/tracing.ts";
 import type { Admission } from "./admission.ts";
 import { AttemptLedger } from "./attempts.ts";
 import type { Executor } from "./executor.ts";
@@ -12,9 +14,8 @@ import type { Heartbeats } from "./heartbeats.ts";
 import type { HostContext } from "./host-context.ts";
 import { InvocationCore, type InvocationStart, type Ran } from "./invocation-core.ts";
 import { spendsAttempt } from "./outcome-table.ts";
-import type { Outcome } from "../contracts/outcome.ts";
-import { Settler, type Settled } from "./settler.ts";
-import { traceFields } from "../telemetry/trace-fields.ts";
+import { type Settled, Settler } from "./settler.ts";
+
 const CONSUMER = Object.freeze({ kind: SpanKind.CONSUMER });
 
 /** Whether a message carries W3C trace context to continue (most header-less ones do not). */

@@ -1,20 +1,20 @@
-import { SpanStatusCode, type Context, type Span } from "@opentelemetry/api";
+import { type Context, type Span, SpanStatusCode } from "@opentelemetry/api";
+import { encode } from "../codec/codec.ts";
 import type { CompiledFunction, CompiledRetry } from "../config/types.ts";
+import type { BrokerPublisher } from "../contracts/broker.ts";
+import { DeadLetterHeader, isOwnHeader } from "../contracts/dead-letter.ts";
+import type { Delivery } from "../contracts/delivery.ts";
+import { errorMessage } from "../contracts/error-message.ts";
+import { formatReplayOf, ReplayHeader } from "../contracts/replay.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
 import { BROKER_RETRY, retryInPlace } from "../resilience/retry-in-place.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { FunctionMeters, Metrics } from "../telemetry/metrics.ts";
-import { encode } from "../codec/codec.ts";
-import type { BrokerPublisher } from "../contracts/broker.ts";
-import { DeadLetterHeader, isOwnHeader } from "../contracts/dead-letter.ts";
-import type { Delivery } from "../contracts/delivery.ts";
-import { formatReplayOf, ReplayHeader } from "../contracts/replay.ts";
-import type { BrokerWait, BrokerWaits } from "./broker-hold.ts";
-import { Heartbeats } from "./heartbeats.ts";
-import { settle, type Outcome, type Settlement } from "./outcome-table.ts";
-import { errorMessage } from "../contracts/error-message.ts";
 import { traceFields } from "../telemetry/trace-fields.ts";
 import { tracedPublish } from "../telemetry/traced-publish.ts";
+import type { BrokerWait, BrokerWaits } from "./broker-hold.ts";
+import { Heartbeats } from "./heartbeats.ts";
+import { type Outcome, type Settlement, settle } from "./outcome-table.ts";
 
 /** Trace context headers: each publish of ours sets them anew. */
 const TRACE_CONTEXT = /^(traceparent|tracestate)$/i;

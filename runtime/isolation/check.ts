@@ -1,5 +1,5 @@
 import { Worker } from "node:worker_threads";
-import { BundleError, type BuiltHandler } from "../bundle/build.ts";
+import { type BuiltHandler, BundleError } from "../bundle/build.ts";
 import { loadHandlers, type PreparedHandler } from "../bundle/load.ts";
 import type { CompiledConfig, CompiledFunction } from "../config/types.ts";
 import type { CheckInit } from "./protocol.ts";

@@ -1,24 +1,24 @@
-import { Encoded, ValidationError } from "../codec/codec.ts";
 import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
-import { propagation, ROOT_CONTEXT, type Attributes, type SpanStatus } from "@opentelemetry/api";
+import { type Attributes, propagation, ROOT_CONTEXT, type SpanStatus } from "@opentelemetry/api";
+import { Encoded, ValidationError } from "../codec/codec.ts";
+import { errorMessage } from "../contracts/error-message.ts";
 import type { Invocation } from "../invoke/executor.ts";
 import type { HostContext } from "../invoke/host-context.ts";
+import type { Outcome, ThreadEndReason } from "../invoke/outcome-table.ts";
 import type { CutOff, Deadline } from "../invoke/run.ts";
-import { type Outcome, type ThreadEndReason } from "../invoke/outcome-table.ts";
-import { errorMessage } from "../contracts/error-message.ts";
 import type { NamedBreaker } from "../resilience/breaker-registry.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import { BatchPort, bytesIn, type Batch } from "./batch-port.ts";
+import { type Batch, BatchPort, bytesIn } from "./batch-port.ts";
 import {
-  fromWire,
-  toWire,
   type BreakerAdmission,
   type Call,
   type DoneWire,
   type FromThread,
+  fromWire,
   type ThreadInit,
   type ToThread,
+  toWire,
   type WireOutcome,
 } from "./protocol.ts";
 

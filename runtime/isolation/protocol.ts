@@ -4,11 +4,11 @@
  * their fields with their brand, outputs already encoded.
  */
 import type { CompiledTracing, Encoding } from "../config/types.ts";
-import type { Delivery } from "../contracts/delivery.ts";
 import type { FieldIssue } from "../contracts/call.ts";
+import type { Delivery } from "../contracts/delivery.ts";
 import { ERROR_BRAND, type ErrorKind } from "../sdk/errors.ts";
-import type { BytesRef } from "./batch-port.ts";
 import type { BreakerOptions } from "../sdk/types.ts";
+import type { BytesRef } from "./batch-port.ts";
 
 /** `workerData` of a handler thread. */
 export interface ThreadInit {

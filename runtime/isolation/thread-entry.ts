@@ -4,24 +4,23 @@
  * to check its shape, answers, and ends. Handler code runs only in threads like this one.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { context, propagation, ROOT_CONTEXT, trace, type Context, type Span, type SpanContext } from "@opentelemetry/api";
-import { loadHandler, type LoadedHandler } from "../bundle/module.ts";
+import { type Context, context, propagation, ROOT_CONTEXT, type Span, type SpanContext, trace } from "@opentelemetry/api";
+import { type LoadedHandler, loadHandler } from "../bundle/module.ts";
+import { type EncodedType, encode, encodedType, type ValidationError } from "../codec/codec.ts";
 import type { CompiledFunction } from "../config/types.ts";
-import { encode, encodedType, type EncodedType, type ValidationError } from "../codec/codec.ts";
+import { errorMessage } from "../contracts/error-message.ts";
 import { BaseContext } from "../invoke/function-context.ts";
 import { runHandler } from "../invoke/handler-runner.ts";
-import { errorMessage } from "../contracts/error-message.ts";
 import { BreakerOpenError } from "../sdk/errors.ts";
 import type { Breaker, BreakerOptions, Logger, PublishAck, PublishOptions } from "../sdk/types.ts";
 import { installedTracing, installTracing } from "../telemetry/tracing.ts";
-import { BatchPort, bytesIn, type Batch } from "./batch-port.ts";
+import { type Batch, BatchPort, bytesIn } from "./batch-port.ts";
 import {
-  fromWire,
-  toWire,
   type BreakerAdmission,
   type Call,
   type CheckInit,
   type FromThread,
+  fromWire,
   type LogLevel,
   type Run,
   type RunWire,
@@ -29,6 +28,7 @@ import {
   type ThreadInit,
   type ToThread,
   type TraceCarrier,
+  toWire,
   type WireOutcome,
 } from "./protocol.ts";
 

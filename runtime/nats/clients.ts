@@ -1,5 +1,5 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import type { CompiledEnv } from "../config/types.ts";
 import type { BrokerPublisher } from "../contracts/broker.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -37,7 +37,7 @@ function jetstreamPublisher(nc: NatsConnection, js: JetStreamClient, connected: 
       return nc.info?.max_payload ?? 1024 * 1024;
     },
     async publish(subject, data, options = {}) {
-      let h;
+      let h: MsgHdrs | undefined;
       if (options.headers && Object.keys(options.headers).length > 0) {
         h = natsHeaders();
         for (const [key, value] of Object.entries(options.headers)) h.set(key, value);

@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
 import {
   AuthorizationError,
-  TimeoutError,
   connect,
   credsAuthenticator,
-  nkeyAuthenticator,
   type NatsConnection,
   type NodeConnectionOptions,
+  nkeyAuthenticator,
+  TimeoutError,
 } from "@nats-io/transport-node";
 import { redactUrl } from "../config/env.ts";
 import type { CompiledEnv } from "../config/types.ts";

@@ -1,9 +1,9 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { CompiledFunction } from "../config/types.ts";
-import { partitionConsumer } from "./provision.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { Periodic } from "./periodic.ts";
+import { partitionConsumer } from "./provision.ts";
 
 /** A function's consumer as last seen on the server. */
 export interface ConsumerSample {

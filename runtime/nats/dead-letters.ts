@@ -1,6 +1,6 @@
 import type { MsgHdrs } from "@nats-io/transport-node";
 import type { CompiledFunction } from "../config/types.ts";
-import { DeadLetterHeader, isOwnHeader, type DeadLetterReason } from "../contracts/dead-letter.ts";
+import { DeadLetterHeader, type DeadLetterReason, isOwnHeader } from "../contracts/dead-letter.ts";
 import { parseReplayOf, ReplayHeader } from "../contracts/replay.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { NatsClients } from "./clients.ts";

@@ -1,5 +1,5 @@
 import { ServiceError } from "@nats-io/services";
-import { headers as natsHeaders, RequestError, TimeoutError, type NatsConnection } from "@nats-io/transport-node";
+import { type MsgHdrs, type NatsConnection, headers as natsHeaders, RequestError, TimeoutError } from "@nats-io/transport-node";
 import { invokeSubject } from "./service.ts";
 
 /** How a request to `jetfn.invoke.<function>` ended, as `jetfn invoke` reports it. */
@@ -24,7 +24,7 @@ export async function requestInvoke(
   data: Uint8Array,
   { timeoutMs, headers }: InvokeRequestOptions,
 ): Promise<InvokeReply> {
-  let h;
+  let h: MsgHdrs | undefined;
   if (headers && Object.keys(headers).length > 0) {
     h = natsHeaders();
     for (const [key, value] of Object.entries(headers)) h.set(key, value);

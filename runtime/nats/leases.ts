@@ -15,8 +15,8 @@
  * Every write is a compare-and-set, so a stale read never takes a lease from a live owner.
  */
 import { performance } from "node:perf_hooks";
-import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, StorageType, type JetStreamManager } from "@nats-io/jetstream";
-import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager, jetstreamManager, StorageType } from "@nats-io/jetstream";
+import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { FUNCTION_NAME } from "../config/schema.ts";
 import type { Logger } from "../telemetry/logger.ts";

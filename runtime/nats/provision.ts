@@ -1,18 +1,18 @@
 import {
   AckPolicy,
+  type ConsumerConfig,
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
+  type JetStreamManager,
   RetentionPolicy,
   StorageType,
-  type ConsumerConfig,
-  type JetStreamManager,
   type StreamConfig,
 } from "@nats-io/jetstream";
-import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import { type NatsConnection, nanos } from "@nats-io/transport-node";
+import { subjectCovers } from "../config/subjects.ts";
 import type { CompiledConfig, CompiledFunction, CompiledStream } from "../config/types.ts";
 import { REPLAY_DUPLICATE_WINDOW_MS, REPLAY_STREAM, REPLAY_SUBJECTS, replaySubject } from "../contracts/replay.ts";
-import { subjectCovers } from "../config/subjects.ts";
 import type { Logger } from "../telemetry/logger.ts";
 
 /** Streams and consumers could not be made to match `functions.yaml`: fatal at start. */

@@ -2,11 +2,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { CompiledFunction, CompiledRetry } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
-import { backoffDelay } from "../resilience/backoff.ts";
 import type { Gate } from "../contracts/gate.ts";
+import { backoffDelay } from "../resilience/backoff.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { AckBatch } from "./ack-batch.ts";
-import { PullBudget, pullSize, type BudgetPart, type PullState } from "./pull-budget.ts";
+import { type BudgetPart, PullBudget, type PullState, pullSize } from "./pull-budget.ts";
 
 export interface PullLoopOptions {
   /** Re-creates the consumer after it was found missing. */

@@ -1,7 +1,7 @@
 import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
-import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import { type MsgHdrs, headers as natsHeaders } from "@nats-io/transport-node";
 import type { CompiledFunction } from "../config/types.ts";
-import { formatReplayOf, replayMsgId, ReplayHeader, replaySubject, REPLAY_STREAM } from "../contracts/replay.ts";
+import { formatReplayOf, REPLAY_STREAM, ReplayHeader, replayMsgId, replaySubject } from "../contracts/replay.ts";
 import type { StreamPosition } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { NatsClients } from "./clients.ts";

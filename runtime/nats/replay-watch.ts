@@ -1,10 +1,10 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
+import type { Consumption } from "../contracts/consumption.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import type { Gate } from "../contracts/gate.ts";
 import { parseReplayOf, REPLAY_STREAM, ReplayHeader } from "../contracts/replay.ts";
 import type { StreamPosition } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import type { Consumption } from "../contracts/consumption.ts";
 import { Periodic } from "./periodic.ts";
 
 /**

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Svcm, type Service, type ServiceMsg } from "@nats-io/services";
-import { Empty, headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
+import { Empty, type MsgHdrs, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { propagation, ROOT_CONTEXT, SpanKind } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
 import { CALL_STATUS, type CallResult, type SyncCaller } from "../contracts/call.ts";
@@ -170,7 +170,7 @@ export class JetfnService {
   #answer(fn: CompiledFunction, msg: ServiceMsg, result: CallResult): void {
     if (result.kind === "ok") {
       if (result.value === undefined) return this.#send(fn, msg, () => msg.respond(Empty));
-      let encoded;
+      let encoded: ReturnType<JetfnServiceOptions["encode"]>;
       try {
         encoded = this.#options.encode(result.value);
       } catch (error) {

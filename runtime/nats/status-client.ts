@@ -1,6 +1,6 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { ServiceError, Svcm, type ServiceInfo } from "@nats-io/services";
-import { NoRespondersError, RequestError, type NatsConnection } from "@nats-io/transport-node";
+import { ServiceError, type ServiceInfo, Svcm } from "@nats-io/services";
+import { type NatsConnection, NoRespondersError, RequestError } from "@nats-io/transport-node";
 import type { FleetHost, FleetStatus, HostStatus } from "../contracts/status.ts";
 import { SERVICE_NAME, STATUS_ENDPOINT } from "./service.ts";
 

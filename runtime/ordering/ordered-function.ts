@@ -11,7 +11,7 @@ import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { PartitionFence } from "./fence.ts";
 import { orderingKey, partitionOf } from "./key.ts";
-import { KeyLanes, Slots, type RunResult } from "./lanes.ts";
+import { KeyLanes, type RunResult, Slots } from "./lanes.ts";
 
 export interface OrderedFunctionDeps {
   readonly js: NatsClients["js"];

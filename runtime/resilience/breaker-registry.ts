@@ -1,8 +1,8 @@
+import type { BreakerState } from "../contracts/status.ts";
 import { parseDuration } from "../sdk/duration.ts";
 import { BreakerOpenError } from "../sdk/errors.ts";
 import type { Breaker, BreakerOptions } from "../sdk/types.ts";
-import type { BreakerState } from "../contracts/status.ts";
-import { CircuitBreaker, DEFAULT_BREAKER_POLICY, type BreakerPolicy } from "./breaker.ts";
+import { type BreakerPolicy, CircuitBreaker, DEFAULT_BREAKER_POLICY } from "./breaker.ts";
 
 /** Reports a named breaker's transition, with every function that has used it. */
 export type BreakerListener = (name: string, from: BreakerState, to: BreakerState, functions: ReadonlySet<string>) => void;

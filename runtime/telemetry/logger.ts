@@ -1,4 +1,4 @@
-import { pino, type DestinationStream, type Logger as PinoLogger } from "pino";
+import { type DestinationStream, type Logger as PinoLogger, pino } from "pino";
 import { PinoPretty } from "pino-pretty";
 import type { CompiledEnv } from "../config/types.ts";
 

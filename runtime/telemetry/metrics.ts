@@ -1,9 +1,9 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { OUTPUT_FAILURE_REASONS } from "../contracts/broker.ts";
 import { DEAD_LETTER_REASONS } from "../contracts/dead-letter.ts";
 import type { CrashReason, InvocationOutcome } from "../contracts/outcome.ts";
 import { JETFN_VERSION } from "../package-root.ts";
-import { BucketHistogram, FunctionMeters, type AckAction } from "./meters.ts";
+import { type AckAction, BucketHistogram, FunctionMeters } from "./meters.ts";
 import type { RecentCounts } from "./recent.ts";
 
 export type { AckAction, FunctionMeters } from "./meters.ts";

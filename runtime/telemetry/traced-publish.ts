@@ -1,7 +1,7 @@
-import { propagation, SpanKind, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
-import type { PublishAck } from "../sdk/types.ts";
+import { type Context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Publisher } from "../contracts/delivery.ts";
 import { errorMessage } from "../contracts/error-message.ts";
+import type { PublishAck } from "../sdk/types.ts";
 
 const tracer = trace.getTracer("jetfn");
 

@@ -1,10 +1,10 @@
 import { context, propagation, trace } from "@opentelemetry/api";
 import {
   CompositePropagator,
+  type ExportResult,
   ExportResultCode,
   W3CBaggagePropagator,
   W3CTraceContextPropagator,
-  type ExportResult,
 } from "@opentelemetry/core";
 import type { ReadableSpan, Sampler, SpanExporter } from "@opentelemetry/sdk-trace-base";
 import type { CompiledTracing } from "../config/types.ts";

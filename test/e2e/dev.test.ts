@@ -7,9 +7,9 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { runCli, type CliProcess } from "../support/cli.ts";
+import { type CliProcess, runCli } from "../support/cli.ts";
 import { freePort } from "../support/free-port.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { type NatsServer, startNatsServer } from "../support/nats-server.ts";
 import { client, makeProject } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 

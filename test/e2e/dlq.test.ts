@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { FIXED_SUBJECT, type Fix, type Succeeded } from "../fixtures/dlq/fragile.ts";
 import { runCli } from "../support/cli.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { type NatsServer, startNatsServer } from "../support/nats-server.ts";
 import { client, makeProject, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 

@@ -6,15 +6,15 @@
  * be made (as in a container: the kernel delivers a signal to PID 1 only if it handles it).
  * Its HEALTHCHECK runs against it, and SIGTERM drains while a second SIGTERM ends at once.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../runtime/config/load.ts";
-import { replayDockerfile, type ReplayedStage } from "../support/dockerfile.ts";
+import { type ReplayedStage, replayDockerfile } from "../support/dockerfile.ts";
 import { freePorts } from "../support/free-port.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { type NatsServer, startNatsServer } from "../support/nats-server.ts";
 import { client, REPO_ROOT } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 

@@ -5,12 +5,12 @@
  */
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { headers, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamManager } from "@nats-io/jetstream";
+import { headers, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Call } from "../fixtures/replay/record.ts";
-import { killCliHosts, runCli, startCliHost, type CliProcess } from "../support/cli.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { type CliProcess, killCliHosts, runCli, startCliHost } from "../support/cli.ts";
+import { type NatsServer, startNatsServer } from "../support/nats-server.ts";
 import { client, makeProject } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 

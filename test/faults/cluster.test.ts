@@ -3,12 +3,12 @@
  * of the consumer leader's node, while events keep arriving. Reports published, processed,
  * duplicates, lost, and the longest stall in processing after each fault.
  */
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { PROCESSED_SUBJECT, type Processed } from "../fixtures/cluster/count.ts";
-import { startNatsCluster, type NatsCluster } from "../support/nats-server.ts";
+import { type NatsCluster, startNatsCluster } from "../support/nats-server.ts";
 import { makeProject, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 

@@ -145,7 +145,7 @@ describe("host faults", () => {
       let identical = 0;
       for (let seq = dlq.state.first_seq; seq <= dlq.state.last_seq; seq++) {
         const msg = await nats.jsm.streams.getMessage("JETFN_DLQ", { seq });
-        if (!msg || msg.header.get("Jetfn-Stream") !== "POISON") continue;
+        if (msg?.header.get("Jetfn-Stream") !== "POISON") continue;
         const index = seqs.indexOf(Number(msg.header.get("Jetfn-Stream-Seq")));
         if (index >= 0 && Buffer.from(msg.data).equals(Buffer.from(bodies[index]!))) identical++;
       }

@@ -4,23 +4,24 @@
  * with a client certificate. Wrong credentials fail start-up quickly with one clear line;
  * a planted canary secret never shows in logs, /metrics, dead letters or CLI output.
  */
+
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import {
   connect,
   credsAuthenticator,
-  nkeyAuthenticator,
-  nkeys,
   type NatsConnection,
   type NodeConnectionOptions,
+  nkeyAuthenticator,
+  nkeys,
 } from "@nats-io/transport-node";
-import { readFileSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Host } from "../../runtime/host.ts";
+import type { Host } from "../../runtime/host.ts";
 import { HANDSHAKE_TIMEOUT_MS } from "../../runtime/nats/connect.ts";
-import { makeOperatorCreds, makeTlsFiles, tempDir, type OperatorCreds, type TlsFiles } from "../support/auth-fixtures.ts";
+import { makeOperatorCreds, makeTlsFiles, type OperatorCreds, type TlsFiles, tempDir } from "../support/auth-fixtures.ts";
 import { runCli } from "../support/cli.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { type NatsServer, startNatsServer } from "../support/nats-server.ts";
 import { createHost, type LogCapture, makeProject, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 

@@ -6,8 +6,8 @@
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { DEPENDENCY_SUBJECT, type Call, type DependencyReply } from "../fixtures/breaker/dependency.ts";
-import { makeProject, startHost, type LogCapture, scrape, useNats } from "../support/project.ts";
+import { type Call, DEPENDENCY_SUBJECT, type DependencyReply } from "../fixtures/breaker/dependency.ts";
+import { type LogCapture, makeProject, scrape, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 /**

@@ -11,7 +11,7 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { makeProject, scrape, startHost, useNats, type LogCapture } from "../support/project.ts";
+import { type LogCapture, makeProject, scrape, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 /** How long the store stays full: the retry schedule would be spent many times over. */

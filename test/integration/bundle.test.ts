@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BundleError, buildDir, buildHandlers } from "../../runtime/bundle/build.ts";
 import { loadHandler } from "../../runtime/bundle/module.ts";
 import { loadConfig } from "../../runtime/config/load.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { type NatsServer, startNatsServer } from "../support/nats-server.ts";
 import { client, makeProject, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 

@@ -6,7 +6,7 @@ import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { GATE_SUBJECT, type Gate } from "../fixtures/consumer-lag/gated.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { type NatsServer, startNatsServer } from "../support/nats-server.ts";
 import { client, makeProject, scrape, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 

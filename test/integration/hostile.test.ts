@@ -5,9 +5,9 @@
 import { headers, type Msg, type Subscription } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { MAX_PAYLOAD } from "../fixtures/hostile/limits.ts";
 import type { Seen } from "../fixtures/hostile/echo.ts";
-import { makeProject, startHost, scrape, useNats } from "../support/project.ts";
+import { MAX_PAYLOAD } from "../fixtures/hostile/limits.ts";
+import { makeProject, scrape, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 /** What echo.ts saw, as it published it to calls.echo. */

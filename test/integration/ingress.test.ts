@@ -7,7 +7,7 @@
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { createHost, makeProject, scrape, startHost, useNats, type LogCapture } from "../support/project.ts";
+import { createHost, type LogCapture, makeProject, scrape, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const nats = useNats();

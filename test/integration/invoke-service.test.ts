@@ -5,8 +5,8 @@
  * replicas sharing the calls, the services API's discovery, and shutdown letting a running
  * call answer.
  */
-import { Svcm, type ServiceIdentity, type ServiceInfo } from "@nats-io/services";
-import { headers as natsHeaders, RequestError, type Msg } from "@nats-io/transport-node";
+import { type ServiceIdentity, type ServiceInfo, Svcm } from "@nats-io/services";
+import { type Msg, headers as natsHeaders, RequestError } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { makeProject, startHost, useNats } from "../support/project.ts";

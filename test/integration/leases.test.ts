@@ -8,8 +8,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { openLeaseBucket, PartitionLeases, type KV } from "../../runtime/nats/leases.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
+import { type KV, openLeaseBucket, PartitionLeases } from "../../runtime/nats/leases.ts";
+import { type NatsServer, startNatsServer } from "../support/nats-server.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const TTL = 1200;

@@ -7,7 +7,7 @@
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { makeProject, startHost, type LogCapture, scrape, useNats } from "../support/project.ts";
+import { type LogCapture, makeProject, scrape, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 /** The handlers are in test/fixtures/outcomes/fns/. */

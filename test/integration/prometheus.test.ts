@@ -18,15 +18,15 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import type { Host } from "../../runtime/host.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { REPO_ROOT, client, makeProject, startHost } from "../support/project.ts";
+import { type NatsServer, startNatsServer } from "../support/nats-server.ts";
+import { client, makeProject, REPO_ROOT, startHost } from "../support/project.ts";
 import {
   dashboardExprs,
+  type PrometheusServer,
   prometheusVersion,
   promtool,
   startPrometheus,
   substituteGrafanaVariables,
-  type PrometheusServer,
 } from "../support/prometheus.ts";
 import { waitFor } from "../support/wait-for.ts";
 
@@ -356,7 +356,7 @@ functions:
   });
 
   /** The single sample's value of an instant query, or undefined when it has no series. */
-  async function valueOf(expr: string): Promise<number | undefined> {
+  async function sampleOf(expr: string): Promise<number | undefined> {
     const samples = await prom!.vector(expr);
     if (samples.length > 1) throw new Error(`${expr}: ${samples.length} series, expected one`);
     return samples[0] ? Number(samples[0].value[1]) : undefined;
@@ -366,7 +366,7 @@ functions:
     let last: number | undefined;
     await waitFor(
       async () => {
-        last = await valueOf(expr);
+        last = await sampleOf(expr);
         return last === want;
       },
       { timeout: 20_000, interval: 250, message: `${expr} never reached ${want}` },
@@ -379,11 +379,11 @@ functions:
     await waitForValue('jetfn_invocations_total{function="ok",outcome="success"}', 5);
     // Every function has its dead-letter series from the start (at 0): sum them.
     await waitForValue('sum(jetfn_dead_letters_total{reason="non-retryable"})', 2);
-    expect(await valueOf('jetfn_dead_letters_total{function="poison",reason="non-retryable"}')).toBe(2);
-    expect(await valueOf('jetfn_messages_received_total{function="ok"}')).toBe(5);
-    expect(await valueOf('jetfn_acks_total{function="ok",action="ack"}')).toBe(5);
-    expect(await valueOf('jetfn_acks_total{function="poison",action="term"}')).toBe(2);
-    expect(await valueOf('jetfn_invocation_duration_seconds_count{function="ok"}')).toBe(5);
+    expect(await sampleOf('jetfn_dead_letters_total{function="poison",reason="non-retryable"}')).toBe(2);
+    expect(await sampleOf('jetfn_messages_received_total{function="ok"}')).toBe(5);
+    expect(await sampleOf('jetfn_acks_total{function="ok",action="ack"}')).toBe(5);
+    expect(await sampleOf('jetfn_acks_total{function="poison",action="term"}')).toBe(2);
+    expect(await sampleOf('jetfn_invocation_duration_seconds_count{function="ok"}')).toBe(5);
 
     const families = new Set(
       (await prom!.vector('count by (__name__) ({job="jetfn", __name__=~"jetfn_.+"})')).map((s) => s.metric.__name__),

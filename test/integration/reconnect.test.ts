@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { startNatsServer, type NatsServer } from "../support/nats-server.ts";
-import { client, makeProject, startHost, type LogCapture } from "../support/project.ts";
+import { type NatsServer, startNatsServer } from "../support/nats-server.ts";
+import { client, type LogCapture, makeProject, startHost } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 let server: NatsServer;

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { replayEvents } from "../../runtime/nats/replay-copies.ts";
 import type { Call } from "../fixtures/replay/record.ts";
-import { makeProject, startHost, useNats, type LogCapture } from "../support/project.ts";
 import { maxOverlap } from "../support/overlap.ts";
+import { type LogCapture, makeProject, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const files = {

@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { connect } from "@nats-io/transport-node";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { freePort, freePorts } from "../support/free-port.ts";
-import { startNatsCluster, startNatsServer } from "../support/nats-server.ts";
 import type { NatsCluster, NatsServer } from "../support/nats-server.ts";
+import { startNatsCluster, startNatsServer } from "../support/nats-server.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const unique = (prefix: string): string => `${prefix}_${randomUUID().replaceAll("-", "").slice(0, 12)}`;

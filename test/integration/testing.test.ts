@@ -5,12 +5,12 @@
  * from its "delivery failed" line, or its output and ack) must be what invoke() returns, and
  * what it published (output, dead letter) the same bytes and headers.
  */
-import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import { type MsgHdrs, headers as natsHeaders } from "@nats-io/transport-node";
+import { type InvokeOptions, type InvokeResult, invoke } from "jetfn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { invoke, type InvokeOptions, type InvokeResult } from "jetfn/testing";
 import type { Host } from "../../runtime/host.ts";
 import rows from "../fixtures/testing/fns/rows.ts";
-import { makeProject, startHost, type LogCapture, useNats } from "../support/project.ts";
+import { type LogCapture, makeProject, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const files = {

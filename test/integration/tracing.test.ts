@@ -7,7 +7,7 @@ import { headers } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { OtlpReceiver, type ReceivedSpan } from "../support/otlp-receiver.ts";
-import { makeProject, startHost, type LogCapture, useNats } from "../support/project.ts";
+import { type LogCapture, makeProject, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const PRODUCER = 4;

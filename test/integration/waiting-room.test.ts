@@ -8,8 +8,8 @@ import type { Msg } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import type { Call } from "../fixtures/replay/record.ts";
-import { makeProject, startHost, useNats } from "../support/project.ts";
 import { maxOverlap } from "../support/overlap.ts";
+import { makeProject, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 // Each run takes 200 ms of a 300 ms timeout: a delivery that waited for a slot (up to 200 ms)

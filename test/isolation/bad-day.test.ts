@@ -9,7 +9,7 @@ import type { JsMsg } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import type { Mode } from "../fixtures/isolation/bad.ts";
-import { makeProject, scrape, startHost, type LogCapture, useNats } from "../support/project.ts";
+import { type LogCapture, makeProject, scrape, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const nats = useNats();

@@ -6,7 +6,7 @@
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
-import { killCliHosts, startCliHost, type CliProcess } from "../support/cli.ts";
+import { type CliProcess, killCliHosts, startCliHost } from "../support/cli.ts";
 import { makeProject, scrape, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { killCliHosts, startCliHost, type CliProcess } from "../support/cli.ts";
+import { type CliProcess, killCliHosts, startCliHost } from "../support/cli.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { makeProject, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";

@@ -1,6 +1,6 @@
 import type { ChildProcess } from "node:child_process";
 import path from "node:path";
-import { spawnChild, type SpawnedChild } from "../../runtime/child-process.ts";
+import { type SpawnedChild, spawnChild } from "../../runtime/child-process.ts";
 import { freePort } from "./free-port.ts";
 import { REPO_ROOT } from "./project.ts";
 import { waitFor } from "./wait-for.ts";

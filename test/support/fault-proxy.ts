@@ -10,8 +10,9 @@
  *   that times out), and new ones are forwarded.
  * - {@link FaultProxy.reset}: every connection is reset at once.
  */
-import { createServer, connect, type Server, type Socket } from "node:net";
+
 import type { AddressInfo } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 
 interface Pair {
   readonly client: Socket;

@@ -1,5 +1,5 @@
-import { createServer } from "node:net";
 import type { Server } from "node:net";
+import { createServer } from "node:net";
 
 function listenOnEphemeralPort(): Promise<Server> {
   return new Promise((resolve, reject) => {

@@ -3,14 +3,14 @@
  * `test_helpers/launcher.ts`. Each server gets its own temporary folder holding the store,
  * the ports file and `nats.log`. Tests never skip: a missing `nats-server` is an error.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { spawnChild, type SpawnedChild } from "../../runtime/child-process.ts";
+import { type SpawnedChild, spawnChild } from "../../runtime/child-process.ts";
 import { freePorts } from "./free-port.ts";
 import { waitFor } from "./wait-for.ts";
 

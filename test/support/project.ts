@@ -1,14 +1,14 @@
 import { cpSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { parseDocument, YAMLMap } from "yaml";
 import { afterAll, beforeAll } from "vitest";
+import { parseDocument, YAMLMap } from "yaml";
 import { loadEnv } from "../../runtime/config/env.ts";
 import { Host, type HostOptions } from "../../runtime/host.ts";
-import { startNatsServer, type NatsServer, type StartNatsServerOptions } from "./nats-server.ts";
+import { type NatsServer, type StartNatsServerOptions, startNatsServer } from "./nats-server.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 

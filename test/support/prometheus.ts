@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { stringify } from "yaml";
-import { spawnChild, type SpawnedChild } from "../../runtime/child-process.ts";
+import { type SpawnedChild, spawnChild } from "../../runtime/child-process.ts";
 import { freePort } from "./free-port.ts";
 
 /** How long a Prometheus server may take to answer `/-/ready`. */

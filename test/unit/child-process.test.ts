@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { spawnChild, type SpawnedChild } from "../../runtime/child-process.ts";
+import { type SpawnedChild, spawnChild } from "../../runtime/child-process.ts";
 
 const dir = mkdtempSync(path.join(tmpdir(), "jetfn-child-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

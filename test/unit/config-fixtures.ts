@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "vitest";
-import { ConfigError, loadConfig } from "../../runtime/config/index.ts";
 import type { CompiledConfig } from "../../runtime/config/index.ts";
+import { ConfigError, loadConfig } from "../../runtime/config/index.ts";
 
 /** Helpers for the config tests: throwaway projects with a `functions.yaml` and handler files. */
 

@@ -9,8 +9,8 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
-import { loadConfig } from "../../runtime/config/load.ts";
 import { loadEnv } from "../../runtime/config/env.ts";
+import { loadConfig } from "../../runtime/config/load.ts";
 import { execForm, exposedPorts, healthcheck, parseDockerfile } from "../support/dockerfile.ts";
 import { REPO_ROOT } from "../support/project.ts";
 

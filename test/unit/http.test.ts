@@ -1,5 +1,5 @@
-import { afterEach, expect, it } from "vitest";
 import { Registry } from "prom-client";
+import { afterEach, expect, it } from "vitest";
 import { HttpServer } from "../../runtime/http/server.ts";
 
 let server: HttpServer | undefined;

@@ -5,8 +5,8 @@ import { describe, expect, it, vi } from "vitest";
 import { compileRoute, routeEntrySchema } from "../../runtime/config/routes.ts";
 import type { CompiledRoute } from "../../runtime/config/types.ts";
 import { BearerTokens } from "../../runtime/ingress/auth.ts";
-import { jsonDepthExceeds, readBody, type BodyResult } from "../../runtime/ingress/body.ts";
-import { Router, type Match } from "../../runtime/ingress/router.ts";
+import { type BodyResult, jsonDepthExceeds, readBody } from "../../runtime/ingress/body.ts";
+import { type Match, Router } from "../../runtime/ingress/router.ts";
 
 // Every comparison of a presented token is counted (and still made by node:crypto).
 const compares = vi.hoisted(() => ({ sizes: [] as [number, number][] }));

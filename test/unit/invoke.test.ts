@@ -85,7 +85,7 @@ describe("runWithTimeout", () => {
       );
       expect(outcome).toEqual({ kind: "timeout", timeoutMs: 20 });
       expect(seen?.aborted).toBe(true);
-      expect((seen?.reason as Error).name).toBe("TimeoutError");
+      expect((seen!.reason as Error).name).toBe("TimeoutError");
       await new Promise((r) => setTimeout(r, 30));
       expect(unhandled).toEqual([]);
     } finally {

@@ -4,7 +4,9 @@ import { leaseShare } from "../../runtime/nats/lease-share.ts";
 /** `owners` lists the owner of partitions 0, 1, 2, ... ("" for none); `self` holds those marked with its id. */
 function view(self: string, live: string[], owners: string[]) {
   const others = new Map<number, string>();
-  owners.forEach((owner, p) => owner !== "" && owner !== self && others.set(p, owner));
+  owners.forEach((owner, p) => {
+    if (owner !== "" && owner !== self) others.set(p, owner);
+  });
   return { partitions: owners.length, self, live: new Set(live), others, held: owners.filter((o) => o === self).length };
 }
 

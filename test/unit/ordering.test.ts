@@ -3,7 +3,7 @@ import type { Delivery } from "../../runtime/contracts/delivery.ts";
 import { Heartbeats } from "../../runtime/invoke/heartbeats.ts";
 import { PartitionFence } from "../../runtime/ordering/fence.ts";
 import { MISSING_KEY, orderingKey, partitionOf } from "../../runtime/ordering/key.ts";
-import { KeyLanes, Slots, type RunResult } from "../../runtime/ordering/lanes.ts";
+import { KeyLanes, type RunResult, Slots } from "../../runtime/ordering/lanes.ts";
 
 const bytes = (value: unknown) => new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
 
@@ -82,7 +82,7 @@ describe("partition fence", () => {
       term: () => sent.push("term"),
       working: () => sent.push("working"),
     });
-    let held = true;
+    const held = true;
     const fence = new PartitionFence(() => held);
     const fenced = fence.wrap(raw);
     expect([fenced.seq, fenced.subject, fenced.stream, fenced.data]).toEqual([7, "s.a", "S", raw.data]);

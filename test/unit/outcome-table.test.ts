@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { CompiledRetry } from "../../runtime/config/types.ts";
 import type { Delivery } from "../../runtime/contracts/delivery.ts";
+import { errorMessage } from "../../runtime/contracts/error-message.ts";
 import { AttemptLedger } from "../../runtime/invoke/attempts.ts";
 import { invocationOutcome, settle, spendsAttempt } from "../../runtime/invoke/outcome-table.ts";
-import { errorMessage } from "../../runtime/contracts/error-message.ts";
 import { backoffDelay } from "../../runtime/resilience/backoff.ts";
 import { NonRetryableError, RetryAfterError } from "../../runtime/sdk/errors.ts";
 

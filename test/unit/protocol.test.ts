@@ -1,11 +1,11 @@
-import { describe, expect, it, vi } from "vitest";
-import { settle } from "../../runtime/invoke/outcome-table.ts";
-import { errorMessage } from "../../runtime/contracts/error-message.ts";
 import { MessageChannel } from "node:worker_threads";
-import { BatchPort, bytesIn, type Batch, type BytesRef } from "../../runtime/isolation/batch-port.ts";
+import { describe, expect, it, vi } from "vitest";
+import { errorMessage } from "../../runtime/contracts/error-message.ts";
+import { settle } from "../../runtime/invoke/outcome-table.ts";
+import { type Batch, BatchPort, type BytesRef, bytesIn } from "../../runtime/isolation/batch-port.ts";
 import { fromWire, toWire } from "../../runtime/isolation/protocol.ts";
-import { waitFor } from "../support/wait-for.ts";
 import { BreakerOpenError, NonRetryableError, RetryAfterError } from "../../runtime/sdk/errors.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 const retry = { maxAttempts: 5, backoff: "exponential", initialDelayMs: 1000, maxDelayMs: 300_000, jitter: false } as const;
 
@@ -203,7 +203,9 @@ describe("BatchPort with a fake port", () => {
       [3, 0],
       [3, 5],
     ]);
-    refs.forEach((data, id) => outbox.send({ id, data }));
+    refs.forEach((data, id) => {
+      outbox.send({ id, data });
+    });
     await nextTurn();
     const { value, transfer } = port.posts[0]!;
     expect(value.b!.byteLength).toBe(8);

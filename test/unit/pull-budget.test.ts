@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PullBudget, pullSize, type PullState } from "../../runtime/nats/pull-budget.ts";
+import { PullBudget, type PullState, pullSize } from "../../runtime/nats/pull-budget.ts";
 
 const INF = Number.POSITIVE_INFINITY;
 /** An open gate, no pull open, the default 4 pulls, a limit of 16 with all of it free. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { FleetStatus } from "../../runtime/contracts/status.ts";
 import { formatStatusTable, formatUptime } from "../../runtime/cli/status-table.ts";
+import type { FleetStatus } from "../../runtime/contracts/status.ts";
 import { MinuteRing } from "../../runtime/telemetry/recent.ts";
 
 function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {

@@ -3,14 +3,14 @@
  * host's settle() decides for that outcome, attempt and policy (test/integration/testing.test.ts
  * compares the same rows with a real host's settlements), and the ways to shape the context.
  */
+
+import { type InvokeResult, invoke } from "jetfn/testing";
 import { describe, expect, it } from "vitest";
-import { invoke, type InvokeResult } from "jetfn/testing";
 import { BUILT_IN_DEFAULTS } from "../../runtime/config/compile.ts";
 import type { CompiledRetry } from "../../runtime/config/types.ts";
 import { settle } from "../../runtime/invoke/outcome-table.ts";
 import type { FunctionContext } from "../../runtime/sdk/types.ts";
-import rows from "../fixtures/testing/fns/rows.ts";
-import * as rowsModule from "../fixtures/testing/fns/rows.ts";
+import rows, * as rowsModule from "../fixtures/testing/fns/rows.ts";
 
 const NOW = Date.parse("2030-01-01T00:00:00Z");
 const now = () => NOW;
