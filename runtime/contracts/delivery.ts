@@ -37,3 +37,55 @@ export interface Publisher {
   readonly maxPayload: number;
   publish(subject: string, data: Uint8Array, options?: { headers?: Record<string, string>; msgId?: string }): Promise<PublishAck>;
 }
+
+/**
+ * A delivery seen through another: every field and action passes to `inner`. Subclasses
+ * change what they must (a replay's subject, a partition's fence).
+ */
+export class DelegatingDelivery implements Delivery {
+  protected readonly inner: Delivery;
+
+  constructor(inner: Delivery) {
+    this.inner = inner;
+  }
+
+  get data(): Uint8Array {
+    return this.inner.data;
+  }
+  get subject(): string {
+    return this.inner.subject;
+  }
+  get headers(): Readonly<Record<string, string>> {
+    return this.inner.headers;
+  }
+  get stream(): string {
+    return this.inner.stream;
+  }
+  get seq(): number {
+    return this.inner.seq;
+  }
+  get deliveryCount(): number {
+    return this.inner.deliveryCount;
+  }
+  get timestamp(): Date {
+    return this.inner.timestamp;
+  }
+  get replayOf(): StreamPosition | undefined {
+    return this.inner.replayOf;
+  }
+  get revoked(): AbortSignal | undefined {
+    return this.inner.revoked;
+  }
+  ack(): void {
+    this.inner.ack();
+  }
+  nak(delayMs: number): void {
+    this.inner.nak(delayMs);
+  }
+  term(): void {
+    this.inner.term();
+  }
+  working(): void {
+    this.inner.working();
+  }
+}

@@ -1,6 +1,6 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Consumption } from "../contracts/consumption.ts";
-import type { Delivery } from "../contracts/delivery.ts";
+import { DelegatingDelivery, type Delivery } from "../contracts/delivery.ts";
 import type { Gate } from "../contracts/gate.ts";
 import { parseReplayOf, REPLAY_STREAM, ReplayHeader } from "../contracts/replay.ts";
 import type { StreamPosition } from "../sdk/types.ts";
@@ -112,46 +112,22 @@ export function replayed(delivery: Delivery): Delivery {
   return new ReplayedDelivery(delivery, delivery.headers[ReplayHeader.Subject] || delivery.subject, of);
 }
 
-class ReplayedDelivery implements Delivery {
-  readonly #copy: Delivery;
-  readonly subject: string;
-  readonly replayOf: StreamPosition;
+/** A replay's copy as its function sees it: the original's subject and position. */
+class ReplayedDelivery extends DelegatingDelivery {
+  readonly #subject: string;
+  readonly #of: StreamPosition;
 
   constructor(copy: Delivery, subject: string, of: StreamPosition) {
-    this.#copy = copy;
-    this.subject = subject;
-    this.replayOf = of;
+    super(copy);
+    this.#subject = subject;
+    this.#of = of;
   }
 
-  get data(): Uint8Array {
-    return this.#copy.data;
+  override get subject(): string {
+    return this.#subject;
   }
-  get headers(): Readonly<Record<string, string>> {
-    return this.#copy.headers;
-  }
-  get stream(): string {
-    return this.#copy.stream;
-  }
-  get seq(): number {
-    return this.#copy.seq;
-  }
-  get deliveryCount(): number {
-    return this.#copy.deliveryCount;
-  }
-  get timestamp(): Date {
-    return this.#copy.timestamp;
-  }
-  ack(): void {
-    this.#copy.ack();
-  }
-  nak(delayMs: number): void {
-    this.#copy.nak(delayMs);
-  }
-  term(): void {
-    this.#copy.term();
-  }
-  working(): void {
-    this.#copy.working();
+  override get replayOf(): StreamPosition {
+    return this.#of;
   }
 }
 

@@ -1,5 +1,4 @@
-import type { Delivery } from "../contracts/delivery.ts";
-import type { StreamPosition } from "../sdk/types.ts";
+import { DelegatingDelivery, type Delivery } from "../contracts/delivery.ts";
 
 /**
  * A partition's fence: once its lease is lost, no delivery of it that this host pulled may
@@ -42,57 +41,31 @@ export class PartitionFence {
   }
 }
 
-class FencedDelivery implements Delivery {
-  readonly #inner: Delivery;
+/** A partition's delivery: revocable, and silent once revoked. */
+class FencedDelivery extends DelegatingDelivery {
   readonly #fence: PartitionFence;
   readonly #signal: AbortSignal;
 
   constructor(inner: Delivery, fence: PartitionFence, signal: AbortSignal) {
-    this.#inner = inner;
+    super(inner);
     this.#fence = fence;
     this.#signal = signal;
   }
 
-  get revoked(): AbortSignal {
+  override get revoked(): AbortSignal {
     this.#fence.check();
     return this.#signal;
   }
-
-  get data(): Uint8Array {
-    return this.#inner.data;
+  override ack(): void {
+    if (!this.#fence.revoked) this.inner.ack();
   }
-  get subject(): string {
-    return this.#inner.subject;
+  override nak(delayMs: number): void {
+    if (!this.#fence.revoked) this.inner.nak(delayMs);
   }
-  get headers(): Readonly<Record<string, string>> {
-    return this.#inner.headers;
+  override term(): void {
+    if (!this.#fence.revoked) this.inner.term();
   }
-  get stream(): string {
-    return this.#inner.stream;
-  }
-  get seq(): number {
-    return this.#inner.seq;
-  }
-  get deliveryCount(): number {
-    return this.#inner.deliveryCount;
-  }
-  get timestamp(): Date {
-    return this.#inner.timestamp;
-  }
-  get replayOf(): StreamPosition | undefined {
-    return this.#inner.replayOf;
-  }
-
-  ack(): void {
-    if (!this.#fence.revoked) this.#inner.ack();
-  }
-  nak(delayMs: number): void {
-    if (!this.#fence.revoked) this.#inner.nak(delayMs);
-  }
-  term(): void {
-    if (!this.#fence.revoked) this.#inner.term();
-  }
-  working(): void {
-    if (!this.#fence.revoked) this.#inner.working();
+  override working(): void {
+    if (!this.#fence.revoked) this.inner.working();
   }
 }

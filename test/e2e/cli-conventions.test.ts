@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { COMMANDS } from "../../runtime/cli/commands.ts";
 import { killCliHosts, runCli, startCliHost } from "../support/cli.ts";
 import { freePort } from "../support/free-port.ts";
-import { makeProject, REPO_ROOT, scrape, useNats } from "../support/project.ts";
+import { makeProject, REPO_ROOT, SHOP_YAML, scrape, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const nats = useNats();
@@ -75,15 +75,7 @@ describe("jetfn new --route", () => {
   it("adds a publishing route: a POST to the ingress is stored (202) and runs the new function", async () => {
     const dir = makeProject(
       {
-        "functions.yaml": `streams:
-  - name: SHOP
-    subjects: ["shop.>"]
-functions:
-  - name: existing
-    handler: functions/existing.ts
-    stream: SHOP
-    subjects: ["shop.existing"]
-`,
+        "functions.yaml": SHOP_YAML,
       },
       { fixtures: "dev" },
     );

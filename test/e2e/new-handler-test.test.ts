@@ -7,17 +7,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { expect, it } from "vitest";
 import { runCli } from "../support/cli.ts";
-import { makeProject, REPO_ROOT } from "../support/project.ts";
-
-const YAML = `streams:
-  - name: SHOP
-    subjects: ["shop.>"]
-functions:
-  - name: existing
-    handler: functions/existing.ts
-    stream: SHOP
-    subjects: ["shop.existing"]
-`;
+import { makeProject, REPO_ROOT, SHOP_YAML } from "../support/project.ts";
 
 /**
  * `vitest run` in `dir`, in a clean environment (not this test run's VITEST_* variables).
@@ -37,7 +27,7 @@ function vitestIn(dir: string): Promise<{ code: number | null; output: string }>
 }
 
 it("writes functions/<name>.test.ts, which passes under vitest and which validate leaves alone", async () => {
-  const dir = makeProject({ "functions.yaml": YAML }, { fixtures: "dev" });
+  const dir = makeProject({ "functions.yaml": SHOP_YAML }, { fixtures: "dev" });
   const env = { JETFN_CONFIG: path.join(dir, "functions.yaml") };
   const created = runCli(["new", "ship-order", "--subject", "shop.paid"], env);
   expect(await created.exited).toBe(0);

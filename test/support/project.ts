@@ -15,6 +15,20 @@ export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** Handler files the tests run, as real modules that `npm run typecheck` checks. */
 export const FIXTURES_DIR = path.join(REPO_ROOT, "test", "fixtures");
 
+/**
+ * A small project's functions.yaml, for the tests of `jetfn new`: a stream SHOP and one
+ * function (`fixtures: "dev"` brings its handler), to which they add theirs.
+ */
+export const SHOP_YAML = `streams:
+  - name: SHOP
+    subjects: ["shop.>"]
+functions:
+  - name: existing
+    handler: functions/existing.ts
+    stream: SHOP
+    subjects: ["shop.existing"]
+`;
+
 /** Options of {@link makeProject}. */
 export interface MakeProjectOptions {
   /**
