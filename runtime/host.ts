@@ -4,20 +4,15 @@ import { hostname } from "node:os";
 import { loadRouteSchemas, type PreparedHandler } from "./bundle/load.ts";
 import { encode, encodedType } from "./codec/codec.ts";
 import { loadProject } from "./config/load.ts";
-import type { CompiledConfig, CompiledEnv, CompiledFunction, CompiledRoute } from "./config/types.ts";
+import type { CompiledConfig, CompiledEnv, CompiledRoute } from "./config/types.ts";
 import type { Pause } from "./contracts/control.ts";
 import type { BreakerState, FunctionStatus, HostStatus } from "./contracts/status.ts";
-import { FunctionRuntime } from "./function/function-runtime.ts";
+import { FunctionRuntime, type ThreadSettings } from "./function/function-runtime.ts";
 import { HttpServer } from "./http/server.ts";
 import { IngressServer } from "./ingress/server.ts";
-import type { Admission } from "./invoke/admission.ts";
 import type { Caller } from "./invoke/caller.ts";
-import type { Executor } from "./invoke/executor.ts";
-import type { HostContext } from "./invoke/host-context.ts";
-import { InProcessExecutor } from "./invoke/in-process.ts";
 import { prepareHandlers } from "./isolation/check.ts";
 import { workerScript } from "./isolation/script.ts";
-import { WorkerExecutor } from "./isolation/worker-executor.ts";
 import { type NatsClients, openClients } from "./nats/clients.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { openControlBucket, PauseWatch } from "./nats/control.ts";
@@ -189,6 +184,13 @@ export class Host {
       stillWanted();
       const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
       this.#replays = new ReplayWatch(clients.jsm, this.log);
+      const threads: ThreadSettings = {
+        ...(this.#workerScript ? { script: this.#workerScript } : {}),
+        rootDir: this.config.rootDir,
+        logLevel: this.log.levelVal,
+        ...(this.#env.tracing ? { tracing: this.#env.tracing } : {}),
+        ...this.#isolation,
+      };
       for (const fn of this.config.functions) {
         this.#running.push(
           new FunctionRuntime({
@@ -196,7 +198,8 @@ export class Host {
             clients,
             ...(leases ? { leases } : {}),
             replayWatch: this.#replays,
-            executor: (host, admission) => this.#executor(fn, host, admission),
+            handler: this.#handlers.get(fn.name)!,
+            threads,
             breakers: this.#breakers,
             metrics: this.metrics,
             log: this.log,
@@ -267,22 +270,6 @@ export class Host {
   /** The function's synchronous caller (HTTP `invoke:` routes, the NATS service); undefined before start. */
   caller(name: string): Caller | undefined {
     return this.#running.find((r) => r.fn.name === name)?.caller;
-  }
-
-  /** Where the function's handler runs: `isolation:` in its entry. */
-  #executor(fn: CompiledFunction, host: HostContext, admission: Admission): Executor {
-    const handler = this.#handlers.get(fn.name)!;
-    if (handler.loaded) return new InProcessExecutor(handler.loaded, host);
-    return new WorkerExecutor(host, {
-      script: this.#workerScript!,
-      bundleFile: handler.bundleFile,
-      rootDir: this.config.rootDir,
-      logLevel: this.log.levelVal,
-      ...(this.#env.tracing ? { tracing: this.#env.tracing } : {}),
-      metrics: this.metrics,
-      gate: admission,
-      ...this.#isolation,
-    });
   }
 
   /** Applies `jetfn pause` / `jetfn resume` as read from `JETFN_CONTROL`. */

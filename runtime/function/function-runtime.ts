@@ -1,3 +1,4 @@
+import type { PreparedHandler } from "../bundle/load.ts";
 import type { CompiledFunction } from "../config/types.ts";
 import type { Consumption } from "../contracts/consumption.ts";
 import type { Pause } from "../contracts/control.ts";
@@ -7,7 +8,9 @@ import { Admission } from "../invoke/admission.ts";
 import { Caller } from "../invoke/caller.ts";
 import type { Executor } from "../invoke/executor.ts";
 import { HostContext } from "../invoke/host-context.ts";
+import { InProcessExecutor } from "../invoke/in-process.ts";
 import { Invoker } from "../invoke/invoker.ts";
+import { WorkerExecutor, type WorkerExecutorOptions } from "../isolation/worker-executor.ts";
 import type { NatsClients } from "../nats/clients.ts";
 import type { ConsumerPoller } from "../nats/consumer-poller.ts";
 import type { KV } from "../nats/leases.ts";
@@ -20,6 +23,12 @@ import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { Capacity } from "./capacity.ts";
 
+/** What the host's handler threads share (see {@link WorkerExecutorOptions}). */
+export type ThreadSettings = Pick<WorkerExecutorOptions, "rootDir" | "logLevel" | "tracing" | "idleMs" | "graceMs"> & {
+  /** The thread's entry (see `workerScript()`); present when any function runs in worker threads. */
+  readonly script?: string;
+};
+
 /** What one function's runtime is wired from: the host's shared parts. */
 export interface FunctionRuntimeDeps {
   readonly fn: CompiledFunction;
@@ -27,8 +36,10 @@ export interface FunctionRuntimeDeps {
   /** The `JETFN_LEASES` bucket, for an ordered function. */
   readonly leases?: KV;
   readonly replayWatch: ReplayWatch;
-  /** Where the handler runs (`isolation:`): made by the host, which holds the bundles. */
-  readonly executor: (host: HostContext, admission: Admission) => Executor;
+  /** The function's bundle, and its module when it runs in this thread (`isolation: none`). */
+  readonly handler: PreparedHandler;
+  /** What a handler thread is started with (`isolation: worker`). */
+  readonly threads: ThreadSettings;
   readonly breakers: BreakerRegistry;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -68,7 +79,7 @@ export class FunctionRuntime {
     if (this.admission.breaker) metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
     this.#logBrokerHold();
     const host = new HostContext(fn, this.#log, publisher, deps.breakers);
-    this.executor = deps.executor(host, this.admission);
+    this.executor = this.#executorFor(host);
     const replays = replayConsumer(fn);
     const gate = deps.replayWatch.gate(replays.durable, this.admission);
     this.#capacity = new Capacity(fn, this.executor, () => gate.waiting > 0);
@@ -183,6 +194,15 @@ export class FunctionRuntime {
       ...executor.status(),
       ...this.#consumption.status?.(),
     };
+  }
+
+  /** Where the handler runs: `isolation:` in its entry. */
+  #executorFor(host: HostContext): Executor {
+    const { handler, threads, metrics } = this.#deps;
+    if (handler.loaded) return new InProcessExecutor(handler.loaded, host);
+    const { script, ...settings } = threads;
+    if (script === undefined) throw new Error(`no handler thread entry for ${this.fn.name} (isolation: worker)`);
+    return new WorkerExecutor(host, { ...settings, script, bundleFile: handler.bundleFile, metrics, gate: this.admission });
   }
 
   /** One line when the broker's hold on the function starts, one when it ends: not one per refused publish. */
