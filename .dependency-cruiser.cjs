@@ -3,7 +3,7 @@
  * lint` runs these rules; a finding fails CI.
  *
  * From the bottom: sdk/ (what handler files import) -> contracts/ (shared types and
- * wire formats) -> config/, resilience/, codec/ -> telemetry/, bundle/ -> invoke/ ->
+ * wire formats) -> schedule/ (cron) -> config/, resilience/, codec/ -> telemetry/, bundle/ -> invoke/ ->
  * isolation/, nats/ -> ordering/, ingress/, http/, testing/, cli/ -> function/ (one
  * function's runtime) -> host.ts, cli.ts, dev.ts. A module may import its own folder and
  * the folders its rule names; nothing in a folder imports the files at the top.
@@ -45,13 +45,14 @@ module.exports = {
     layer("sdk", []),
     layer("contracts", ["sdk"]),
     layer("codec", ["contracts", "sdk", "config"]),
-    layer("config", ["contracts", "sdk", "resilience"]),
+    layer("schedule", ["contracts", "sdk"]),
+    layer("config", ["contracts", "sdk", "resilience", "schedule"]),
     layer("resilience", ["contracts", "sdk", "config"]),
     layer("telemetry", ["contracts", "sdk", "config"]),
     layer("bundle", ["contracts", "sdk", "config"]),
     layer("invoke", ["contracts", "sdk", "config", "codec", "resilience", "telemetry", "bundle"]),
     layer("isolation", ["invoke", "contracts", "sdk", "config", "codec", "resilience", "telemetry", "bundle"]),
-    layer("nats", ["contracts", "sdk", "config", "codec", "resilience", "telemetry"]),
+    layer("nats", ["contracts", "sdk", "config", "codec", "resilience", "schedule", "telemetry"]),
     layer("http", ["contracts", "sdk", "config", "telemetry"]),
     layer("ordering", ["contracts", "sdk", "config", "codec", "resilience", "telemetry", "invoke", "nats"]),
     layer("ingress", ["contracts", "sdk", "config", "codec", "telemetry", "http"]),

@@ -11,7 +11,7 @@ import { replay } from "./cli/replay.ts";
 import { isDuration, parseDuration } from "./config/duration.ts";
 import { loadEnv } from "./config/env.ts";
 import { ConfigError } from "./config/errors.ts";
-import { loadConfig } from "./config/load.ts";
+import { loadConfig, loadProject } from "./config/load.ts";
 import { runDev } from "./dev.ts";
 import { Host } from "./host.ts";
 import { prepareHandlers } from "./isolation/check.ts";
@@ -19,6 +19,7 @@ import { requestInvoke } from "./nats/invoke-client.ts";
 import { ProvisionError } from "./nats/provision.ts";
 import { JETFN_VERSION } from "./package-root.ts";
 import { newFunction } from "./scaffold.ts";
+import { CronSchedule } from "./schedule/cron-schedule.ts";
 import { createLogger } from "./telemetry/logger.ts";
 
 /** Runs one CLI command; resolves with the exit code. */
@@ -64,6 +65,8 @@ function run(line: CommandRun<typeof COMMANDS>): Promise<number> {
       return build();
     case "validate":
       return validate();
+    case "schedules":
+      return Promise.resolve(schedules(line.values));
     case "publish":
       return publish(line.values, positionals);
     case "invoke":
@@ -157,12 +160,36 @@ async function build(): Promise<number> {
 }
 
 async function validate(): Promise<number> {
-  const env = loadEnv();
-  const config = loadConfig(env.configFile);
+  const config = loadProject(loadEnv());
   await prepareHandlers(config);
   await loadRouteSchemas(config);
   const routes = config.routes.length > 0 ? `, ${config.routes.length} route(s)` : "";
   console.log(`${config.file}: ${config.functions.length} function(s), ${config.streams.length} stream(s)${routes}: ok`);
+  return 0;
+}
+
+/** `jetfn schedules`: each scheduled function's next ticks, worked out from functions.yaml alone. */
+function schedules(values: ValuesOf<"schedules">): number {
+  const count = values.count === undefined ? 3 : Number(values.count);
+  if (!Number.isInteger(count) || count < 1 || count > 100)
+    throw new UsageError(`--count takes a whole number from 1 to 100, got ${values.count}`);
+  const config = loadConfig(loadEnv().configFile);
+  const now = Date.now();
+  const scheduled = config.functions.filter((fn) => fn.schedule);
+  if (scheduled.length === 0 && !values.json) console.log("no function has a schedule");
+  for (const fn of scheduled) {
+    const { cron, timezone, catchUp } = fn.schedule!;
+    const schedule = new CronSchedule({ cron, timezone });
+    const ticks: number[] = [];
+    for (let at = schedule.next(now); at !== undefined && ticks.length < count; at = schedule.next(at)) ticks.push(at);
+    if (values.json) {
+      const next = ticks.map((at) => ({ at: new Date(at).toISOString(), local: schedule.local(at) }));
+      console.log(JSON.stringify({ function: fn.name, cron, timezone, catchUp, next }));
+    } else {
+      console.log(`${fn.name}: "${cron}" in ${timezone} (catchUp: ${catchUp})`);
+      for (const at of ticks) console.log(`  ${schedule.local(at)} ${timezone}  (${new Date(at).toISOString()})`);
+    }
+  }
   return 0;
 }
 

@@ -205,6 +205,7 @@ export class Host {
             log: this.log,
             hostId: this.hostId,
             stop: this.#stop.signal,
+            now: () => Date.now() + this.#env.clockOffsetMs,
             onBreakerChange: (from, to) => this.#breakerChanged(fn.name, "function", from, to),
           }),
         );

@@ -45,6 +45,15 @@ export const COMMANDS = {
     options: {},
     positionals: false,
   },
+  schedules: {
+    synopsis: "[--count n] [--json]",
+    summary: "list the next ticks of every scheduled function, in its time zone; no connection",
+    options: {
+      count: { type: "string", value: "n", description: "ticks shown per function (default 3)" },
+      json: { type: "boolean", description: "one JSON object per function" },
+    },
+    positionals: false,
+  },
   publish: {
     synopsis: "<subject> <json|@file> [--header k=v]... [--msg-id id]",
     summary: "publish one event to JetStream",

@@ -1,6 +1,7 @@
 import path from "node:path";
 import ms from "ms";
 import { defaultDeadLetter } from "../contracts/dead-letter.ts";
+import { SCHEDULE_STREAM, scheduleSubject } from "../contracts/schedule.ts";
 import { DEFAULT_BREAKER_POLICY } from "../resilience/breaker.ts";
 import type { DefaultsEntry, FunctionEntry, StreamEntry } from "./schema.ts";
 import type {
@@ -112,8 +113,9 @@ export function compileFunction(
     name: entry.name,
     handlerPath: path.resolve(rootDir, handler.file),
     exportName: handler.exportName,
-    stream: entry.stream,
-    subjects: entry.subjects,
+    // A function with only a schedule reads its ticks' subject in jetfn's schedule stream.
+    stream: entry.stream ?? SCHEDULE_STREAM,
+    subjects: entry.subjects ?? [scheduleSubject(entry.name)],
     durable: entry.durable ?? `jetfn_${entry.name.replaceAll("-", "_")}`,
     concurrency,
     timeoutMs,
@@ -123,7 +125,8 @@ export function compileFunction(
     ...(breaker ? { breaker } : {}),
     ...(entry.output !== undefined ? { output: entry.output } : {}),
     deadLetter: entry.deadLetter ?? defaultDeadLetter(entry.name),
-    deliverPolicy: entry.deliverPolicy ?? defaults.deliverPolicy ?? builtIn.deliverPolicy,
+    // Ticks from before the function's consumer existed are not its to run.
+    deliverPolicy: entry.deliverPolicy ?? defaults.deliverPolicy ?? (entry.stream === undefined ? { kind: "new" } : builtIn.deliverPolicy),
     encoding: entry.encoding ?? defaults.encoding ?? builtIn.encoding,
     config: entry.config ?? defaults.config ?? {},
     isolation: entry.isolation ?? defaults.isolation ?? builtIn.isolation,
@@ -135,6 +138,17 @@ export function compileFunction(
             key: entry.ordering.key,
             partitions: entry.ordering.partitions ?? builtIn.ordering.partitions,
             leaseTtlMs: entry.ordering.leaseTtl ?? builtIn.ordering.leaseTtlMs,
+          },
+        }
+      : {}),
+    ...(entry.schedule
+      ? {
+          schedule: {
+            cron: entry.schedule.cron,
+            timezone: entry.schedule.timezone ?? "UTC",
+            catchUp: entry.schedule.catchUp ?? "latest",
+            maxCatchUp: entry.schedule.maxCatchUp ?? 10,
+            payload: entry.schedule.payload ?? {},
           },
         }
       : {}),

@@ -112,6 +112,12 @@ function envSchema(cwd: string) {
       1024 * 1024,
     ),
     JETFN_INGRESS_READ_TIMEOUT: checked(isDuration, durationMessage, parseDuration).default(10_000),
+    // For testing a fleet whose clocks disagree: this host's schedules see the time shifted.
+    JETFN_TEST_CLOCK_OFFSET: checked(
+      (value) => isDuration(value.replace(/^-/, "")),
+      (value) => `expected a duration like 5s or -5s, got ${describeValue(value)}`,
+      (value) => (value.startsWith("-") ? -1 : 1) * parseDuration(value.replace(/^-/, "")),
+    ).default(0),
     OTEL_SERVICE_NAME: anything.default("jetfn"),
     OTEL_EXPORTER_OTLP_ENDPOINT: checked(
       isHttpUrl,
@@ -238,6 +244,7 @@ export function loadEnv(env: Readonly<Record<string, string | undefined>> = proc
     ingressTokens: Object.freeze(data.JETFN_INGRESS_TOKENS ?? []),
     ingressMaxBodyBytes: data.JETFN_INGRESS_MAX_BODY,
     ingressReadTimeoutMs: data.JETFN_INGRESS_READ_TIMEOUT,
+    clockOffsetMs: data.JETFN_TEST_CLOCK_OFFSET,
     logLevel: data.LOG_LEVEL,
   };
   const tracesEndpoint = tracesUrl(data.OTEL_EXPORTER_OTLP_ENDPOINT, data.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);

@@ -226,8 +226,11 @@ function checkCoverage(list: readonly Indexed<FunctionEntry>[], streams: readonl
   const byName = new Map(streams.map((stream) => [stream.name, stream]));
   const rawList = Array.isArray(raw) ? (raw as unknown[]) : [];
   for (const { entry, index } of list) {
+    // A function with only a schedule reads jetfn's schedule stream, nothing of these.
+    if (entry.stream === undefined || entry.subjects === undefined) continue;
+    const subjects = entry.subjects;
     // Output fed back into the function's own subjects would run it forever.
-    if (entry.output !== undefined && entry.subjects.some((subject) => subjectCovers(subject, entry.output!))) {
+    if (entry.output !== undefined && subjects.some((subject) => subjectCovers(subject, entry.output!))) {
       report(
         ["functions", index, "output"],
         `output "${entry.output}" is one of the function's own subjects: every result would run it again`,
@@ -237,7 +240,7 @@ function checkCoverage(list: readonly Indexed<FunctionEntry>[], streams: readonl
     if (!stream) continue;
     const rawEntry = rawList[index];
     const listed = isPlainMap(rawEntry) && Array.isArray(rawEntry.subjects);
-    entry.subjects.forEach((subject, j) => {
+    subjects.forEach((subject, j) => {
       if (stream.subjects.some((captured) => subjectCovers(captured, subject))) return;
       const at = listed ? ["functions", index, "subjects", j] : ["functions", index, "subjects"];
       report(at, `subject "${subject}" is not captured by stream ${stream.name} (subjects: ${stream.subjects.join(", ")})`);

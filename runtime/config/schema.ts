@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { CronSchedule } from "../schedule/cron-schedule.ts";
 import { durationMessage, durationSchema, isDuration, parseDuration } from "./duration.ts";
 import { describeValue } from "./errors.ts";
 import { copyPlain, isPlainMap } from "./freeze.ts";
@@ -197,19 +198,69 @@ export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
 /** The `defaults:` section. */
 export const defaultsSchema = z.strictObject(tunables);
 
+/** A cron pattern croner reads: 5 fields, or 6 with seconds first. */
+const cronSchema = z
+  .string({ error: (issue) => `expected a cron pattern like "*/10 * * * *", got ${describeValue(issue.input)}` })
+  .check((ctx) => {
+    try {
+      new CronSchedule({ cron: ctx.value, timezone: "UTC" });
+    } catch (error) {
+      ctx.issues.push({ code: "custom", input: ctx.value, message: `invalid cron pattern "${ctx.value}": ${(error as Error).message}` });
+    }
+  });
+
+/** An IANA time zone name. */
+const timezoneSchema = text(
+  (input) => `expected an IANA time zone like Europe/Berlin or UTC, got ${describeValue(input)}`,
+  (value) => {
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: value });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+);
+
+/** `schedule:` of a function: it runs on a clock, once per tick across every replica. */
+const scheduleSchema = z
+  .strictObject({
+    cron: cronSchema,
+    timezone: timezoneSchema.optional(),
+    catchUp: z.enum(["none", "latest", "all"]).optional(),
+    maxCatchUp: integer(1, 1000).optional(),
+    payload: configMapSchema.optional(),
+  })
+  .check((ctx) => {
+    if (ctx.value.maxCatchUp !== undefined && ctx.value.catchUp !== "all") {
+      ctx.issues.push({ code: "custom", input: ctx.value.maxCatchUp, path: ["maxCatchUp"], message: "maxCatchUp goes with catchUp: all" });
+    }
+  });
+
 /** One entry of `functions:`. */
-export const functionEntrySchema = z.strictObject({
-  name: functionNameSchema,
-  handler: handlerSchema,
-  stream: resourceName("stream"),
-  subjects: subjectListSchema,
-  durable: resourceName("consumer").optional(),
-  output: subject(false).optional(),
-  deadLetter: subject(false).optional(),
-  invoke: z.boolean().optional(),
-  ordering: orderingSchema.optional(),
-  ...tunables,
-});
+export const functionEntrySchema = z
+  .strictObject({
+    name: functionNameSchema,
+    handler: handlerSchema,
+    // Both, unless the function has a schedule (its ticks have a stream of their own).
+    stream: resourceName("stream").optional(),
+    subjects: subjectListSchema.optional(),
+    durable: resourceName("consumer").optional(),
+    output: subject(false).optional(),
+    deadLetter: subject(false).optional(),
+    invoke: z.boolean().optional(),
+    ordering: orderingSchema.optional(),
+    schedule: scheduleSchema.optional(),
+    ...tunables,
+  })
+  .check((ctx) => {
+    const { stream, subjects, schedule } = ctx.value;
+    if (schedule !== undefined && stream === undefined && subjects === undefined) return;
+    for (const key of ["stream", "subjects"] as const) {
+      if (ctx.value[key] === undefined)
+        ctx.issues.push({ code: "custom", input: ctx.value, path: [key], message: `missing required key "${key}"` });
+    }
+  });
 
 /** One entry of `streams:`. */
 export const streamEntrySchema = z.strictObject({

@@ -70,6 +70,22 @@ export interface CompiledFunction {
   readonly invoke: boolean;
   /** `ordering:`: one event per key at a time, in stream order, across every replica. */
   readonly ordering?: CompiledOrdering;
+  /** `schedule:`: it also runs on a clock, once per tick across every replica. */
+  readonly schedule?: CompiledSchedule;
+}
+
+/** A function's `schedule:`. */
+export interface CompiledSchedule {
+  /** 5 fields, or 6 with seconds first. */
+  readonly cron: string;
+  /** IANA time zone. @default UTC */
+  readonly timezone: string;
+  /** Ticks missed while no replica ran: skipped, the last one run, or each run (up to `maxCatchUp`). @default latest */
+  readonly catchUp: "none" | "latest" | "all";
+  /** @default 10 */
+  readonly maxCatchUp: number;
+  /** Merged into each tick's event. */
+  readonly payload: Readonly<Record<string, unknown>>;
 }
 
 /** Where an event's ordering key is read. */
@@ -133,6 +149,8 @@ export interface CompiledEnv {
   readonly httpHost: string;
   readonly httpPort: number;
   readonly shutdownTimeoutMs: number;
+  /** `JETFN_TEST_CLOCK_OFFSET`: added to this host's clock where schedules read it (testing skew). */
+  readonly clockOffsetMs: number;
   /** The ingress listener (`routes:`). */
   readonly ingressHost: string;
   readonly ingressPort: number;

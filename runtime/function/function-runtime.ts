@@ -1,5 +1,5 @@
 import type { PreparedHandler } from "../bundle/load.ts";
-import type { CompiledFunction } from "../config/types.ts";
+import type { CompiledFunction, CompiledSchedule } from "../config/types.ts";
 import type { Consumption } from "../contracts/consumption.ts";
 import type { Pause } from "../contracts/control.ts";
 import type { Delivery } from "../contracts/delivery.ts";
@@ -14,9 +14,10 @@ import { WorkerExecutor, type WorkerExecutorOptions } from "../isolation/worker-
 import type { NatsClients } from "../nats/clients.ts";
 import type { ConsumerPoller } from "../nats/consumer-poller.ts";
 import type { KV } from "../nats/leases.ts";
-import { ensureConsumer, provisionConsumers, replayConsumer } from "../nats/provision.ts";
+import { ensureConsumer, provisionConsumers, replayConsumer, scheduleConsumer } from "../nats/provision.ts";
 import { PullLoop } from "../nats/pull-loop.ts";
 import { type ReplayWatch, replayed, withReplays } from "../nats/replay-watch.ts";
+import { Ticker } from "../nats/ticker.ts";
 import { OrderedFunction } from "../ordering/ordered-function.ts";
 import type { BreakerRegistry } from "../resilience/breaker-registry.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -47,6 +48,8 @@ export interface FunctionRuntimeDeps {
   readonly hostId: string;
   /** Aborts when shutdown's grace period is over. */
   readonly stop: AbortSignal;
+  /** This host's clock, epoch ms, as its schedules read it. */
+  readonly now: () => number;
   /** Told when the function's own breaker (`breaker:`) changes state. */
   readonly onBreakerChange: (from: BreakerState, to: BreakerState) => void;
 }
@@ -67,6 +70,10 @@ export class FunctionRuntime {
   readonly #deps: FunctionRuntimeDeps;
   readonly #consumption: Consumption;
   readonly #capacity: Capacity;
+  /** Publishes its ticks (`schedule:`), with every other replica's ticker. */
+  readonly #ticker?: Ticker;
+  /** When this host expects its next tick. */
+  #nextTick?: number;
   readonly #log: Logger;
 
   constructor(deps: FunctionRuntimeDeps) {
@@ -110,7 +117,17 @@ export class FunctionRuntime {
       admission: gate,
       budget: this.#capacity.replays,
     });
-    this.#consumption = withReplays(events, replayLoop, gate);
+    // A function with a stream of its own reads its ticks through a second durable, in its live share.
+    const ticks = scheduleConsumer(fn);
+    const tickLoop =
+      ticks &&
+      new PullLoop(js, ticks, run, deps.log, {
+        rebind: () => ensureConsumer(jsm, ticks, deps.log),
+        admission: this.admission,
+        budget: this.#capacity.live,
+      });
+    this.#consumption = withReplays(tickLoop ? alongside(events, tickLoop) : events, replayLoop, gate);
+    this.#ticker = fn.schedule && this.#tickerOf({ ...fn, schedule: fn.schedule });
   }
 
   /** Taking part: its consumers are bound and pulling. */
@@ -122,6 +139,8 @@ export class FunctionRuntime {
   async start(): Promise<void> {
     await provisionConsumers(this.#deps.clients.jsm, this.fn, this.#deps.log);
     await this.#consumption.start();
+    // Once its consumers are bound: the ticks it publishes are read by them.
+    await this.#ticker?.start();
   }
 
   /** Ends open pulls early (a reconnect): they are made anew. */
@@ -129,9 +148,10 @@ export class FunctionRuntime {
     this.#consumption.interrupt();
   }
 
-  /** Stops pulling. */
-  stop(): Promise<void> {
-    return this.#consumption.stop();
+  /** Stops publishing ticks and pulling. */
+  async stop(): Promise<void> {
+    await this.#ticker?.stop();
+    await this.#consumption.stop();
   }
 
   /** Resolves when every delivery and call taken has settled. */
@@ -191,9 +211,38 @@ export class FunctionRuntime {
       lastMinute: metrics.lastMinute(fn.name),
       deadLettered: metrics.deadLettered(fn.name),
       deadLetter: fn.deadLetter,
+      ...(fn.schedule
+        ? {
+            schedule: {
+              cron: fn.schedule.cron,
+              timezone: fn.schedule.timezone,
+              catchUp: fn.schedule.catchUp,
+              ...(this.#nextTick !== undefined ? { nextTick: new Date(this.#nextTick).toISOString() } : {}),
+            },
+          }
+        : {}),
       ...executor.status(),
       ...this.#consumption.status?.(),
     };
+  }
+
+  #tickerOf(fn: CompiledFunction & { readonly schedule: CompiledSchedule }): Ticker {
+    const { clients, metrics, now } = this.#deps;
+    const labels = { function: fn.name };
+    for (const result of ["fired", "caught_up", "skipped"] as const) metrics.scheduleTicks.inc({ ...labels, result }, 0);
+    return new Ticker({
+      js: clients.js,
+      jsm: clients.jsm,
+      fn,
+      log: this.#log,
+      now,
+      counted: (result, count) => metrics.scheduleTicks.inc({ ...labels, result }, count),
+      next: (at) => {
+        this.#nextTick = at;
+        if (at === undefined) metrics.scheduleNextTick.remove(labels);
+        else metrics.scheduleNextTick.set(labels, at / 1000);
+      },
+    });
   }
 
   /** Where the handler runs: `isolation:` in its entry. */
@@ -220,4 +269,29 @@ export class FunctionRuntime {
       }
     });
   }
+}
+
+/** Two consumptions as one: started, interrupted, stopped and settled together; bound when both are. */
+function alongside(first: Consumption, second: Consumption): Consumption {
+  return {
+    get bound() {
+      return first.bound && second.bound;
+    },
+    async start() {
+      await first.start();
+      await second.start();
+    },
+    async stop() {
+      await Promise.all([first.stop(), second.stop()]);
+    },
+    async settled() {
+      await Promise.all([first.settled(), second.settled()]);
+    },
+    interrupt() {
+      first.interrupt();
+      second.interrupt();
+    },
+    ...(first.release ? { release: () => first.release!() } : {}),
+    status: () => ({ ...second.status?.(), ...first.status?.() }),
+  };
 }

@@ -1,4 +1,5 @@
 import type { Span } from "@opentelemetry/api";
+import { scheduleOf } from "../contracts/schedule.ts";
 import type { Breaker, BreakerOptions, FunctionContext, Logger, PublishAck, PublishOptions, StreamPosition } from "../sdk/types.ts";
 
 /** The facts of one delivery that `ctx` shows, whichever side of a thread boundary it is on. */
@@ -26,6 +27,9 @@ export abstract class BaseContext implements FunctionContext {
   readonly deliveryCount: number;
   readonly config: Record<string, unknown>;
   readonly replay: FunctionContext["replay"];
+  /** When the run started: how late a tick's run is counts from here. */
+  readonly #startedAt = Date.now();
+  #schedule?: FunctionContext["schedule"] | null;
   #publish?: FunctionContext["publish"];
   #breaker?: FunctionContext["breaker"];
   #working?: () => void;
@@ -41,6 +45,11 @@ export abstract class BaseContext implements FunctionContext {
   }
 
   abstract get timestamp(): Date;
+
+  get schedule(): FunctionContext["schedule"] {
+    if (this.#schedule === undefined) this.#schedule = scheduleOf(this.headers, this.#startedAt) ?? null;
+    return this.#schedule ?? undefined;
+  }
   abstract get signal(): AbortSignal;
   abstract get span(): Span;
   abstract get log(): Logger;

@@ -13,6 +13,7 @@ import { type NatsConnection, nanos } from "@nats-io/transport-node";
 import { subjectCovers } from "../config/subjects.ts";
 import type { CompiledConfig, CompiledFunction, CompiledStream } from "../config/types.ts";
 import { REPLAY_DUPLICATE_WINDOW_MS, REPLAY_STREAM, REPLAY_SUBJECTS, replaySubject } from "../contracts/replay.ts";
+import { SCHEDULE_STREAM, SCHEDULE_SUBJECTS, scheduleSubject } from "../contracts/schedule.ts";
 import type { Logger } from "../telemetry/logger.ts";
 
 /** Streams and consumers could not be made to match `functions.yaml`: fatal at start. */
@@ -61,6 +62,59 @@ export async function provisionStreams(nc: NatsConnection, jsm: JetStreamManager
     );
   }
   if (!config.streams.some((s) => s.name === REPLAY_STREAM)) await ensureReplayStream(jsm, log);
+  if (config.functions.some((fn) => fn.schedule) && !config.streams.some((s) => s.name === SCHEDULE_STREAM)) {
+    await ensureScheduleStream(jsm, log);
+  }
+}
+
+/** How long ticks are kept: the last one tells a replica that starts which ticks it missed. */
+const SCHEDULE_MAX_AGE_MS = 30 * 24 * 60 * 60 * 1000;
+/** Ticks kept per function: more than any catch-up, few enough to stay small at one a second. */
+const SCHEDULE_MAX_PER_SUBJECT = 1000;
+
+/**
+ * Creates `JETFN_SCHEDULES` when missing: every scheduled function's ticks, kept 30 days and
+ * at most 1,000 per function, so the last tick tells a replica that starts what it missed.
+ * An existing one is left as it is.
+ */
+export async function ensureScheduleStream(jsm: JetStreamManager, log: Logger): Promise<void> {
+  try {
+    await jsm.streams.info(SCHEDULE_STREAM);
+    return;
+  } catch (error) {
+    if (!isNotFound(error)) throw provisionFailure(`stream ${SCHEDULE_STREAM}`, error);
+  }
+  try {
+    await jsm.streams.add({
+      name: SCHEDULE_STREAM,
+      subjects: [SCHEDULE_SUBJECTS],
+      storage: StorageType.File,
+      num_replicas: 1,
+      max_age: nanos(SCHEDULE_MAX_AGE_MS),
+      max_msgs_per_subject: SCHEDULE_MAX_PER_SUBJECT,
+      duplicate_window: nanos(120_000),
+    });
+  } catch (error) {
+    throw provisionFailure(`creating stream ${SCHEDULE_STREAM}`, error);
+  }
+  log.info({ stream: SCHEDULE_STREAM, subjects: SCHEDULE_SUBJECTS }, "created stream");
+}
+
+/**
+ * A function with a stream of its own and a `schedule:` reads its ticks through a second
+ * durable, `<durable>_schedule`, on `JETFN_SCHEDULES`. A function with only a schedule reads
+ * them through its own durable (its stream is `JETFN_SCHEDULES`): undefined then.
+ */
+export function scheduleConsumer(fn: CompiledFunction): CompiledFunction | undefined {
+  if (!fn.schedule || fn.stream === SCHEDULE_STREAM) return undefined;
+  return {
+    ...fn,
+    stream: SCHEDULE_STREAM,
+    durable: `${fn.durable}_schedule`,
+    subjects: [scheduleSubject(fn.name)],
+    deliverPolicy: { kind: "new" },
+    ordering: undefined,
+  };
 }
 
 /**
@@ -99,15 +153,18 @@ export async function ensureReplayStream(jsm: JetStreamManager, log: Logger): Pr
 /** Creates or updates a function's durable consumer, or an ordered function's partition durables. */
 export async function provisionConsumers(jsm: JetStreamManager, fn: CompiledFunction, log: Logger): Promise<void> {
   const ordering = fn.ordering;
-  const [events, replays] = await Promise.allSettled([
+  const ticks = scheduleConsumer(fn);
+  const [events, replays, schedule] = await Promise.allSettled([
     ordering
       ? Promise.all(Array.from({ length: ordering.partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log)))
       : ensureConsumer(jsm, fn, log),
     ensureConsumer(jsm, replayConsumer(fn), log),
+    ticks ? ensureConsumer(jsm, ticks, log) : undefined,
   ]);
-  // The function's own consumer's error first: the replay consumer's checks are the same.
+  // The function's own consumer's error first: the others' checks are the same.
   if (events.status === "rejected") throw events.reason;
   if (replays.status === "rejected") throw replays.reason;
+  if (schedule.status === "rejected") throw schedule.reason;
 }
 
 /**

@@ -65,6 +65,12 @@ export interface ReplayInfo {
   readonly of: StreamPosition;
 }
 
+/** What `ctx.schedule` says of a tick's run. */
+export interface ScheduleInfo {
+  readonly scheduledTime: Date;
+  readonly lateMs: number;
+}
+
 /** What a handler receives besides its event. */
 export interface FunctionContext<Config = Record<string, unknown>> {
   /** The function's name in `functions.yaml`. */
@@ -94,6 +100,12 @@ export interface FunctionContext<Config = Record<string, unknown>> {
    * dlq redrive --only`): `replay.of` is where the original event is. Undefined otherwise.
    */
   readonly replay?: ReplayInfo;
+  /**
+   * Set when this run is a tick of the function's `schedule:`: the tick's time, and how late
+   * the run started (negative when a replica whose clock runs ahead published it early).
+   * Undefined for any other event.
+   */
+  readonly schedule?: ScheduleInfo;
   /**
    * Publish to JetStream: `data` is sent as is when bytes, as UTF-8 when a string, else as
    * JSON. Resolves with the stream's PubAck.

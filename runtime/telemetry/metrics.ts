@@ -124,6 +124,20 @@ export class Metrics {
     labelNames: ["function"] as const,
     registers: [this.registry],
   });
+  readonly scheduleTicks = new Counter({
+    name: "jetfn_schedule_ticks_total",
+    help: "Ticks of a scheduled function this host published on time (fired) or late by its catch-up policy (caught_up), or decided not to run (skipped: missed while no replica ran).",
+    labelNames: ["function", "result"] as const,
+    registers: [this.registry],
+  });
+
+  readonly scheduleNextTick = new Gauge({
+    name: "jetfn_schedule_next_tick_timestamp_seconds",
+    help: "When this host expects a scheduled function's next tick, in Unix seconds.",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+
   readonly leaseChanges = new Counter({
     name: "jetfn_lease_changes_total",
     help: "Partition leases taken (free, expired, reclaimed), lost (taken, unrenewed) or handed over (released) by this host.",
