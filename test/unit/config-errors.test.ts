@@ -212,3 +212,50 @@ describe("formatIssue", () => {
     ]);
   });
 });
+
+describe("loadConfig: schedule:", () => {
+  it("compiles a function with only a schedule onto jetfn's schedule stream, with the defaults", async () => {
+    const { load } = await import("./config-fixtures.ts");
+    const config = load(["functions:", "  - name: expire-unpaid", "    handler: functions/a.ts", '    schedule: { cron: "*/10 * * * *" }']);
+    expect(config.functions[0]).toMatchObject({
+      stream: "JETFN_SCHEDULES",
+      subjects: ["jetfn.schedule.expire-unpaid"],
+      deliverPolicy: { kind: "new" },
+      schedule: { cron: "*/10 * * * *", timezone: "UTC", catchUp: "latest", maxCatchUp: 10, payload: {} },
+    });
+    const both = load([
+      ...ORDERS_STREAM,
+      "functions:",
+      ...FUNCTION_A,
+      '    schedule: { cron: "0 * * * *", timezone: Europe/Berlin, payload: { scope: eu } }',
+    ]);
+    expect(both.functions[0]).toMatchObject({
+      stream: "ORDERS",
+      deliverPolicy: { kind: "all" },
+      schedule: { timezone: "Europe/Berlin", payload: { scope: "eu" } },
+    });
+  });
+
+  it("reports a bad cron, time zone, catchUp or maxCatchUp at its value, and stream/subjects missing without a schedule", () => {
+    expect(
+      errorsOf([
+        "functions:",
+        "  - name: a",
+        "    handler: functions/a.ts",
+        '    schedule: { cron: "61 * * * *", timezone: Mars/Base, catchUp: sometimes }',
+        "  - name: b",
+        "    handler: functions/b.ts",
+        '    schedule: { cron: "* * * * *", maxCatchUp: 5 }',
+        "  - name: c",
+        "    handler: functions/a.ts",
+        '    subjects: ["c.x"]',
+      ]),
+    ).toEqual([
+      'functions.yaml:4:23 functions[0].schedule.cron: invalid cron pattern "61 * * * *": CronPattern: Invalid value for minute: 61',
+      'functions.yaml:4:47 functions[0].schedule.timezone: expected an IANA time zone like Europe/Berlin or UTC, got "Mars/Base"',
+      'functions.yaml:4:67 functions[0].schedule.catchUp: expected none, latest or all, got "sometimes"',
+      "functions.yaml:7:48 functions[1].schedule.maxCatchUp: maxCatchUp goes with catchUp: all",
+      'functions.yaml:8:5 functions[2].stream: missing required key "stream"',
+    ]);
+  });
+});
