@@ -24,11 +24,14 @@ const MAX_REASON = 40;
  * row only. A host that did not answer gets one row saying why.
  */
 export function formatStatusTable(status: FleetStatus): string {
+  // A column for the next tick only when a function of the fleet has a schedule.
+  const scheduled = status.hosts.some((host) => host.functions.some((fn) => scheduleOf(fn) !== undefined));
+  const headers: readonly string[] = scheduled ? [...HEADERS, "NEXT TICK"] : HEADERS;
   const rows: string[][] = [];
-  for (const host of status.hosts) rows.push(...hostRows(host));
+  for (const host of status.hosts) rows.push(...hostRows(host, scheduled));
   // A note in place of a host's functions (it did not answer) does not widen their columns.
-  const full = rows.filter((row) => row.length === HEADERS.length);
-  const widths = HEADERS.map((header, i) => Math.max(header.length, ...full.map((row) => row[i]!.length)));
+  const full = rows.filter((row) => row.length === headers.length);
+  const widths = headers.map((header, i) => Math.max(header.length, ...full.map((row) => row[i]!.length)));
   const line = (cells: readonly string[]): string =>
     cells
       .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!)))
@@ -36,15 +39,19 @@ export function formatStatusTable(status: FleetStatus): string {
       .trimEnd();
   const hosts = status.hosts.length;
   const summary = `${hosts} host${hosts === 1 ? "" : "s"} at ${status.at}`;
-  return [line(HEADERS), ...rows.map(line), "", summary].join("\n");
+  return [line(headers), ...rows.map(line), "", summary].join("\n");
 }
 
-function hostRows(host: FleetHost): string[][] {
+function hostRows(host: FleetHost, scheduled: boolean): string[][] {
   const first = [host.host, host.version, host.uptimeMs === undefined ? "-" : formatUptime(host.uptimeMs)];
   const blank = ["", "", ""];
   if (host.error !== undefined) return [[...first, `(${host.error})`]];
   if (host.functions.length === 0) return [[...first, "(no functions)"]];
-  return host.functions.map((fn, i) => [...(i === 0 ? first : blank), ...functionCells(fn)]);
+  return host.functions.map((fn, i) => [
+    ...(i === 0 ? first : blank),
+    ...functionCells(fn),
+    ...(scheduled ? [scheduleOf(fn)?.nextTick?.replace(/\.000Z$/, "Z") ?? "-"] : []),
+  ]);
 }
 
 function functionCells(fn: FleetFunctionStatus): string[] {
@@ -60,6 +67,12 @@ function functionCells(fn: FleetFunctionStatus): string[] {
     String(fn.lastMinute.failures),
     count(fn.deadLetters),
   ];
+}
+
+/** The `schedule` a host reports for a scheduled function (`FunctionRuntime.status`). */
+function scheduleOf(fn: FleetFunctionStatus): { readonly nextTick?: string } | undefined {
+  const schedule = fn.schedule;
+  return typeof schedule === "object" && schedule !== null ? (schedule as { nextTick?: string }) : undefined;
 }
 
 /** The function's own breaker, then any named one that is not closed. */

@@ -124,6 +124,25 @@ describe("formatStatusTable", () => {
     expect(lines.at(-1)).toBe("2 hosts at 2024-05-01T10:00:00.000Z");
   });
 
+  it("adds a NEXT TICK column when a function of the fleet has a schedule", () => {
+    const withSchedule: FleetStatus = {
+      ...status,
+      hosts: [
+        {
+          ...status.hosts[0]!,
+          functions: [
+            { ...fn, name: "expire-unpaid", schedule: { cron: "*/10 * * * *", nextTick: "2024-05-01T10:10:00.000Z" } },
+            { ...fn, name: "other" },
+          ],
+        },
+      ],
+    };
+    const lines = formatStatusTable(withSchedule).split("\n");
+    expect(lines[0]).toMatch(/DEAD LETTERS\s+NEXT TICK$/);
+    expect(lines[1]).toMatch(/expire-unpaid.*\s2024-05-01T10:10:00Z$/);
+    expect(lines[2]).toMatch(/other.*\s-$/);
+  });
+
   it("keeps the columns aligned", () => {
     const [header, first, second] = formatStatusTable(status).split("\n");
     const at = header!.indexOf("IN FLIGHT");
