@@ -9,6 +9,8 @@ describe("expire-unpaid", () => {
     const headers = { "Jetfn-Scheduled-Time": String(Date.parse(tick.scheduledTime)) };
     const result = await invoke(expireUnpaid, tick, { function: "expire-unpaid", headers });
     expect(result.settlement).toEqual({ action: "ack", output: { cutoff: "2030-01-01T09:30:00.000Z" } });
-    expect(result.logs).toEqual([expect.objectContaining({ level: "info", cutoff: "2030-01-01T09:30:00.000Z", late_ms: expect.any(Number) })]);
+    expect(result.logs).toEqual([
+      expect.objectContaining({ level: "info", cutoff: "2030-01-01T09:30:00.000Z", late_ms: expect.any(Number) }),
+    ]);
   });
 });

@@ -6,15 +6,18 @@ import { CommandLineError, type CommandRun, formatOverview, parseCommandLine, us
 import { COMMANDS, OVERVIEW, type ValuesOf } from "./cli/commands.ts";
 import { UsageError, withClients } from "./cli/common.ts";
 import { pauseOrResume, status } from "./cli/control.ts";
+import { cancelDelayedCommand, listDelayedCommand } from "./cli/delayed.ts";
 import { deadLetterCommand } from "./cli/dlq.ts";
 import { replay } from "./cli/replay.ts";
 import { isDuration, parseDuration } from "./config/duration.ts";
 import { loadEnv } from "./config/env.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadConfig, loadProject } from "./config/load.ts";
+import { DelayError, resolveDeliverAt } from "./contracts/delayed.ts";
 import { runDev } from "./dev.ts";
 import { Host } from "./host.ts";
 import { prepareHandlers } from "./isolation/check.ts";
+import { ensureDelayedStream } from "./nats/delayed-stream.ts";
 import { requestInvoke } from "./nats/invoke-client.ts";
 import { ProvisionError } from "./nats/provision.ts";
 import { JETFN_VERSION } from "./package-root.ts";
@@ -71,6 +74,10 @@ function run(line: CommandRun<typeof COMMANDS>): Promise<number> {
       return publish(line.values, positionals);
     case "invoke":
       return invoke(line.values, positionals);
+    case "delayed list":
+      return listDelayedCommand(loadEnv(), line.values);
+    case "delayed cancel":
+      return cancelDelayedCommand(loadEnv(), positionals);
     case "dlq list":
     case "dlq show":
     case "dlq redrive":
@@ -199,8 +206,25 @@ async function publish(values: ValuesOf<"publish">, positionals: readonly string
   const text = jsonArgument(body);
   const headers = headerOptions(values.header);
   const msgId = values["msg-id"];
-  return withClients(loadEnv(), async ({ publisher }) => {
-    const ack = await publisher.publish(subject, new TextEncoder().encode(text), { headers, ...(msgId ? { msgId } : {}) });
+  let deliverAt: number | undefined;
+  if (values.delay !== undefined || values.at !== undefined) {
+    try {
+      deliverAt = resolveDeliverAt(
+        { ...(values.delay !== undefined ? { delay: values.delay } : {}), ...(values.at !== undefined ? { at: values.at } : {}) },
+        Date.now(),
+      );
+    } catch (error) {
+      if (error instanceof DelayError) throw new UsageError(`publish: ${error.message}`);
+      throw error;
+    }
+  }
+  return withClients(loadEnv(), async ({ jsm, publisher }) => {
+    if (deliverAt !== undefined) await ensureDelayedStream(jsm);
+    const ack = await publisher.publish(subject, new TextEncoder().encode(text), {
+      headers,
+      ...(msgId ? { msgId } : {}),
+      ...(deliverAt !== undefined ? { deliverAt } : {}),
+    });
     console.log(JSON.stringify(ack));
     return 0;
   });

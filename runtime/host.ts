@@ -16,6 +16,7 @@ import { workerScript } from "./isolation/script.ts";
 import { type NatsClients, openClients } from "./nats/clients.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { openControlBucket, PauseWatch } from "./nats/control.ts";
+import { DelayedMover } from "./nats/delayed-mover.ts";
 import { type EmbeddedOptions, type NatsEndpoint, resolveNats } from "./nats/embedded.ts";
 import { openLeaseBucket } from "./nats/leases.ts";
 import { provisionStreams } from "./nats/provision.ts";
@@ -83,6 +84,7 @@ export class Host {
   #pauses?: PauseWatch;
   #poller?: ConsumerPoller;
   #replays?: ReplayWatch;
+  #mover?: DelayedMover;
   #tracing?: Tracing;
   #httpAddress?: AddressInfo;
   #starting?: Promise<void>;
@@ -184,6 +186,19 @@ export class Host {
       stillWanted();
       const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
       this.#replays = new ReplayWatch(clients.jsm, this.log);
+      // Delayed events (`ctx.publish(..., { delay })`, `jetfn publish --delay`): every host
+      // runs a mover; the one holding its lease moves the due events to their targets.
+      this.#mover = new DelayedMover({
+        nc: clients.nc,
+        js: clients.js,
+        jsm: clients.jsm,
+        hostId: this.hostId,
+        log: this.log,
+        clock: () => Date.now() + this.#env.clockOffsetMs,
+        observer: { delivered: (latenessMs) => this.metrics.delayedLateness.observe(latenessMs / 1000) },
+      });
+      await this.#mover.start();
+      this.metrics.onDelayedScrape(() => this.#mover?.stats().waiting);
       const threads: ThreadSettings = {
         ...(this.#workerScript ? { script: this.#workerScript } : {}),
         rootDir: this.config.rootDir,
@@ -354,6 +369,7 @@ export class Host {
     await this.#poller?.stop();
     await this.#pauses?.stop();
     await this.#replays?.stop();
+    await this.#mover?.stop();
     const nc = this.#clients?.nc;
     if (nc && !nc.isClosed()) {
       await nc.drain().catch((error: unknown) => this.log.warn({ err: error }, "draining the NATS connection failed"));

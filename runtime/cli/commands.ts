@@ -55,11 +55,13 @@ export const COMMANDS = {
     positionals: false,
   },
   publish: {
-    synopsis: "<subject> <json|@file> [--header k=v]... [--msg-id id]",
-    summary: "publish one event to JetStream",
+    synopsis: "<subject> <json|@file> [--header k=v]... [--msg-id id] [--delay 10m | --at <time>]",
+    summary: "publish one event to JetStream; with --delay or --at, deliver it then\n(it waits in JETFN_DELAYED; prints its id)",
     options: {
       header: { type: "string", short: "H", multiple: true, value: "k=v", description: "a header of the event" },
       "msg-id": { type: "string", value: "id", description: "its Nats-Msg-Id: the same id twice in the duplicate window stores it once" },
+      delay: { type: "string", value: "duration", description: "deliver it after this long (10s, 10m, 24h; at most a year)" },
+      at: { type: "string", value: "time", description: "deliver it at this ISO 8601 time with a zone; a past one at once" },
     },
     positionals: true,
   },
@@ -70,6 +72,22 @@ export const COMMANDS = {
       header: { type: "string", short: "H", multiple: true, value: "k=v", description: "a header of the request" },
       timeout: { type: "string", default: "30s", value: "duration", description: "how long to wait for the answer" },
     },
+    positionals: true,
+  },
+  "delayed list": {
+    synopsis: "[--subject s] [--limit n] [--json]",
+    summary: "show the delayed events waiting, soonest due first",
+    options: {
+      subject: { type: "string", value: "subject", description: "only those for this subject (wildcards allowed)" },
+      limit: { type: "string", value: "n", description: "show at most n (default 100)" },
+      json: { type: "boolean", description: "one JSON object per line, the body in base64" },
+    },
+    positionals: false,
+  },
+  "delayed cancel": {
+    synopsis: "<id>...",
+    summary: "cancel delayed events by id: they are never delivered",
+    options: {},
     positionals: true,
   },
   "dlq list": {
@@ -159,7 +177,7 @@ export const COMMANDS = {
 
 /** What the overview says besides the commands. */
 export const OVERVIEW: Overview = {
-  groups: { dlq: "dead letters: list, show, send back or remove them" },
+  groups: { dlq: "dead letters: list, show, send back or remove them", delayed: "delayed events: list or cancel them" },
   footer: `Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
 Exit codes: 0 done, 1 runtime failure (for invoke: the function answered with an error, or
 no host serves it), 2 bad configuration or usage.`,

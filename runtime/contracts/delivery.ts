@@ -35,7 +35,12 @@ export interface Delivery {
 export interface Publisher {
   /** The server's max_payload: the largest message, headers included, it accepts. */
   readonly maxPayload: number;
-  publish(subject: string, data: Uint8Array, options?: { headers?: Record<string, string>; msgId?: string }): Promise<PublishAck>;
+  /** With `deliverAt` (epoch ms), the event is scheduled in `JETFN_DELAYED` for then, and the ack carries its id. */
+  publish(
+    subject: string,
+    data: Uint8Array,
+    options?: { headers?: Record<string, string>; msgId?: string; deliverAt?: number },
+  ): Promise<PublishAck>;
 }
 
 /**

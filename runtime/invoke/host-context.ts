@@ -1,6 +1,7 @@
 import { type Context, context, trace } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
 import type { BrokerPublisher } from "../contracts/broker.ts";
+import { resolveDeliverAt } from "../contracts/delayed.ts";
 import { formatReplayOf } from "../contracts/replay.ts";
 import type { BreakerRegistry, NamedBreaker } from "../resilience/breaker-registry.ts";
 import type { BreakerOptions, PublishAck } from "../sdk/types.ts";
@@ -36,10 +37,12 @@ export class HostContext {
     invocation: Invocation,
     subject: string,
     data: Uint8Array,
-    options: { headers?: Record<string, string>; msgId?: string } = {},
+    options: { headers?: Record<string, string>; msgId?: string; delay?: string | number; at?: Date | string | number } = {},
     parent?: Context,
   ): Promise<PublishAck> {
-    return tracedPublish(this.publisher, parent ?? this.#parent(invocation), subject, data, options.headers, options.msgId);
+    // A delay or time that cannot be scheduled throws at the handler's call (a DelayError).
+    const deliverAt = options.delay !== undefined || options.at !== undefined ? resolveDeliverAt(options, Date.now()) : undefined;
+    return tracedPublish(this.publisher, parent ?? this.#parent(invocation), subject, data, options.headers, options.msgId, deliverAt);
   }
 
   #parent(invocation: Invocation): Context {

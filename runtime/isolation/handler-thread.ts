@@ -345,7 +345,12 @@ export class HandlerThread {
       let value: unknown;
       if (call.op === "publish") {
         const parent = call.parent ? propagation.extract(ROOT_CONTEXT, call.parent) : pending.invocation.context;
-        const options = { ...(call.headers ? { headers: call.headers } : {}), ...(call.msgId ? { msgId: call.msgId } : {}) };
+        const options = {
+          ...(call.headers ? { headers: call.headers } : {}),
+          ...(call.msgId ? { msgId: call.msgId } : {}),
+          ...(call.delay !== undefined ? { delay: call.delay } : {}),
+          ...(call.at !== undefined ? { at: call.at } : {}),
+        };
         value = await this.#options.host.publish(pending.invocation, call.subject, bytesIn(batch, call.data), options, parent);
       } else {
         const breaker = this.#options.host.breaker(pending.invocation, call.name, call.options);

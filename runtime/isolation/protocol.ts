@@ -127,6 +127,10 @@ export type Call =
       readonly data: BytesRef;
       readonly headers?: Record<string, string>;
       readonly msgId?: string;
+      /** Deliver later: a duration or milliseconds. */
+      readonly delay?: string | number;
+      /** Deliver at: ISO 8601 or epoch ms (a Date crosses as its epoch ms). */
+      readonly at?: string | number;
       /** The handler's active span, when it made one: the publish's parent. */
       readonly parent?: TraceCarrier;
     }

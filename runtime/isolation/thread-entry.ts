@@ -301,6 +301,8 @@ async function serve(init: ThreadInit): Promise<void> {
         data: bytes,
         ...(options?.headers ? { headers: { ...options.headers } } : {}),
         ...(options?.msgId ? { msgId: options.msgId } : {}),
+        ...(options?.delay !== undefined ? { delay: options.delay } : {}),
+        ...(options?.at !== undefined ? { at: options.at instanceof Date ? options.at.getTime() : options.at } : {}),
         ...(parentCarrier.traceparent ? { parent: parentCarrier } : {}),
       });
     }

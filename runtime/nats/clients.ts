@@ -2,9 +2,11 @@ import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManage
 import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import type { CompiledEnv } from "../config/types.ts";
 import type { BrokerPublisher } from "../contracts/broker.ts";
+import { DELAYED_STREAM, parseDelayedId } from "../contracts/delayed.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { brokerFailureOf } from "./broker-failures.ts";
 import { connectNats } from "./connect.ts";
+import { publishDelayed } from "./delayed-stream.ts";
 
 /** One connection and what the host uses it through. */
 export interface NatsClients {
@@ -37,6 +39,16 @@ function jetstreamPublisher(nc: NatsConnection, js: JetStreamClient, connected: 
       return nc.info?.max_payload ?? 1024 * 1024;
     },
     async publish(subject, data, options = {}) {
+      if (options.deliverAt !== undefined) {
+        const id = await publishDelayed(js, {
+          target: subject,
+          data,
+          deliverAt: options.deliverAt,
+          ...(options.headers ? { headers: options.headers } : {}),
+          ...(options.msgId ? { msgId: options.msgId } : {}),
+        });
+        return { stream: DELAYED_STREAM, seq: parseDelayedId(id) ?? 0, duplicate: false, id };
+      }
       let h: MsgHdrs | undefined;
       if (options.headers && Object.keys(options.headers).length > 0) {
         h = natsHeaders();

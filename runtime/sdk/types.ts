@@ -23,6 +23,13 @@ export interface PublishOptions {
   headers?: Record<string, string>;
   /** `Nats-Msg-Id`: the stream drops a second publish with the same id in its window. */
   msgId?: string;
+  /**
+   * Deliver it later, after this long: a duration such as `"10m"`, or milliseconds. It waits
+   * in jetfn's stream `JETFN_DELAYED`, not in a consumer. At most a year; not with `at`.
+   */
+  delay?: string | number;
+  /** Deliver it at this time (a Date, or ISO 8601 with a zone); one in the past is delivered at once. Not with `delay`. */
+  at?: Date | string;
 }
 
 /** The stream's acknowledgement of a publish. */
@@ -30,6 +37,8 @@ export interface PublishAck {
   stream: string;
   seq: number;
   duplicate: boolean;
+  /** A delayed publish's id (`jetfn delayed cancel <id>`); its stream is then `JETFN_DELAYED`. */
+  id?: string;
 }
 
 /** Options of `ctx.breaker(name, options)`; the first call for a name decides them. */

@@ -138,6 +138,24 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly delayedEvents = new Gauge({
+    name: "jetfn_delayed_events",
+    help: "Delayed events waiting in JETFN_DELAYED (all hosts'), as this host last read.",
+    registers: [this.registry],
+    collect: () => {
+      const waiting = this.#delayedWaiting();
+      if (waiting === undefined) this.delayedEvents.reset();
+      else this.delayedEvents.set(waiting);
+    },
+  });
+
+  readonly delayedLateness = new Histogram({
+    name: "jetfn_delayed_lateness_seconds",
+    help: "How long after its due time this host's mover delivered a delayed event.",
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+
   readonly leaseChanges = new Counter({
     name: "jetfn_lease_changes_total",
     help: "Partition leases taken (free, expired, reclaimed), lost (taken, unrenewed) or handed over (released) by this host.",
@@ -160,6 +178,7 @@ export class Metrics {
   });
 
   #refreshBreakers: () => void = () => {};
+  #delayedWaiting: () => number | undefined = () => undefined;
   /** Per function, what every message counts, as plain numbers (see meters.ts). */
   readonly #meters = new Map<string, FunctionMeters>();
 
@@ -171,6 +190,11 @@ export class Metrics {
   /** Sets what reads every breaker's state before a scrape. */
   onBreakerScrape(refresh: () => void): void {
     this.#refreshBreakers = refresh;
+  }
+
+  /** `jetfn_delayed_events` reads the waiting count here when scraped (the host's delayed mover). */
+  onDelayedScrape(waiting: () => number | undefined): void {
+    this.#delayedWaiting = waiting;
   }
 
   /** The function's per-message meters, made on first use; every delivery and call of it counts there. */

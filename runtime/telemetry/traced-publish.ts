@@ -7,7 +7,9 @@ const tracer = trace.getTracer("jetfn");
 
 /**
  * Publishes with a PRODUCER span `send <subject>` and its `traceparent` (and `tracestate`)
- * injected into the headers, so a chain of functions is one trace, under `parent`.
+ * injected into the headers, so a chain of functions is one trace, under `parent`. With
+ * `deliverAt`, the event is scheduled for then and the span is its scheduling: its headers
+ * (the `traceparent` too) travel with it to its target.
  */
 export async function tracedPublish(
   publisher: Publisher,
@@ -16,6 +18,7 @@ export async function tracedPublish(
   data: Uint8Array,
   headers: Record<string, string> = {},
   msgId?: string,
+  deliverAt?: number,
 ): Promise<PublishAck> {
   const span = tracer.startSpan(
     `send ${subject}`,
@@ -33,7 +36,11 @@ export async function tracedPublish(
   try {
     const carrier = { ...headers };
     propagation.inject(trace.setSpan(parent, span), carrier);
-    return await publisher.publish(subject, data, { headers: carrier, ...(msgId ? { msgId } : {}) });
+    return await publisher.publish(subject, data, {
+      headers: carrier,
+      ...(msgId ? { msgId } : {}),
+      ...(deliverAt !== undefined ? { deliverAt } : {}),
+    });
   } catch (error) {
     span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
     throw error;

@@ -16,6 +16,8 @@ export class PublishedMessage {
     readonly headers: Readonly<Record<string, string>>,
     /** `Nats-Msg-Id`: an output's is `<function>:<stream>:<seq>`. */
     readonly msgId?: string,
+    /** A delayed publish (`delay` or `at`): when it is due, epoch ms. */
+    readonly deliverAt?: number,
   ) {}
 
   /** The data as UTF-8 text. */
@@ -46,9 +48,9 @@ export class CapturingPublisher implements BrokerPublisher {
   async publish(
     subject: string,
     data: Uint8Array,
-    options: { headers?: Record<string, string>; msgId?: string } = {},
+    options: { headers?: Record<string, string>; msgId?: string; deliverAt?: number } = {},
   ): Promise<PublishAck> {
-    const message = new PublishedMessage(subject, data, { ...options.headers }, options.msgId);
+    const message = new PublishedMessage(subject, data, { ...options.headers }, options.msgId, options.deliverAt);
     await this.#stub?.(message);
     this.published.push(message);
     return { stream: "TEST", seq: this.published.length, duplicate: false };
