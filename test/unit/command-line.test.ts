@@ -96,7 +96,7 @@ describe("parseCommandLine", () => {
     expect(error.message).toBe("dlq purge: Unknown option '--json'; dlq purge takes --seq, --before, --yes (-y) and --help (-h)");
     expect(error.usage).toContain("Usage: jetfn dlq purge");
     expect(refused("publish", "s", "{}", "-x").message).toBe(
-      "publish: Unknown option '-x'; publish takes --header (-H), --msg-id and --help (-h)",
+      "publish: Unknown option '-x'; publish takes --header (-H), --msg-id, --delay, --at and --help (-h)",
     );
     expect(refused("start", "--port", "80").message).toBe("start: Unknown option '--port'; start takes no options but --help (-h)");
     // An option of another action is unknown to this one.

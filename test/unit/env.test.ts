@@ -35,6 +35,7 @@ describe("loadEnv", () => {
       ingressTokens: [],
       ingressMaxBodyBytes: 1024 * 1024,
       ingressReadTimeoutMs: 10_000,
+      clockOffsetMs: 0,
       logLevel: "info",
     });
     expect(env.natsUrl).toBeUndefined();
@@ -63,6 +64,7 @@ describe("loadEnv", () => {
         JETFN_INGRESS_TOKENS: "t1, t2",
         JETFN_INGRESS_MAX_BODY: "64KB",
         JETFN_INGRESS_READ_TIMEOUT: "2s",
+        JETFN_TEST_CLOCK_OFFSET: "-5s",
         LOG_LEVEL: "DEBUG",
       },
       dir,
@@ -86,6 +88,7 @@ describe("loadEnv", () => {
       ingressTokens: ["t1", "t2"],
       ingressMaxBodyBytes: 64 * 1024,
       ingressReadTimeoutMs: 2000,
+      clockOffsetMs: -5000,
       logLevel: "debug",
     });
     expect(Object.isFrozen(env.natsUrl)).toBe(true);
