@@ -88,6 +88,8 @@ export class DelayedMover {
   #nextInfoAt = 0;
   #timer: NodeJS.Timeout | undefined;
   #round: Promise<void> | undefined;
+  /** Rounds failed in a row. */
+  #failing = 0;
   #state: "created" | "running" | "stopping" | "stopped" = "created";
   #stopped: Promise<void> | undefined;
 
@@ -166,7 +168,15 @@ export class DelayedMover {
     if (this.#state !== "running") return;
     this.#timer = setTimeout(() => {
       this.#round = this.#runRound()
-        .catch((error: unknown) => this.#log.warn({ err: error }, "delayed mover round failed"))
+        .then(() => {
+          if (this.#failing > 0) this.#log.info({ rounds: this.#failing }, "delayed mover rounds succeed again");
+          this.#failing = 0;
+        })
+        .catch((error: unknown) => {
+          // One warning per streak: a broker that is away fails every round until it is back.
+          if (this.#failing++ === 0) this.#log.warn({ err: error }, "delayed mover round failed; trying again every round");
+          else this.#log.debug({ err: error }, "delayed mover round failed");
+        })
         .finally(() => {
           this.#round = undefined;
           this.#schedule(this.#nextDelay());

@@ -267,3 +267,20 @@ it("delivers what any producer publishes in the wire format: ISO times, a passed
   expect(arrived.get("wire.later")!.at - (bucketStart(soon) + 3200)).toBeLessThan(1000);
   expect(m.logs.find((l) => l.msg === "moved a delayed event to the bucket of its Jetfn-Deliver-At")).toBeDefined();
 });
+
+it("loses nothing and sends nothing twice when the broker restarts while events wait and fall due", async () => {
+  await addStream(nats.jsm, "BOUNCE", ["bounce.>"]);
+  const m = await mover("a");
+  await waitFor(() => m.mover.stats().moving, { message: "moving" });
+  const start = Date.now();
+  const N = 200;
+  await Promise.all(Array.from({ length: N }, (_, i) => schedule("bounce.x", i, start + 1000 + i * 20)));
+  await sleep(2000 - (Date.now() - start)); // half of them delivered
+  await nats.server.restart();
+  await waitFor(async () => (await countOf(nats.jsm, "BOUNCE")) >= N, { timeout: 20_000, message: "all delivered" });
+  await sleep(1000);
+  const arrived = await readStream(nats.js, "BOUNCE");
+  expect(arrived).toHaveLength(N);
+  expect(new Set(arrived.map((x) => parsed(x.data).i)).size).toBe(N);
+  await waitFor(() => m.mover.stats().moving, { message: "moving again" });
+});
