@@ -56,7 +56,9 @@ describe("an unknown option", () => {
   it("exits 2 naming the command and the options it takes", async () => {
     const publish = await jetfn(["publish", "jobs.x", "{}", "--msgid", "1"]);
     expect(publish.code).toBe(2);
-    expect(publish.output).toContain("jetfn: publish: Unknown option '--msgid'; publish takes --header (-H), --msg-id and --help (-h)");
+    expect(publish.output).toContain(
+      "jetfn: publish: Unknown option '--msgid'; publish takes --header (-H), --msg-id, --delay, --at and --help (-h)",
+    );
     expect(publish.output).toContain("Usage: jetfn publish <subject> <json|@file>");
 
     const list = await jetfn(["dlq", "list", "--seq", "1"]);
