@@ -53,6 +53,10 @@ const CONTRACT_METRICS = new Set([
   "jetfn_partitions_owned",
   "jetfn_lease_changes_total",
   "jetfn_key_wait_seconds",
+  "jetfn_schedule_ticks_total",
+  "jetfn_schedule_next_tick_timestamp_seconds",
+  "jetfn_delayed_events",
+  "jetfn_delayed_lateness_seconds",
 ]);
 
 /** Metric families a host exports today, so a live scrape must show them. */
@@ -110,10 +114,10 @@ describe("deploy/prometheus/alerts.yml", () => {
   it("passes promtool check rules", async () => {
     const r = await promtool(["check", "rules", ALERTS_FILE]);
     expect(r.code, promtoolFailure("promtool check rules", r)).toBe(0);
-    expect(r.stdout).toMatch(/SUCCESS: 5 rules found/);
+    expect(r.stdout).toMatch(/SUCCESS: 6 rules found/);
   });
 
-  it("has the jetfn group with the five alerts, each with a severity, summary and description", () => {
+  it("has the jetfn group with the six alerts, each with a severity, summary and description", () => {
     const { groups } = readAlertRules();
     expect(groups.map((g) => g.name)).toEqual(["jetfn"]);
     const rules = groups[0]!.rules;
@@ -121,6 +125,7 @@ describe("deploy/prometheus/alerts.yml", () => {
       "JetfnBreakerOpen",
       "JetfnConsumerLagGrowing",
       "JetfnDeadLetters",
+      "JetfnDelayedEventsLate",
       "JetfnNotReady",
       "JetfnWorkerRestarting",
     ]);
@@ -413,6 +418,7 @@ functions:
       "JetfnBreakerOpen",
       "JetfnConsumerLagGrowing",
       "JetfnDeadLetters",
+      "JetfnDelayedEventsLate",
       "JetfnNotReady",
       "JetfnWorkerRestarting",
     ]);
