@@ -31,7 +31,10 @@ describe("process-order", () => {
       reason: "non-retryable",
       error: "NonRetryableError: card declined for order o-1",
     });
-    expect(result.published.map((m) => m.subject)).toEqual(["jetfn.dlq.process-order"]);
+    // The payment reminder, due an hour later, then the dead letter.
+    expect(result.published.map((m) => m.subject)).toEqual(["orders.payment-reminder", "jetfn.dlq.process-order"]);
+    expect(result.published[0]).toMatchObject({ msgId: "payment-reminder:o-1", deliverAt: expect.any(Number) });
+    expect(result.published[0]!.deliverAt! - Date.now()).toBeGreaterThan(59 * 60_000);
   });
 
   it("dead-letters an order its schema refuses, without charging", async () => {

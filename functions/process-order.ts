@@ -8,7 +8,8 @@ let payments: PaymentClient | undefined;
  * Charges a new order; its return value is published to `orders.paid` (see functions.yaml).
  * The payment API sits behind a breaker shared by every invocation: after 5 failures in a
  * row, calls fail fast for 10 s and the orders wait in the stream instead of piling up
- * retries (or dead letters) against a gateway that is down.
+ * retries (or dead letters) against a gateway that is down. A declined card schedules a
+ * payment reminder an hour later (`remind-payment` sends it).
  */
 export default defineFunction({
   schema: Order,
@@ -17,7 +18,16 @@ export default defineFunction({
     const receipt = await ctx
       .breaker("payment-api", { failureThreshold: 5, openFor: "10s" })
       .execute(() => payments!.charge(order, ctx.signal));
-    if (receipt.declined) throw new NonRetryableError(`card declined for order ${order.orderId}`);
+    if (receipt.declined) {
+      // Ask the customer to pay another way, in an hour: a delayed event (it waits in
+      // JETFN_DELAYED, not in a consumer); the id makes a second decline schedule it once.
+      await ctx.publish(
+        "orders.payment-reminder",
+        { orderId: order.orderId, customerId: order.customerId },
+        { delay: "1h", msgId: `payment-reminder:${order.orderId}` },
+      );
+      throw new NonRetryableError(`card declined for order ${order.orderId}`);
+    }
     ctx.log.info({ orderId: order.orderId, receiptId: receipt.id }, "payment captured");
     return { ...order, receiptId: receipt.id, paidAt: new Date().toISOString() };
   },

@@ -39,7 +39,7 @@ describe("jetfn validate", () => {
   it("accepts the shipped example", async () => {
     const cli = runCli(["validate"], {});
     expect(await cli.exited).toBe(0);
-    expect(cli.output()).toContain("3 function(s), 1 stream(s), 1 route(s): ok");
+    expect(cli.output()).toContain("4 function(s), 1 stream(s), 1 route(s): ok");
   });
 
   it("exits 2 naming file, line and key of a bad functions.yaml", async () => {
