@@ -3,6 +3,8 @@
  * like any event, with `ctx.schedule` and the payload; after every replica was down, each
  * `catchUp` policy does what it says. Handlers record each run on a subject the test reads.
  */
+import { writeFileSync } from "node:fs";
+import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { makeProject, scrape, startHost, useNats } from "../support/project.ts";
@@ -129,5 +131,33 @@ describe("schedule", () => {
     expect(await skipped("each")).toBeGreaterThanOrEqual(3);
     expect(await scrape(second.baseUrl, `jetfn_schedule_ticks_total{function="each",result="caught_up"}`)).toBe(3);
     expect(await scrape(second.baseUrl, `jetfn_schedule_ticks_total{function="last",result="caught_up"}`)).toBe(1);
+  });
+
+  it("a changed cron re-anchors from now: no catch-up, and no time runs twice", async () => {
+    const every2 = scheduled("changes", "SC", `{ cron: "*/2 * * * * *", catchUp: all, maxCatchUp: 100 }`);
+    const dir = project("SC", every2);
+    const first = await start(dir);
+    await waitFor(async () => (await runs("SC")).length >= 2, { timeout: 15_000, interval: 200 });
+    await first.host.shutdown();
+    const downAt = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    // The same function, every second now: its missed ticks are not the new schedule's.
+    const configFile = path.join(dir, "functions.yaml");
+    const yaml = `
+streams:
+  - { name: REC_SC, subjects: ["rec.sc"], storage: memory }
+functions:
+${scheduled("changes", "SC", `{ cron: "* * * * * *", catchUp: all, maxCatchUp: 100 }`)}`;
+    writeFileSync(configFile, yaml);
+    const upAt = Date.now();
+    const second = await start(dir);
+    await waitFor(async () => (await runs("SC")).filter((run) => Date.parse(run.scheduledTime) > upAt).length >= 2, {
+      timeout: 15_000,
+      interval: 200,
+    });
+    const times = (await runs("SC")).map((run) => Date.parse(run.scheduledTime));
+    expect(new Set(times).size).toBe(times.length);
+    expect(times.filter((at) => at > downAt + 1000 && at < upAt - 1000)).toEqual([]);
+    expect(await scrape(second.baseUrl, `jetfn_schedule_ticks_total{function="changes",result="caught_up"}`)).toBe(0);
   });
 });
