@@ -15,3 +15,37 @@ export interface Consumption {
   release?(): Promise<void>;
   status?(): Record<string, unknown>;
 }
+
+/**
+ * Two consumptions as one: started (`main` first), interrupted, stopped and settled
+ * together; released as `main` is. Bound when `main` is, or when both are with `bothBound`
+ * (a loop that binds only when it has work, like the replays', is not waited for).
+ * `status` adds to what `main` shows.
+ */
+export function consumedTogether(
+  main: Consumption,
+  extra: Consumption,
+  options: { readonly bothBound?: boolean; readonly status?: () => Record<string, unknown> } = {},
+): Consumption {
+  return {
+    get bound() {
+      return main.bound && (!options.bothBound || extra.bound);
+    },
+    async start() {
+      await main.start();
+      await extra.start();
+    },
+    async stop() {
+      await Promise.all([main.stop(), extra.stop()]);
+    },
+    async settled() {
+      await Promise.all([main.settled(), extra.settled()]);
+    },
+    interrupt() {
+      main.interrupt();
+      extra.interrupt();
+    },
+    ...(main.release ? { release: () => main.release!() } : {}),
+    status: () => ({ ...extra.status?.(), ...main.status?.(), ...options.status?.() }),
+  };
+}

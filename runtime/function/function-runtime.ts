@@ -1,6 +1,6 @@
 import type { PreparedHandler } from "../bundle/load.ts";
 import type { CompiledFunction, CompiledSchedule } from "../config/types.ts";
-import type { Consumption } from "../contracts/consumption.ts";
+import { type Consumption, consumedTogether } from "../contracts/consumption.ts";
 import type { Pause } from "../contracts/control.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import type { BreakerState, FunctionStatus } from "../contracts/status.ts";
@@ -126,7 +126,7 @@ export class FunctionRuntime {
         admission: this.admission,
         budget: this.#capacity.live,
       });
-    this.#consumption = withReplays(tickLoop ? alongside(events, tickLoop) : events, replayLoop, gate);
+    this.#consumption = withReplays(tickLoop ? consumedTogether(events, tickLoop, { bothBound: true }) : events, replayLoop, gate);
     this.#ticker = fn.schedule && this.#tickerOf({ ...fn, schedule: fn.schedule });
   }
 
@@ -269,29 +269,4 @@ export class FunctionRuntime {
       }
     });
   }
-}
-
-/** Two consumptions as one: started, interrupted, stopped and settled together; bound when both are. */
-function alongside(first: Consumption, second: Consumption): Consumption {
-  return {
-    get bound() {
-      return first.bound && second.bound;
-    },
-    async start() {
-      await first.start();
-      await second.start();
-    },
-    async stop() {
-      await Promise.all([first.stop(), second.stop()]);
-    },
-    async settled() {
-      await Promise.all([first.settled(), second.settled()]);
-    },
-    interrupt() {
-      first.interrupt();
-      second.interrupt();
-    },
-    ...(first.release ? { release: () => first.release!() } : {}),
-    status: () => ({ ...second.status?.(), ...first.status?.() }),
-  };
 }

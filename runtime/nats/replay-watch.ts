@@ -1,5 +1,5 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
-import type { Consumption } from "../contracts/consumption.ts";
+import { type Consumption, consumedTogether } from "../contracts/consumption.ts";
 import { DelegatingDelivery, type Delivery } from "../contracts/delivery.ts";
 import type { Gate } from "../contracts/gate.ts";
 import { parseReplayOf, REPLAY_STREAM, ReplayHeader } from "../contracts/replay.ts";
@@ -132,30 +132,9 @@ class ReplayedDelivery extends DelegatingDelivery {
 }
 
 /**
- * A function's events and its replays, consumed side by side: started, interrupted,
- * stopped and settled together. Ready is the events' loop's: the replay loop binds when
- * there is something to replay.
+ * A function's events and its replays, consumed side by side (see `consumedTogether`).
+ * Ready is the events' loop's: the replay loop binds when there is something to replay.
  */
 export function withReplays(events: Consumption, replays: Consumption, gate: ReplayGate): Consumption {
-  return {
-    get bound() {
-      return events.bound;
-    },
-    async start() {
-      await events.start();
-      await replays.start();
-    },
-    async stop() {
-      await Promise.all([events.stop(), replays.stop()]);
-    },
-    async settled() {
-      await Promise.all([events.settled(), replays.settled()]);
-    },
-    interrupt() {
-      events.interrupt();
-      replays.interrupt();
-    },
-    ...(events.release ? { release: () => events.release!() } : {}),
-    status: () => ({ ...events.status?.(), replaysWaiting: gate.waiting }),
-  };
+  return consumedTogether(events, replays, { status: () => ({ replaysWaiting: gate.waiting }) });
 }
