@@ -62,6 +62,31 @@ export class CronSchedule {
     return ticks;
   }
 
+  /** The newest `count` ticks in `(after, until]`, oldest first: found walking back from `until`. */
+  newest(after: number, until: number, count: number): number[] {
+    const found: number[] = [];
+    let before = until + 1;
+    while (found.length < count) {
+      const runs = this.#cron.previousRuns(count, new Date(before));
+      if (runs.length === 0) break;
+      for (const run of runs) {
+        const at = run.getTime();
+        if (at <= after) return found.reverse();
+        if (this.#fires(at)) found.push(at);
+        before = at;
+        if (found.length === count) break;
+      }
+    }
+    return found.reverse();
+  }
+
+  /** How many ticks fall in `(after, until]`, counting no further than `cap` (croner's time zone arithmetic is slow). */
+  count(after: number, until: number, cap: number): number {
+    let count = 0;
+    for (let at = this.next(after); at !== undefined && at <= until && count < cap; at = this.next(at)) count++;
+    return count;
+  }
+
   /** The local wall-clock time of `at` in the zone, as `YYYY-MM-DD HH:MM:SS`. */
   local(at: number): string {
     const parts = Object.fromEntries(this.#local.formatToParts(new Date(at)).map((p) => [p.type, p.value]));
@@ -74,11 +99,19 @@ export class CronSchedule {
    */
   #fires(at: number): boolean {
     if (!this.#cron.match(new Date(at))) return false;
+    // Only where the clock went back in the hours before can a local time repeat.
+    if (this.#offset(at - REPEAT_WINDOW_MS) <= this.#offset(at)) return true;
     const wall = this.local(at);
     // The same local time earlier, by as much as the clock went back: the first time it fired.
     for (let back = 15 * 60 * 1000; back <= REPEAT_WINDOW_MS; back += 15 * 60 * 1000) {
       if (this.local(at - back) === wall) return false;
     }
     return true;
+  }
+
+  /** The zone's offset from UTC at `at`, in ms (its local wall-clock time read as UTC, less `at`). */
+  #offset(at: number): number {
+    const wall = Date.parse(`${this.local(at).replace(" ", "T")}Z`);
+    return wall - Math.floor(at / 1000) * 1000;
   }
 }

@@ -30,6 +30,25 @@ describe("CronSchedule", () => {
     ]);
   });
 
+  it("finds the newest ticks of a range walking back, and counts a range up to a cap", () => {
+    const schedule = new CronSchedule({ cron: "* * * * * *", timezone: "Europe/Berlin" });
+    const from = Date.parse("2030-01-01T00:00:00Z");
+    expect(schedule.newest(from, from + 86_400_000, 3).map(iso)).toEqual([
+      "2030-01-01T23:59:58.000Z",
+      "2030-01-01T23:59:59.000Z",
+      "2030-01-02T00:00:00.000Z",
+    ]);
+    expect(schedule.newest(from, from + 2000, 5).map(iso)).toEqual(["2030-01-01T00:00:01.000Z", "2030-01-01T00:00:02.000Z"]);
+    expect(schedule.count(from, from + 86_400_000, 1000)).toBe(1000);
+    expect(schedule.count(from, from + 5000, 1000)).toBe(5);
+    // Daylight saving holds walking back too: 02:30 on 29 March 2026 does not exist.
+    const daily = new CronSchedule({ cron: "30 2 * * *", timezone: "Europe/Berlin" });
+    expect(daily.newest(Date.parse("2026-03-27T12:00:00Z"), Date.parse("2026-03-30T12:00:00Z"), 2).map(iso)).toEqual([
+      "2026-03-28T01:30:00.000Z",
+      "2026-03-30T00:30:00.000Z",
+    ]);
+  });
+
   it("Europe/Berlin, spring: 02:30 does not exist on 29 March 2026 and is skipped", () => {
     const daily = new CronSchedule({ cron: "30 2 * * *", timezone: "Europe/Berlin" });
     expect(ticks(daily, "2026-03-27T12:00:00Z", "2026-03-31T12:00:00Z")).toEqual([
