@@ -21,8 +21,12 @@ export interface TickerOptions {
   readonly next: (at: number | undefined) => void;
 }
 
-/** A tick this late (by this host's clock) is still run on time: later ones were missed. */
-const ON_TIME_MS = 2000;
+/**
+ * A tick this late (by this host's clock) is still run on time: later ones were missed. A few
+ * seconds, so that a replica whose event loop stalled briefly (a busy machine, a GC pause)
+ * runs what came due meanwhile rather than applying `catchUp` to it.
+ */
+const ON_TIME_MS = 5000;
 /** Missed ticks are counted up to this many (for `skipped`): counting costs about 50 µs a tick. */
 const COUNT_CAP = 1000;
 /** After a failed step, the next one comes this much later. */
