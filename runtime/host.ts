@@ -195,7 +195,10 @@ export class Host {
         hostId: this.hostId,
         log: this.log,
         clock: () => Date.now() + this.#env.clockOffsetMs,
-        observer: { delivered: (latenessMs) => this.metrics.delayedLateness.observe(latenessMs / 1000) },
+        observer: {
+          delivered: (latenessMs) => this.metrics.delayedLateness.observe(latenessMs / 1000),
+          failed: (reason) => this.metrics.delayedFailures.inc({ reason }),
+        },
       });
       await this.#mover.start();
       this.metrics.onDelayedScrape(() => this.#mover?.stats().waiting);

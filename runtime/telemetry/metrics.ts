@@ -156,6 +156,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly delayedFailures = new Counter({
+    name: "jetfn_delayed_failures_total",
+    help: "Deliveries of due delayed events this host's mover tried and the target refused (each is tried again, never dropped), by reason.",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
   readonly leaseChanges = new Counter({
     name: "jetfn_lease_changes_total",
     help: "Partition leases taken (free, expired, reclaimed), lost (taken, unrenewed) or handed over (released) by this host.",

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
+import { listDelayed, publishDelayed } from "../../runtime/nats/delayed-stream.ts";
 import { makeProject, scrape, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
@@ -89,11 +90,23 @@ it("delivers a handler's delayed publish once, on time, with its trace context, 
   await new Promise((resolve) => setTimeout(resolve, 1000));
   expect((await records()).filter((r) => r.kind === "reminded")).toHaveLength(2);
   expect(await scrape(baseUrl, "jetfn_delayed_lateness_seconds_count")).toBeGreaterThanOrEqual(2);
-  expect(await scrape(baseUrl, "jetfn_delayed_events")).toBe(0);
+  // Read from the stream once a second: empty once both were moved.
+  await waitFor(async () => (await scrape(baseUrl, "jetfn_delayed_events")) === 0, { timeout: 5000, interval: 100 });
 });
 
 it("fails the handler's call for a delay that is negative or over a year", async () => {
   await nats.js.publish("dlh.in", JSON.stringify({ id: "bad", delayMs: -5 }));
   const letter = await waitFor(() => nats.jsm.streams.getMessage("JETFN_DLQ", { last_by_subj: "jetfn.dlq.remind" }));
   expect(letter.header.get("Jetfn-Error")).toMatch(/delay must not be negative/);
+});
+
+it("counts a due event its target refuses (no stream captures it), keeps it, and delivers it once a stream does", async () => {
+  const id = await publishDelayed(nats.js, { target: "dlh-late.x", data: new TextEncoder().encode("{}"), deliverAt: Date.now() });
+  await waitFor(async () => (await scrape(baseUrl, 'jetfn_delayed_failures_total{reason="no-responders"}')) > 0, {
+    timeout: 10_000,
+    interval: 100,
+  });
+  expect((await listDelayed(nats.jsm)).events.map((event) => event.id)).toContain(id);
+  await nats.jsm.streams.add({ name: "DLH_LATE", subjects: ["dlh-late.>"] });
+  await waitFor(() => nats.jsm.streams.getMessage("DLH_LATE", { last_by_subj: "dlh-late.x" }), { timeout: 15_000, interval: 200 });
 });
