@@ -2,12 +2,12 @@ import type { CompiledBreaker } from "../config/types.ts";
 import type { BrokerFailure, BrokerHoldStatus } from "../contracts/broker.ts";
 import type { Pause } from "../contracts/control.ts";
 import type { Gate } from "../contracts/gate.ts";
+import type { Outcome } from "../contracts/outcome.ts";
 import type { BreakerState } from "../contracts/status.ts";
 import { CircuitBreaker } from "../resilience/breaker.ts";
 import type { NamedBreaker } from "../resilience/breaker-registry.ts";
 import { isBreakerOpenError, isNonRetryableError } from "../sdk/errors.ts";
 import { BrokerHold, type BrokerWait, type BrokerWaits } from "./broker-hold.ts";
-import type { Outcome } from "./outcome-table.ts";
 
 /**
  * While an operator's pause lasts, how long until those who wait on the gate look again

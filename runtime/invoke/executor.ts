@@ -1,7 +1,7 @@
 import type { Context, Span } from "@opentelemetry/api";
 import type { Delivery } from "../contracts/delivery.ts";
+import type { Outcome } from "../contracts/outcome.ts";
 import type { NamedBreaker } from "../resilience/breaker-registry.ts";
-import type { Outcome } from "./outcome-table.ts";
 import type { Deadline } from "./run.ts";
 
 /** One admitted delivery on its way through an executor. */

@@ -1,8 +1,8 @@
 import type { LoadedHandler } from "../bundle/module.ts";
 import { decode, validate } from "../codec/codec.ts";
 import type { Encoding } from "../config/types.ts";
+import type { Outcome } from "../contracts/outcome.ts";
 import type { FunctionContext, Handler } from "../sdk/types.ts";
-import type { Outcome } from "./outcome-table.ts";
 
 /** How a handler's run can end, as far as the handler itself decides it. */
 export type HandlerOutcome = Extract<Outcome, { kind: "success" | "error" | "undecodable" | "invalid" }>;

@@ -1,13 +1,13 @@
 import type { Span } from "@opentelemetry/api";
 import type { LoadedHandler } from "../bundle/module.ts";
 import { encode } from "../codec/codec.ts";
+import type { Outcome } from "../contracts/outcome.ts";
 import type { Breaker, BreakerOptions, PublishAck, PublishOptions } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Executor, Invocation } from "./executor.ts";
 import { BaseContext } from "./function-context.ts";
 import { runHandler } from "./handler-runner.ts";
 import type { HostContext } from "./host-context.ts";
-import type { Outcome } from "./outcome-table.ts";
 import type { Deadline } from "./run.ts";
 
 /**

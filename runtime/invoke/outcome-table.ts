@@ -4,8 +4,6 @@ import type { InvocationOutcome, Outcome, Settlement } from "../contracts/outcom
 import { backoffDelay } from "../resilience/backoff.ts";
 import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
 
-export type { CrashReason, DeadLetterReason, InvocationOutcome, Outcome, Settlement, ThreadEndReason } from "../contracts/outcome.ts";
-
 /**
  * Maps an outcome to the `outcome` label of `jetfn_invocations_total`; undefined for a
  * delivery that was not invoked at all (the poison guard).

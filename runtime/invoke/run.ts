@@ -1,4 +1,4 @@
-import type { Outcome } from "./outcome-table.ts";
+import type { Outcome } from "../contracts/outcome.ts";
 
 /**
  * What cut a run off: its timeout, shutdown past its grace period, or the delivery's

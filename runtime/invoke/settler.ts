@@ -5,6 +5,7 @@ import type { BrokerPublisher } from "../contracts/broker.ts";
 import { DeadLetterHeader, isOwnHeader } from "../contracts/dead-letter.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { errorMessage } from "../contracts/error-message.ts";
+import type { Outcome, Settlement } from "../contracts/outcome.ts";
 import { formatReplayOf, ReplayHeader } from "../contracts/replay.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
 import { BROKER_RETRY, retryInPlace } from "../resilience/retry-in-place.ts";
@@ -14,7 +15,7 @@ import { traceFields } from "../telemetry/trace-fields.ts";
 import { tracedPublish } from "../telemetry/traced-publish.ts";
 import type { BrokerWait, BrokerWaits } from "./broker-hold.ts";
 import { Heartbeats } from "./heartbeats.ts";
-import { type Outcome, type Settlement, settle } from "./outcome-table.ts";
+import { settle } from "./outcome-table.ts";
 
 /** Trace context headers: each publish of ours sets them anew. */
 const TRACE_CONTEXT = /^(traceparent|tracestate)$/i;

@@ -1,9 +1,9 @@
 import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { CompiledTracing } from "../config/types.ts";
 import type { Gate } from "../contracts/gate.ts";
+import type { Outcome } from "../contracts/outcome.ts";
 import type { Executor, Invocation } from "../invoke/executor.ts";
 import type { HostContext } from "../invoke/host-context.ts";
-import type { Outcome } from "../invoke/outcome-table.ts";
 import type { Deadline } from "../invoke/run.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { HandlerThread, type ThreadEnd } from "./handler-thread.ts";

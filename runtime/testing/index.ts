@@ -17,12 +17,12 @@ import { BUILT_IN_DEFAULTS, compileFunction } from "../config/compile.ts";
 import { functionEntrySchema, parseOptions } from "../config/schema.ts";
 import type { CompiledFunction, CompiledRetry, Encoding } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
+import type { Outcome } from "../contracts/outcome.ts";
 import { Admission } from "../invoke/admission.ts";
 import { Heartbeats } from "../invoke/heartbeats.ts";
 import { HostContext } from "../invoke/host-context.ts";
 import { InProcessExecutor } from "../invoke/in-process.ts";
 import { Invoker } from "../invoke/invoker.ts";
-import type { Outcome } from "../invoke/outcome-table.ts";
 import type { Settled } from "../invoke/settler.ts";
 import { BreakerRegistry, type NamedBreaker } from "../resilience/breaker-registry.ts";
 import type { FunctionDefinition } from "../sdk/index.ts";
@@ -31,7 +31,7 @@ import { createLogger } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
 import { CapturingPublisher, LogCapture, type LogLine, type PublishedMessage } from "./capture.ts";
 
-export type { Outcome, Settlement } from "../invoke/outcome-table.ts";
+export type { Outcome, Settlement } from "../contracts/outcome.ts";
 export type { Settled } from "../invoke/settler.ts";
 export type { LogLine, PublishedMessage } from "./capture.ts";
 

@@ -9,8 +9,8 @@ import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vites
 import type { CompiledFunction } from "../../runtime/config/types.ts";
 import type { BrokerFailure, BrokerPublisher } from "../../runtime/contracts/broker.ts";
 import type { Delivery } from "../../runtime/contracts/delivery.ts";
+import type { Outcome } from "../../runtime/contracts/outcome.ts";
 import { Admission } from "../../runtime/invoke/admission.ts";
-import type { Outcome } from "../../runtime/invoke/outcome-table.ts";
 import { Settler } from "../../runtime/invoke/settler.ts";
 import { createLogger } from "../../runtime/telemetry/logger.ts";
 import { Metrics } from "../../runtime/telemetry/metrics.ts";
