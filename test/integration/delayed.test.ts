@@ -196,7 +196,11 @@ it("moves with one of two movers; when its host dies the other takes over within
   expect(Number(acquired?.time) - died).toBeLessThanOrEqual(TTL + 2000);
   expect(second.mover.stats().moving).toBe(true);
   expect(first.mover.stats().moving).toBe(false);
-  expect(second.mover.stats().delivered + first.mover.stats().delivered).toBe(N);
+  // Each event delivered once by one of them; one the first published as its connection went
+  // (its PubAck lost) the second finds there already, a duplicate: counted there, not twice.
+  const delivered = second.mover.stats().delivered + first.mover.stats().delivered;
+  expect(delivered).toBeLessThanOrEqual(N);
+  expect(delivered + second.mover.stats().duplicates).toBeGreaterThanOrEqual(N);
 });
 
 it("drops, as a duplicate in the target, the second delivery of an event whose mover died between publishing and deleting it", async () => {
