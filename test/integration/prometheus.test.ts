@@ -59,6 +59,16 @@ const CONTRACT_METRICS = new Set([
   "jetfn_delayed_lateness_seconds",
 ]);
 
+/** The alerts of deploy/prometheus/alerts.yml, by name, sorted. */
+const ALERTS = [
+  "JetfnBreakerOpen",
+  "JetfnConsumerLagGrowing",
+  "JetfnDeadLetters",
+  "JetfnDelayedEventsLate",
+  "JetfnNotReady",
+  "JetfnWorkerRestarting",
+];
+
 /** Metric families a host exports today, so a live scrape must show them. */
 const SCRAPED_METRICS = [
   "jetfn_messages_received_total",
@@ -121,14 +131,7 @@ describe("deploy/prometheus/alerts.yml", () => {
     const { groups } = readAlertRules();
     expect(groups.map((g) => g.name)).toEqual(["jetfn"]);
     const rules = groups[0]!.rules;
-    expect(rules.map((r) => r.alert).sort()).toEqual([
-      "JetfnBreakerOpen",
-      "JetfnConsumerLagGrowing",
-      "JetfnDeadLetters",
-      "JetfnDelayedEventsLate",
-      "JetfnNotReady",
-      "JetfnWorkerRestarting",
-    ]);
+    expect(rules.map((r) => r.alert).sort()).toEqual(ALERTS);
     for (const rule of rules) {
       expect(["warning", "critical"], rule.alert).toContain(rule.labels?.severity);
       expect(rule.annotations?.summary, rule.alert).toBeTruthy();
@@ -414,14 +417,7 @@ functions:
     expect(groups.map((g) => g.name)).toEqual(["jetfn"]);
     const group = groups[0]!;
     expect(group.file).toBe(ALERTS_FILE);
-    expect(group.rules.map((r) => r.name).sort()).toEqual([
-      "JetfnBreakerOpen",
-      "JetfnConsumerLagGrowing",
-      "JetfnDeadLetters",
-      "JetfnDelayedEventsLate",
-      "JetfnNotReady",
-      "JetfnWorkerRestarting",
-    ]);
+    expect(group.rules.map((r) => r.name).sort()).toEqual(ALERTS);
     for (const rule of group.rules) {
       expect(rule.type).toBe("alerting");
       expect(rule.lastError ?? "", rule.name).toBe("");
