@@ -20,8 +20,8 @@ export default defineConfig({
           ...shared,
           name: "none",
           include: ["test/{integration,faults}/**/*.test.ts"],
-          // The delayed-event mover's own tests run no handler: once is enough.
-          exclude: ["test/integration/delayed.test.ts", "test/integration/delayed-scale.test.ts"],
+          // The delayed-event mover's and the ticker's own tests run no handler: once is enough.
+          exclude: ["test/integration/delayed.test.ts", "test/integration/delayed-scale.test.ts", "test/integration/ticker.test.ts"],
           env: { JETFN_TEST_ISOLATION: "none" },
         },
       },

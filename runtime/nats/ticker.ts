@@ -29,6 +29,8 @@ export interface TickerOptions {
 const ON_TIME_MS = 5000;
 /** Missed ticks are counted up to this many (for `skipped`): counting costs about 50 µs a tick. */
 const COUNT_CAP = 1000;
+/** Reads and publishes of one tick, each refused because another replica's came first, before the step fails. */
+const MAX_TRIES = 5;
 /** After a failed step, the next one comes this much later. */
 const RETRY_MS = 1000;
 
@@ -63,6 +65,13 @@ export class Ticker {
   #floor = Number.NEGATIVE_INFINITY;
   /** Whether the first step has decided where this host goes on from. */
   #anchored = false;
+  /**
+   * The first step found no tick of this schedule and went on from its own clock's now.
+   * Until a tick of this host's lands, a tick of the same schedule found there first (another
+   * replica's, whose clock is behind) moves the anchor back to it: a clock running ahead
+   * must not skip the ticks between the two clocks' nows.
+   */
+  #anchoredAtNow = false;
   #timer?: NodeJS.Timeout;
   #stepping?: Promise<void>;
   #stopped = false;
@@ -105,7 +114,10 @@ export class Ticker {
     const at = now();
     const last = await this.#last();
     // Going on from the last tick of the same schedule; a new one (or none yet) from now.
-    if (!this.#anchored && last?.spec !== this.#spec) this.#floor = Math.max(this.#floor, at, last?.at ?? Number.NEGATIVE_INFINITY);
+    if (!this.#anchored && last?.spec !== this.#spec) {
+      this.#floor = Math.max(this.#floor, at, last?.at ?? Number.NEGATIVE_INFINITY);
+      this.#anchoredAtNow = true;
+    } else this.#goOnFrom(last);
     this.#anchored = true;
     const anchor = Math.max(this.#floor, last?.at ?? Number.NEGATIVE_INFINITY);
     // Missed: more than ON_TIME_MS overdue. Only the newest `keep` of them are read, and
@@ -123,8 +135,9 @@ export class Ticker {
       this.#options.log.warn(fields, "schedule: missed ticks not run");
     }
     if (newest.length > 0) this.#floor = Math.max(this.#floor, newest.at(-1)!);
-    for (const tick of caughtUp) await this.#publish(tick, "caught_up");
-    for (const tick of onTime) await this.#publish(tick, "fired");
+    for (const [tick, result] of [...caughtUp.map((t) => [t, "caught_up"] as const), ...onTime.map((t) => [t, "fired"] as const)]) {
+      if (await this.#publish(tick, result)) return this.#run();
+    }
     const next = this.#schedule.next(Math.max(this.#floor, anchor, at));
     if (next !== undefined) this.#arm(next);
     else this.#options.next(undefined);
@@ -138,11 +151,29 @@ export class Ticker {
     this.#timer.unref();
   }
 
-  /** Publishes tick `at` unless another replica has (or a later one is there). */
-  async #publish(at: number, result: TickResult): Promise<void> {
+  /**
+   * While this host is anchored at its own now, a tick of the same schedule before that
+   * anchor is another replica's, whose clock is behind: this host goes on from it.
+   * Returns whether it did (the due ticks are then worked out again).
+   */
+  #goOnFrom(last: LastTick | undefined): boolean {
+    if (!this.#anchoredAtNow || last?.spec !== this.#spec || last.at >= this.#floor) return false;
+    this.#options.log.info({ from: new Date(last.at).toISOString() }, "schedule: another replica's tick came first; going on from it");
+    this.#anchoredAtNow = false;
+    this.#floor = last.at;
+    return true;
+  }
+
+  /**
+   * Publishes tick `at` unless another replica has (or a later one is there). Returns true
+   * when it found a tick that moves this host's anchor back (see {@link #goOnFrom}).
+   */
+  async #publish(at: number, result: TickResult): Promise<boolean> {
     const { js, fn } = this.#options;
-    for (let tries = 0; tries < 5 && !this.#stopped; tries++) {
+    for (let tries = 0; tries < MAX_TRIES; tries++) {
+      if (this.#stopped) return false;
       const last = await this.#last();
+      if (this.#goOnFrom(last)) return true;
       if (last && last.at >= at) break;
       const h = natsHeaders();
       h.set(ScheduleHeader.ScheduledTime, String(at));
@@ -155,14 +186,20 @@ export class Ticker {
           expect: { lastSubjectSequence: last?.seq ?? 0 },
         });
         if (!ack.duplicate) this.#options.counted(result, 1);
+        this.#anchoredAtNow = false;
         break;
       } catch (error) {
         // Another replica published first: read again, and find the tick there.
-        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence) continue;
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence) {
+          if (tries + 1 < MAX_TRIES) continue;
+          // Never given up by moving on: the step fails, and the next one (a second later) tries again.
+          throw new Error(`tick ${new Date(at).toISOString()} kept meeting other replicas' publishes (${MAX_TRIES} tries)`);
+        }
         throw error;
       }
     }
     this.#floor = Math.max(this.#floor, at);
+    return false;
   }
 
   async #last(): Promise<LastTick | undefined> {

@@ -1,10 +1,11 @@
 /**
  * A cron that fires every second, on 3 `jetfn start` processes, one of whose clocks runs 5 s
  * ahead (JETFN_TEST_CLOCK_OFFSET), for about 20 s, with one of the others SIGKILLed midway:
- * exactly one tick per second in JETFN_SCHEDULES, none missing, none twice; every tick runs.
- * Checked from the moment all three run: twice, on CI's fresh clone, the first tick was
- * followed by a gap of four while the other two were starting (an open question, see the
- * session note of issue 18); the failure message carries each host's schedule log lines.
+ * exactly one tick per second in JETFN_SCHEDULES from the fleet's first, none missing, none
+ * twice; every tick runs. (Twice on CI the first tick was followed by a gap of four: two
+ * replicas had both found no tick and anchored at their own nows, 5 s apart; the ticker now
+ * goes on from the slower one's tick, see test/integration/ticker.test.ts.) The failure
+ * message carries each host's schedule log lines.
  */
 import path from "node:path";
 import { afterEach, expect, it } from "vitest";
@@ -62,9 +63,9 @@ functions:
   expect(new Set(ticks).size, "no tick published twice").toBe(ticks.length);
   const sorted = [...ticks].sort((a, b) => a - b);
   expect(sorted, "published in order").toEqual(ticks);
-  // From the moment all three run (the fleet's first ticks come while the others start and
-  // bundle, on a busy machine): every second, by the clock of the replica 5 s ahead.
-  const window = ticks.filter((at) => at >= from && at <= until);
+  // From the fleet's first tick (published while the others start and bundle, on a busy
+  // machine): every second, up to the clock of the replica 5 s ahead.
+  const window = ticks.filter((at) => at <= until);
   const first = window[0]!;
   const logs = hosts
     .map(({ cli }) =>
