@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { EventKeySpec } from "../contracts/event-key.ts";
 import { CronSchedule } from "../schedule/cron-schedule.ts";
 import { durationMessage, durationSchema, isDuration, parseDuration } from "./duration.ts";
 import { describeValue } from "./errors.ts";
@@ -7,7 +8,7 @@ import { dispatch, integer, issueMessage } from "./messages.ts";
 import { routeEntrySchema } from "./routes.ts";
 import { sizeSchema } from "./size.ts";
 import { isValidSubject } from "./subjects.ts";
-import type { CompiledDeliverPolicy, CompiledOrderingKey } from "./types.ts";
+import type { CompiledDeliverPolicy } from "./types.ts";
 
 /**
  * Strict zod schemas for `functions.yaml` as the user writes it. Optional keys stay absent
@@ -158,14 +159,14 @@ const tunables = {
   memoryLimit: sizeSchema(16 * 1024 * 1024).optional(),
 };
 
-/** `ordering.key`: a dot path into the JSON event, `subject:N` (1-based token) or `header:Name`. */
-const orderingKeySchema = text(
+/** `ordering.key`, `debounce.key`: a dot path into the JSON event, `subject:N` (1-based token) or `header:Name`. */
+const eventKeySchema = text(
   (input) => `expected a JSON path like customer.id, subject:2 or header:Name, got ${describeValue(input)}`,
-  (value) => parseOrderingKey(value) !== undefined,
-).transform((value) => parseOrderingKey(value)!);
+  (value) => parseEventKey(value) !== undefined,
+).transform((value) => parseEventKey(value)!);
 
-/** Reads an `ordering.key`; undefined when malformed. */
-function parseOrderingKey(value: string): CompiledOrderingKey | undefined {
+/** Reads an event key's spec; undefined when malformed. */
+function parseEventKey(value: string): EventKeySpec | undefined {
   const subject = /^subject:([1-9]\d*)$/.exec(value);
   if (subject) return { kind: "subject", token: Number(subject[1]) };
   const header = /^header:([!-9;-~]+)$/.exec(value);
@@ -177,7 +178,7 @@ function parseOrderingKey(value: string): CompiledOrderingKey | undefined {
 
 /** `ordering:` of a function: one event per key at a time, in stream order, across replicas. */
 const orderingSchema = z.strictObject({
-  key: orderingKeySchema,
+  key: eventKeySchema,
   partitions: integer(1, 1024).optional(),
   leaseTtl: durationAtLeast(500, "500ms").optional(),
 });

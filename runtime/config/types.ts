@@ -1,3 +1,5 @@
+import type { EventKeySpec } from "../contracts/event-key.ts";
+
 /**
  * The compiled configuration: what `functions.yaml` and the environment become after
  * validation. Defaults are applied, durations are milliseconds, paths are absolute, and
@@ -88,14 +90,8 @@ export interface CompiledSchedule {
   readonly payload: Readonly<Record<string, unknown>>;
 }
 
-/** Where an event's ordering key is read. */
-export type CompiledOrderingKey =
-  | { readonly kind: "json"; readonly path: readonly string[] }
-  | { readonly kind: "subject"; readonly token: number }
-  | { readonly kind: "header"; readonly name: string };
-
 export interface CompiledOrdering {
-  readonly key: CompiledOrderingKey;
+  readonly key: EventKeySpec;
   /** Keys hash into this many partitions; each is owned by one replica at a time. */
   readonly partitions: number;
   /** A lease not renewed for this long passes to another replica. */

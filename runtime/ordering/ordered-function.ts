@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CompiledFunction, CompiledOrdering } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
+import { eventKey } from "../contracts/event-key.ts";
 import type { Gate } from "../contracts/gate.ts";
 import type { Heartbeats } from "../invoke/heartbeats.ts";
 import type { NatsClients } from "../nats/clients.ts";
@@ -10,7 +11,7 @@ import { PullLoop } from "../nats/pull-loop.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { PartitionFence } from "./fence.ts";
-import { orderingKey, partitionOf } from "./key.ts";
+import { partitionOf } from "./key.ts";
 import { KeyLanes, type RunResult, Slots } from "./lanes.ts";
 
 export interface OrderedFunctionDeps {
@@ -209,7 +210,7 @@ export class OrderedFunction {
       js,
       fn,
       (delivery) => {
-        const key = orderingKey(delivery, spec);
+        const key = eventKey(delivery, spec);
         // Every partition's durable sees every event: another partition's is acked at once.
         if (partitionOf(key, partitions) !== partition) {
           delivery.ack();

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { Delivery } from "../../runtime/contracts/delivery.ts";
+import { eventKey, MISSING_KEY } from "../../runtime/contracts/event-key.ts";
 import { Heartbeats } from "../../runtime/invoke/heartbeats.ts";
 import { PartitionFence } from "../../runtime/ordering/fence.ts";
-import { MISSING_KEY, orderingKey, partitionOf } from "../../runtime/ordering/key.ts";
+import { partitionOf } from "../../runtime/ordering/key.ts";
 import { KeyLanes, type RunResult, Slots } from "../../runtime/ordering/lanes.ts";
 
 const bytes = (value: unknown) => new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
@@ -31,15 +32,15 @@ function delivery(seq: number, key = "k", extra: Partial<Delivery> = {}): Delive
 describe("ordering keys", () => {
   it("reads a JSON path, a subject token or a header, and gives events without one the missing key", () => {
     const d = { data: bytes({ customer: { id: "c-1", n: 7 } }), subject: "orders.eu.created", headers: { "Tenant-Id": "t-9" } };
-    expect(orderingKey(d, { kind: "json", path: ["customer", "id"] })).toBe("c-1");
-    expect(orderingKey(d, { kind: "json", path: ["customer", "n"] })).toBe("7");
-    expect(orderingKey(d, { kind: "subject", token: 2 })).toBe("eu");
-    expect(orderingKey(d, { kind: "header", name: "tenant-id" })).toBe("t-9");
-    expect(orderingKey(d, { kind: "json", path: ["customer", "missing"] })).toBe(MISSING_KEY);
-    expect(orderingKey(d, { kind: "json", path: ["customer"] })).toBe(MISSING_KEY); // an object is no key
-    expect(orderingKey(d, { kind: "subject", token: 4 })).toBe(MISSING_KEY);
-    expect(orderingKey(d, { kind: "header", name: "Other" })).toBe(MISSING_KEY);
-    expect(orderingKey({ ...d, data: bytes("{not json") }, { kind: "json", path: ["a"] })).toBe(MISSING_KEY);
+    expect(eventKey(d, { kind: "json", path: ["customer", "id"] })).toBe("c-1");
+    expect(eventKey(d, { kind: "json", path: ["customer", "n"] })).toBe("7");
+    expect(eventKey(d, { kind: "subject", token: 2 })).toBe("eu");
+    expect(eventKey(d, { kind: "header", name: "tenant-id" })).toBe("t-9");
+    expect(eventKey(d, { kind: "json", path: ["customer", "missing"] })).toBe(MISSING_KEY);
+    expect(eventKey(d, { kind: "json", path: ["customer"] })).toBe(MISSING_KEY); // an object is no key
+    expect(eventKey(d, { kind: "subject", token: 4 })).toBe(MISSING_KEY);
+    expect(eventKey(d, { kind: "header", name: "Other" })).toBe(MISSING_KEY);
+    expect(eventKey({ ...d, data: bytes("{not json") }, { kind: "json", path: ["a"] })).toBe(MISSING_KEY);
   });
 
   it("puts a key in the same partition every time, and spreads keys over all partitions", () => {
