@@ -16,6 +16,7 @@ import { workerScript } from "./isolation/script.ts";
 import { type NatsClients, openClients } from "./nats/clients.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { openControlBucket, PauseWatch } from "./nats/control.ts";
+import { DebounceKeys } from "./nats/debounce-keys.ts";
 import { DelayedMover } from "./nats/delayed-mover.ts";
 import { type EmbeddedOptions, type NatsEndpoint, resolveNats } from "./nats/embedded.ts";
 import { openLeaseBucket } from "./nats/leases.ts";
@@ -185,6 +186,7 @@ export class Host {
       await provisionStreams(clients.nc, clients.jsm, this.config, this.log);
       stillWanted();
       const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
+      const debounceKeys = this.config.functions.some((fn) => fn.debounce) ? await DebounceKeys.open(clients.nc) : undefined;
       this.#replays = new ReplayWatch(clients.jsm, this.log);
       // Delayed events (`ctx.publish(..., { delay })`, `jetfn publish --delay`): every host
       // runs a mover; the one holding its lease moves the due events to their targets.
@@ -215,6 +217,7 @@ export class Host {
             fn,
             clients,
             ...(leases ? { leases } : {}),
+            ...(debounceKeys ? { debounceKeys } : {}),
             replayWatch: this.#replays,
             handler: this.#handlers.get(fn.name)!,
             threads,

@@ -152,6 +152,15 @@ export function compileFunction(
           },
         }
       : {}),
+    ...(entry.debounce
+      ? {
+          debounce: {
+            key: entry.debounce.key,
+            periodMs: entry.debounce.period,
+            ...(entry.debounce.maxWait !== undefined ? { maxWaitMs: entry.debounce.maxWait } : {}),
+          },
+        }
+      : {}),
   };
   return { compiled, issues };
 }

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { MAX_DEBOUNCE_PERIOD_MS } from "../contracts/debounce.ts";
 import type { EventKeySpec } from "../contracts/event-key.ts";
 import { CronSchedule } from "../schedule/cron-schedule.ts";
 import { durationMessage, durationSchema, isDuration, parseDuration } from "./duration.ts";
@@ -34,6 +35,17 @@ function durationAtLeast(minMs: number, shown: string) {
     (input) =>
       typeof input === "string" && isDuration(input)
         ? `expected a duration of at least ${shown}, got ${describeValue(input)}`
+        : durationMessage(input),
+    valid,
+  ).transform((value) => parseDuration(value));
+}
+
+function durationBetween(minMs: number, shownMin: string, maxMs: number, shownMax: string) {
+  const valid = (value: string) => isDuration(value) && parseDuration(value) >= minMs && parseDuration(value) <= maxMs;
+  return text(
+    (input) =>
+      typeof input === "string" && isDuration(input)
+        ? `expected a duration from ${shownMin} to ${shownMax}, got ${describeValue(input)}`
         : durationMessage(input),
     valid,
   ).transform((value) => parseDuration(value));
@@ -183,6 +195,19 @@ const orderingSchema = z.strictObject({
   leaseTtl: durationAtLeast(500, "500ms").optional(),
 });
 
+/** `debounce:` of a function: once per key, with the last event, after a quiet period. */
+const debounceSchema = z
+  .strictObject({
+    key: eventKeySchema,
+    period: durationBetween(1000, "1s", MAX_DEBOUNCE_PERIOD_MS, "1d"),
+    maxWait: durationAtLeast(1000, "1s").optional(),
+  })
+  .check((ctx) => {
+    const { period, maxWait } = ctx.value;
+    if (maxWait !== undefined && maxWait < period)
+      ctx.issues.push({ code: "custom", input: maxWait, path: ["maxWait"], message: "maxWait must be at least the period" });
+  });
+
 /** Keys that only a function entry may set; `defaults:` rejects them by name. */
 export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
   "name",
@@ -194,6 +219,8 @@ export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
   "deadLetter",
   "invoke",
   "ordering",
+  "schedule",
+  "debounce",
 ]);
 
 /** The `defaults:` section. */
@@ -252,11 +279,19 @@ export const functionEntrySchema = z
     invoke: z.boolean().optional(),
     ordering: orderingSchema.optional(),
     schedule: scheduleSchema.optional(),
+    debounce: debounceSchema.optional(),
     ...tunables,
   })
   .check((ctx) => {
-    const { stream, subjects, schedule } = ctx.value;
-    if (schedule !== undefined && stream === undefined && subjects === undefined) return;
+    const { stream, subjects, schedule, debounce, ordering } = ctx.value;
+    if (debounce !== undefined && ordering !== undefined)
+      ctx.issues.push({
+        code: "custom",
+        input: debounce,
+        path: ["debounce"],
+        message: "debounce and ordering do not go together: a debounced key runs only its last event",
+      });
+    if (schedule !== undefined && debounce === undefined && stream === undefined && subjects === undefined) return;
     for (const key of ["stream", "subjects"] as const) {
       if (ctx.value[key] === undefined)
         ctx.issues.push({ code: "custom", input: ctx.value, path: [key], message: `missing required key "${key}"` });

@@ -74,6 +74,18 @@ export interface CompiledFunction {
   readonly ordering?: CompiledOrdering;
   /** `schedule:`: it also runs on a clock, once per tick across every replica. */
   readonly schedule?: CompiledSchedule;
+  /** `debounce:`: its events run once per key, with the last, after a quiet `period`. */
+  readonly debounce?: CompiledDebounce;
+}
+
+/** A function's `debounce:`. */
+export interface CompiledDebounce {
+  /** Where each event's key is read. */
+  readonly key: EventKeySpec;
+  /** The key runs once no new event of it came for this long. */
+  readonly periodMs: number;
+  /** ... or once this long has passed since the first event of the window. @default no limit */
+  readonly maxWaitMs?: number;
 }
 
 /** A function's `schedule:`. */

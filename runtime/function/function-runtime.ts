@@ -1,5 +1,5 @@
 import type { PreparedHandler } from "../bundle/load.ts";
-import type { CompiledFunction, CompiledSchedule } from "../config/types.ts";
+import type { CompiledDebounce, CompiledFunction, CompiledSchedule } from "../config/types.ts";
 import { type Consumption, consumedTogether } from "../contracts/consumption.ts";
 import type { Pause } from "../contracts/control.ts";
 import type { Delivery } from "../contracts/delivery.ts";
@@ -13,8 +13,9 @@ import { Invoker } from "../invoke/invoker.ts";
 import { WorkerExecutor, type WorkerExecutorOptions } from "../isolation/worker-executor.ts";
 import type { NatsClients } from "../nats/clients.ts";
 import type { ConsumerPoller } from "../nats/consumer-poller.ts";
+import type { DebounceKeys } from "../nats/debounce-keys.ts";
 import type { KV } from "../nats/leases.ts";
-import { ensureConsumer, provisionConsumers, replayConsumer, scheduleConsumer } from "../nats/provision.ts";
+import { debounceConsumer, ensureConsumer, provisionConsumers, replayConsumer, scheduleConsumer } from "../nats/provision.ts";
 import { PullLoop } from "../nats/pull-loop.ts";
 import { type ReplayWatch, replayed, withReplays } from "../nats/replay-watch.ts";
 import { Ticker } from "../nats/ticker.ts";
@@ -23,6 +24,7 @@ import type { BreakerRegistry } from "../resilience/breaker-registry.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { Capacity } from "./capacity.ts";
+import { Debouncer } from "./debouncer.ts";
 
 /** What the host's handler threads share (see {@link WorkerExecutorOptions}). */
 export type ThreadSettings = Pick<WorkerExecutorOptions, "rootDir" | "logLevel" | "tracing" | "idleMs" | "graceMs"> & {
@@ -36,6 +38,8 @@ export interface FunctionRuntimeDeps {
   readonly clients: NatsClients;
   /** The `JETFN_LEASES` bucket, for an ordered function. */
   readonly leases?: KV;
+  /** The `JETFN_DEBOUNCE_KEYS` bucket, for a debounced function. */
+  readonly debounceKeys?: DebounceKeys;
   readonly replayWatch: ReplayWatch;
   /** The function's bundle, and its module when it runs in this thread (`isolation: none`). */
   readonly handler: PreparedHandler;
@@ -94,6 +98,7 @@ export class FunctionRuntime {
     this.invoker = new Invoker({ host, executor: this.executor, admission: this.admission, metrics, stop, heartbeats, heartbeat });
     this.caller = new Caller({ host, executor: this.executor, admission: this.admission, metrics, stop });
     const run = (delivery: Delivery) => this.invoker.process(delivery);
+    const debouncer = fn.debounce && this.#debouncerOf({ ...fn, debounce: fn.debounce });
     const events = fn.ordering
       ? new OrderedFunction({
           js,
@@ -107,7 +112,7 @@ export class FunctionRuntime {
           metrics,
           log: deps.log,
         })
-      : new PullLoop(js, fn, run, deps.log, {
+      : new PullLoop(js, fn, debouncer ? (delivery) => debouncer.take(delivery) : run, deps.log, {
           rebind: () => ensureConsumer(jsm, fn, deps.log),
           admission: this.admission,
           budget: this.#capacity.live,
@@ -126,7 +131,20 @@ export class FunctionRuntime {
         admission: this.admission,
         budget: this.#capacity.live,
       });
-    this.#consumption = withReplays(tickLoop ? consumedTogether(events, tickLoop, { bothBound: true }) : events, replayLoop, gate);
+    // A debounced function's fires come through a durable of their own, in its live share.
+    const fires = debounceConsumer(fn);
+    const fireLoop =
+      fires &&
+      debouncer &&
+      new PullLoop(js, fires, (delivery) => debouncer.fire(delivery, run), deps.log, {
+        rebind: () => ensureConsumer(jsm, fires, deps.log),
+        admission: this.admission,
+        budget: this.#capacity.live,
+      });
+    let live: Consumption = events;
+    if (tickLoop) live = consumedTogether(live, tickLoop, { bothBound: true });
+    if (fireLoop) live = consumedTogether(live, fireLoop, { bothBound: true });
+    this.#consumption = withReplays(live, replayLoop, gate);
     this.#ticker = fn.schedule && this.#tickerOf({ ...fn, schedule: fn.schedule });
   }
 
@@ -224,6 +242,21 @@ export class FunctionRuntime {
       ...executor.status(),
       ...this.#consumption.status?.(),
     };
+  }
+
+  #debouncerOf(fn: CompiledFunction & { readonly debounce: CompiledDebounce }): Debouncer {
+    const { debounceKeys, clients, metrics, now } = this.#deps;
+    if (!debounceKeys) throw new Error(`function ${fn.name} is debounced, and the host opened no JETFN_DEBOUNCE_KEYS bucket`);
+    const labels = { function: fn.name };
+    metrics.debounced.inc(labels, 0);
+    return new Debouncer({
+      fn,
+      keys: debounceKeys,
+      publisher: clients.publisher,
+      now,
+      log: this.#log,
+      debounced: () => metrics.debounced.inc(labels),
+    });
   }
 
   #tickerOf(fn: CompiledFunction & { readonly schedule: CompiledSchedule }): Ticker {

@@ -15,11 +15,12 @@
  * Every write is a compare-and-set, so a stale read never takes a lease from a live owner.
  */
 import { performance } from "node:perf_hooks";
-import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager, jetstreamManager, StorageType } from "@nats-io/jetstream";
+import { type JetStreamManager, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { FUNCTION_NAME } from "../config/schema.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import { isConflict } from "./kv-cas.ts";
 import { leaseShare } from "./lease-share.ts";
 
 export type { KV };
@@ -105,14 +106,6 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
     timer = setTimeout(() => reject(new LeaseTimeoutError(`${what}: no answer within ${ms} ms`)), ms);
   });
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
-}
-
-/** Another write came first: the compare-and-set base is not the key's last revision. */
-function isConflict(error: unknown): boolean {
-  return (
-    error instanceof JetStreamApiError &&
-    (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
 }
 
 /** The `field` of a live entry's JSON value; "?" when unreadable (someone's, unknown whose). */

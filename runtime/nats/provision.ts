@@ -12,6 +12,7 @@ import {
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
 import { subjectCovers } from "../config/subjects.ts";
 import type { CompiledConfig, CompiledFunction, CompiledStream } from "../config/types.ts";
+import { DEBOUNCE_STREAM, DEBOUNCE_SUBJECTS, debounceDurable, debounceFilter } from "../contracts/debounce.ts";
 import { REPLAY_DUPLICATE_WINDOW_MS, REPLAY_STREAM, REPLAY_SUBJECTS, replaySubject } from "../contracts/replay.ts";
 import { SCHEDULE_STREAM, SCHEDULE_SUBJECTS, scheduleSubject } from "../contracts/schedule.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -64,6 +65,9 @@ export async function provisionStreams(nc: NatsConnection, jsm: JetStreamManager
   if (!config.streams.some((s) => s.name === REPLAY_STREAM)) await ensureReplayStream(jsm, log);
   if (config.functions.some((fn) => fn.schedule) && !config.streams.some((s) => s.name === SCHEDULE_STREAM)) {
     await ensureScheduleStream(jsm, log);
+  }
+  if (config.functions.some((fn) => fn.debounce) && !config.streams.some((s) => s.name === DEBOUNCE_STREAM)) {
+    await ensureDebounceStream(jsm, log);
   }
 }
 
@@ -124,29 +128,47 @@ export function scheduleConsumer(fn: CompiledFunction): CompiledFunction | undef
  * existing one is left as it is (its window may have been changed on purpose).
  */
 export async function ensureReplayStream(jsm: JetStreamManager, log: Logger): Promise<void> {
+  await ensureWorkQueue(jsm, { name: REPLAY_STREAM, subjects: [...REPLAY_SUBJECTS], duplicateWindowMs: REPLAY_DUPLICATE_WINDOW_MS }, log);
+}
+
+/**
+ * Creates `JETFN_DEBOUNCE` when missing (by a host with a debounced function): the fires,
+ * a work queue (a fire is gone once its function acked it), one subject per function.
+ */
+export async function ensureDebounceStream(jsm: JetStreamManager, log: Logger): Promise<void> {
+  await ensureWorkQueue(jsm, { name: DEBOUNCE_STREAM, subjects: [DEBOUNCE_SUBJECTS], duplicateWindowMs: 120_000 }, log);
+}
+
+/** Creates a work-queue stream of jetfn's when missing; an existing one is left as it is (warned of if it is not a work queue). */
+async function ensureWorkQueue(
+  jsm: JetStreamManager,
+  stream: { readonly name: string; readonly subjects: string[]; readonly duplicateWindowMs: number },
+  log: Logger,
+): Promise<void> {
+  const { name, subjects } = stream;
   let retention: RetentionPolicy;
   try {
-    retention = (await jsm.streams.info(REPLAY_STREAM)).config.retention;
+    retention = (await jsm.streams.info(name)).config.retention;
   } catch (error) {
-    if (!isNotFound(error)) throw provisionFailure(`stream ${REPLAY_STREAM}`, error);
+    if (!isNotFound(error)) throw provisionFailure(`stream ${name}`, error);
     try {
       await jsm.streams.add({
-        name: REPLAY_STREAM,
-        subjects: [...REPLAY_SUBJECTS],
+        name,
+        subjects,
         retention: RetentionPolicy.Workqueue,
         storage: StorageType.File,
         num_replicas: 1,
-        duplicate_window: nanos(REPLAY_DUPLICATE_WINDOW_MS),
+        duplicate_window: nanos(stream.duplicateWindowMs),
       });
     } catch (addError) {
       // Another host creating it meanwhile is no error: the server accepts the same config twice.
-      throw provisionFailure(`creating stream ${REPLAY_STREAM}`, addError);
+      throw provisionFailure(`creating stream ${name}`, addError);
     }
-    log.info({ stream: REPLAY_STREAM, subjects: REPLAY_SUBJECTS }, "created stream");
+    log.info({ stream: name, subjects }, "created stream");
     return;
   }
   if (retention !== RetentionPolicy.Workqueue) {
-    log.warn({ stream: REPLAY_STREAM, retention }, "JETFN_REPLAY is not a work queue: replayed copies stay in it after they ran");
+    log.warn({ stream: name, retention }, `${name} is not a work queue: what its functions ran stays in it`);
   }
 }
 
@@ -154,17 +176,20 @@ export async function ensureReplayStream(jsm: JetStreamManager, log: Logger): Pr
 export async function provisionConsumers(jsm: JetStreamManager, fn: CompiledFunction, log: Logger): Promise<void> {
   const ordering = fn.ordering;
   const ticks = scheduleConsumer(fn);
-  const [events, replays, schedule] = await Promise.allSettled([
+  const fires = debounceConsumer(fn);
+  const [events, replays, schedule, debounce] = await Promise.allSettled([
     ordering
       ? Promise.all(Array.from({ length: ordering.partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log)))
       : ensureConsumer(jsm, fn, log),
     ensureConsumer(jsm, replayConsumer(fn), log),
     ticks ? ensureConsumer(jsm, ticks, log) : undefined,
+    fires ? ensureConsumer(jsm, fires, log) : undefined,
   ]);
   // The function's own consumer's error first: the others' checks are the same.
   if (events.status === "rejected") throw events.reason;
   if (replays.status === "rejected") throw replays.reason;
   if (schedule.status === "rejected") throw schedule.reason;
+  if (debounce.status === "rejected") throw debounce.reason;
 }
 
 /**
@@ -180,6 +205,22 @@ export function replayConsumer(fn: CompiledFunction): CompiledFunction {
     durable: replayDurable(fn.name),
     subjects: [replaySubject(fn.name)],
     // A work queue's consumers deliver all; an ordered function's replays run unordered.
+    deliverPolicy: { kind: "all" },
+    ordering: undefined,
+  };
+}
+
+/**
+ * A debounced function reads its fires (`jetfn.debounce.<function>.>` in `JETFN_DEBOUNCE`)
+ * through the durable `jetfn_debounce_<function>`; undefined for a function without `debounce:`.
+ */
+export function debounceConsumer(fn: CompiledFunction): CompiledFunction | undefined {
+  if (!fn.debounce) return undefined;
+  return {
+    ...fn,
+    stream: DEBOUNCE_STREAM,
+    durable: debounceDurable(fn.name),
+    subjects: [debounceFilter(fn.name)],
     deliverPolicy: { kind: "all" },
     ordering: undefined,
   };

@@ -13,9 +13,9 @@
  * to hold. A holder that stops deletes the key, and the next takes it at its next look.
  */
 import { performance } from "node:perf_hooks";
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import type { Logger } from "../telemetry/logger.ts";
+import { isConflict } from "./kv-cas.ts";
 
 /** Options of {@link SingletonLease}. */
 export interface SingletonLeaseOptions {
@@ -36,14 +36,6 @@ interface Holding {
   revision: number;
   /** When the request behind our last successful write was sent (our clock). */
   sentAt: number;
-}
-
-/** A write that lost a race: the compare-and-set base was not the key's last revision. */
-function isConflict(error: unknown): boolean {
-  return (
-    error instanceof JetStreamApiError &&
-    (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
 }
 
 /** `promise`, or a rejection after `ms` (what it settles to later is dropped). */

@@ -163,6 +163,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly debounced = new Counter({
+    name: "jetfn_debounced_total",
+    help: "Events of a debounced function taken by this host that will not run: a newer event of their key took their place.",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+
   readonly leaseChanges = new Counter({
     name: "jetfn_lease_changes_total",
     help: "Partition leases taken (free, expired, reclaimed), lost (taken, unrenewed) or handed over (released) by this host.",
