@@ -259,3 +259,61 @@ describe("loadConfig: schedule:", () => {
     ]);
   });
 });
+
+describe("loadConfig: debounce:", () => {
+  it("compiles a key (a JSON path, subject:N or header:Name), a period and an optional maxWait", async () => {
+    const { load } = await import("./config-fixtures.ts");
+    const config = load([
+      ...ORDERS_STREAM,
+      "functions:",
+      ...FUNCTION_A,
+      "    debounce: { key: customer.id, period: 5s, maxWait: 1m }",
+      "  - name: b",
+      "    handler: functions/b.ts",
+      "    stream: ORDERS",
+      "    subjects: [orders.updated]",
+      "    debounce: { key: header:Tenant, period: 1s }",
+    ]);
+    expect(config.functions[0]!.debounce).toEqual({ key: { kind: "json", path: ["customer", "id"] }, periodMs: 5000, maxWaitMs: 60_000 });
+    expect(config.functions[1]!.debounce).toEqual({ key: { kind: "header", name: "Tenant" }, periodMs: 1000 });
+  });
+
+  it("reports a bad key, a period out of range, a maxWait under the period, ordering beside it, and events missing", () => {
+    expect(
+      errorsOf([
+        ...ORDERS_STREAM,
+        "functions:",
+        ...FUNCTION_A,
+        "    debounce: { key: subject:0, period: 100ms }",
+        "  - name: b",
+        "    handler: functions/b.ts",
+        "    stream: ORDERS",
+        "    subjects: [orders.updated]",
+        "    debounce: { key: id, period: 48h }",
+        "  - name: c",
+        "    handler: functions/a.ts",
+        "    stream: ORDERS",
+        "    subjects: [orders.paid]",
+        "    debounce: { key: id, period: 10s, maxWait: 5s }",
+        "  - name: d",
+        "    handler: functions/b.ts",
+        '    schedule: { cron: "* * * * *" }',
+        "    debounce: { key: id, period: 10s }",
+        "  - name: e",
+        "    handler: functions/a.ts",
+        "    stream: ORDERS",
+        "    subjects: [orders.shipped]",
+        "    debounce: { key: id, period: 10s }",
+        "    ordering: { key: id }",
+      ]),
+    ).toEqual([
+      'functions.yaml:9:22 functions[0].debounce.key: expected a JSON path like customer.id, subject:2 or header:Name, got "subject:0"',
+      'functions.yaml:9:41 functions[0].debounce.period: expected a duration from 1s to 1d, got "100ms"',
+      'functions.yaml:14:34 functions[1].debounce.period: expected a duration from 1s to 1d, got "48h"',
+      "functions.yaml:19:48 functions[2].debounce.maxWait: maxWait must be at least the period",
+      'functions.yaml:20:5 functions[3].stream: missing required key "stream"',
+      'functions.yaml:20:5 functions[3].subjects: missing required key "subjects"',
+      "functions.yaml:28:15 functions[4].debounce: debounce and ordering do not go together: a debounced key runs only its last event",
+    ]);
+  });
+});
