@@ -57,6 +57,7 @@ const CONTRACT_METRICS = new Set([
   "jetfn_schedule_next_tick_timestamp_seconds",
   "jetfn_delayed_events",
   "jetfn_delayed_lateness_seconds",
+  "jetfn_debounced_total",
 ]);
 
 /** The alerts of deploy/prometheus/alerts.yml, by name, sorted. */
