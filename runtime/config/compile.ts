@@ -2,6 +2,7 @@ import path from "node:path";
 import ms from "ms";
 import { defaultDeadLetter } from "../contracts/dead-letter.ts";
 import { SCHEDULE_STREAM, scheduleSubject } from "../contracts/schedule.ts";
+import { DEFAULT_STEP_RESULT_BYTES, DEFAULT_STEP_TTL_MS } from "../contracts/steps.ts";
 import { DEFAULT_BREAKER_POLICY } from "../resilience/breaker.ts";
 import type { DefaultsEntry, FunctionEntry, StreamEntry } from "./schema.ts";
 import type {
@@ -132,6 +133,10 @@ export function compileFunction(
     isolation: entry.isolation ?? defaults.isolation ?? builtIn.isolation,
     memoryLimitMb: Math.round((entry.memoryLimit ?? defaults.memoryLimit ?? builtIn.memoryLimitBytes) / (1024 * 1024)),
     invoke: entry.invoke ?? false,
+    steps: {
+      ttlMs: entry.steps?.ttl ?? defaults.steps?.ttl ?? DEFAULT_STEP_TTL_MS,
+      maxResultBytes: entry.steps?.maxResultSize ?? defaults.steps?.maxResultSize ?? DEFAULT_STEP_RESULT_BYTES,
+    },
     ...(entry.ordering
       ? {
           ordering: {

@@ -156,6 +156,12 @@ export const breakerSchema = dispatch<false | z.output<typeof breakerMapSchema>>
   (input) => `expected a map or false, got ${describeValue(input)}`,
 );
 
+/** `steps:`: how long `ctx.step` records live, and how large a step's result may be. */
+const stepsSchema = z.strictObject({
+  ttl: durationAtLeast(1000, "1s").optional(),
+  maxResultSize: sizeSchema(1024).optional(),
+});
+
 /** Keys that `defaults:` may set: every function key that is not per-function. */
 const tunables = {
   concurrency: integer(1).optional(),
@@ -169,6 +175,7 @@ const tunables = {
   config: configMapSchema.optional(),
   isolation: z.enum(["worker", "none"]).optional(),
   memoryLimit: sizeSchema(16 * 1024 * 1024).optional(),
+  steps: stepsSchema.optional(),
 };
 
 /** `ordering.key`, `debounce.key`: a dot path into the JSON event, `subject:N` (1-based token) or `header:Name`. */

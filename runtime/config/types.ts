@@ -76,6 +76,16 @@ export interface CompiledFunction {
   readonly schedule?: CompiledSchedule;
   /** `debounce:`: its events run once per key, with the last, after a quiet `period`. */
   readonly debounce?: CompiledDebounce;
+  /** `steps:`: the records of its `ctx.step` calls. */
+  readonly steps: CompiledSteps;
+}
+
+/** A function's `steps:`. */
+export interface CompiledSteps {
+  /** How long a step's record is kept (and replayed). @default 168h (7 days) */
+  readonly ttlMs: number;
+  /** The largest step result, as JSON bytes; capped by the server's max_payload at run time. @default 256KB */
+  readonly maxResultBytes: number;
 }
 
 /** A function's `debounce:`. */

@@ -20,9 +20,19 @@ export function defaultDeadLetter(functionName: string): string {
 
 /**
  * The `Jetfn-Reason` values, which are also `jetfn_dead_letters_total{reason}`'s: why a
- * delivery was dead-lettered. `jetfn dlq list --reason` takes one of them.
+ * delivery was dead-lettered. `jetfn dlq list --reason` takes one of them. `step-too-large`
+ * and `step-not-json`: a `ctx.step` ran but its result could not be recorded (over
+ * `steps.maxResultSize`, or not JSON), so a retry would run its side effect again.
  */
-export const DEAD_LETTER_REASONS = Object.freeze(["non-retryable", "attempts-exhausted", "undecodable", "invalid", "crashed"] as const);
+export const DEAD_LETTER_REASONS = Object.freeze([
+  "non-retryable",
+  "attempts-exhausted",
+  "undecodable",
+  "invalid",
+  "crashed",
+  "step-too-large",
+  "step-not-json",
+] as const);
 
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 

@@ -6,7 +6,7 @@ import type { Outcome } from "../contracts/outcome.ts";
 import type { BreakerState } from "../contracts/status.ts";
 import { CircuitBreaker } from "../resilience/breaker.ts";
 import type { NamedBreaker } from "../resilience/breaker-registry.ts";
-import { isBreakerOpenError, isNonRetryableError } from "../sdk/errors.ts";
+import { isBreakerOpenError, isNonRetryableError, isStepError } from "../sdk/errors.ts";
 import { BrokerHold, type BrokerWait, type BrokerWaits } from "./broker-hold.ts";
 
 /**
@@ -154,8 +154,8 @@ export class Admission implements Gate, BrokerWaits {
    * open (the function's, or a named one the handler used), how long until it lets probes
    * through (the delivery's nak delay, `breakerOpenMs`): a
    * dependency's outage must not spend its attempts. Only handler errors, timeouts and
-   * crashes speak of the dependency; a NonRetryableError, bad input, an open named breaker
-   * or shutdown say nothing about it. A handler that met an open named breaker holds the
+   * crashes speak of the dependency; a NonRetryableError, a StepError, bad input, an open
+   * named breaker or shutdown say nothing about it. A handler that met an open named breaker holds the
    * function until that breaker lets probes through.
    */
   finish(outcome: Outcome, usedBreakers: ReadonlySet<NamedBreaker>): number | undefined {
@@ -163,7 +163,13 @@ export class Admission implements Gate, BrokerWaits {
     if (breaker) {
       if (outcome.kind === "success") breaker.success();
       else if (outcome.kind === "timeout" || outcome.kind === "crashed") breaker.failure();
-      else if (outcome.kind === "error" && !isNonRetryableError(outcome.error) && !isBreakerOpenError(outcome.error)) breaker.failure();
+      else if (
+        outcome.kind === "error" &&
+        !isNonRetryableError(outcome.error) &&
+        !isBreakerOpenError(outcome.error) &&
+        !isStepError(outcome.error)
+      )
+        breaker.failure();
       else breaker.release();
     }
     if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) this.hold(outcome.error.retryAfterMs);

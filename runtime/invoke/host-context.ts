@@ -9,6 +9,7 @@ import type { Logger } from "../telemetry/logger.ts";
 import { traceFields } from "../telemetry/trace-fields.ts";
 import { tracedPublish } from "../telemetry/traced-publish.ts";
 import type { Invocation } from "./executor.ts";
+import { type StepBegin, StepJournal } from "./steps.ts";
 
 /**
  * The parts of `ctx` that live in the host, whichever thread the handler runs in: its
@@ -20,13 +21,36 @@ export class HostContext {
   readonly log: Logger;
   /** JetStream publishing: the handler's `ctx.publish`, and the settler's outputs and dead letters. */
   readonly publisher: BrokerPublisher;
+  /** `ctx.step`'s records: claims, results, replays. */
+  readonly steps: StepJournal;
   readonly #breakers: BreakerRegistry;
 
-  constructor(fn: CompiledFunction, log: Logger, publisher: BrokerPublisher, breakers: BreakerRegistry) {
+  /** @param steps the function's step journal; by default one that records nothing (steps run every time). */
+  constructor(fn: CompiledFunction, log: Logger, publisher: BrokerPublisher, breakers: BreakerRegistry, steps?: StepJournal) {
     this.fn = fn;
     this.log = log;
     this.publisher = publisher;
     this.#breakers = breakers;
+    this.steps = steps ?? new StepJournal({ fn, log });
+  }
+
+  /**
+   * `ctx.step`'s start: its span under `parent` (by default the handler's active span, else
+   * the delivery's), then the step claimed or answered from its record.
+   */
+  beginStep(invocation: Invocation, name: string, parent?: Context, signal?: AbortSignal): Promise<StepBegin> {
+    const { delivery } = invocation;
+    return this.steps.begin(
+      {
+        headers: delivery.headers,
+        stream: delivery.stream,
+        seq: delivery.seq,
+        ...(delivery.replayOf ? { replayOf: delivery.replayOf } : {}),
+        parent: parent ?? this.#parent(invocation),
+        ...(signal ? { signal } : {}),
+      },
+      name,
+    );
   }
 
   /**

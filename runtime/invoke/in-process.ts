@@ -1,4 +1,4 @@
-import type { Span } from "@opentelemetry/api";
+import { context, type Span } from "@opentelemetry/api";
 import type { LoadedHandler } from "../bundle/module.ts";
 import { encode } from "../codec/codec.ts";
 import type { Outcome } from "../contracts/outcome.ts";
@@ -9,6 +9,7 @@ import { BaseContext } from "./function-context.ts";
 import { runHandler } from "./handler-runner.ts";
 import type { HostContext } from "./host-context.ts";
 import type { Deadline } from "./run.ts";
+import type { StepBegin, StepEnd } from "./steps.ts";
 
 /**
  * `isolation: none`: the handler runs in the host's own thread. The fastest way, for code
@@ -78,5 +79,18 @@ class InProcessContext extends BaseContext {
 
   protected beat(): void {
     this.#invocation.working();
+  }
+
+  protected beginStep(step: string): Promise<StepBegin> {
+    return this.#host.beginStep(this.#invocation, step, undefined, this.signal);
+  }
+
+  protected async inStep<T>(claim: number, fn: () => T | Promise<T>): Promise<T> {
+    const stepContext = this.#host.steps.contextOf(claim);
+    return stepContext ? context.with(stepContext, fn) : fn();
+  }
+
+  protected endStep(claim: number, end: StepEnd): Promise<void> {
+    return this.#host.steps.end(claim, end);
   }
 }

@@ -2,7 +2,7 @@ import type { CompiledRetry } from "../config/types.ts";
 import { errorMessage } from "../contracts/error-message.ts";
 import type { InvocationOutcome, Outcome, Settlement } from "../contracts/outcome.ts";
 import { backoffDelay } from "../resilience/backoff.ts";
-import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
+import { isBreakerOpenError, isNonRetryableError, isRetryAfterError, isStepError } from "../sdk/errors.ts";
 
 /**
  * Maps an outcome to the `outcome` label of `jetfn_invocations_total`; undefined for a
@@ -40,6 +40,9 @@ export function invocationOutcome(outcome: Outcome): InvocationOutcome | undefin
  * - `NonRetryableError`, undecodable payload, schema failure: dead-letter at once;
  * - `BreakerOpenError` (a named breaker refused the call): nak until it lets probes
  *   through, whatever the delivery count: a dependency outage never dead-letters;
+ * - `StepError`: a step's result that cannot be recorded (too large, not JSON) dead-letters
+ *   at once (a retry would run its side effect again); a step another delivery of the run
+ *   holds (busy) naks after its `retryAfterMs`, whatever the delivery count;
  * - any other failure while a breaker it went through is open (`breakerOpenMs` given): nak until
  *   it half-opens, for the same reason;
  * - any other failure (including `RetryAfterError`, timeouts and crashes) on the last
@@ -106,6 +109,11 @@ export function settle(
       if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) {
         return { action: "nak", delayMs: outcome.error.retryAfterMs, error };
       }
+      if (outcome.kind === "error" && isStepError(outcome.error)) {
+        const { problem, retryAfterMs } = outcome.error;
+        if (problem === "too-large" || problem === "not-json") return { action: "dead-letter", reason: `step-${problem}`, error };
+        if (problem === "busy") return { action: "nak", delayMs: retryAfterMs ?? 1000, error };
+      }
       if (breakerOpenMs !== undefined) return { action: "nak", delayMs: breakerOpenMs, error };
       if (attempt >= retry.maxAttempts) {
         return { action: "dead-letter", reason: outcome.kind === "crashed" ? "crashed" : "attempts-exhausted", error };
@@ -119,12 +127,13 @@ export function settle(
 
 /**
  * Whether a nak for this outcome spends one of the message's attempts. Shutdown, a thread
- * terminated for another invocation, and an open breaker (the function's while it holds
+ * terminated for another invocation, a step held by another delivery of the run, and an open breaker (the function's while it holds
  * failures, or a named one the handler met) are not the message's fault: the redelivery
  * the nak causes is not counted against `retry.maxAttempts`.
  */
 export function spendsAttempt(outcome: Outcome, breakerOpenMs?: number): boolean {
   if (outcome.kind === "aborted") return false;
   if (outcome.kind === "error" && isBreakerOpenError(outcome.error)) return false;
+  if (outcome.kind === "error" && isStepError(outcome.error) && outcome.error.problem === "busy") return false;
   return breakerOpenMs === undefined;
 }

@@ -16,8 +16,10 @@ import {
   type DoneWire,
   type FromThread,
   fromWire,
+  type StepStart,
   type ThreadInit,
   type ToThread,
+  type TraceCarrier,
   toWire,
   type WireOutcome,
 } from "./protocol.ts";
@@ -82,6 +84,8 @@ export class HandlerThread {
   readonly #outbox: BatchPort<ToThread>;
   readonly #options: HandlerThreadOptions;
   readonly #pending = new Map<number, Pending>();
+  /** Steps claimed for the thread's handlers and not ended (see `ctx.step`). */
+  readonly #claims = new Set<number>();
   #nextId = 1;
   /** Deliveries sent and not settled (calls have slots of their own): beyond `slots`, they wait in the thread. */
   #deliveries = 0;
@@ -341,9 +345,18 @@ export class HandlerThread {
   async #serve(req: number, id: number, call: Call, batch: Batch<FromThread>): Promise<void> {
     const pending = this.#pending.get(id);
     try {
+      if (call.op === "step-end") {
+        // A claimed step is recorded however late it ends: its invocation may have timed out meanwhile.
+        this.#claims.delete(call.claim);
+        await this.#options.host.steps.end(call.claim, call.end);
+        this.#post({ t: "reply", req });
+        return;
+      }
       if (!pending) throw new Error("the invocation has ended");
       let value: unknown;
-      if (call.op === "publish") {
+      if (call.op === "step") {
+        value = await this.#beginStep(pending.invocation, call.name, call.parent);
+      } else if (call.op === "publish") {
         const parent = call.parent ? propagation.extract(ROOT_CONTEXT, call.parent) : pending.invocation.context;
         const options = {
           ...(call.headers ? { headers: call.headers } : {}),
@@ -362,6 +375,18 @@ export class HandlerThread {
     } catch (error) {
       this.#post({ t: "reply", req, error: toWire(error, errorMessage) });
     }
+  }
+
+  /** `ctx.step` in the thread: the host claims it (or replays it); the thread runs it under the step's span. */
+  async #beginStep(invocation: Invocation, name: string, parentCarrier?: TraceCarrier): Promise<StepStart> {
+    const parent = parentCarrier ? propagation.extract(ROOT_CONTEXT, parentCarrier) : undefined;
+    const begin = await this.#options.host.beginStep(invocation, name, parent);
+    if (begin.kind !== "run") return begin;
+    this.#claims.add(begin.claim);
+    const trace: TraceCarrier = {};
+    const stepContext = this.#options.host.steps.contextOf(begin.claim);
+    if (stepContext) propagation.inject(stepContext, trace);
+    return trace.traceparent ? { ...begin, trace } : begin;
   }
 
   #log(message: Extract<FromThread, { t: "log" }>): void {
@@ -403,6 +428,10 @@ export class HandlerThread {
     if (this.#go) clearImmediate(this.#go);
     clearTimeout(this.#startTimer);
     const end = this.#terminated ?? (this.#closing ? undefined : this.#crash(code));
+    // Steps its handlers were running will never report: their claims are released, so the
+    // next attempt runs them at once rather than after their lease.
+    for (const claim of this.#claims) this.#options.host.steps.abandon(claim);
+    this.#claims.clear();
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.killTimer);
       // A call let through a breaker never reported back: count it as failed.

@@ -6,6 +6,7 @@
 import type { CompiledTracing, Encoding } from "../config/types.ts";
 import type { FieldIssue } from "../contracts/call.ts";
 import type { Delivery } from "../contracts/delivery.ts";
+import type { StepBegin, StepEnd } from "../invoke/steps.ts";
 import { ERROR_BRAND, type ErrorKind } from "../sdk/errors.ts";
 import type { BreakerOptions } from "../sdk/types.ts";
 import type { BytesRef } from "./batch-port.ts";
@@ -134,7 +135,17 @@ export type Call =
       /** The handler's active span, when it made one: the publish's parent. */
       readonly parent?: TraceCarrier;
     }
-  | { readonly op: "breaker"; readonly name: string; readonly options?: BreakerOptions };
+  | { readonly op: "breaker"; readonly name: string; readonly options?: BreakerOptions }
+  /**
+   * `ctx.step(name)`: claim the step or answer it from its record; the reply is a
+   * {@link StepStart}. The step's function runs in the thread, under the span in `trace`.
+   */
+  | { readonly op: "step"; readonly name: string; readonly parent?: TraceCarrier }
+  /** A claimed step ended: record it. Served even after its invocation ended (a late result is still recorded). */
+  | { readonly op: "step-end"; readonly claim: number; readonly end: StepEnd };
+
+/** The answer to a `step` call: how the step starts, and for one to run, its span's trace context. */
+export type StepStart = StepBegin & { readonly trace?: TraceCarrier };
 
 /** The answer to a `breaker` call: may the call go through the host's breaker? */
 export interface BreakerAdmission {
@@ -167,6 +178,9 @@ export interface WireError {
   readonly delayMs?: number;
   readonly retryAfterMs?: number;
   readonly breaker?: string;
+  /** A `StepError`'s step and problem. */
+  readonly step?: string;
+  readonly problem?: string;
 }
 
 /**
@@ -193,6 +207,7 @@ export function toWire(error: unknown, describe: (error: unknown) => string): Wi
     ...(read<number>("delayMs", "number") !== undefined ? { delayMs: read<number>("delayMs", "number") } : {}),
     ...(read<number>("retryAfterMs", "number") !== undefined ? { retryAfterMs: read<number>("retryAfterMs", "number") } : {}),
     ...(read<string>("breaker", "string") !== undefined ? { breaker: read<string>("breaker", "string") } : {}),
+    ...(brand === "step" ? { step: read<string>("step", "string") ?? "", problem: read<string>("problem", "string") ?? "" } : {}),
   };
 }
 
@@ -218,5 +233,7 @@ export function fromWire(wire: WireError): unknown {
   if (wire.delayMs !== undefined) error.delayMs = wire.delayMs;
   if (wire.retryAfterMs !== undefined) error.retryAfterMs = wire.retryAfterMs;
   if (wire.breaker !== undefined) error.breaker = wire.breaker;
+  if (wire.step !== undefined) error.step = wire.step;
+  if (wire.problem !== undefined) error.problem = wire.problem;
   return error;
 }

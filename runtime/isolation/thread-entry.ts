@@ -11,6 +11,7 @@ import type { CompiledFunction } from "../config/types.ts";
 import { errorMessage } from "../contracts/error-message.ts";
 import { BaseContext } from "../invoke/function-context.ts";
 import { runHandler } from "../invoke/handler-runner.ts";
+import type { StepBegin, StepEnd } from "../invoke/steps.ts";
 import { BreakerOpenError } from "../sdk/errors.ts";
 import type { Breaker, BreakerOptions, Logger, PublishAck, PublishOptions } from "../sdk/types.ts";
 import { installedTracing, installTracing } from "../telemetry/tracing.ts";
@@ -25,6 +26,7 @@ import {
   type Run,
   type RunWire,
   type SpanOp,
+  type StepStart,
   type ThreadInit,
   type ToThread,
   type TraceCarrier,
@@ -288,6 +290,33 @@ async function serve(init: ThreadInit): Promise<void> {
         this.#breakers.set(name, breaker);
       }
       return breaker;
+    }
+
+    /** The trace context of each step claimed and not ended: its function runs under it. */
+    #steps?: Map<number, TraceCarrier | undefined>;
+
+    protected async beginStep(step: string): Promise<StepBegin> {
+      const start = await call<StepStart>(this.#message.id, { op: "step", name: step, ...this.#activeParent() });
+      if (start.kind === "run") (this.#steps ??= new Map()).set(start.claim, start.trace);
+      return start;
+    }
+
+    protected async inStep<T>(claim: number, fn: () => T | Promise<T>): Promise<T> {
+      const carrier = this.#steps?.get(claim);
+      return carrier?.traceparent ? context.with(propagation.extract(ROOT_CONTEXT, carrier), fn) : fn();
+    }
+
+    protected async endStep(claim: number, end: StepEnd): Promise<void> {
+      this.#steps?.delete(claim);
+      await call<void>(this.#message.id, { op: "step-end", claim, end });
+    }
+
+    /** The handler's active span, when it made one: the parent of what it asks the host to do. */
+    #activeParent(): { parent?: TraceCarrier } {
+      const active = trace.getSpanContext(context.active());
+      const parentCarrier: TraceCarrier = {};
+      if (active && active.spanId !== this.#spanContext?.spanId) propagation.inject(context.active(), parentCarrier);
+      return parentCarrier.traceparent ? { parent: parentCarrier } : {};
     }
 
     protected sendPublish(subject: string, data: unknown, options?: PublishOptions): Promise<PublishAck> {

@@ -9,7 +9,7 @@ import { isDuration, parseDuration } from "./duration.ts";
  */
 export const ERROR_BRAND: unique symbol = Symbol.for("jetfn.error") as never;
 
-export type ErrorKind = "non-retryable" | "retry-after" | "breaker-open";
+export type ErrorKind = "non-retryable" | "retry-after" | "breaker-open" | "step";
 
 interface Branded {
   readonly [ERROR_BRAND]: ErrorKind;
@@ -79,6 +79,42 @@ export class BreakerOpenError extends Error implements Branded {
   }
 }
 
+/**
+ * Why a `ctx.step` failed on jetfn's side rather than in the step's own code:
+ * - `too-large`: its result's JSON is over `steps.maxResultSize`;
+ * - `not-json`: its result does not survive `JSON.stringify` unchanged (a Date, a Map, a
+ *   BigInt, NaN, a class instance, a cycle...);
+ * - `busy`: another delivery of the same run is running the step now.
+ */
+export type StepProblem = "too-large" | "not-json" | "busy";
+
+/**
+ * Thrown by `ctx.step` when the step's result cannot be recorded (`too-large`, `not-json`:
+ * the event is dead-lettered at once, as a retry would run the step's side effect again
+ * and fail the same way), or when another delivery of the same run holds the step (`busy`:
+ * the event is handed back after `retryAfterMs` without spending an attempt).
+ */
+export class StepError extends Error implements Branded {
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return branded(this, StepError, value, "step");
+  }
+
+  readonly [ERROR_BRAND] = "step" as const;
+  override readonly name = "StepError";
+  /** The step's name in its run (`charge`, or `charge#2` for the second call of that name). */
+  readonly step: string;
+  readonly problem: StepProblem;
+  /** For `busy`: milliseconds until the event is tried again. */
+  readonly retryAfterMs?: number;
+
+  constructor(message: string, step: string, problem: StepProblem, retryAfterMs?: number) {
+    super(message);
+    this.step = step;
+    this.problem = problem;
+    if (retryAfterMs !== undefined) this.retryAfterMs = retryAfterMs;
+  }
+}
+
 function toDelayMs(delay: number | string | Date): number {
   let value: number | undefined;
   if (delay instanceof Date) value = delay.getTime() - Date.now();
@@ -114,4 +150,9 @@ export function isRetryAfterError(error: unknown): error is RetryAfterError {
 /** True for a `BreakerOpenError` from any bundle. */
 export function isBreakerOpenError(error: unknown): error is BreakerOpenError {
   return brandOf(error) === "breaker-open" && typeof (error as BreakerOpenError).retryAfterMs === "number";
+}
+
+/** True for a `StepError` from any bundle, or one rebuilt after crossing from a worker thread. */
+export function isStepError(error: unknown): error is StepError {
+  return brandOf(error) === "step" && typeof (error as StepError).problem === "string";
 }

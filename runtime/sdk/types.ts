@@ -80,6 +80,18 @@ export interface ScheduleInfo {
   readonly lateMs: number;
 }
 
+/** What a step's function receives (`ctx.step(name, ({ key, signal }) => ...)`). */
+export interface StepContext {
+  /**
+   * `<function>:<run id>:<step name>`: the same on every attempt of the run. Pass it to an
+   * API that takes an idempotency key: it covers the one case a record cannot, a step that
+   * completed on a host that died before recording it.
+   */
+  readonly key: string;
+  /** The invocation's signal: aborts on timeout and shutdown. */
+  readonly signal: AbortSignal;
+}
+
 /** What a handler receives besides its event. */
 export interface FunctionContext<Config = Record<string, unknown>> {
   /** The function's name in `functions.yaml`. */
@@ -124,6 +136,14 @@ export interface FunctionContext<Config = Record<string, unknown>> {
   breaker(name: string, options?: BreakerOptions): Breaker;
   /** Tell the server this message is still being worked on (resets its ack timer). */
   working(): void;
+  /**
+   * A durable step: runs `fn` once per run of the event and records its result (JSON, at
+   * most `steps.maxResultSize`) in the KV bucket `JETFN_STEPS`; every later attempt of the
+   * same run gets the recorded result without running `fn`. A thrown error is not recorded
+   * (the step runs again next attempt) unless it is a `NonRetryableError`. The same name
+   * again in one run is a step of its own (`name#2`, ...). See docs/steps.md.
+   */
+  step<T>(name: string, fn: (step: StepContext) => T | Promise<T>): Promise<T>;
 }
 
 /** A handler: return to succeed (the value goes to `output`), throw to fail. */

@@ -191,6 +191,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly steps = new Counter({
+    name: "jetfn_steps_total",
+    help: "ctx.step calls by result: ran (the step ran and was recorded), replayed (answered from its record), busy (another delivery of the run held it: handed back), failed (it threw, or its result could not be recorded).",
+    labelNames: ["function", "result"] as const,
+    registers: [this.registry],
+  });
+  readonly stepDuration = new Histogram({
+    name: "jetfn_step_duration_seconds",
+    help: "How long a step's function ran, for the steps that ran (not the replayed ones).",
+    labelNames: ["function"] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
   #refreshBreakers: () => void = () => {};
   #delayedWaiting: () => number | undefined = () => undefined;
   /** Per function, what every message counts, as plain numbers (see meters.ts). */

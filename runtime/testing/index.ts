@@ -23,7 +23,9 @@ import { Heartbeats } from "../invoke/heartbeats.ts";
 import { HostContext } from "../invoke/host-context.ts";
 import { InProcessExecutor } from "../invoke/in-process.ts";
 import { Invoker } from "../invoke/invoker.ts";
+import { MemoryStepStore } from "../invoke/memory-step-store.ts";
 import type { Settled } from "../invoke/settler.ts";
+import { StepJournal } from "../invoke/steps.ts";
 import { BreakerRegistry, type NamedBreaker } from "../resilience/breaker-registry.ts";
 import type { FunctionDefinition } from "../sdk/index.ts";
 import type { BreakerOptions, Handler } from "../sdk/types.ts";
@@ -32,6 +34,7 @@ import { Metrics } from "../telemetry/metrics.ts";
 import { CapturingPublisher, LogCapture, type LogLine, type PublishedMessage } from "./capture.ts";
 
 export type { Outcome, Settlement } from "../contracts/outcome.ts";
+export { MemoryStepStore } from "../invoke/memory-step-store.ts";
 export type { Settled } from "../invoke/settler.ts";
 export type { LogLine, PublishedMessage } from "./capture.ts";
 
@@ -100,6 +103,12 @@ export interface InvokeOptions<Config = Record<string, unknown>> {
    * shutdown would end the wait with (`delayMs: 0`, `spared: true`).
    */
   publish?: (message: PublishedMessage) => void | Promise<void>;
+  /**
+   * Where `ctx.step` records its steps. Pass the same store to two `invoke()`s of the same
+   * event (same `seq`, or same `Nats-Msg-Id` header) and the second replays the steps the
+   * first recorded, as a retry would. @default a fresh store for each call
+   */
+  steps?: MemoryStepStore;
 }
 
 /** What jetfn would do with the delivery. */
@@ -161,8 +170,10 @@ export async function invoke<Event, Result, Config = Record<string, unknown>>(
   const logs = new LogCapture();
   const log = createLogger("trace", logs).child({ function: fn.name });
   const publisher = new CapturingPublisher(options.publish);
-  const host = new HostContext(fn, log, publisher, new TestBreakers(options.openBreakers ?? [], now));
   metrics ??= new Metrics();
+  const store = options.steps ?? new MemoryStepStore();
+  const steps = new StepJournal({ fn, store: async () => store, metrics, log, now });
+  const host = new HostContext(fn, log, publisher, new TestBreakers(options.openBreakers ?? [], now), steps);
   let settled: { outcome: Outcome; settlement: Settled } | undefined;
   const invoker = new Invoker({
     host,

@@ -214,7 +214,7 @@ describe("jetfn dlq list --reason --since", () => {
     const badReason = await dlq("list", "--reason", "broken");
     expect(badReason.code).toBe(2);
     expect(badReason.output).toContain(
-      "--reason expects one of non-retryable, attempts-exhausted, undecodable, invalid, crashed, got broken",
+      "--reason expects one of non-retryable, attempts-exhausted, undecodable, invalid, crashed, step-too-large, step-not-json, got broken",
     );
     const badSince = await dlq("list", "--since", "yesterday");
     expect(badSince.code).toBe(2);

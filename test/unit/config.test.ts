@@ -34,6 +34,7 @@ describe("loadConfig: compiling", () => {
         isolation: "worker",
         memoryLimitMb: 512,
         invoke: false,
+        steps: { ttlMs: 7 * 24 * 3_600_000, maxResultBytes: 256 * 1024 },
       },
     ]);
     expect(config.routes).toEqual([]);

@@ -1,0 +1,102 @@
+/**
+ * The KV bucket `JETFN_STEPS`: where `ctx.step` records live (key layout and record format
+ * in `contracts/steps.ts`). History 1, file storage. A bucket's `max_age` is one for all
+ * its keys, while `steps.ttl` is per function: the bucket keeps the largest ttl any host
+ * has asked for (it only ever grows), and each record carries its own `expiresAt`, past
+ * which the host reads it as absent.
+ */
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, StorageType } from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import { type NatsConnection, nanos } from "@nats-io/transport-node";
+import { STEP_BUCKET, type StepStore } from "../contracts/steps.ts";
+
+/** Creates the step bucket or opens it, and makes sure its `max_age` is at least `ttlMs`. */
+export async function openStepBucket(nc: NatsConnection, ttlMs: number): Promise<KV> {
+  const kv = await new Kvm(nc).create(STEP_BUCKET, { history: 1, storage: StorageType.File, ttl: ttlMs });
+  await keepAtLeast(nc, ttlMs);
+  return kv;
+}
+
+/** Raises the bucket's `max_age` to `ttlMs` when it is shorter (never lowers it: another function may need it). */
+async function keepAtLeast(nc: NatsConnection, ttlMs: number): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const stream = `KV_${STEP_BUCKET}`;
+  const info = await jsm.streams.info(stream);
+  const wanted = nanos(ttlMs);
+  if (info.config.max_age !== 0 && info.config.max_age < wanted) {
+    await jsm.streams.update(stream, { ...info.config, max_age: wanted });
+  }
+}
+
+/**
+ * `ctx.step`'s records on one connection: the bucket is opened on the first step of any
+ * function, and its `max_age` raised on the first step of each function whose ttl is longer.
+ */
+export function stepStoreOf(nc: NatsConnection): (ttlMs: number) => Promise<StepStore> {
+  let store = stores.get(nc);
+  if (!store) stores.set(nc, (store = new LazyStepStore(nc)));
+  const lazy = store;
+  return (ttlMs) => lazy.open(ttlMs);
+}
+
+const stores = new WeakMap<NatsConnection, LazyStepStore>();
+
+class LazyStepStore {
+  readonly #nc: NatsConnection;
+  #kv?: Promise<KV>;
+  /** The longest ttl made sure of so far. */
+  #ttlMs = 0;
+  #raising: Promise<void> = Promise.resolve();
+
+  constructor(nc: NatsConnection) {
+    this.#nc = nc;
+  }
+
+  async open(ttlMs: number): Promise<StepStore> {
+    if (!this.#kv) {
+      this.#kv = openStepBucket(this.#nc, ttlMs);
+      this.#kv.catch(() => (this.#kv = undefined));
+      this.#ttlMs = ttlMs;
+    }
+    const kv = await this.#kv;
+    if (ttlMs > this.#ttlMs) {
+      this.#ttlMs = ttlMs;
+      this.#raising = this.#raising.then(() => keepAtLeast(this.#nc, ttlMs));
+      await this.#raising;
+    }
+    return kvStepStore(kv);
+  }
+}
+
+/** A {@link StepStore} over a KV bucket: every write is a compare-and-set on the key's revision. */
+export function kvStepStore(kv: KV): StepStore {
+  return {
+    async get(key) {
+      const entry = await kv.get(key);
+      if (entry?.operation !== "PUT") return undefined;
+      return { value: entry.string(), revision: entry.revision };
+    },
+    create: (key, value) => ifNoConflict(kv.create(key, value)),
+    update: (key, value, revision) => ifNoConflict(kv.update(key, value, revision)),
+    async delete(key, revision) {
+      await ifNoConflict(kv.delete(key, { previousSeq: revision }).then(() => 0));
+    },
+  };
+}
+
+/** The write's revision, or undefined when another write came first. */
+async function ifNoConflict(write: Promise<number>): Promise<number | undefined> {
+  try {
+    return await write;
+  } catch (error) {
+    if (isConflict(error)) return undefined;
+    throw error;
+  }
+}
+
+function isConflict(error: unknown): boolean {
+  return (
+    error instanceof JetStreamApiError &&
+    (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
+}
