@@ -58,6 +58,8 @@ const CONTRACT_METRICS = new Set([
   "jetfn_delayed_events",
   "jetfn_delayed_lateness_seconds",
   "jetfn_debounced_total",
+  "jetfn_steps_total",
+  "jetfn_step_duration_seconds",
 ]);
 
 /** The alerts of deploy/prometheus/alerts.yml, by name, sorted. */
