@@ -23,7 +23,13 @@ export type Outcome =
   | { readonly kind: "undecodable"; readonly error: Error }
   | { readonly kind: "invalid"; readonly error: Error }
   /** Not run: delivered more often than `retry.maxAttempts` allows (the poison guard). */
-  | { readonly kind: "exhausted"; readonly attempts: number };
+  | { readonly kind: "exhausted"; readonly attempts: number }
+  /**
+   * Not run: a delivery of a run that already completed (its completion record says so: the
+   * ack was lost, or its host died between recording and acking). Acked; its output was
+   * published before the record was written.
+   */
+  | { readonly kind: "duplicate" };
 
 /** Why a worker thread crashed, or was ended for a hard timeout: `crashed` outcomes' reasons. */
 export type CrashReason = "timeout" | "out-of-memory" | "exit" | "uncaught" | "load";
@@ -42,7 +48,7 @@ export type Settlement =
   | { readonly action: "dead-letter"; readonly reason: DeadLetterReason; readonly error: string };
 
 /** `jetfn_invocations_total{outcome}` values. */
-export type InvocationOutcome = "success" | "error" | "timeout" | "invalid" | "crashed";
+export type InvocationOutcome = "success" | "error" | "timeout" | "invalid" | "crashed" | "duplicate";
 
 /** `jetfn_dead_letters_total{reason}` values (the `Jetfn-Reason` header's). */
 export type { DeadLetterReason };

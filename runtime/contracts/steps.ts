@@ -74,16 +74,48 @@ export function stepRecordKey(fn: string, runId: string, step: string): string {
   return `${fn}.${base64url(runId)}.${base64url(step)}`;
 }
 
+/**
+ * The KV key of a run's completion record: `<function>.<base64url run id>.=completed`. `=`
+ * is no base64url character, so no step name can have this key.
+ */
+export function completionRecordKey(fn: string, runId: string): string {
+  return `${fn}.${base64url(runId)}.${COMPLETED}`;
+}
+
+const COMPLETED = "=completed";
+
 /** The KV key filter of every step of one run: `<function>.<base64url run id>.*`. */
 export function runRecordFilter(fn: string, runId: string): string {
   return `${fn}.${base64url(runId)}.*`;
 }
 
-/** Reads a step's KV key back into its function, run id and step name; undefined for another key. */
-export function parseStepRecordKey(key: string): { fn: string; runId: string; step: string } | undefined {
-  const match = /^([a-z0-9][a-z0-9-]*)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/.exec(key);
+/**
+ * Reads a KV key of the bucket back into its function, run id and step name (`completed:
+ * true` and no step for a run's completion record); undefined for another key.
+ */
+export function parseStepRecordKey(key: string): { fn: string; runId: string; step?: string; completed?: true } | undefined {
+  const match = /^([a-z0-9][a-z0-9-]*)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+|=completed)$/.exec(key);
   if (!match) return undefined;
-  return { fn: match[1]!, runId: fromBase64url(match[2]!), step: fromBase64url(match[3]!) };
+  const [, fn, runId, last] = match;
+  if (last === COMPLETED) return { fn: fn!, runId: fromBase64url(runId!), completed: true };
+  return { fn: fn!, runId: fromBase64url(runId!), step: fromBase64url(last!) };
+}
+
+/** A run's completion record: the handler finished, and its output (if any) was published. */
+export interface CompletionRecord {
+  readonly state: "completed";
+  readonly at: number;
+  readonly expiresAt: number;
+}
+
+/** Reads a completion record; undefined for anything else. */
+export function parseCompletionRecord(text: string): CompletionRecord | undefined {
+  try {
+    const value = JSON.parse(text) as Partial<CompletionRecord> | null;
+    return value?.state === "completed" && typeof value.expiresAt === "number" ? (value as CompletionRecord) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function base64url(text: string): string {

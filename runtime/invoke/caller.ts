@@ -4,7 +4,7 @@ import type { CompiledFunction } from "../config/types.ts";
 import type { CallRequest, CallResult, SyncCaller } from "../contracts/call.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import type { Outcome } from "../contracts/outcome.ts";
-import { isBreakerOpenError, isNonRetryableError, isRetryAfterError } from "../sdk/errors.ts";
+import { isBreakerOpenError, isNonRetryableError, isRetryAfterError, isStepError } from "../sdk/errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import type { Admission } from "./admission.ts";
@@ -144,6 +144,8 @@ function callResult(fn: CompiledFunction, outcome: Outcome): CallResult {
       if (isBreakerOpenError(error))
         return { kind: "unavailable", message: `breaker ${error.breaker} is open`, retryAfterMs: error.retryAfterMs };
       if (isRetryAfterError(error)) return { kind: "unavailable", message: error.message, retryAfterMs: error.delayMs };
+      if (isStepError(error) && error.problem === "busy")
+        return { kind: "unavailable", message: error.message, retryAfterMs: error.retryAfterMs ?? 1000 };
       return { kind: "failed", message: `function ${fn.name} failed` };
     }
     case "timeout":
@@ -155,5 +157,8 @@ function callResult(fn: CompiledFunction, outcome: Outcome): CallResult {
       return { kind: "failed", message: `function ${fn.name} failed: its worker thread ended (${outcome.reason})` };
     case "exhausted":
       return { kind: "failed", message: `function ${fn.name} failed` };
+    case "duplicate":
+      // Never for a call: only deliveries are settled from a completion record.
+      return { kind: "ok", value: undefined };
   }
 }

@@ -13,6 +13,8 @@ export interface Invocation {
   readonly context: Context;
   /** Named breakers the handler went through (`ctx.breaker`); made when it uses the first. */
   breakers?: Set<NamedBreaker>;
+  /** Set when the handler called `ctx.step`: a success then writes the run's completion record. */
+  stepped?: true;
   /** `ctx.working()`: resets the message's ack timer, and counts it. */
   working(): void;
   /** A synchronous call (HTTP `invoke:` route, NATS request), not a delivery. */

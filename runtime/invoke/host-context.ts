@@ -40,6 +40,7 @@ export class HostContext {
    */
   beginStep(invocation: Invocation, name: string, parent?: Context, signal?: AbortSignal): Promise<StepBegin> {
     const { delivery } = invocation;
+    invocation.stepped = true;
     return this.steps.begin(
       {
         headers: delivery.headers,

@@ -17,6 +17,7 @@ import { spendsAttempt } from "./outcome-table.ts";
 import { type Settled, Settler } from "./settler.ts";
 
 const CONSUMER = Object.freeze({ kind: SpanKind.CONSUMER });
+const DUPLICATE: Outcome = Object.freeze({ kind: "duplicate" });
 
 /** Whether a message carries W3C trace context to continue (most header-less ones do not). */
 function hasTraceContext(headers: Readonly<Record<string, string>>): boolean {
@@ -54,7 +55,8 @@ export interface InvokerDeps {
 }
 
 /**
- * Runs one function's deliveries: the poison guard, then the invocation core (admission,
+ * Runs one function's deliveries: the poison guard and completion records (a redelivery of
+ * a run that completed is acked as a duplicate, unrun), then the invocation core (admission,
  * the executor in a CONSUMER span with a deadline and heartbeats), then settlement,
  * exactly once. Never throws: every failure becomes a settlement.
  */
@@ -100,6 +102,10 @@ export class Invoker {
    */
   async process(delivery: Delivery): Promise<ProcessResult> {
     const attempt = this.#attempts.attempt(delivery);
+    const steps = this.#deps.host.steps;
+    let decided: Outcome | undefined = attempt > this.#fn.retry.maxAttempts ? { kind: "exhausted", attempts: attempt } : undefined;
+    // A redelivery of a run that completed (its ack lost) is settled from its completion record.
+    if (decided === undefined && steps.mayBeCompleted(delivery) && (await steps.completed(delivery))) decided = DUPLICATE;
     const parent = hasTraceContext(delivery.headers) ? propagation.extract(ROOT_CONTEXT, delivery.headers, headerGetter) : ROOT_CONTEXT;
     const start: InvocationStart = {
       delivery,
@@ -109,7 +115,7 @@ export class Invoker {
         options: spansRecorded() ? { kind: SpanKind.CONSUMER, attributes: this.#attributes(delivery) } : CONSUMER,
         parent,
       },
-      decided: attempt > this.#fn.retry.maxAttempts ? { kind: "exhausted", attempts: attempt } : undefined,
+      decided,
     };
     try {
       const result = await this.#core.invoke(start, (ran) => this.#settle(delivery, attempt, ran));
@@ -129,7 +135,16 @@ export class Invoker {
     // Its partition's lease was lost (an ordered function): another replica runs it, and
     // nothing of this run may be sent, not even a nak.
     if (delivery.revoked?.aborted) return this.#revoked(delivery, span);
-    const settlement = await this.#settler.settle({ delivery, attempt, outcome, span, context: invocation.context, breakerOpenMs });
+    const complete = outcome.kind === "success" && invocation.stepped ? () => this.#deps.host.steps.complete(delivery) : undefined;
+    const settlement = await this.#settler.settle({
+      delivery,
+      attempt,
+      outcome,
+      span,
+      context: invocation.context,
+      breakerOpenMs,
+      ...(complete ? { complete } : {}),
+    });
     if (settlement.unsent) return this.#revoked(delivery, span);
     this.#deps.onSettled?.(outcome, settlement);
     if (settlement.action !== "nak") this.#attempts.forget(delivery);

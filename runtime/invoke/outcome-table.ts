@@ -25,6 +25,8 @@ export function invocationOutcome(outcome: Outcome): InvocationOutcome | undefin
       return "invalid";
     case "exhausted":
       return undefined;
+    case "duplicate":
+      return "duplicate";
   }
 }
 
@@ -33,6 +35,7 @@ export function invocationOutcome(outcome: Outcome): InvocationOutcome | undefin
  * answer, so every row of the outcome table is a unit test.
  *
  * - success: ack (the caller publishes `output` first, if the function has one);
+ * - duplicate (a run that completed before): ack, publishing nothing;
  * - aborted (by shutdown, or as a bystander of a terminated thread): nak with no delay, so
  *   another replica, or a fresh thread, takes it at once;
  * - delivered more often than `maxAttempts` allows before it ran (`exhausted`): dead-letter
@@ -65,6 +68,9 @@ export function settle(
   switch (outcome.kind) {
     case "success":
       return { action: "ack", output: outcome.value };
+    case "duplicate":
+      // Its output was published before its completion record was written.
+      return { action: "ack", output: undefined };
     case "aborted":
       if (outcome.cause === "released") {
         return {

@@ -39,6 +39,8 @@ export interface Settling {
   readonly context: Context;
   /** Set while a breaker the delivery went through is open: milliseconds until it lets probes through. */
   readonly breakerOpenMs?: number;
+  /** Writes the run's completion record: after the output is published, before the ack (a run that used `ctx.step`). */
+  readonly complete?: () => Promise<void>;
 }
 
 /** How a wait for the broker is bounded and told (see {@link Settler}). */
@@ -130,6 +132,7 @@ export class Settler {
     }
     if (settlement.action === "dead-letter") settlement = await this.#deadLetter(item, settlement);
     if (settlement.unsent || delivery.revoked?.aborted) return this.#unsent(item, settlement);
+    if (settlement.action === "ack" && item.complete) await item.complete();
     switch (settlement.action) {
       case "ack":
         delivery.ack();
@@ -145,7 +148,7 @@ export class Settler {
     }
     this.#meters.acks[settlement.action === "dead-letter" ? "term" : settlement.action]++;
     item.span.setAttribute("jetfn.settlement", settlement.action);
-    if (outcome.kind !== "success" || settlement.action !== "ack") {
+    if ((outcome.kind !== "success" && outcome.kind !== "duplicate") || settlement.action !== "ack") {
       item.span.setStatus({ code: SpanStatusCode.ERROR, message: settlementError(settlement) });
       this.#logFailure(item, settlement);
     }

@@ -4,7 +4,10 @@ import { type Context, type Span, SpanStatusCode, trace } from "@opentelemetry/a
 import type { CompiledFunction } from "../config/types.ts";
 import { errorMessage } from "../contracts/error-message.ts";
 import {
+  type CompletionRecord,
+  completionRecordKey,
   doneRecord,
+  parseCompletionRecord,
   parseStepRecord,
   type RunSource,
   runIdOf,
@@ -114,6 +117,8 @@ export class StepJournal {
   /** Per record key: the `running` revision last seen, and since when (monotonic). */
   readonly #seen = new Map<string, { revision: number; since: number }>();
   #store?: Promise<StepStore>;
+  /** Whether a step of this function ran or was replayed on this host: its redeliveries then look for completion records. */
+  #used = false;
   #nextClaim = 1;
   #nextOwner = 1;
 
@@ -143,6 +148,7 @@ export class StepJournal {
       return this.#claim(name, undefined, 0, span, run.parent, stepIdempotencyKey(fn, randomUUID(), name));
     }
     span.setAttribute("jetfn.step.key", stepIdempotencyKey(fn, runId, name));
+    this.#used = true;
     try {
       const begin = await this.#begin(run, name, runId, span);
       if (begin.kind !== "run") span.end();
@@ -316,6 +322,57 @@ export class StepJournal {
         { step: claim.name },
         "a step outlived its lease: another delivery took it over meanwhile, and its record stands (the step ran twice; its key is the same for both)",
       );
+    }
+  }
+
+  /**
+   * Whether to look for the delivery's completion record before running it: for a
+   * redelivery, and for a first delivery with a `Nats-Msg-Id` (the same message stored
+   * twice) once this function has used steps here. A first delivery without an id costs
+   * nothing.
+   */
+  mayBeCompleted(run: RunSource & { readonly deliveryCount: number }): boolean {
+    if (!this.#options.store || run.seq === 0) return false;
+    return run.deliveryCount > 1 || (this.#used && runIdOf({ headers: run.headers, stream: "", seq: 0 }) !== undefined);
+  }
+
+  /**
+   * Whether the run completed before (its handler succeeded, its output was published, and
+   * its completion record was written). A store that fails says no: the run then goes on as
+   * it would without completion records (its steps still replay).
+   */
+  async completed(run: RunSource): Promise<boolean> {
+    const runId = runIdOf(run);
+    if (runId === undefined) return false;
+    try {
+      const entry = await (await this.#openStore()).get(completionRecordKey(this.fn.name, runId));
+      const record = entry && parseCompletionRecord(entry.value);
+      return record !== undefined && record.expiresAt > this.#now();
+    } catch (error) {
+      this.#options.log?.warn({ err: error, run: runId }, "reading a run's completion record failed; the run goes on");
+      return false;
+    }
+  }
+
+  /**
+   * Records that the run completed: called after its output was published and before its
+   * ack, for a run that used steps. A failure is logged, not thrown: the ack goes on, and a
+   * redelivery would replay the run's steps.
+   */
+  async complete(run: RunSource): Promise<void> {
+    const runId = runIdOf(run);
+    if (runId === undefined || !this.#options.store) return;
+    const key = completionRecordKey(this.fn.name, runId);
+    const now = this.#now();
+    const record: CompletionRecord = { state: "completed", at: now, expiresAt: now + this.fn.steps.ttlMs };
+    try {
+      const store = await this.#openStore();
+      const entry = await store.get(key);
+      const value = JSON.stringify(record);
+      if (entry) await store.update(key, value, entry.revision);
+      else await store.create(key, value);
+    } catch (error) {
+      this.#options.log?.warn({ err: error, run: runId }, "recording a run's completion failed; a redelivery would replay its steps");
     }
   }
 

@@ -139,7 +139,14 @@ export class FunctionMeters {
   inflight = 0;
   /** Messages dead-lettered since the host started (a running total, never folded). */
   deadLettered = 0;
-  readonly invocations: Record<InvocationOutcome, number> = { success: 0, error: 0, timeout: 0, invalid: 0, crashed: 0 };
+  readonly invocations: Record<InvocationOutcome, number> = {
+    success: 0,
+    error: 0,
+    timeout: 0,
+    invalid: 0,
+    crashed: 0,
+    duplicate: 0,
+  };
   readonly acks: Record<AckAction, number> = { ack: 0, nak: 0, term: 0, working: 0 };
   readonly duration: HistogramChild;
   readonly endToEnd: HistogramChild;
@@ -154,7 +161,7 @@ export class FunctionMeters {
   /** Counts one settled invocation, and its part of the last minute. */
   invoked(outcome: InvocationOutcome): void {
     this.invocations[outcome]++;
-    this.#recent.add(outcome === "success");
+    this.#recent.add(outcome === "success" || outcome === "duplicate");
   }
 
   /** The function's successes and failures in the last minute on this host. */

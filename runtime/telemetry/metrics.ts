@@ -26,7 +26,7 @@ export class Metrics {
   });
   readonly invocations = new Counter({
     name: "jetfn_invocations_total",
-    help: "Settled deliveries by outcome (success, error, timeout, invalid, crashed).",
+    help: "Settled deliveries by outcome (success, error, timeout, invalid, crashed, duplicate: a run that had completed, settled from its completion record without running).",
     labelNames: ["function", "outcome"] as const,
     registers: [this.registry],
     collect: () => this.#fold(),
@@ -252,7 +252,7 @@ export class Metrics {
     this.received.inc({ function: name }, 0);
     this.functionPaused.set({ function: name }, 0);
     this.inflight.set({ function: name }, 0);
-    for (const outcome of ["success", "error", "timeout", "invalid", "crashed"] satisfies InvocationOutcome[]) {
+    for (const outcome of ["success", "error", "timeout", "invalid", "crashed", "duplicate"] satisfies InvocationOutcome[]) {
       this.invocations.inc({ function: name, outcome }, 0);
     }
     for (const action of ["ack", "nak", "term", "working"] satisfies AckAction[]) {

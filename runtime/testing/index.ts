@@ -113,7 +113,7 @@ export interface InvokeOptions<Config = Record<string, unknown>> {
 
 /** What jetfn would do with the delivery. */
 export interface InvokeResult<Result = unknown> {
-  /** How the run ended: `success`, `error`, `timeout`, `invalid`, `undecodable`, or `exhausted` (not run). */
+  /** How the run ended: `success`, `error`, `timeout`, `invalid`, `undecodable`, `exhausted` or `duplicate` (both not run). */
   outcome: Outcome;
   /**
    * The one terminal action: `ack`, `nak` with `delayMs`, or `dead-letter` with `reason`;

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { STEP_BUCKET, stepRecordKey } from "../../runtime/contracts/steps.ts";
+import { completionRecordKey, STEP_BUCKET, stepRecordKey } from "../../runtime/contracts/steps.ts";
 import type { Host } from "../../runtime/host.ts";
 import { makeProject, scrape, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
@@ -137,5 +137,26 @@ describe("ctx.step", () => {
     expect(await scrape(baseUrl, 'jetfn_invocations_total{function="slow",outcome="success"}')).toBe(2);
     expect(await scrape(baseUrl, 'jetfn_steps_total{function="slow",result="ran"}')).toBe(1);
     expect(await scrape(baseUrl, 'jetfn_steps_total{function="slow",result="replayed"}')).toBe(1);
+  });
+
+  it("a later message of a run that completed is acked as a duplicate, without running the handler", async () => {
+    const drained = (seq: number) =>
+      waitFor(async () => {
+        const info = await nats.jsm.consumers.info("TWICE", "jetfn_slow");
+        return info.num_pending === 0 && info.num_ack_pending === 0 && info.delivered.stream_seq === seq;
+      });
+    const first = await nats.js.publish("twice.slow", JSON.stringify({ order: "o-6" }), { msgID: "ship-o-6" });
+    await drained(first.seq);
+    await new Promise((resolve) => setTimeout(resolve, 150)); // past the duplicate window: stored again
+    const second = await nats.js.publish("twice.slow", JSON.stringify({ order: "o-6" }), { msgID: "ship-o-6" });
+    expect(second.duplicate).toBe(false);
+    await drained(second.seq);
+    // The handler ran for the first message only: one arrival, one shipment.
+    expect(effectsOf("slow").filter((line) => line === "slow ship o-6")).toHaveLength(1);
+    expect(effectsOf("slow")).toContain(`slow arrived ${first.seq}`);
+    expect(effectsOf("slow")).not.toContain(`slow arrived ${second.seq}`);
+    await waitFor(async () => (await scrape(baseUrl, 'jetfn_invocations_total{function="slow",outcome="duplicate"}')) === 1);
+    const kv = await new Kvm(nats.nc).open(STEP_BUCKET);
+    expect((await kv.get(completionRecordKey("slow", "ship-o-6")))?.json()).toMatchObject({ state: "completed" });
   });
 });

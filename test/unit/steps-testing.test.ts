@@ -27,7 +27,41 @@ describe("ctx.step in jetfn/testing", () => {
     const retry = await invoke(charger(charges), { id: "o-1" }, { steps, deliveryCount: 2 });
     expect(retry.output).toEqual({ receipt: "r-o-1" });
     expect(charges).toEqual(["test:TEST:1:charge"]);
-    expect([...steps.records.values()].map((text) => JSON.parse(text))).toMatchObject([{ state: "done", result: { receipt: "r-o-1" } }]);
+    expect([...steps.records.values()].map((text) => JSON.parse(text))).toMatchObject([
+      { state: "done", result: { receipt: "r-o-1" } },
+      { state: "completed" },
+    ]);
+  });
+
+  it("a delivery of a run that completed is acked as a duplicate, without running the handler", async () => {
+    const charges: string[] = [];
+    const steps = new MemoryStepStore();
+    let runs = 0;
+    const handler = async (order: { id: string }, ctx: FunctionContext) => {
+      runs++;
+      return ctx.step("charge", () => charges.push(order.id));
+    };
+    const first = await invoke(handler, { id: "o-9" }, { steps, output: "orders.paid" });
+    expect(first.settlement).toEqual({ action: "ack", output: 1 });
+    // The ack was lost: the same message again.
+    const again = await invoke(handler, { id: "o-9" }, { steps, output: "orders.paid", deliveryCount: 2 });
+    expect(again.outcome).toEqual({ kind: "duplicate" });
+    expect(again.settlement).toEqual({ action: "ack", output: undefined });
+    expect(again.published).toEqual([]);
+    expect(runs).toBe(1);
+    expect(charges).toEqual(["o-9"]);
+  });
+
+  it("a handler that used no step writes no completion record", async () => {
+    const steps = new MemoryStepStore();
+    let runs = 0;
+    const handler = async () => {
+      runs++;
+    };
+    await invoke(handler, {}, { steps });
+    await invoke(handler, {}, { steps, deliveryCount: 2 });
+    expect(runs).toBe(2);
+    expect(steps.records.size).toBe(0);
   });
 
   it("without a shared store, each invoke() runs its steps", async () => {

@@ -7,6 +7,7 @@ import { ROOT_CONTEXT } from "@opentelemetry/api";
 import { afterAll, describe, expect, it } from "vitest";
 import type { CompiledFunction } from "../../runtime/config/types.ts";
 import {
+  completionRecordKey,
   occurrenceName,
   parseStepRecord,
   parseStepRecordKey,
@@ -15,7 +16,7 @@ import {
   stepRecordKey,
 } from "../../runtime/contracts/steps.ts";
 import { MemoryStepStore } from "../../runtime/invoke/memory-step-store.ts";
-import { settle, spendsAttempt } from "../../runtime/invoke/outcome-table.ts";
+import { invocationOutcome, settle, spendsAttempt } from "../../runtime/invoke/outcome-table.ts";
 import { stepJson } from "../../runtime/invoke/step-result.ts";
 import { LEASE_MARGIN_MS, type StepBegin, StepJournal, type StepRun } from "../../runtime/invoke/steps.ts";
 import { fromWire, toWire } from "../../runtime/isolation/protocol.ts";
@@ -83,6 +84,13 @@ describe("run ids and keys", () => {
     expect(stepIdempotencyKey("pay", "ORDERS:7", "charge")).toBe("pay:ORDERS:7:charge");
   });
 
+  it("a run's completion record has a key no step name can have", () => {
+    const key = completionRecordKey("pay", "ORDERS:7");
+    expect(key).toBe(`pay.${Buffer.from("ORDERS:7").toString("base64url")}.=completed`);
+    expect(key).toMatch(/^[-/_=.a-zA-Z0-9]+$/);
+    expect(parseStepRecordKey(key)).toEqual({ fn: "pay", runId: "ORDERS:7", completed: true });
+  });
+
   it("reads records it wrote, and calls anything else absent", () => {
     expect(parseStepRecord('{"state":"done","at":1,"expiresAt":2,"result":{"a":1}}')).toEqual({
       state: "done",
@@ -123,6 +131,11 @@ describe("stepJson", () => {
 
 describe("outcome table rows of a StepError", () => {
   const retry = FN.retry;
+  it("a run that completed before: acked, publishing nothing, counted as duplicate", () => {
+    expect(settle({ kind: "duplicate" }, 2, retry)).toEqual({ action: "ack", output: undefined });
+    expect(invocationOutcome({ kind: "duplicate" })).toBe("duplicate");
+  });
+
   it("a result too large or not JSON: dead-lettered at once with its own reason", () => {
     const tooLarge = new StepError("step x of function pay: too large", "x", "too-large");
     expect(settle({ kind: "error", error: tooLarge }, 1, retry)).toEqual({
@@ -300,6 +313,22 @@ describe("StepJournal", () => {
     expect(begin).toMatchObject({ kind: "run", key: expect.stringMatching(/^pay:[0-9a-f-]{36}:charge$/) });
     await steps.end(claimOf(begin), { kind: "done", json: "1" });
     expect(store.records.size).toBe(0);
+  });
+
+  it("looks for a completion record on a redelivery, or on a first delivery with a message id once steps ran here", async () => {
+    const store = new MemoryStepStore();
+    const steps = journal(store, new Clock());
+    const delivery = (deliveryCount: number, headers: Record<string, string> = {}) => ({ ...run(1, headers), deliveryCount });
+    expect(steps.mayBeCompleted(delivery(1))).toBe(false);
+    expect(steps.mayBeCompleted(delivery(2))).toBe(true);
+    expect(steps.mayBeCompleted(delivery(1, { "Nats-Msg-Id": "order-1" }))).toBe(false);
+    expect(await steps.completed(delivery(2))).toBe(false);
+    await steps.end(claimOf(await steps.begin(run(), "charge")), { kind: "done", json: "1" });
+    expect(steps.mayBeCompleted(delivery(1, { "Nats-Msg-Id": "order-1" }))).toBe(true);
+    await steps.complete(run());
+    expect(await steps.completed(run())).toBe(true);
+    expect(await steps.completed(run(2))).toBe(false);
+    expect(new StepJournal({ fn: FN }).mayBeCompleted(delivery(2))).toBe(false);
   });
 
   it("caps the result size by the server's max_payload", () => {
