@@ -9,6 +9,7 @@ import { pauseOrResume, status } from "./cli/control.ts";
 import { cancelDelayedCommand, listDelayedCommand } from "./cli/delayed.ts";
 import { deadLetterCommand } from "./cli/dlq.ts";
 import { replay } from "./cli/replay.ts";
+import { stepsCommand } from "./cli/steps.ts";
 import { isDuration, parseDuration } from "./config/duration.ts";
 import { loadEnv } from "./config/env.ts";
 import { ConfigError } from "./config/errors.ts";
@@ -83,6 +84,9 @@ function run(line: CommandRun<typeof COMMANDS>): Promise<number> {
     case "dlq redrive":
     case "dlq purge":
       return deadLetterCommand(line);
+    case "steps show":
+    case "steps forget":
+      return stepsCommand(line);
     case "replay":
       return replay(line.values, positionals);
     case "pause":

@@ -92,7 +92,8 @@ export const COMMANDS = {
   },
   "dlq list": {
     synopsis: "[function] [--reason r] [--since <time|duration>] [--limit n] [--json]",
-    summary: "show dead letters, oldest first; --reason is one of non-retryable,\nattempts-exhausted, undecodable, invalid, crashed",
+    summary:
+      "show dead letters, oldest first; --reason is one of non-retryable,\nattempts-exhausted, undecodable, invalid, crashed, step-too-large,\nstep-not-json",
     options: {
       limit: { type: "string", value: "n", description: "show at most n (counting those that matched)" },
       json: { type: "boolean", description: "one JSON object per line" },
@@ -130,6 +131,23 @@ export const COMMANDS = {
         value: "time|duration",
         description: "only those that failed before an ISO time, or longer ago than a duration (24h)",
       },
+      yes: { type: "boolean", short: "y", description: "do not ask (needed without a terminal)" },
+    },
+    positionals: true,
+  },
+  "steps show": {
+    synopsis: "<function> <run id> [--json]",
+    summary:
+      "list a run's recorded ctx.step results (name, state, when, size) and\nits completion record; the run id is the event's Nats-Msg-Id, else\n<stream>:<seq>",
+    options: {
+      json: { type: "boolean", description: "one JSON object per record" },
+    },
+    positionals: true,
+  },
+  "steps forget": {
+    synopsis: "<function> <run id> [--yes]",
+    summary: "remove a run's step records, so its next delivery runs every step\nagain; asks on a terminal, else needs --yes",
+    options: {
       yes: { type: "boolean", short: "y", description: "do not ask (needed without a terminal)" },
     },
     positionals: true,
@@ -177,7 +195,11 @@ export const COMMANDS = {
 
 /** What the overview says besides the commands. */
 export const OVERVIEW: Overview = {
-  groups: { dlq: "dead letters: list, show, send back or remove them", delayed: "delayed events: list or cancel them" },
+  groups: {
+    dlq: "dead letters: list, show, send back or remove them",
+    delayed: "delayed events: list or cancel them",
+    steps: "durable steps: show or forget a run's records",
+  },
   footer: `Environment: NATS_URL, JETFN_CONFIG (default functions.yaml), JETFN_HTTP_PORT, LOG_LEVEL, ... (see README)
 Exit codes: 0 done, 1 runtime failure (for invoke: the function answered with an error, or
 no host serves it), 2 bad configuration or usage.`,

@@ -1,3 +1,4 @@
+import { createInterface } from "node:readline/promises";
 import { redactUrl } from "../config/env.ts";
 import type { CompiledEnv } from "../config/types.ts";
 import { type NatsClients, openClients } from "../nats/clients.ts";
@@ -46,4 +47,19 @@ export function positiveIntegers(values: readonly string[] | undefined, option: 
     if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${option} expects a positive integer, got ${value}`);
     return n;
   });
+}
+
+/** Asks on the terminal; true only for y or yes. */
+export async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await new Promise<string>((resolve) => {
+      rl.once("close", () => resolve(""));
+      rl.once("SIGINT", () => rl.close()); // Ctrl-C declines
+      rl.question(question).then(resolve, () => resolve(""));
+    });
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
 }

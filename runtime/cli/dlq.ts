@@ -1,4 +1,3 @@
-import { createInterface } from "node:readline/promises";
 import { loadEnv } from "../config/env.ts";
 import { loadConfig } from "../config/load.ts";
 import type { CompiledEnv, CompiledFunction } from "../config/types.ts";
@@ -9,7 +8,7 @@ import { replayConsumerExists } from "../nats/replay-copies.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { CommandRun } from "./command-line.ts";
 import type { COMMANDS } from "./commands.ts";
-import { positiveIntegers, UsageError, withClients } from "./common.ts";
+import { confirm, positiveIntegers, UsageError, withClients } from "./common.ts";
 import { deadLetterJson, renderDeadLetter } from "./dead-letter-view.ts";
 import { parseTimeArgument } from "./time-argument.ts";
 
@@ -143,21 +142,6 @@ async function located<T>(name: string, server: string, work: () => Promise<T>):
     return await work();
   } catch (error) {
     throw new LocatedError(`function ${name} on ${server}: ${(error as Error).message ?? String(error)}`, { cause: error });
-  }
-}
-
-/** Asks on the terminal; true only for y or yes. */
-async function confirm(question: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = await new Promise<string>((resolve) => {
-      rl.once("close", () => resolve(""));
-      rl.once("SIGINT", () => rl.close()); // Ctrl-C declines
-      rl.question(question).then(resolve, () => resolve(""));
-    });
-    return /^y(es)?$/i.test(answer.trim());
-  } finally {
-    rl.close();
   }
 }
 

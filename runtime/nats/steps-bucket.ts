@@ -8,7 +8,7 @@
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
-import { STEP_BUCKET, type StepStore } from "../contracts/steps.ts";
+import { parseStepRecordKey, runRecordFilter, STEP_BUCKET, type StepStore } from "../contracts/steps.ts";
 
 /** Creates the step bucket or opens it, and makes sure its `max_age` is at least `ttlMs`. */
 export async function openStepBucket(nc: NatsConnection, ttlMs: number): Promise<KV> {
@@ -99,4 +99,59 @@ function isConflict(error: unknown): boolean {
     error instanceof JetStreamApiError &&
     (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
   );
+}
+
+/** One record of a run, as `jetfn steps show` lists it. */
+export interface RunRecord {
+  /** The step's name (`charge`, `charge#2`); absent for the run's completion record. */
+  readonly step?: string;
+  /** The record's JSON text. */
+  readonly value: string;
+  /** Bytes of the value. */
+  readonly size: number;
+  /** When the server stored it. */
+  readonly stored: Date;
+}
+
+/**
+ * The records of one run (its steps, and its completion record), oldest first; undefined
+ * when the bucket does not exist (no step ever ran against this server).
+ */
+export async function readRunRecords(nc: NatsConnection, fn: string, runId: string): Promise<RunRecord[] | undefined> {
+  const kv = await openExisting(nc);
+  if (!kv) return undefined;
+  const records: RunRecord[] = [];
+  for await (const key of await kv.keys(runRecordFilter(fn, runId))) {
+    const entry = await kv.get(key);
+    const parsed = parseStepRecordKey(key);
+    if (entry?.operation !== "PUT" || !parsed) continue;
+    records.push({
+      ...(parsed.step !== undefined ? { step: parsed.step } : {}),
+      value: entry.string(),
+      size: entry.length,
+      stored: entry.created,
+    });
+  }
+  return records.sort((a, b) => a.stored.getTime() - b.stored.getTime());
+}
+
+/** Removes every record of one run (purged: nothing of them is kept); resolves with how many there were. */
+export async function forgetRun(nc: NatsConnection, fn: string, runId: string): Promise<number> {
+  const kv = await openExisting(nc);
+  if (!kv) return 0;
+  const keys: string[] = [];
+  for await (const key of await kv.keys(runRecordFilter(fn, runId))) keys.push(key);
+  for (const key of keys) await kv.purge(key);
+  return keys.length;
+}
+
+/** The step bucket if it exists: reading it must not create it. */
+async function openExisting(nc: NatsConnection): Promise<KV | undefined> {
+  try {
+    await (await jetstreamManager(nc)).streams.info(`KV_${STEP_BUCKET}`);
+  } catch (error) {
+    if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) return undefined;
+    throw error;
+  }
+  return new Kvm(nc).open(STEP_BUCKET);
 }
