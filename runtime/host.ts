@@ -5,22 +5,23 @@ import { loadRouteSchemas, type PreparedHandler } from "./bundle/load.ts";
 import { encode, encodedType } from "./codec/codec.ts";
 import { loadProject } from "./config/load.ts";
 import type { CompiledConfig, CompiledEnv, CompiledRoute } from "./config/types.ts";
+import type { SyncCaller } from "./contracts/call.ts";
 import type { Pause } from "./contracts/control.ts";
 import type { BreakerState, FunctionStatus, HostStatus } from "./contracts/status.ts";
 import { FunctionRuntime, type ThreadSettings } from "./function/function-runtime.ts";
 import { HttpServer } from "./http/server.ts";
 import { IngressServer } from "./ingress/server.ts";
-import type { Caller } from "./invoke/caller.ts";
 import { prepareHandlers } from "./isolation/check.ts";
 import { workerScript } from "./isolation/script.ts";
 import { type NatsClients, openClients } from "./nats/clients.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { openControlBucket, PauseWatch } from "./nats/control.ts";
-import { DebounceKeys } from "./nats/debounce-keys.ts";
+import { openDebounceKeys } from "./nats/debounce-keys.ts";
 import { DelayedMover } from "./nats/delayed-mover.ts";
 import { type EmbeddedOptions, type NatsEndpoint, resolveNats } from "./nats/embedded.ts";
 import { openLeaseBucket } from "./nats/leases.ts";
 import { provisionStreams } from "./nats/provision.ts";
+import { openRateCells } from "./nats/rate-cells.ts";
 import { ReplayWatch } from "./nats/replay-watch.ts";
 import { JetfnService } from "./nats/service.ts";
 import { JETFN_VERSION } from "./package-root.ts";
@@ -186,7 +187,8 @@ export class Host {
       await provisionStreams(clients.nc, clients.jsm, this.config, this.log);
       stillWanted();
       const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
-      const debounceKeys = this.config.functions.some((fn) => fn.debounce) ? await DebounceKeys.open(clients.nc) : undefined;
+      const debounceKeys = this.config.functions.some((fn) => fn.debounce) ? await openDebounceKeys(clients.nc) : undefined;
+      const rateCells = this.config.functions.some((fn) => fn.rateLimit) ? await openRateCells(clients.nc) : undefined;
       this.#replays = new ReplayWatch(clients.jsm, this.log);
       // Delayed events (`ctx.publish(..., { delay })`, `jetfn publish --delay`): every host
       // runs a mover; the one holding its lease moves the due events to their targets.
@@ -218,6 +220,7 @@ export class Host {
             clients,
             ...(leases ? { leases } : {}),
             ...(debounceKeys ? { debounceKeys } : {}),
+            ...(rateCells ? { rateCells } : {}),
             replayWatch: this.#replays,
             handler: this.#handlers.get(fn.name)!,
             threads,
@@ -246,7 +249,7 @@ export class Host {
       this.#service = await JetfnService.start(clients.nc, {
         hostId: this.hostId,
         names: this.config.functions.map((fn) => fn.name),
-        functions: this.#running.filter((r) => r.fn.invoke),
+        functions: this.#running.filter((r) => r.fn.invoke).map((r) => ({ fn: r.fn, caller: r.calls })),
         status: () => this.status(),
         encode: (value) => ({ bytes: encode(value), type: encodedType(value) }),
         log: this.log,
@@ -290,8 +293,8 @@ export class Host {
   }
 
   /** The function's synchronous caller (HTTP `invoke:` routes, the NATS service); undefined before start. */
-  caller(name: string): Caller | undefined {
-    return this.#running.find((r) => r.fn.name === name)?.caller;
+  caller(name: string): SyncCaller | undefined {
+    return this.#running.find((r) => r.fn.name === name)?.calls;
   }
 
   /** Applies `jetfn pause` / `jetfn resume` as read from `JETFN_CONTROL`. */

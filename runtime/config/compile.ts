@@ -157,6 +157,15 @@ export function compileFunction(
           },
         }
       : {}),
+    ...(entry.rateLimit
+      ? {
+          rateLimit: {
+            limit: entry.rateLimit.limit,
+            periodMs: entry.rateLimit.period ?? 1000,
+            burst: entry.rateLimit.burst ?? Math.max(1, Math.ceil(entry.rateLimit.limit / 10)),
+          },
+        }
+      : {}),
     ...(entry.debounce
       ? {
           debounce: {

@@ -215,6 +215,13 @@ const debounceSchema = z
       ctx.issues.push({ code: "custom", input: maxWait, path: ["maxWait"], message: "maxWait must be at least the period" });
   });
 
+/** `rateLimit:` of a function: at most `limit` runs per `period` across every replica. */
+const rateLimitSchema = z.strictObject({
+  limit: integer(1),
+  period: durationAtLeast(1, "1ms").optional(),
+  burst: integer(1).optional(),
+});
+
 /** Keys that only a function entry may set; `defaults:` rejects them by name. */
 export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
   "name",
@@ -228,6 +235,7 @@ export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
   "ordering",
   "schedule",
   "debounce",
+  "rateLimit",
 ]);
 
 /** The `defaults:` section. */
@@ -287,10 +295,18 @@ export const functionEntrySchema = z
     ordering: orderingSchema.optional(),
     schedule: scheduleSchema.optional(),
     debounce: debounceSchema.optional(),
+    rateLimit: rateLimitSchema.optional(),
     ...tunables,
   })
   .check((ctx) => {
-    const { stream, subjects, schedule, debounce, ordering } = ctx.value;
+    const { stream, subjects, schedule, debounce, ordering, rateLimit } = ctx.value;
+    if (rateLimit !== undefined && ordering !== undefined)
+      ctx.issues.push({
+        code: "custom",
+        input: rateLimit,
+        path: ["rateLimit"],
+        message: "rateLimit and ordering do not go together: every partition's consumer sees every event",
+      });
     if (debounce !== undefined && ordering !== undefined)
       ctx.issues.push({
         code: "custom",

@@ -76,6 +76,8 @@ export interface CompiledFunction {
   readonly schedule?: CompiledSchedule;
   /** `debounce:`: its events run once per key, with the last, after a quiet `period`. */
   readonly debounce?: CompiledDebounce;
+  /** `rateLimit:`: at most `limit` runs per `period`, across every replica together. */
+  readonly rateLimit?: CompiledRateLimit;
   /** `steps:`: the records of its `ctx.step` calls. */
   readonly steps: CompiledSteps;
 }
@@ -86,6 +88,15 @@ export interface CompiledSteps {
   readonly ttlMs: number;
   /** The largest step result, as JSON bytes; capped by the server's max_payload at run time. @default 256KB */
   readonly maxResultBytes: number;
+}
+
+/** A function's `rateLimit:`. */
+export interface CompiledRateLimit {
+  /** Runs per `period`, across every replica. */
+  readonly limit: number;
+  readonly periodMs: number;
+  /** Runs that may start at once. @default a tenth of `limit`, at least 1 */
+  readonly burst: number;
 }
 
 /** A function's `debounce:`. */

@@ -1,5 +1,6 @@
 import type { PreparedHandler } from "../bundle/load.ts";
-import type { CompiledDebounce, CompiledFunction, CompiledSchedule } from "../config/types.ts";
+import type { CompiledDebounce, CompiledFunction, CompiledRateLimit, CompiledSchedule } from "../config/types.ts";
+import type { SyncCaller } from "../contracts/call.ts";
 import { type Consumption, consumedTogether } from "../contracts/consumption.ts";
 import type { Pause } from "../contracts/control.ts";
 import type { Delivery } from "../contracts/delivery.ts";
@@ -15,6 +16,7 @@ import { WorkerExecutor, type WorkerExecutorOptions } from "../isolation/worker-
 import type { NatsClients } from "../nats/clients.ts";
 import type { ConsumerPoller } from "../nats/consumer-poller.ts";
 import type { DebounceKeys } from "../nats/debounce-keys.ts";
+import type { KvCells } from "../nats/kv-cas.ts";
 import type { KV } from "../nats/leases.ts";
 import { debounceConsumer, ensureConsumer, provisionConsumers, replayConsumer, scheduleConsumer } from "../nats/provision.ts";
 import { PullLoop } from "../nats/pull-loop.ts";
@@ -23,10 +25,12 @@ import { stepStoreOf } from "../nats/steps-bucket.ts";
 import { Ticker } from "../nats/ticker.ts";
 import { OrderedFunction } from "../ordering/ordered-function.ts";
 import type { BreakerRegistry } from "../resilience/breaker-registry.ts";
+import { isRetryAfterError } from "../sdk/errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { Capacity } from "./capacity.ts";
 import { Debouncer } from "./debouncer.ts";
+import { limitedCalls, RateLimiter } from "./rate-limiter.ts";
 
 /** What the host's handler threads share (see {@link WorkerExecutorOptions}). */
 export type ThreadSettings = Pick<WorkerExecutorOptions, "rootDir" | "logLevel" | "tracing" | "idleMs" | "graceMs"> & {
@@ -42,6 +46,8 @@ export interface FunctionRuntimeDeps {
   readonly leases?: KV;
   /** The `JETFN_DEBOUNCE_KEYS` bucket, for a debounced function. */
   readonly debounceKeys?: DebounceKeys;
+  /** The `JETFN_RATE_LIMITS` bucket's cells, for a rate-limited function. */
+  readonly rateCells?: KvCells<number>;
   readonly replayWatch: ReplayWatch;
   /** The function's bundle, and its module when it runs in this thread (`isolation: none`). */
   readonly handler: PreparedHandler;
@@ -73,9 +79,13 @@ export class FunctionRuntime {
   readonly executor: Executor;
   readonly invoker: Invoker;
   readonly caller: Caller;
+  /** How synchronous calls reach it (HTTP `invoke:` routes, the NATS service): its caller, behind its rate limit. */
+  readonly calls: SyncCaller;
   readonly #deps: FunctionRuntimeDeps;
   readonly #consumption: Consumption;
   readonly #capacity: Capacity;
+  /** Its fleet-wide `rateLimit:`. */
+  readonly #limiter?: RateLimiter;
   /** Publishes its ticks (`schedule:`), with every other replica's ticker. */
   readonly #ticker?: Ticker;
   /** When this host expects its next tick. */
@@ -99,8 +109,25 @@ export class FunctionRuntime {
     const gate = deps.replayWatch.gate(replays.durable, this.admission);
     this.#capacity = new Capacity(fn, this.executor, () => gate.waiting > 0);
     const { heartbeats, heartbeat } = this.#capacity;
-    this.invoker = new Invoker({ host, executor: this.executor, admission: this.admission, metrics, stop, heartbeats, heartbeat });
+    const limiter = fn.rateLimit && this.#limiterOf({ ...fn, rateLimit: fn.rateLimit });
+    this.#limiter = limiter;
+    this.invoker = new Invoker({
+      host,
+      executor: this.executor,
+      admission: this.admission,
+      metrics,
+      stop,
+      heartbeats,
+      heartbeat,
+      // A handler's RetryAfterError holds the whole fleet off, not only its event.
+      ...(limiter
+        ? { onSettled: (outcome) => outcome.kind === "error" && isRetryAfterError(outcome.error) && limiter.holdOff(outcome.error.delayMs) }
+        : {}),
+    });
     this.caller = new Caller({ host, executor: this.executor, admission: this.admission, metrics, stop });
+    this.calls = limiter ? limitedCalls(fn.name, this.caller, limiter) : this.caller;
+    // Every loop that runs the handler pulls only what the rate limit grants it, one pull at a time.
+    const permits = () => (limiter ? { permits: limiter.forLoop(), maxPulls: 1 } : {});
     const run = (delivery: Delivery) => this.invoker.process(delivery);
     const debouncer = fn.debounce && this.#debouncerOf({ ...fn, debounce: fn.debounce });
     const events = fn.ordering
@@ -120,11 +147,14 @@ export class FunctionRuntime {
           rebind: () => ensureConsumer(jsm, fn, deps.log),
           admission: this.admission,
           budget: this.#capacity.live,
+          // A debounced function's events are taken, not run: its fires take the permits.
+          ...(debouncer ? {} : permits()),
         });
     const replayLoop = new PullLoop(js, replays, (delivery) => this.invoker.process(replayed(delivery)), deps.log, {
       rebind: () => ensureConsumer(jsm, replays, deps.log),
       admission: gate,
       budget: this.#capacity.replays,
+      ...permits(),
     });
     // A function with a stream of its own reads its ticks through a second durable, in its live share.
     const ticks = scheduleConsumer(fn);
@@ -134,6 +164,7 @@ export class FunctionRuntime {
         rebind: () => ensureConsumer(jsm, ticks, deps.log),
         admission: this.admission,
         budget: this.#capacity.live,
+        ...permits(),
       });
     // A debounced function's fires come through a durable of their own, in its live share.
     const fires = debounceConsumer(fn);
@@ -144,6 +175,7 @@ export class FunctionRuntime {
         rebind: () => ensureConsumer(jsm, fires, deps.log),
         admission: this.admission,
         budget: this.#capacity.live,
+        ...permits(),
       });
     let live: Consumption = events;
     if (tickLoop) live = consumedTogether(live, tickLoop, { bothBound: true });
@@ -160,6 +192,8 @@ export class FunctionRuntime {
   /** Creates or updates its consumers, then starts pulling. */
   async start(): Promise<void> {
     await provisionConsumers(this.#deps.clients.jsm, this.fn, this.#deps.log);
+    // A rate-limited function's handler is ready before its first permit is taken.
+    if (this.#limiter) await this.executor.warm?.();
     await this.#consumption.start();
     // Once its consumers are bound: the ticks it publishes are read by them.
     await this.#ticker?.start();
@@ -243,9 +277,18 @@ export class FunctionRuntime {
             },
           }
         : {}),
+      ...(this.#limiter ? { rateLimit: this.#limiter.status() } : {}),
       ...executor.status(),
       ...this.#consumption.status?.(),
     };
+  }
+
+  #limiterOf(fn: CompiledFunction & { readonly rateLimit: CompiledRateLimit }): RateLimiter {
+    const { rateCells, metrics, now } = this.#deps;
+    if (!rateCells) throw new Error(`function ${fn.name} is rate-limited, and the host opened no JETFN_RATE_LIMITS bucket`);
+    const labels = { function: fn.name };
+    metrics.rateLimited.inc(labels, 0);
+    return new RateLimiter({ fn, cells: rateCells, now, log: this.#log, waited: (seconds) => metrics.rateLimited.inc(labels, seconds) });
   }
 
   #debouncerOf(fn: CompiledFunction & { readonly debounce: CompiledDebounce }): Debouncer {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { CompiledTracing } from "../config/types.ts";
 import type { Gate } from "../contracts/gate.ts";
@@ -56,6 +57,8 @@ export class WorkerExecutor implements Executor {
   #restarts = 0;
   #lastEnd?: ThreadEnd & { readonly at: string };
   #closed = false;
+  /** Set by {@link warm}: the thread is started at once, and not closed when idle. */
+  #keepWarm = false;
 
   constructor(host: HostContext, options: WorkerExecutorOptions) {
     this.#host = host;
@@ -77,6 +80,19 @@ export class WorkerExecutor implements Executor {
     // Spawned outside the delivery's trace context: the thread's events must not run in it.
     this.#thread ??= context.with(ROOT_CONTEXT, () => this.#spawn());
     return this.#thread.run(invocation, deadline);
+  }
+
+  /**
+   * Starts the function's thread now, resolving once it can run a delivery (or it ended), and
+   * keeps one from then on, idle or not. For a rate-limited function: a permit is spent when
+   * its event is pulled, and events pulled while a thread starts would all start at once
+   * when it is up, more than the limit allows in that moment.
+   */
+  async warm(): Promise<void> {
+    this.#keepWarm = true;
+    if (this.#closed) return;
+    const thread = (this.#thread ??= context.with(ROOT_CONTEXT, () => this.#spawn()));
+    while (!thread.ready && this.#thread === thread && !this.#closed) await sleep(10);
   }
 
   status(): Record<string, unknown> {
@@ -128,6 +144,7 @@ export class WorkerExecutor implements Executor {
           return;
         }
         clearTimeout(this.#idleTimer);
+        if (this.#keepWarm) return;
         this.#idleTimer = setTimeout(() => {
           if (this.#thread !== thread) return;
           this.#thread = undefined;

@@ -29,6 +29,20 @@ export interface PullLoopOptions {
   readonly budget?: BudgetPart;
   /** Pull requests open at once. @default 4 */
   readonly maxPulls?: number;
+  /**
+   * A rate limit's permits (`rateLimit:`): each pull asks for only as many messages as it
+   * was granted, so what waits for a permit waits in the stream; what it did not receive
+   * is given back. Give it `maxPulls: 1`: open pulls hold their permits.
+   */
+  readonly permits?: Permits;
+}
+
+/** Where a rate-limited loop's permits come from (see `RateLimiter`): one per loop. */
+export interface Permits {
+  /** Up to `want` permits, waiting for at least one; 0 when `signal` aborted first. */
+  acquire(want: number, signal: AbortSignal): Promise<number>;
+  /** A pull granted `granted` permits received `used` messages: the rest are given back. */
+  settle(granted: number, used: number): void;
 }
 
 /**
@@ -155,18 +169,26 @@ export class PullLoop {
           continue;
         }
       }
-      const want = this.#want();
+      let want = this.#want();
       if (want === 0) {
         await this.#changed(this.#options.admission.closedForMs() || 1000);
         continue;
       }
       this.#budget.take(want);
+      const permits = this.#options.permits;
+      if (permits) {
+        const granted = await permits.acquire(want, stopped);
+        this.#budget.give(want - granted);
+        want = granted;
+        if (want === 0) continue;
+      }
       try {
         const pull = await consumer.fetch({ max_messages: want, expires: PULL_EXPIRES_MS });
         this.#bound = true;
         this.#pulls.set(pull, this.#receive(pull, want));
       } catch (error) {
         this.#budget.give(want);
+        permits?.settle(want, 0);
         if (!stopped.aborted) this.#failure = error;
       }
     }
@@ -202,6 +224,7 @@ export class PullLoop {
       clearTimeout(watchdog);
       this.#pulls.delete(pull);
       this.#budget.give(asked - received);
+      this.#options.permits?.settle(asked, received);
     }
   }
 

@@ -163,6 +163,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly rateLimited = new Counter({
+    name: "jetfn_rate_limited_seconds_total",
+    help: "Seconds a rate-limited function on this host was held back, waiting for permits (its events waited in the stream meanwhile).",
+    labelNames: ["function"] as const,
+    registers: [this.registry],
+  });
+
   readonly debounced = new Counter({
     name: "jetfn_debounced_total",
     help: "Events of a debounced function taken by this host that will not run: a newer event of their key took their place.",

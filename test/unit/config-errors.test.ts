@@ -317,3 +317,34 @@ describe("loadConfig: debounce:", () => {
     ]);
   });
 });
+
+describe("loadConfig: rateLimit:", () => {
+  it("compiles limit, period (default 1s) and burst (default a tenth of the limit, at least 1)", async () => {
+    const { load } = await import("./config-fixtures.ts");
+    const config = load([...ORDERS_STREAM, "functions:", ...FUNCTION_A, "    rateLimit: { limit: 100, period: 1m }"]);
+    expect(config.functions[0]!.rateLimit).toEqual({ limit: 100, periodMs: 60_000, burst: 10 });
+    const small = load([...ORDERS_STREAM, "functions:", ...FUNCTION_A, "    rateLimit: { limit: 3, burst: 2 }"]);
+    expect(small.functions[0]!.rateLimit).toEqual({ limit: 3, periodMs: 1000, burst: 2 });
+  });
+
+  it("reports a limit of 0, an unknown key, and ordering beside it", () => {
+    expect(
+      errorsOf([
+        ...ORDERS_STREAM,
+        "functions:",
+        ...FUNCTION_A,
+        "    rateLimit: { limit: 0, period: 1s, per: 1 }",
+        "  - name: b",
+        "    handler: functions/b.ts",
+        "    stream: ORDERS",
+        "    subjects: [orders.updated]",
+        "    rateLimit: { limit: 5 }",
+        "    ordering: { key: id }",
+      ]),
+    ).toEqual([
+      "functions.yaml:9:25 functions[0].rateLimit.limit: expected an integer >= 1, got 0",
+      'functions.yaml:9:40 functions[0].rateLimit.per: unknown key "per"',
+      "functions.yaml:14:16 functions[1].rateLimit: rateLimit and ordering do not go together: every partition's consumer sees every event",
+    ]);
+  });
+});
