@@ -1,4 +1,4 @@
-import { type InvokeOptions, invoke } from "jetfn/testing";
+import { type InvokeOptions, invoke, MemoryStepStore } from "jetfn/testing";
 import { describe, expect, it } from "vitest";
 import processOrder from "./process-order.ts";
 
@@ -24,8 +24,22 @@ describe("process-order", () => {
     expect(result.logs).toContainEqual(expect.objectContaining({ level: "info", msg: "payment captured", orderId: "o-1" }));
   });
 
+  it("charges once when a retry follows the charge: the retry replays the recorded receipt", async () => {
+    const steps = new MemoryStepStore();
+    // The first attempt charges, then its output is refused: the host would retry the event.
+    const refuseOutput = (message: { subject: string }) => {
+      if (message.subject === "orders.paid") throw new Error("storage full");
+    };
+    const first = await invoke(processOrder, order, { ...options, seq: 8, steps, publish: refuseOutput });
+    expect(first.settlement).toMatchObject({ action: "nak", spared: true });
+    const retry = await invoke(processOrder, order, { ...options, seq: 8, steps, deliveryCount: 2 });
+    expect(retry.settlement.action).toBe("ack");
+    expect((retry.output as { receiptId: string }).receiptId).toBe(receiptOf(steps));
+  });
+
   it("dead-letters a declined card at once", async () => {
-    const result = await invoke(processOrder, { ...order, amount: 20_000 }, options);
+    // A run of its own (seq 2): the gateway answers a charge key it saw before with that charge's receipt.
+    const result = await invoke(processOrder, { ...order, amount: 20_000 }, { ...options, seq: 2 });
     expect(result.settlement).toEqual({
       action: "dead-letter",
       reason: "non-retryable",
@@ -54,3 +68,9 @@ describe("process-order", () => {
     expect(result.settlement).toEqual({ action: "nak", delayMs: 10_000, error: "BreakerOpenError: breaker payment-api is open" });
   });
 });
+
+/** The receipt id the store recorded for the charge step. */
+function receiptOf(steps: MemoryStepStore): string {
+  const record = [...steps.records.values()].map((text) => JSON.parse(text)).find((value) => value.state === "done");
+  return record.result.id;
+}

@@ -1,7 +1,8 @@
 /**
  * A simulated payment gateway, standing in for the HTTP API a real function would call.
  * It takes 5-25 ms, fails with a transient error at `failureRate`, and declines amounts
- * above `declineAbove` (a permanent failure).
+ * above `declineAbove` (a permanent failure). Like a real gateway, it answers a second
+ * charge with the same `idempotencyKey` with the first one's receipt, charging once.
  */
 export interface ChargeRequest {
   orderId: string;
@@ -25,16 +26,29 @@ export interface PaymentClientOptions {
   declineAbove?: number;
 }
 
+/** How a charge is made. */
+export interface ChargeOptions {
+  signal: AbortSignal;
+  /** The same key twice charges once: the second call gets the first one's receipt. */
+  idempotencyKey?: string;
+}
+
 export class PaymentClient {
   readonly #failureRate: number;
   readonly #declineAbove: number;
+  /** Receipts by idempotency key, as the gateway would keep them. */
+  readonly #charged = new Map<string, Receipt>();
+  /** Charges made (not the ones answered by idempotency key). */
+  charges = 0;
 
   constructor(options: PaymentClientOptions = {}) {
     this.#failureRate = options.failureRate ?? 0;
     this.#declineAbove = options.declineAbove ?? 10_000;
   }
 
-  async charge(request: ChargeRequest, signal: AbortSignal): Promise<Receipt> {
+  async charge(request: ChargeRequest, { signal, idempotencyKey }: ChargeOptions): Promise<Receipt> {
+    const earlier = idempotencyKey === undefined ? undefined : this.#charged.get(idempotencyKey);
+    if (earlier) return earlier;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(resolve, 5 + Math.random() * 20);
       signal.addEventListener(
@@ -47,6 +61,9 @@ export class PaymentClient {
       );
     });
     if (Math.random() < this.#failureRate) throw new PaymentUnavailableError("payment gateway unavailable (simulated)");
-    return { id: `rcpt_${request.orderId}_${Date.now().toString(36)}`, declined: request.amount > this.#declineAbove };
+    const receipt = { id: `rcpt_${request.orderId}_${Date.now().toString(36)}`, declined: request.amount > this.#declineAbove };
+    this.charges++;
+    if (idempotencyKey !== undefined) this.#charged.set(idempotencyKey, receipt);
+    return receipt;
   }
 }
