@@ -14,6 +14,7 @@ import { isDuration, parseDuration } from "./config/duration.ts";
 import { loadEnv } from "./config/env.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadConfig, loadProject } from "./config/load.ts";
+import { configWarnings } from "./config/warnings.ts";
 import { DelayError, resolveDeliverAt } from "./contracts/delayed.ts";
 import { runDev } from "./dev.ts";
 import { Host } from "./host.ts";
@@ -176,6 +177,7 @@ async function validate(): Promise<number> {
   await loadRouteSchemas(config);
   const routes = config.routes.length > 0 ? `, ${config.routes.length} route(s)` : "";
   console.log(`${config.file}: ${config.functions.length} function(s), ${config.streams.length} stream(s)${routes}: ok`);
+  for (const warning of configWarnings(config)) console.error(`warning: ${warning}`);
   return 0;
 }
 

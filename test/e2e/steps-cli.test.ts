@@ -3,7 +3,7 @@
  * steps: the records listed, then forgotten, after which the same run (its message id
  * stored again) runs its steps again rather than being acked as a duplicate.
  */
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -90,6 +90,20 @@ describe("jetfn steps", () => {
     const again = await nats.js.publish("shop.charge", JSON.stringify({ order: "o-cli" }), { msgID: "order-cli" });
     expect(again.duplicate).toBe(false);
     await waitFor(() => charges().length === 2);
+  });
+
+  it("jetfn validate warns when a function's steps.ttl is shorter than its retry span", async () => {
+    const short = path.join(dir, "functions.short.yaml");
+    writeFileSync(
+      short,
+      readFileSync(path.join(dir, "functions.yaml"), "utf8").replace(
+        "output: shop.charged }",
+        "output: shop.charged, steps: { ttl: 1s } }",
+      ),
+    );
+    const cli = runCli(["validate"], { JETFN_CONFIG: short });
+    expect(await cli.exited).toBe(0);
+    expect(cli.output()).toContain(`warning: ${short}: function charge: steps.ttl 1s is shorter than its retry span`);
   });
 
   it("refuses an unknown function", async () => {

@@ -6,6 +6,7 @@
 import { ROOT_CONTEXT } from "@opentelemetry/api";
 import { afterAll, describe, expect, it } from "vitest";
 import type { CompiledFunction } from "../../runtime/config/types.ts";
+import { configWarnings, retrySpanMs } from "../../runtime/config/warnings.ts";
 import {
   completionRecordKey,
   occurrenceName,
@@ -41,6 +42,16 @@ describe("steps: in functions.yaml", () => {
     expect(FN.steps).toEqual({ ttlMs: 3_600_000, maxResultBytes: 256 * 1024 });
     const config = load(["defaults:", "  steps: { ttl: 48h }", "functions:", ...FUNCTION_A, "    steps: { maxResultSize: 1MB }"]);
     expect(config.functions[0]!.steps).toEqual({ ttlMs: 48 * 3_600_000, maxResultBytes: 1024 * 1024 });
+  });
+
+  it("warns when steps.ttl is shorter than the function's retry span", () => {
+    // 3 attempts of up to 10 s, backoff 1 s then 2 s: 33 s.
+    expect(retrySpanMs(FN)).toBe(33_000);
+    const config = load(["functions:", ...FUNCTION_A, "    timeout: 10s", "    retry: { maxAttempts: 3 }", "    steps: { ttl: 30s }"]);
+    expect(configWarnings(config)).toEqual([
+      `${config.file}: function a: steps.ttl 30s is shorter than its retry span (up to 33s: 3 attempts of up to 10s and their backoff); an attempt after the ttl runs its steps again`,
+    ]);
+    expect(configWarnings(load(["functions:", ...FUNCTION_A]))).toEqual([]);
   });
 
   it("reports a bad key or value at its place", () => {
