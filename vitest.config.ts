@@ -20,8 +20,14 @@ export default defineConfig({
           ...shared,
           name: "none",
           include: ["test/{integration,faults}/**/*.test.ts"],
-          // The delayed-event mover's and the ticker's own tests run no handler: once is enough.
-          exclude: ["test/integration/delayed.test.ts", "test/integration/delayed-scale.test.ts", "test/integration/ticker.test.ts"],
+          // The delayed-event mover's and the ticker's own tests run no handler, and the rate
+          // limit's cluster test is about its bucket: once is enough.
+          exclude: [
+            "test/integration/delayed.test.ts",
+            "test/integration/delayed-scale.test.ts",
+            "test/integration/ticker.test.ts",
+            "test/faults/rate-limit-cluster.test.ts",
+          ],
           env: { JETFN_TEST_ISOLATION: "none" },
         },
       },

@@ -187,8 +187,10 @@ export class Host {
       await provisionStreams(clients.nc, clients.jsm, this.config, this.log);
       stillWanted();
       const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
-      const debounceKeys = this.config.functions.some((fn) => fn.debounce) ? await openDebounceKeys(clients.nc) : undefined;
-      const rateCells = this.config.functions.some((fn) => fn.rateLimit) ? await openRateCells(clients.nc) : undefined;
+      // The buckets a host creates are as replicated as the most replicated stream it declares.
+      const replicas = Math.max(1, ...this.config.streams.map((stream) => stream.replicas));
+      const debounceKeys = this.config.functions.some((fn) => fn.debounce) ? await openDebounceKeys(clients.nc, replicas) : undefined;
+      const rateCells = this.config.functions.some((fn) => fn.rateLimit) ? await openRateCells(clients.nc, replicas) : undefined;
       this.#replays = new ReplayWatch(clients.jsm, this.log);
       // Delayed events (`ctx.publish(..., { delay })`, `jetfn publish --delay`): every host
       // runs a mover; the one holding its lease moves the due events to their targets.

@@ -24,11 +24,12 @@ const MAX_REASON = 40;
  * row only. A host that did not answer gets one row saying why.
  */
 export function formatStatusTable(status: FleetStatus): string {
-  // A column for the next tick only when a function of the fleet has a schedule.
+  // A column for the next tick only when a function of the fleet has a schedule; for the rate limit, one has one.
   const scheduled = status.hosts.some((host) => host.functions.some((fn) => scheduleOf(fn) !== undefined));
-  const headers: readonly string[] = scheduled ? [...HEADERS, "NEXT TICK"] : HEADERS;
+  const limited = status.hosts.some((host) => host.functions.some((fn) => rateLimitOf(fn) !== undefined));
+  const headers: readonly string[] = [...HEADERS, ...(limited ? ["RATE LIMIT"] : []), ...(scheduled ? ["NEXT TICK"] : [])];
   const rows: string[][] = [];
-  for (const host of status.hosts) rows.push(...hostRows(host, scheduled));
+  for (const host of status.hosts) rows.push(...hostRows(host, limited, scheduled));
   // A note in place of a host's functions (it did not answer) does not widen their columns.
   const full = rows.filter((row) => row.length === headers.length);
   const widths = headers.map((header, i) => Math.max(header.length, ...full.map((row) => row[i]!.length)));
@@ -42,7 +43,7 @@ export function formatStatusTable(status: FleetStatus): string {
   return [line(headers), ...rows.map(line), "", summary].join("\n");
 }
 
-function hostRows(host: FleetHost, scheduled: boolean): string[][] {
+function hostRows(host: FleetHost, limited: boolean, scheduled: boolean): string[][] {
   const first = [host.host, host.version, host.uptimeMs === undefined ? "-" : formatUptime(host.uptimeMs)];
   const blank = ["", "", ""];
   if (host.error !== undefined) return [[...first, `(${host.error})`]];
@@ -50,6 +51,7 @@ function hostRows(host: FleetHost, scheduled: boolean): string[][] {
   return host.functions.map((fn, i) => [
     ...(i === 0 ? first : blank),
     ...functionCells(fn),
+    ...(limited ? [rateLimitCell(rateLimitOf(fn))] : []),
     ...(scheduled ? [scheduleOf(fn)?.nextTick?.replace(/\.000Z$/, "Z") ?? "-"] : []),
   ]);
 }
@@ -67,6 +69,28 @@ function functionCells(fn: FleetFunctionStatus): string[] {
     String(fn.lastMinute.failures),
     count(fn.deadLetters),
   ];
+}
+
+/** The `rateLimit` a host reports for a rate-limited function (`RateLimiter.status`). */
+interface ShownRateLimit {
+  readonly limit: number;
+  readonly periodMs: number;
+  readonly perKey?: boolean;
+  readonly waiting?: number;
+  readonly failing?: string;
+}
+
+function rateLimitOf(fn: FleetFunctionStatus): ShownRateLimit | undefined {
+  const limit = fn.rateLimit;
+  return typeof limit === "object" && limit !== null ? (limit as ShownRateLimit) : undefined;
+}
+
+/** `50/1s`, `10/1s per key`, then `waiting` (held back now) or `FAILING` (its bucket unreachable: nothing starts). */
+function rateLimitCell(limit: ShownRateLimit | undefined): string {
+  if (!limit) return "-";
+  const period = limit.periodMs % 1000 === 0 ? `${limit.periodMs / 1000}s` : `${limit.periodMs}ms`;
+  const state = limit.failing !== undefined ? " FAILING" : (limit.waiting ?? 0) > 0 ? " waiting" : "";
+  return `${limit.limit}/${period}${limit.perKey ? " per key" : ""}${state}`;
 }
 
 /** The `schedule` a host reports for a scheduled function (`FunctionRuntime.status`). */

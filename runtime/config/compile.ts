@@ -163,6 +163,7 @@ export function compileFunction(
             limit: entry.rateLimit.limit,
             periodMs: entry.rateLimit.period ?? 1000,
             burst: entry.rateLimit.burst ?? Math.max(1, Math.ceil(entry.rateLimit.limit / 10)),
+            ...(entry.rateLimit.key ? { key: entry.rateLimit.key } : {}),
           },
         }
       : {}),

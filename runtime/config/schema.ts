@@ -220,6 +220,7 @@ const rateLimitSchema = z.strictObject({
   limit: integer(1),
   period: durationAtLeast(1, "1ms").optional(),
   burst: integer(1).optional(),
+  key: eventKeySchema.optional(),
 });
 
 /** Keys that only a function entry may set; `defaults:` rejects them by name. */

@@ -97,6 +97,8 @@ export interface CompiledRateLimit {
   readonly periodMs: number;
   /** Runs that may start at once. @default a tenth of `limit`, at least 1 */
   readonly burst: number;
+  /** Per key (read from each event): each key has its own `limit`, `period` and `burst`. */
+  readonly key?: EventKeySpec;
 }
 
 /** A function's `debounce:`. */

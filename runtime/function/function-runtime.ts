@@ -10,7 +10,7 @@ import { Caller } from "../invoke/caller.ts";
 import type { Executor } from "../invoke/executor.ts";
 import { HostContext } from "../invoke/host-context.ts";
 import { InProcessExecutor } from "../invoke/in-process.ts";
-import { Invoker } from "../invoke/invoker.ts";
+import { Invoker, type ProcessResult } from "../invoke/invoker.ts";
 import { StepJournal } from "../invoke/steps.ts";
 import { WorkerExecutor, type WorkerExecutorOptions } from "../isolation/worker-executor.ts";
 import type { NatsClients } from "../nats/clients.ts";
@@ -30,7 +30,7 @@ import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { Capacity } from "./capacity.ts";
 import { Debouncer } from "./debouncer.ts";
-import { limitedCalls, RateLimiter } from "./rate-limiter.ts";
+import { RateLimiter } from "./rate-limiter.ts";
 
 /** What the host's handler threads share (see {@link WorkerExecutorOptions}). */
 export type ThreadSettings = Pick<WorkerExecutorOptions, "rootDir" | "logLevel" | "tracing" | "idleMs" | "graceMs"> & {
@@ -119,16 +119,29 @@ export class FunctionRuntime {
       stop,
       heartbeats,
       heartbeat,
-      // A handler's RetryAfterError holds the whole fleet off, not only its event.
+      // A handler's RetryAfterError holds the whole fleet off (or its key), not only its event.
       ...(limiter
-        ? { onSettled: (outcome) => outcome.kind === "error" && isRetryAfterError(outcome.error) && limiter.holdOff(outcome.error.delayMs) }
+        ? {
+            onSettled: (outcome, _settlement, delivery) =>
+              outcome.kind === "error" &&
+              isRetryAfterError(outcome.error) &&
+              limiter.holdOff(outcome.error.delayMs, delivery, () => this.#consumption.interrupt()),
+          }
         : {}),
     });
     this.caller = new Caller({ host, executor: this.executor, admission: this.admission, metrics, stop });
-    this.calls = limiter ? limitedCalls(fn.name, this.caller, limiter) : this.caller;
-    // Every loop that runs the handler pulls only what the rate limit grants it, one pull at a time.
-    const permits = () => (limiter ? { permits: limiter.forLoop(), maxPulls: 1 } : {});
-    const run = (delivery: Delivery) => this.invoker.process(delivery);
+    this.calls = limiter ? limiter.calls(this.caller) : this.caller;
+    // For the whole function, every loop that runs the handler pulls only what the rate
+    // limit grants it, one pull at a time; per key, each event takes its key's permit.
+    const perKey = fn.rateLimit?.key;
+    const permits = () => (limiter && !perKey ? { permits: limiter.forLoop(), maxPulls: 1 } : {});
+    const handBack = (delivery: Delivery, delayMs: number): ProcessResult => {
+      this.invoker.handBack(delivery, delayMs);
+      return "again";
+    };
+    const limited = (dispatch: (delivery: Delivery) => Promise<ProcessResult>) =>
+      limiter && perKey ? limiter.perKey(perKey, dispatch, handBack) : dispatch;
+    const run = limited((delivery: Delivery) => this.invoker.process(delivery));
     const debouncer = fn.debounce && this.#debouncerOf({ ...fn, debounce: fn.debounce });
     const events = fn.ordering
       ? new OrderedFunction({
@@ -150,12 +163,18 @@ export class FunctionRuntime {
           // A debounced function's events are taken, not run: its fires take the permits.
           ...(debouncer ? {} : permits()),
         });
-    const replayLoop = new PullLoop(js, replays, (delivery) => this.invoker.process(replayed(delivery)), deps.log, {
-      rebind: () => ensureConsumer(jsm, replays, deps.log),
-      admission: gate,
-      budget: this.#capacity.replays,
-      ...permits(),
-    });
+    const replayLoop = new PullLoop(
+      js,
+      replays,
+      limited((delivery) => this.invoker.process(replayed(delivery))),
+      deps.log,
+      {
+        rebind: () => ensureConsumer(jsm, replays, deps.log),
+        admission: gate,
+        budget: this.#capacity.replays,
+        ...permits(),
+      },
+    );
     // A function with a stream of its own reads its ticks through a second durable, in its live share.
     const ticks = scheduleConsumer(fn);
     const tickLoop =

@@ -51,7 +51,7 @@ export interface InvokerDeps {
   /** Between tries of an output or dead letter the broker refused (see `SettlerOptions.retry`). */
   readonly brokerRetry?: CompiledRetry;
   /** Told each settled delivery's outcome and settlement (`jetfn/testing` reads them here). */
-  readonly onSettled?: (outcome: Outcome, settlement: Settled) => void;
+  readonly onSettled?: (outcome: Outcome, settlement: Settled, delivery: Delivery) => void;
 }
 
 /**
@@ -146,7 +146,7 @@ export class Invoker {
       ...(complete ? { complete } : {}),
     });
     if (settlement.unsent) return this.#revoked(delivery, span);
-    this.#deps.onSettled?.(outcome, settlement);
+    this.#deps.onSettled?.(outcome, settlement, delivery);
     if (settlement.action !== "nak") this.#attempts.forget(delivery);
     else if (settlement.spared || !spendsAttempt(outcome, breakerOpenMs)) this.#attempts.spare(delivery);
     this.#meters.endToEnd.observe(Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
@@ -181,7 +181,12 @@ export class Invoker {
 
   /** The gate is closed (breaker open, paused): hand the message back unrun, unspent. */
   #release(delivery: Delivery): void {
-    delivery.nak(this.#deps.admission.closedForMs() || 1000);
+    this.handBack(delivery, this.#deps.admission.closedForMs() || 1000);
+  }
+
+  /** Hands a delivery back unrun, to come again in `delayMs`, without spending an attempt (a rate limit's key waits). */
+  handBack(delivery: Delivery, delayMs: number): void {
+    delivery.nak(delayMs);
     this.#attempts.spare(delivery);
     this.#meters.acks.nak++;
   }

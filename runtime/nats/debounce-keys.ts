@@ -8,10 +8,10 @@ import { KvCells } from "./kv-cas.ts";
 export type DebounceKeys = KvCells<DebounceEntry>;
 
 /**
- * Creates `JETFN_DEBOUNCE_KEYS` (history 1, file storage, entries kept
+ * Creates `JETFN_DEBOUNCE_KEYS` (history 1, file storage, `replicas`, entries kept
  * {@link DEBOUNCE_ENTRY_TTL_MS} after their last write), or opens it if it exists.
  */
-export async function openDebounceKeys(nc: NatsConnection): Promise<DebounceKeys> {
-  const kv = await new Kvm(nc).create(DEBOUNCE_BUCKET, { history: 1, storage: StorageType.File, ttl: DEBOUNCE_ENTRY_TTL_MS });
+export async function openDebounceKeys(nc: NatsConnection, replicas: number): Promise<DebounceKeys> {
+  const kv = await new Kvm(nc).create(DEBOUNCE_BUCKET, { history: 1, storage: StorageType.File, replicas, ttl: DEBOUNCE_ENTRY_TTL_MS });
   return new KvCells(kv, parseEntry);
 }

@@ -5,10 +5,10 @@ import { parseCell, RATE_CELL_TTL_MS, RATE_LIMIT_BUCKET } from "../contracts/rat
 import { KvCells } from "./kv-cas.ts";
 
 /**
- * Creates `JETFN_RATE_LIMITS` (history 1, file storage, a cell gone a day after its last
- * write: a full bucket again), or opens it if it exists; its cells are TATs, epoch ms.
+ * Creates `JETFN_RATE_LIMITS` (history 1, file storage, `replicas`, a cell gone a day after
+ * its last write: a full bucket again), or opens it if it exists; its cells are TATs, epoch ms.
  */
-export async function openRateCells(nc: NatsConnection): Promise<KvCells<number>> {
-  const kv = await new Kvm(nc).create(RATE_LIMIT_BUCKET, { history: 1, storage: StorageType.File, ttl: RATE_CELL_TTL_MS });
+export async function openRateCells(nc: NatsConnection, replicas: number): Promise<KvCells<number>> {
+  const kv = await new Kvm(nc).create(RATE_LIMIT_BUCKET, { history: 1, storage: StorageType.File, replicas, ttl: RATE_CELL_TTL_MS });
   return new KvCells(kv, parseCell);
 }

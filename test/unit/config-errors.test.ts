@@ -327,7 +327,7 @@ describe("loadConfig: rateLimit:", () => {
     expect(small.functions[0]!.rateLimit).toEqual({ limit: 3, periodMs: 1000, burst: 2 });
   });
 
-  it("reports a limit of 0, an unknown key, and ordering beside it", () => {
+  it("reports a limit of 0, an unknown key, ordering beside it, and a key that is not a path", () => {
     expect(
       errorsOf([
         ...ORDERS_STREAM,
@@ -340,11 +340,17 @@ describe("loadConfig: rateLimit:", () => {
         "    subjects: [orders.updated]",
         "    rateLimit: { limit: 5 }",
         "    ordering: { key: id }",
+        "  - name: c",
+        "    handler: functions/a.ts",
+        "    stream: ORDERS",
+        "    subjects: [orders.paid]",
+        '    rateLimit: { limit: 5, key: "customer..id" }',
       ]),
     ).toEqual([
       "functions.yaml:9:25 functions[0].rateLimit.limit: expected an integer >= 1, got 0",
       'functions.yaml:9:40 functions[0].rateLimit.per: unknown key "per"',
       "functions.yaml:14:16 functions[1].rateLimit: rateLimit and ordering do not go together: every partition's consumer sees every event",
+      'functions.yaml:20:33 functions[2].rateLimit.key: expected a JSON path like customer.id, subject:2 or header:Name, got "customer..id"',
     ]);
   });
 });

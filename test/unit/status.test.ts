@@ -143,6 +143,31 @@ describe("formatStatusTable", () => {
     expect(lines[2]).toMatch(/other.*\s-$/);
   });
 
+  it("adds a RATE LIMIT column when a function of the fleet has one: the limit, per key, and whether it waits or fails", () => {
+    const limited: FleetStatus = {
+      ...status,
+      hosts: [
+        {
+          ...status.hosts[0]!,
+          functions: [
+            { ...fn, name: "call-api", rateLimit: { limit: 50, periodMs: 1000, burst: 5, perKey: false, waiting: 1 } },
+            {
+              ...fn,
+              name: "per-customer",
+              rateLimit: { limit: 10, periodMs: 60_000, burst: 1, perKey: true, waiting: 0, failing: "timeout" },
+            },
+            { ...fn, name: "other" },
+          ],
+        },
+      ],
+    };
+    const lines = formatStatusTable(limited).split("\n");
+    expect(lines[0]).toMatch(/DEAD LETTERS\s+RATE LIMIT$/);
+    expect(lines[1]).toMatch(/call-api.*\s50\/1s waiting$/);
+    expect(lines[2]).toMatch(/per-customer.*\s10\/60s per key FAILING$/);
+    expect(lines[3]).toMatch(/other.*\s-$/);
+  });
+
   it("keeps the columns aligned", () => {
     const [header, first, second] = formatStatusTable(status).split("\n");
     const at = header!.indexOf("IN FLIGHT");
