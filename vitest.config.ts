@@ -21,12 +21,13 @@ export default defineConfig({
           name: "none",
           include: ["test/{integration,faults}/**/*.test.ts"],
           // The delayed-event mover's and the ticker's own tests run no handler, and the rate
-          // limit's cluster test is about its bucket: once is enough.
+          // limit's and the steps' cluster tests are about their buckets: once is enough.
           exclude: [
             "test/integration/delayed.test.ts",
             "test/integration/delayed-scale.test.ts",
             "test/integration/ticker.test.ts",
             "test/faults/rate-limit-cluster.test.ts",
+            "test/faults/steps-cluster.test.ts",
           ],
           env: { JETFN_TEST_ISOLATION: "none" },
         },

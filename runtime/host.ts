@@ -223,6 +223,7 @@ export class Host {
             ...(leases ? { leases } : {}),
             ...(debounceKeys ? { debounceKeys } : {}),
             ...(rateCells ? { rateCells } : {}),
+            replicas,
             replayWatch: this.#replays,
             handler: this.#handlers.get(fn.name)!,
             threads,

@@ -1,6 +1,7 @@
 import path from "node:path";
 import ms from "ms";
 import { defaultDeadLetter } from "../contracts/dead-letter.ts";
+import { DEFAULT_IDEMPOTENCY_TTL_MS } from "../contracts/idempotency.ts";
 import { SCHEDULE_STREAM, scheduleSubject } from "../contracts/schedule.ts";
 import { DEFAULT_STEP_RESULT_BYTES, DEFAULT_STEP_TTL_MS } from "../contracts/steps.ts";
 import { DEFAULT_BREAKER_POLICY } from "../resilience/breaker.ts";
@@ -137,6 +138,9 @@ export function compileFunction(
       ttlMs: entry.steps?.ttl ?? defaults.steps?.ttl ?? DEFAULT_STEP_TTL_MS,
       maxResultBytes: entry.steps?.maxResultSize ?? defaults.steps?.maxResultSize ?? DEFAULT_STEP_RESULT_BYTES,
     },
+    ...(entry.idempotency
+      ? { idempotency: { key: entry.idempotency.key, ttlMs: entry.idempotency.ttl ?? DEFAULT_IDEMPOTENCY_TTL_MS } }
+      : {}),
     ...(entry.ordering
       ? {
           ordering: {

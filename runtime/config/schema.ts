@@ -223,6 +223,16 @@ const rateLimitSchema = z.strictObject({
   key: eventKeySchema.optional(),
 });
 
+/**
+ * `idempotency:` of a function: a second event with the same business key within `ttl` is
+ * acked without running. The key is read as `ordering.key` is (a JSON path, `subject:N`,
+ * `header:Name`).
+ */
+const idempotencySchema = z.strictObject({
+  key: eventKeySchema,
+  ttl: durationAtLeast(1000, "1s").optional(),
+});
+
 /** Keys that only a function entry may set; `defaults:` rejects them by name. */
 export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
   "name",
@@ -237,6 +247,7 @@ export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
   "schedule",
   "debounce",
   "rateLimit",
+  "idempotency",
 ]);
 
 /** The `defaults:` section. */
@@ -297,6 +308,7 @@ export const functionEntrySchema = z
     schedule: scheduleSchema.optional(),
     debounce: debounceSchema.optional(),
     rateLimit: rateLimitSchema.optional(),
+    idempotency: idempotencySchema.optional(),
     ...tunables,
   })
   .check((ctx) => {

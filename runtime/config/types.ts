@@ -80,6 +80,16 @@ export interface CompiledFunction {
   readonly rateLimit?: CompiledRateLimit;
   /** `steps:`: the records of its `ctx.step` calls. */
   readonly steps: CompiledSteps;
+  /** `idempotency:`: one successful run per business key within its ttl; later events with the key are duplicates. */
+  readonly idempotency?: CompiledIdempotency;
+}
+
+/** A function's `idempotency:`. */
+export interface CompiledIdempotency {
+  /** Where each event's business key is read (an event without one is not deduplicated). */
+  readonly key: EventKeySpec;
+  /** How long a key's successful run is remembered. @default 24h */
+  readonly ttlMs: number;
 }
 
 /** A function's `steps:`. */

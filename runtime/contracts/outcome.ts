@@ -26,10 +26,12 @@ export type Outcome =
   | { readonly kind: "exhausted"; readonly attempts: number }
   /**
    * Not run: a delivery of a run that already completed (its completion record says so: the
-   * ack was lost, or its host died between recording and acking). Acked; its output was
-   * published before the record was written.
+   * ack was lost, or its host died between recording and acking), or an event whose
+   * idempotency key ran before. Acked; a run's output was published before its record was
+   * written. `output`: the first run's, for an idempotency key, published again under the
+   * first run's `Nats-Msg-Id`.
    */
-  | { readonly kind: "duplicate" };
+  | { readonly kind: "duplicate"; readonly output?: { readonly value: unknown; readonly msgId: string } };
 
 /** Why a worker thread crashed, or was ended for a hard timeout: `crashed` outcomes' reasons. */
 export type CrashReason = "timeout" | "out-of-memory" | "exit" | "uncaught" | "load";

@@ -9,6 +9,7 @@ import { Admission } from "../invoke/admission.ts";
 import { Caller } from "../invoke/caller.ts";
 import type { Executor } from "../invoke/executor.ts";
 import { HostContext } from "../invoke/host-context.ts";
+import { IdempotencyGuard } from "../invoke/idempotency.ts";
 import { InProcessExecutor } from "../invoke/in-process.ts";
 import { Invoker, type ProcessResult } from "../invoke/invoker.ts";
 import { StepJournal } from "../invoke/steps.ts";
@@ -48,6 +49,8 @@ export interface FunctionRuntimeDeps {
   readonly debounceKeys?: DebounceKeys;
   /** The `JETFN_RATE_LIMITS` bucket's cells, for a rate-limited function. */
   readonly rateCells?: KvCells<number>;
+  /** How many replicas the KV buckets this host creates have (`JETFN_STEPS`). @default 1 */
+  readonly replicas?: number;
   readonly replayWatch: ReplayWatch;
   /** The function's bundle, and its module when it runs in this thread (`isolation: none`). */
   readonly handler: PreparedHandler;
@@ -101,7 +104,7 @@ export class FunctionRuntime {
     this.admission = new Admission(fn.breaker, deps.onBreakerChange);
     if (this.admission.breaker) metrics.breakerState.set({ function: fn.name, breaker: "function" }, 0);
     this.#logBrokerHold();
-    const store = stepStoreOf(clients.nc);
+    const store = stepStoreOf(clients.nc, deps.replicas ?? 1);
     const steps = new StepJournal({ fn, store, hostId: deps.hostId, metrics, log: this.#log, maxPayload: () => publisher.maxPayload });
     const host = new HostContext(fn, this.#log, publisher, deps.breakers, steps);
     this.executor = this.#executorFor(host);
@@ -119,6 +122,17 @@ export class FunctionRuntime {
       stop,
       heartbeats,
       heartbeat,
+      ...(fn.idempotency
+        ? {
+            idempotency: new IdempotencyGuard({
+              fn: { ...fn, idempotency: fn.idempotency },
+              store,
+              hostId: deps.hostId,
+              log: this.#log,
+              maxPayload: () => publisher.maxPayload,
+            }),
+          }
+        : {}),
       // A handler's RetryAfterError holds the whole fleet off (or its key), not only its event.
       ...(limiter
         ? {

@@ -12,6 +12,7 @@ import { AttemptLedger } from "./attempts.ts";
 import type { Executor } from "./executor.ts";
 import type { Heartbeats } from "./heartbeats.ts";
 import type { HostContext } from "./host-context.ts";
+import type { IdempotencyGuard, KeyClaim } from "./idempotency.ts";
 import { InvocationCore, type InvocationStart, type Ran } from "./invocation-core.ts";
 import { spendsAttempt } from "./outcome-table.ts";
 import { type Settled, Settler } from "./settler.ts";
@@ -50,6 +51,8 @@ export interface InvokerDeps {
   readonly random?: () => number;
   /** Between tries of an output or dead letter the broker refused (see `SettlerOptions.retry`). */
   readonly brokerRetry?: CompiledRetry;
+  /** The function's `idempotency:`: each delivery's business key is claimed before it runs. */
+  readonly idempotency?: IdempotencyGuard;
   /** Told each settled delivery's outcome and settlement (`jetfn/testing` reads them here). */
   readonly onSettled?: (outcome: Outcome, settlement: Settled, delivery: Delivery) => void;
 }
@@ -106,6 +109,17 @@ export class Invoker {
     let decided: Outcome | undefined = attempt > this.#fn.retry.maxAttempts ? { kind: "exhausted", attempts: attempt } : undefined;
     // A redelivery of a run that completed (its ack lost) is settled from its completion record.
     if (decided === undefined && steps.mayBeCompleted(delivery) && (await steps.completed(delivery))) decided = DUPLICATE;
+    // Its idempotency key: held by this delivery (it runs), done before (a duplicate), or busy (handed back unspent).
+    let key: KeyClaim | undefined;
+    const idempotency = this.#deps.idempotency;
+    if (decided === undefined && idempotency) {
+      key = await idempotency.claim(delivery, this.#deps.stop);
+      if (key.kind === "busy") {
+        this.handBack(delivery, key.retryAfterMs);
+        return "again";
+      }
+      if (key.kind === "duplicate") decided = key.outcome;
+    }
     const parent = hasTraceContext(delivery.headers) ? propagation.extract(ROOT_CONTEXT, delivery.headers, headerGetter) : ROOT_CONTEXT;
     const start: InvocationStart = {
       delivery,
@@ -118,7 +132,7 @@ export class Invoker {
       decided,
     };
     try {
-      const result = await this.#core.invoke(start, (ran) => this.#settle(delivery, attempt, ran));
+      const result = await this.#core.invoke(start, (ran) => this.#settle(delivery, attempt, ran, key));
       if (result !== undefined) return result;
       this.#release(delivery);
       return "again";
@@ -126,16 +140,19 @@ export class Invoker {
       // Only a bug in the host gets here; the message will be redelivered after ack wait.
       this.#log.error({ err: error, subject: delivery.subject, seq: delivery.seq }, "delivery processing failed");
       return "again";
+    } finally {
+      // Not recorded done (it failed, was handed back or cut off): the key's next event runs.
+      if (key?.kind === "run") await idempotency!.release(key);
     }
   }
 
   /** Settles a run: exactly one of ack, nak or dead letter, unless the delivery was revoked. */
-  async #settle(delivery: Delivery, attempt: number, { invocation, outcome, breakerOpenMs }: Ran): Promise<ProcessResult> {
+  async #settle(delivery: Delivery, attempt: number, { invocation, outcome, breakerOpenMs }: Ran, key?: KeyClaim): Promise<ProcessResult> {
     const { span } = invocation;
     // Its partition's lease was lost (an ordered function): another replica runs it, and
     // nothing of this run may be sent, not even a nak.
     if (delivery.revoked?.aborted) return this.#revoked(delivery, span);
-    const complete = outcome.kind === "success" && invocation.stepped ? () => this.#deps.host.steps.complete(delivery) : undefined;
+    const complete = outcome.kind === "success" ? this.#completion(delivery, invocation.stepped, key, outcome.value) : undefined;
     const settlement = await this.#settler.settle({
       delivery,
       attempt,
@@ -151,6 +168,24 @@ export class Invoker {
     else if (settlement.spared || !spendsAttempt(outcome, breakerOpenMs)) this.#attempts.spare(delivery);
     this.#meters.endToEnd.observe(Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
     return settlement.action === "nak" ? "again" : "settled";
+  }
+
+  /**
+   * What is recorded of a successful run after its output is published and before its ack:
+   * its completion record (it used steps), its idempotency key's run; undefined for neither.
+   */
+  #completion(
+    delivery: Delivery,
+    stepped: boolean | undefined,
+    key: KeyClaim | undefined,
+    value: unknown,
+  ): (() => Promise<void>) | undefined {
+    const held = key?.kind === "run" ? key : undefined;
+    if (!stepped && !held) return undefined;
+    return async () => {
+      if (stepped) await this.#deps.host.steps.complete(delivery);
+      if (held) await this.#deps.idempotency!.done(held, delivery, value);
+    };
   }
 
   #attributes(delivery: Delivery): Attributes {

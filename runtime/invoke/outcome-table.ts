@@ -35,7 +35,8 @@ export function invocationOutcome(outcome: Outcome): InvocationOutcome | undefin
  * answer, so every row of the outcome table is a unit test.
  *
  * - success: ack (the caller publishes `output` first, if the function has one);
- * - duplicate (a run that completed before): ack, publishing nothing;
+ * - duplicate (a run that completed before): ack, publishing nothing, or for an idempotency
+ *   key the first run's output again (under the first run's `Nats-Msg-Id`);
  * - aborted (by shutdown, or as a bystander of a terminated thread): nak with no delay, so
  *   another replica, or a fresh thread, takes it at once;
  * - delivered more often than `maxAttempts` allows before it ran (`exhausted`): dead-letter
@@ -69,8 +70,8 @@ export function settle(
     case "success":
       return { action: "ack", output: outcome.value };
     case "duplicate":
-      // Its output was published before its completion record was written.
-      return { action: "ack", output: undefined };
+      // Its output was published before its record was written; an idempotency key's is published again under its first id.
+      return { action: "ack", output: outcome.output?.value };
     case "aborted":
       if (outcome.cause === "released") {
         return {

@@ -28,6 +28,11 @@ const NEVER = new AbortController().signal;
 /** Without an admission to tell, waits for the broker hold nothing. */
 const NO_WAITS: BrokerWaits = { waitForBroker: () => ({ refused() {}, end() {} }) };
 
+/** The `Nats-Msg-Id` of a delivery's output: a redelivery's publish of it lands once. */
+export function outputMsgId(fn: string, delivery: Pick<Delivery, "stream" | "seq">): string {
+  return `${fn}:${delivery.stream}:${delivery.seq}`;
+}
+
 /** One delivery on its way to settlement. */
 export interface Settling {
   readonly delivery: Delivery;
@@ -170,7 +175,9 @@ export class Settler {
       const error = `output of ${data.length} bytes exceeds the server's max_payload (${maxPayload} bytes, headers included)`;
       return { action: "dead-letter", reason: "non-retryable", error };
     }
-    const msgId = `${this.#fn.name}:${delivery.stream}:${delivery.seq}`;
+    // An idempotency key's duplicate publishes the first run's output under the first run's id.
+    const msgId =
+      item.outcome.kind === "duplicate" && item.outcome.output ? item.outcome.output.msgId : outputMsgId(this.#fn.name, delivery);
     const published = await this.#untilTaken(item, `output publish to ${subject}`, () =>
       tracedPublish(this.#publisher, item.context, subject, data, {}, msgId),
     );

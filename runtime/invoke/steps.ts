@@ -20,6 +20,8 @@ import {
 import { StepError } from "../sdk/errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
+import { LeaseClock } from "./lease-clock.ts";
+import { writeRecord } from "./record-write.ts";
 
 const tracer = trace.getTracer("jetfn");
 
@@ -72,8 +74,6 @@ export const LEASE_MARGIN_MS = 5_000;
 /** Bounds of the delay a busy step's event is handed back with. */
 const BUSY_RETRY_MIN_MS = 250;
 const BUSY_RETRY_MAX_MS = 5_000;
-/** Claims seen in progress, remembered to time their leases; the oldest is dropped past this. */
-const SEEN_LIMIT = 10_000;
 
 /** A step this host runs now. */
 interface Claim {
@@ -114,8 +114,8 @@ export class StepJournal {
   readonly #claims = new Map<number, Claim>();
   /** Owners of the claims this host's runs hold now. */
   readonly #owners = new Set<string>();
-  /** Per record key: the `running` revision last seen, and since when (monotonic). */
-  readonly #seen = new Map<string, { revision: number; since: number }>();
+  /** Times other deliveries' claims by this host's clock. */
+  readonly #leases: LeaseClock;
   #store?: Promise<StepStore>;
   /** Whether a step of this function ran or was replayed on this host: its redeliveries then look for completion records. */
   #used = false;
@@ -128,6 +128,7 @@ export class StepJournal {
     this.#hostId = options.hostId ?? randomUUID();
     this.#now = options.now ?? Date.now;
     this.#monotonic = options.monotonic ?? (() => performance.now());
+    this.#leases = new LeaseClock(this.#monotonic);
   }
 
   /** The largest result in bytes: `steps.maxResultSize`, within the server's max_payload. */
@@ -186,7 +187,7 @@ export class StepJournal {
         continue;
       }
       if (revision === undefined) continue; // another delivery wrote first: read again
-      this.#seen.delete(recordKey);
+      this.#leases.forget(recordKey);
       span.setAttribute("jetfn.step.replayed", false);
       return this.#claim(name, recordKey, revision, span, run.parent, stepIdempotencyKey(fn, runId, name), owner);
     }
@@ -250,15 +251,7 @@ export class StepJournal {
 
   /** Milliseconds until this host may take the claim over: `leaseMs` after it first saw this revision. */
   #leaseLeft(recordKey: string, record: Extract<StepRecord, { state: "running" }>, revision?: number): number {
-    const now = this.#monotonic();
-    let seen = this.#seen.get(recordKey);
-    if (!seen || (revision !== undefined && seen.revision !== revision)) {
-      seen = { revision: revision ?? 0, since: now };
-      this.#seen.delete(recordKey);
-      this.#seen.set(recordKey, seen);
-      if (this.#seen.size > SEEN_LIMIT) this.#seen.delete(this.#seen.keys().next().value!);
-    }
-    return seen.since + record.leaseMs - now;
+    return this.#leases.left(recordKey, record.leaseMs, revision);
   }
 
   /** The context a claimed step's function runs in: its span's. */
@@ -314,7 +307,11 @@ export class StepJournal {
   async #record(claim: Claim, json: string | undefined): Promise<void> {
     const store = await this.#openStore();
     const now = this.#now();
-    const written = await store.update(claim.recordKey!, doneRecord(now, now + this.fn.steps.ttlMs, json), claim.revision);
+    // Tried again while the store fails (a KV leader election), up to the end of the claim's lease.
+    const written = await writeRecord(
+      () => store.update(claim.recordKey!, doneRecord(now, now + this.fn.steps.ttlMs, json), claim.revision),
+      claim.startedAt + this.fn.timeoutMs + LEASE_MARGIN_MS,
+    );
     if (written === undefined) {
       // Its claim was taken over after its lease: the step ran twice (docs/steps.md, the gap), and the other run's record stands.
       claim.span.setAttribute("jetfn.step.lease_lost", true);

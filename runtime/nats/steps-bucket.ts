@@ -1,40 +1,54 @@
 /**
  * The KV bucket `JETFN_STEPS`: where `ctx.step` records live (key layout and record format
- * in `contracts/steps.ts`). History 1, file storage. A bucket's `max_age` is one for all
- * its keys, while `steps.ttl` is per function: the bucket keeps the largest ttl any host
- * has asked for (it only ever grows), and each record carries its own `expiresAt`, past
- * which the host reads it as absent.
+ * in `contracts/steps.ts`), and idempotency keys' (`contracts/idempotency.ts`). History 1,
+ * file storage, as replicated as the most replicated stream the host declares. A bucket's
+ * `max_age` is one for all its keys, while `steps.ttl` is per function: the bucket keeps
+ * the largest ttl any host has asked for (it only ever grows), and each record carries its
+ * own `expiresAt`, past which the host reads it as absent. Its replicas only grow too.
  */
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
 import { parseStepRecordKey, runRecordFilter, STEP_BUCKET, type StepStore } from "../contracts/steps.ts";
 
-/** Creates the step bucket or opens it, and makes sure its `max_age` is at least `ttlMs`. */
-export async function openStepBucket(nc: NatsConnection, ttlMs: number): Promise<KV> {
-  const kv = await new Kvm(nc).create(STEP_BUCKET, { history: 1, storage: StorageType.File, ttl: ttlMs });
-  await keepAtLeast(nc, ttlMs);
+/**
+ * Creates the step bucket or opens it, and makes sure its `max_age` is at least `ttlMs`
+ * and it has at least `replicas` replicas.
+ */
+export async function openStepBucket(nc: NatsConnection, ttlMs: number, replicas = 1): Promise<KV> {
+  const kv = await new Kvm(nc).create(STEP_BUCKET, { history: 1, storage: StorageType.File, ttl: ttlMs, replicas });
+  await keepAtLeast(nc, ttlMs, replicas);
   return kv;
 }
 
-/** Raises the bucket's `max_age` to `ttlMs` when it is shorter (never lowers it: another function may need it). */
-async function keepAtLeast(nc: NatsConnection, ttlMs: number): Promise<void> {
+/**
+ * Raises the bucket's `max_age` to `ttlMs` when it is shorter, and its replicas to
+ * `replicas` when it has fewer (never lowers either: another function or host may need it).
+ */
+async function keepAtLeast(nc: NatsConnection, ttlMs: number, replicas = 1): Promise<void> {
   const jsm = await jetstreamManager(nc);
   const stream = `KV_${STEP_BUCKET}`;
   const info = await jsm.streams.info(stream);
   const wanted = nanos(ttlMs);
-  if (info.config.max_age !== 0 && info.config.max_age < wanted) {
-    await jsm.streams.update(stream, { ...info.config, max_age: wanted });
+  const longer = info.config.max_age !== 0 && info.config.max_age < wanted;
+  const more = info.config.num_replicas < replicas;
+  if (longer || more) {
+    await jsm.streams.update(stream, {
+      ...info.config,
+      ...(longer ? { max_age: wanted } : {}),
+      ...(more ? { num_replicas: replicas } : {}),
+    });
   }
 }
 
 /**
- * `ctx.step`'s records on one connection: the bucket is opened on the first step of any
- * function, and its `max_age` raised on the first step of each function whose ttl is longer.
+ * `ctx.step`'s records on one connection: the bucket is opened (created with `replicas`) on
+ * the first step of any function, and its `max_age` raised on the first step of each
+ * function whose ttl is longer.
  */
-export function stepStoreOf(nc: NatsConnection): (ttlMs: number) => Promise<StepStore> {
+export function stepStoreOf(nc: NatsConnection, replicas = 1): (ttlMs: number) => Promise<StepStore> {
   let store = stores.get(nc);
-  if (!store) stores.set(nc, (store = new LazyStepStore(nc)));
+  if (!store) stores.set(nc, (store = new LazyStepStore(nc, replicas)));
   const lazy = store;
   return (ttlMs) => lazy.open(ttlMs);
 }
@@ -43,18 +57,20 @@ const stores = new WeakMap<NatsConnection, LazyStepStore>();
 
 class LazyStepStore {
   readonly #nc: NatsConnection;
+  readonly #replicas: number;
   #kv?: Promise<KV>;
   /** The longest ttl made sure of so far. */
   #ttlMs = 0;
   #raising: Promise<void> = Promise.resolve();
 
-  constructor(nc: NatsConnection) {
+  constructor(nc: NatsConnection, replicas: number) {
     this.#nc = nc;
+    this.#replicas = replicas;
   }
 
   async open(ttlMs: number): Promise<StepStore> {
     if (!this.#kv) {
-      this.#kv = openStepBucket(this.#nc, ttlMs);
+      this.#kv = openStepBucket(this.#nc, ttlMs, this.#replicas);
       this.#kv.catch(() => (this.#kv = undefined));
       this.#ttlMs = ttlMs;
     }
