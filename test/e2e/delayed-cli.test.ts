@@ -26,13 +26,15 @@ it("publish --delay and --at schedule events, delayed list shows them, cancel ke
   );
   await startCliHost(path.join(dir, "functions.yaml"), nats.server.url, { LOG_LEVEL: "warn" });
 
-  const soon = await jetfn(["publish", "dcli.soon", '{"n":1}', "--delay", "2s", "--header", "X-Kind=soon"]);
+  // Due well after the next three CLI runs (each starts a Node process: about a second on a busy machine).
+  const soon = await jetfn(["publish", "dcli.soon", '{"n":1}', "--delay", "8s", "--header", "X-Kind=soon"]);
   expect(soon.code).toBe(0);
   const soonAck = JSON.parse(soon.output) as { stream: string; id: string };
   expect(soonAck).toMatchObject({ stream: "JETFN_DELAYED", id: expect.stringMatching(/^\d+$/) });
-  const later = JSON.parse(
-    (await jetfn(["publish", "dcli.later", '{"n":2}', "--at", new Date(Date.now() + 3000).toISOString()])).output,
-  ) as { id: string };
+  const laterAt = Date.now() + 9000;
+  const later = JSON.parse((await jetfn(["publish", "dcli.later", '{"n":2}', "--at", new Date(laterAt).toISOString()])).output) as {
+    id: string;
+  };
 
   const list = await jetfn(["delayed", "list", "--json"]);
   expect(list.code).toBe(0);
@@ -51,12 +53,12 @@ it("publish --delay and --at schedule events, delayed list shows them, cancel ke
   expect(cancel.output).toContain(`cancelled ${later.id}`);
 
   const arrived = await waitFor(() => nats.jsm.streams.getMessage("DCLI", { last_by_subj: "dcli.soon" }), {
-    timeout: 10_000,
+    timeout: 15_000,
     interval: 100,
   });
   expect(arrived.json()).toEqual({ n: 1 });
   expect(arrived.header.get("X-Kind")).toBe("soon");
-  await new Promise((resolve) => setTimeout(resolve, 2500));
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, laterAt + 2000 - Date.now())));
   expect(await nats.jsm.streams.getMessage("DCLI", { last_by_subj: "dcli.later" })).toBeNull();
   expect((await jetfn(["delayed", "cancel", later.id])).code).toBe(1);
 });
