@@ -1,14 +1,16 @@
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { CompiledFunction } from "../config/types.ts";
-import { FUNCTION_BRAND } from "../sdk/index.ts";
-import type { EventSchema, Handler } from "../sdk/types.ts";
+import { BATCH_FUNCTION_BRAND, FUNCTION_BRAND } from "../sdk/index.ts";
+import type { BatchHandler, EventSchema, Handler } from "../sdk/types.ts";
 import { BundleError } from "./errors.ts";
 
 /** A handler module after bundling, loading and its shape check. */
 export interface LoadedHandler {
   readonly handler: Handler;
   readonly schema?: EventSchema<unknown>;
+  /** Set for a `defineBatchFunction` export: `handler` is then a {@link BatchHandler}. */
+  readonly batch?: true;
 }
 
 /**
@@ -29,6 +31,13 @@ export async function loadHandler(fn: CompiledFunction, bundleFile: string, root
   if (loaded === "bad-schema") {
     throw new BundleError(`${source}: export "${fn.exportName}" has a schema without safeParse() or ~standard (function ${fn.name})`);
   }
+  if (loaded && loaded.batch !== (fn.batch ? true : undefined)) {
+    throw new BundleError(
+      loaded.batch
+        ? `${source}: export "${fn.exportName}" is a batch function (defineBatchFunction), and function ${fn.name} has no batch: in functions.yaml`
+        : `${source}: function ${fn.name} has batch: in functions.yaml; its export "${fn.exportName}" must be \`defineBatchFunction({ handler(messages, ctx) })\``,
+    );
+  }
   if (loaded) return loaded;
   const found = exported === undefined ? `no export "${fn.exportName}"` : `export "${fn.exportName}" is ${typeof exported}`;
   throw new BundleError(
@@ -44,11 +53,12 @@ export async function loadHandler(fn: CompiledFunction, bundleFile: string, root
 export function handlerOf(exported: unknown): LoadedHandler | "bad-schema" | undefined {
   if (typeof exported === "function") return { handler: exported as Handler };
   if (typeof exported !== "object" || exported === null) return undefined;
-  const candidate = exported as { handler?: unknown; schema?: unknown; [FUNCTION_BRAND]?: unknown };
+  const candidate = exported as { handler?: unknown; schema?: unknown; [FUNCTION_BRAND]?: unknown; [BATCH_FUNCTION_BRAND]?: unknown };
   if (typeof candidate.handler !== "function") return undefined;
   const schema = candidate.schema;
   if (schema !== undefined && !isSchema(schema)) return "bad-schema";
-  return { handler: candidate.handler as Handler, schema: schema as EventSchema<unknown> | undefined };
+  const batch = candidate[BATCH_FUNCTION_BRAND] === true ? { batch: true as const } : {};
+  return { handler: candidate.handler as Handler, schema: schema as EventSchema<unknown> | undefined, ...batch };
 }
 
 /**

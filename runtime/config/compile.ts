@@ -37,6 +37,8 @@ export const BUILT_IN_DEFAULTS = Object.freeze({
   isolation: "worker" as Isolation,
   memoryLimitBytes: 512 * 1024 * 1024,
   ordering: Object.freeze({ partitions: 1, leaseTtlMs: 10_000 }),
+  /** `batch.maxWait` unless set. */
+  batchMaxWaitMs: 1_000,
   stream: Object.freeze({
     storage: "file" as const,
     replicas: 1,
@@ -95,8 +97,10 @@ export function compileFunction(
   const concurrency = entry.concurrency ?? defaults.concurrency ?? builtIn.concurrency;
   const timeoutMs = entry.timeout ?? defaults.timeout ?? builtIn.timeoutMs;
   const ackWaitMs = entry.ackWait ?? defaults.ackWait ?? timeoutMs + builtIn.ackWaitMarginMs;
+  // A batch function holds `concurrency` batches running and one filling.
+  const held = entry.batch ? (concurrency + 1) * entry.batch.maxSize : concurrency;
   const maxAckPending = pick(
-    Math.max(builtIn.maxAckPendingFloor, concurrency),
+    Math.max(builtIn.maxAckPendingFloor, held),
     [entry.maxAckPending, at("maxAckPending")],
     [defaults.maxAckPending, inDefaults("maxAckPending")],
   );
@@ -105,6 +109,14 @@ export function compileFunction(
     issues.push({
       path: maxAckPending.path,
       message: `maxAckPending ${maxAckPending.value} is less than the concurrency ${concurrency}${whose}`,
+    });
+  }
+
+  const batchWaitMs = entry.batch?.maxWait ?? builtIn.batchMaxWaitMs;
+  if (entry.batch && batchWaitMs > ackWaitMs) {
+    issues.push({
+      path: at("batch", ...(entry.batch.maxWait !== undefined ? ["maxWait"] : [])),
+      message: `batch maxWait ${ms(batchWaitMs)} is longer than the ack wait ${ms(ackWaitMs)}: a batch's first event would be redelivered before the batch is handed over`,
     });
   }
 
@@ -168,6 +180,15 @@ export function compileFunction(
             periodMs: entry.rateLimit.period ?? 1000,
             burst: entry.rateLimit.burst ?? Math.max(1, Math.ceil(entry.rateLimit.limit / 10)),
             ...(entry.rateLimit.key ? { key: entry.rateLimit.key } : {}),
+          },
+        }
+      : {}),
+    ...(entry.batch
+      ? {
+          batch: {
+            maxSize: entry.batch.maxSize,
+            maxWaitMs: batchWaitMs,
+            ...(entry.batch.maxBytes !== undefined ? { maxBytes: entry.batch.maxBytes } : {}),
           },
         }
       : {}),

@@ -116,7 +116,8 @@ export function compileConfig(source: string, file: string): CompiledConfig {
   checkDurables(functions, compiledFunctions, report);
   checkCoverage(functions, compiledStreams, top.functions, report);
   const encodings = new Map(compiledFunctions.map((fn) => [fn.name, fn.encoding]));
-  const routes = compileRoutes(top.routes, encodings, rootDir, check, report);
+  const batched = new Set(compiledFunctions.flatMap((fn) => (fn.batch ? [fn.name] : [])));
+  const routes = compileRoutes(top.routes, encodings, rootDir, check, report, batched);
 
   if (issues.length > 0) throw new ConfigError(sortIssues(issues));
   return deepFreeze({ file: absolute, rootDir, streams: compiledStreams, functions: compiledFunctions, routes });
@@ -129,12 +130,18 @@ function compileRoutes(
   rootDir: string,
   check: (schema: typeof routeEntrySchema, value: unknown, at: readonly PropertyKey[]) => RouteEntry | undefined,
   report: Report,
+  batched: ReadonlySet<string>,
 ): CompiledRoute[] {
   const routes: CompiledRoute[] = [];
   const shapes = new Map<string, number>();
   for (const { entry, index } of entries(raw, "routes", (value, at) => check(routeEntrySchema, value, at))) {
     const route = compileRoute(entry, index, functions, rootDir, report);
     routes.push(route);
+    if (route.target.kind === "invoke" && batched.has(route.target.function))
+      report(
+        ["routes", index, "invoke"],
+        `function "${route.target.function}" takes batches (batch:): a synchronous call is one event with one answer`,
+      );
     const shape = routeShape(route);
     const first = shapes.get(shape);
     if (first === undefined) shapes.set(shape, index);

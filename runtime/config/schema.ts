@@ -223,6 +223,24 @@ const rateLimitSchema = z.strictObject({
   key: eventKeySchema.optional(),
 });
 
+/** `batch:` of a function: its handler takes its events in batches (`defineBatchFunction`). */
+const batchSchema = z.strictObject({
+  maxSize: integer(1, 10_000),
+  maxWait: durationAtLeast(1, "1ms").optional(),
+  maxBytes: sizeSchema(1).optional(),
+});
+
+/** Why `batch:` does not go with another key of the entry. */
+const BATCH_CONFLICTS = {
+  ordering: "batch and ordering do not go together: a batch runs many keys' events at once, out of their order",
+  output: "batch and output do not go together: a batch handler returns nothing per event to publish (use ctx.publish)",
+  debounce: "batch and debounce do not go together: a debounced key runs one event, its last",
+  invoke: "batch and invoke: true do not go together: a synchronous call is one event with one answer",
+  schedule: "batch and schedule do not go together: each tick runs on its own",
+  rateLimit: "batch and rateLimit do not go together (not built yet): a rate limit counts runs of one event each",
+  idempotency: "batch and idempotency do not go together (not built yet): a business key is checked for one event's run",
+} as const;
+
 /**
  * `idempotency:` of a function: a second event with the same business key within `ttl` is
  * acked without running. The key is read as `ordering.key` is (a JSON path, `subject:N`,
@@ -248,6 +266,7 @@ export const PER_FUNCTION_KEYS: readonly string[] = Object.freeze([
   "debounce",
   "rateLimit",
   "idempotency",
+  "batch",
 ]);
 
 /** The `defaults:` section. */
@@ -309,10 +328,17 @@ export const functionEntrySchema = z
     debounce: debounceSchema.optional(),
     rateLimit: rateLimitSchema.optional(),
     idempotency: idempotencySchema.optional(),
+    batch: batchSchema.optional(),
     ...tunables,
   })
   .check((ctx) => {
-    const { stream, subjects, schedule, debounce, ordering, rateLimit } = ctx.value;
+    const { stream, subjects, schedule, debounce, ordering, rateLimit, batch } = ctx.value;
+    if (batch !== undefined)
+      for (const key of Object.keys(BATCH_CONFLICTS) as (keyof typeof BATCH_CONFLICTS)[]) {
+        const value = ctx.value[key];
+        if (value !== undefined && value !== false)
+          ctx.issues.push({ code: "custom", input: value, path: [key], message: BATCH_CONFLICTS[key] });
+      }
     if (rateLimit !== undefined && ordering !== undefined)
       ctx.issues.push({
         code: "custom",

@@ -82,6 +82,18 @@ export interface CompiledFunction {
   readonly steps: CompiledSteps;
   /** `idempotency:`: one successful run per business key within its ttl; later events with the key are duplicates. */
   readonly idempotency?: CompiledIdempotency;
+  /** `batch:`: its handler (`defineBatchFunction`) takes its events in batches. */
+  readonly batch?: CompiledBatch;
+}
+
+/** A function's `batch:` (see docs/batches.md). */
+export interface CompiledBatch {
+  /** A batch is handed over once it holds this many events. */
+  readonly maxSize: number;
+  /** ... or once this long has passed since its first event. @default 1s */
+  readonly maxWaitMs: number;
+  /** ... or once its events' payloads add up to this many bytes. @default no limit */
+  readonly maxBytes?: number;
 }
 
 /** A function's `idempotency:`. */

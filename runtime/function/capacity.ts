@@ -35,16 +35,19 @@ export class Capacity {
 
   /** @param replaysWaiting whether replays of the function wait to run (its replay gate). */
   constructor(
-    fn: Pick<CompiledFunction, "concurrency" | "ackWaitMs" | "timeoutMs" | "ordering">,
+    fn: Pick<CompiledFunction, "concurrency" | "ackWaitMs" | "timeoutMs" | "ordering" | "batch">,
     executor: HeldByExecutor,
     replaysWaiting: () => boolean,
   ) {
     const extra = executor.waitingRoom;
     const replayShare = Math.max(1, Math.floor(fn.concurrency / 2));
-    this.liveCapacity = fn.concurrency + extra;
+    // A batch function holds events by the batch: `concurrency` batches running, and one filling.
+    const per = fn.batch?.maxSize ?? 1;
+    const filling = fn.batch ? per : 0;
+    this.liveCapacity = fn.concurrency * per + filling + extra;
     const budget = new PullBudget(this.liveCapacity);
-    this.live = budget.part(() => (replaysWaiting() ? fn.concurrency - replayShare : fn.concurrency) + extra);
-    this.replays = fn.ordering ? new PullBudget(fn.concurrency).part() : budget.part(() => replayShare);
+    this.live = budget.part(() => (replaysWaiting() ? fn.concurrency - replayShare : fn.concurrency) * per + filling + extra);
+    this.replays = fn.ordering ? new PullBudget(fn.concurrency).part() : budget.part(() => replayShare * per);
     this.heartbeat = fn.timeoutMs > fn.ackWaitMs / 2 || extra > 0;
     this.heartbeats = Heartbeats.forAckWait(fn.ackWaitMs);
   }

@@ -6,6 +6,7 @@ import type { Pause } from "../contracts/control.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import type { BreakerState, FunctionStatus } from "../contracts/status.ts";
 import { Admission } from "../invoke/admission.ts";
+import { BatchInvoker } from "../invoke/batch-invoker.ts";
 import { Caller } from "../invoke/caller.ts";
 import type { Executor } from "../invoke/executor.ts";
 import { HostContext } from "../invoke/host-context.ts";
@@ -29,6 +30,7 @@ import type { BreakerRegistry } from "../resilience/breaker-registry.ts";
 import { isRetryAfterError } from "../sdk/errors.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
+import { BatchCollector } from "./batch-collector.ts";
 import { Capacity } from "./capacity.ts";
 import { Debouncer } from "./debouncer.ts";
 import { RateLimiter } from "./rate-limiter.ts";
@@ -87,6 +89,8 @@ export class FunctionRuntime {
   readonly #deps: FunctionRuntimeDeps;
   readonly #consumption: Consumption;
   readonly #capacity: Capacity;
+  /** Runs its batches (`batch:`). */
+  readonly #batches?: BatchInvoker;
   /** Its fleet-wide `rateLimit:`. */
   readonly #limiter?: RateLimiter;
   /** Publishes its ticks (`schedule:`), with every other replica's ticker. */
@@ -155,7 +159,25 @@ export class FunctionRuntime {
     };
     const limited = (dispatch: (delivery: Delivery) => Promise<ProcessResult>) =>
       limiter && perKey ? limiter.perKey(perKey, dispatch, handBack) : dispatch;
-    const run = limited((delivery: Delivery) => this.invoker.process(delivery));
+    // A batch function's events run in batches (`batch:`), each of its loops gathering its own.
+    const batches = fn.batch && new BatchInvoker({ host, executor: this.executor, admission: this.admission, metrics, stop, heartbeats });
+    this.#batches = batches || undefined;
+    const batched = (into: (delivery: Delivery) => Delivery = (delivery) => delivery) => {
+      if (!batches || !fn.batch) return undefined;
+      const meters = metrics.forFunction(fn.name);
+      const collector = new BatchCollector({
+        batch: fn.batch,
+        run: (batch) => batches.process(batch),
+        heartbeats,
+        beat: (delivery) => {
+          delivery.working();
+          meters.acks.working++;
+        },
+      });
+      // Settled with its batch, one way or another (a nak hands it back too): nothing is pending here.
+      return (delivery: Delivery): Promise<ProcessResult> => collector.take(into(delivery)).then(() => "settled");
+    };
+    const run = batched() ?? limited((delivery: Delivery) => this.invoker.process(delivery));
     const debouncer = fn.debounce && this.#debouncerOf({ ...fn, debounce: fn.debounce });
     const events = fn.ordering
       ? new OrderedFunction({
@@ -180,7 +202,7 @@ export class FunctionRuntime {
     const replayLoop = new PullLoop(
       js,
       replays,
-      limited((delivery) => this.invoker.process(replayed(delivery))),
+      batched(replayed) ?? limited((delivery) => this.invoker.process(replayed(delivery))),
       deps.log,
       {
         rebind: () => ensureConsumer(jsm, replays, deps.log),
@@ -290,7 +312,7 @@ export class FunctionRuntime {
       bound: this.bound,
       paused: paused !== undefined,
       ...(paused ? { ...(paused.reason ? { pausedReason: paused.reason } : {}), pausedAt: paused.at, pausedBy: paused.by } : {}),
-      inflight: invoker.inflight,
+      inflight: invoker.inflight + (this.#batches?.inflight ?? 0),
       limit: fn.concurrency,
       calls: caller.inflight,
       ...(sample ? { pending: sample.pending, ackPending: sample.ackPending, sampledAt: sample.sampledAt.toISOString() } : {}),

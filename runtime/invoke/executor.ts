@@ -1,4 +1,5 @@
 import type { Context, Span } from "@opentelemetry/api";
+import type { BatchSettle } from "../contracts/batch.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import type { Outcome } from "../contracts/outcome.ts";
 import type { NamedBreaker } from "../resilience/breaker-registry.ts";
@@ -22,6 +23,17 @@ export interface Invocation {
 }
 
 /**
+ * One admitted batch (`batch:`): its messages, in order, and how the handler settles one of
+ * them before the batch ends. `delivery` is its first message (the batch's span and
+ * context are the batch's own).
+ */
+export interface BatchInvocation extends Invocation {
+  readonly batch: readonly Delivery[];
+  /** Message `index` settled (by the handler, or found invalid); the first settle of each wins. */
+  settle(index: number, how: BatchSettle): void;
+}
+
+/**
  * Runs a function's handler for one delivery and tells how it ended: decode, validate
  * (the handler's schema), invoke. It is the only part of a delivery's way that differs
  * between `isolation: none` (in the host's thread) and `isolation: worker` (in a worker
@@ -34,6 +46,11 @@ export interface Executor {
    * `deadline` tells when: on the timeout, or at shutdown.
    */
   run(invocation: Invocation, deadline: Deadline): Promise<Outcome>;
+  /**
+   * Runs a batch handler (`defineBatchFunction`) on a batch: never rejects; the outcome is the
+   * batch's (success, error), for the messages it did not settle through `batch.settle`.
+   */
+  runBatch?(batch: BatchInvocation, deadline: Deadline): Promise<Outcome>;
   /**
    * Deliveries it holds beyond the function's `concurrency`, waiting in it for a slot (a
    * worker thread starts the next one as soon as a slot frees, without a trip to the host).

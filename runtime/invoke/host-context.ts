@@ -8,7 +8,7 @@ import type { BreakerOptions, PublishAck } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { traceFields } from "../telemetry/trace-fields.ts";
 import { tracedPublish } from "../telemetry/traced-publish.ts";
-import type { Invocation } from "./executor.ts";
+import type { BatchInvocation, Invocation } from "./executor.ts";
 import { type StepBegin, StepJournal } from "./steps.ts";
 
 /**
@@ -85,6 +85,9 @@ export class HostContext {
   /** `ctx.log`: the function's logger with the delivery's subject, seq and trace ids. */
   logger(invocation: Invocation): Logger {
     const { delivery, span } = invocation;
+    // A batch's lines carry its size and first sequence, not one message's facts.
+    const batch = (invocation as Partial<BatchInvocation>).batch;
+    if (batch) return this.log.child({ batch_size: batch.length, first_seq: delivery.seq, ...traceFields(span) });
     return this.log.child({
       subject: delivery.subject,
       seq: delivery.seq,

@@ -1,10 +1,13 @@
 import { context, type Span } from "@opentelemetry/api";
 import type { LoadedHandler } from "../bundle/module.ts";
 import { encode } from "../codec/codec.ts";
+import type { BatchItem } from "../contracts/batch.ts";
+import type { Delivery } from "../contracts/delivery.ts";
 import type { Outcome } from "../contracts/outcome.ts";
 import type { Breaker, BreakerOptions, PublishAck, PublishOptions } from "../sdk/types.ts";
 import type { Logger } from "../telemetry/logger.ts";
-import type { Executor, Invocation } from "./executor.ts";
+import { runBatchHandler } from "./batch-runner.ts";
+import type { BatchInvocation, Executor, Invocation } from "./executor.ts";
 import { BaseContext } from "./function-context.ts";
 import { runHandler } from "./handler-runner.ts";
 import type { HostContext } from "./host-context.ts";
@@ -29,6 +32,19 @@ export class InProcessExecutor implements Executor {
     deadline.start();
     const host = this.#host;
     return runHandler(this.#loaded, invocation.delivery.data, host.fn.encoding, () => new InProcessContext(host, invocation, deadline));
+  }
+
+  runBatch(batch: BatchInvocation, deadline: Deadline): Promise<Outcome> {
+    deadline.start();
+    const host = this.#host;
+    const items = batch.batch.map((delivery) => ({ ...itemOf(delivery), data: delivery.data }));
+    return runBatchHandler(
+      this.#loaded,
+      items,
+      host.fn.encoding,
+      (index, how) => batch.settle(index, how),
+      () => new InProcessContext(host, batch, deadline),
+    );
   }
 
   status(): undefined {
@@ -93,4 +109,15 @@ class InProcessContext extends BaseContext {
   protected endStep(claim: number, end: StepEnd): Promise<void> {
     return this.#host.steps.end(claim, end);
   }
+}
+
+/** A delivery's facts as a batch message shows them. */
+function itemOf(delivery: Delivery): Omit<BatchItem, "data"> {
+  return {
+    subject: delivery.subject,
+    seq: delivery.seq,
+    deliveryCount: delivery.deliveryCount,
+    headers: delivery.headers,
+    timestamp: delivery.timestamp.getTime(),
+  };
 }

@@ -21,7 +21,13 @@ async function checkInThread(config: CompiledConfig, bundles: readonly BuiltHand
     rootDir: config.rootDir,
     handlers: bundles.map((bundle) => {
       const fn = config.functions.find((f) => f.name === bundle.function)!;
-      return { function: fn.name, bundleFile: bundle.file, exportName: fn.exportName, handlerPath: fn.handlerPath };
+      return {
+        function: fn.name,
+        bundleFile: bundle.file,
+        exportName: fn.exportName,
+        handlerPath: fn.handlerPath,
+        ...(fn.batch ? { batch: true as const } : {}),
+      };
     }),
   };
   const worker = new Worker(script, { workerData: init, name: "jetfn:check" });

@@ -2,15 +2,17 @@ import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import { type Attributes, propagation, ROOT_CONTEXT, type SpanStatus } from "@opentelemetry/api";
 import { Encoded, ValidationError } from "../codec/codec.ts";
+import type { BatchSettle } from "../contracts/batch.ts";
 import { errorMessage } from "../contracts/error-message.ts";
 import type { Outcome, ThreadEndReason } from "../contracts/outcome.ts";
-import type { Invocation } from "../invoke/executor.ts";
+import type { BatchInvocation, Invocation } from "../invoke/executor.ts";
 import type { HostContext } from "../invoke/host-context.ts";
 import type { CutOff, Deadline } from "../invoke/run.ts";
 import type { NamedBreaker } from "../resilience/breaker-registry.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { type Batch, BatchPort, bytesIn } from "./batch-port.ts";
 import {
+  type BatchItemWire,
   type BreakerAdmission,
   type Call,
   type DoneWire,
@@ -22,6 +24,7 @@ import {
   type TraceCarrier,
   toWire,
   type WireOutcome,
+  type WireSettle,
 } from "./protocol.ts";
 
 /** How a thread ended, when it was not asked to. */
@@ -62,7 +65,7 @@ interface Pending {
   log?: Logger;
   /** Sent to wait for a free slot in the thread: its deadline starts when the thread starts it. */
   waits?: Deadline;
-  /** A synchronous call: it has slots of its own, and never waits in the thread. */
+  /** A synchronous call or a batch: it has slots of its own, and never waits in the thread. */
   readonly call: boolean;
 }
 
@@ -201,6 +204,30 @@ export class HandlerThread {
     });
   }
 
+  /** Runs a batch (`batch:`) at once: the host's batch invoker has given it one of the function's slots. */
+  runBatch(invocation: BatchInvocation, deadline: Deadline): Promise<Outcome> {
+    const id = this.#nextId++;
+    return new Promise<Outcome>((resolve) => {
+      this.#pending.set(id, { invocation, resolve, abandoned: false, admitted: [], call: true });
+      deadline.onAbort((reason, cause) => this.#abort(id, reason, cause));
+      if (this.#ready) deadline.start();
+      else this.#starting.push(deadline);
+      const trace: TraceCarrier = {};
+      propagation.inject(invocation.context, trace);
+      const items = invocation.batch.map((delivery): BatchItemWire => {
+        let headers: Readonly<Record<string, string>> | 0 = 0;
+        for (const _ in delivery.headers) {
+          headers = delivery.headers;
+          break;
+        }
+        const data = this.#outbox.bytes(delivery.data);
+        return [delivery.subject, delivery.seq, delivery.deliveryCount, delivery.timestamp.getTime(), data, headers];
+      });
+      this.#post({ t: "batch", id, items, trace });
+      if (this.#pending.size === 1) this.#watch();
+    });
+  }
+
   /** Hands back every delivery still waiting in the thread for a slot (the function's gate closed). */
   releaseWaiting(): void {
     for (const pending of this.#pending.values()) {
@@ -294,6 +321,11 @@ export class HandlerThread {
       case "working": {
         const pending = this.#pending.get(message.id);
         if (pending && !pending.abandoned) pending.invocation.working();
+        return;
+      }
+      case "settle": {
+        const pending = this.#pending.get(message.id);
+        if (pending && !pending.abandoned) (pending.invocation as BatchInvocation).settle(message.index, settleOf(message.how));
         return;
       }
       case "call":
@@ -474,5 +506,19 @@ function outcomeOf(wire: WireOutcome): Outcome {
       return { kind: "invalid", error: new ValidationError(wire.issues) };
     case "released":
       return { kind: "aborted", cause: "released" };
+  }
+}
+
+function settleOf(wire: WireSettle): BatchSettle {
+  switch (wire.kind) {
+    case "ack":
+    case "retry":
+      return wire;
+    case "fail":
+      return { kind: "fail", error: fromWire(wire.error) };
+    case "undecodable":
+      return { kind: "undecodable", error: new Error(wire.message) };
+    case "invalid":
+      return { kind: "invalid", error: new ValidationError(wire.issues) };
   }
 }

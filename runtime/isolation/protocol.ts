@@ -31,13 +31,15 @@ export interface ThreadInit {
    * the thread until fewer than this many run. Runs sent as "start now" (t 0) always start.
    */
   readonly slots: number;
+  /** Set for a batch function (`batch:`): its export must be a `defineBatchFunction`, and it runs `batch` messages. */
+  readonly batch?: true;
 }
 
 /** `workerData` of the thread that checks every handler's shape before a host starts. */
 export interface CheckInit {
   readonly mode: "check";
   readonly rootDir: string;
-  readonly handlers: readonly { function: string; bundleFile: string; exportName: string; handlerPath: string }[];
+  readonly handlers: readonly { function: string; bundleFile: string; exportName: string; handlerPath: string; batch?: true }[];
 }
 
 /** W3C trace context of a span, as headers. */
@@ -83,9 +85,29 @@ export type RunWire = readonly [
  */
 export type DoneWire = readonly [t: 1, id: number, value: BytesRef | 0, type?: "text" | "binary"];
 
+/** One message of a batch on the wire: its payload in the batch's bytes, no headers as 0. */
+export type BatchItemWire = readonly [
+  subject: string,
+  seq: number,
+  deliveryCount: number,
+  timestamp: number,
+  data: BytesRef,
+  headers: Readonly<Record<string, string>> | 0,
+];
+
+/** How the handler (or the runner) settled one message of a batch, on the wire. */
+export type WireSettle =
+  | { readonly kind: "ack" }
+  | { readonly kind: "retry"; readonly delayMs?: number }
+  | { readonly kind: "fail"; readonly error: WireError }
+  | { readonly kind: "undecodable"; readonly message: string }
+  | { readonly kind: "invalid"; readonly issues: readonly FieldIssue[] };
+
 /** The host's thread to a handler thread. */
 export type ToThread =
   | RunWire
+  /** Run the batch handler on these messages now; it answers like a run (done), and `settle` for each message it settles first. */
+  | { readonly t: "batch"; readonly id: number; readonly items: readonly BatchItemWire[]; readonly trace: TraceCarrier }
   /** The invocation's signal aborts; the thread answers `aborted` as soon as it reads this. */
   | { readonly t: "abort"; readonly id: number; readonly reason: WireError }
   | { readonly t: "reply"; readonly req: number; readonly value?: unknown; readonly error?: WireError }
@@ -107,6 +129,8 @@ export type FromThread =
   /** A run sent to wait for a slot (t 2) started: its deadline starts now. */
   | { readonly t: "started"; readonly id: number }
   | { readonly t: "working"; readonly id: number }
+  /** Message `index` of batch `id` settled before the batch ended. */
+  | { readonly t: "settle"; readonly id: number; readonly index: number; readonly how: WireSettle }
   | { readonly t: "call"; readonly req: number; readonly id: number; readonly call: Call }
   | { readonly t: "breaker-result"; readonly id: number; readonly name: string; readonly ok: boolean }
   | {

@@ -8,7 +8,9 @@ import { type Context, context, propagation, ROOT_CONTEXT, type Span, type SpanC
 import { type LoadedHandler, loadHandler } from "../bundle/module.ts";
 import { type EncodedType, encode, encodedType, type ValidationError } from "../codec/codec.ts";
 import type { CompiledFunction } from "../config/types.ts";
+import type { BatchSettle } from "../contracts/batch.ts";
 import { errorMessage } from "../contracts/error-message.ts";
+import { runBatchHandler } from "../invoke/batch-runner.ts";
 import { BaseContext } from "../invoke/function-context.ts";
 import { runHandler } from "../invoke/handler-runner.ts";
 import type { StepBegin, StepEnd } from "../invoke/steps.ts";
@@ -32,6 +34,7 @@ import {
   type TraceCarrier,
   toWire,
   type WireOutcome,
+  type WireSettle,
 } from "./protocol.ts";
 
 const port = parentPort!;
@@ -53,8 +56,9 @@ function outgoing(value: unknown, encoded: Uint8Array): ReturnType<typeof outbox
 }
 
 /** What loadHandler needs to know of the function. */
-function asFunction(h: { function: string; exportName: string; handlerPath: string }): CompiledFunction {
-  return { name: h.function, exportName: h.exportName, handlerPath: h.handlerPath } as CompiledFunction;
+function asFunction(h: { function: string; exportName: string; handlerPath: string; batch?: true }): CompiledFunction {
+  // A batch function's export is checked against its `batch:` (any non-empty value says it has one).
+  return { name: h.function, exportName: h.exportName, handlerPath: h.handlerPath, ...(h.batch ? { batch: {} } : {}) } as CompiledFunction;
 }
 
 if (init.mode === "check") {
@@ -105,8 +109,11 @@ async function serve(init: ThreadInit): Promise<void> {
 
   port.on("message", (batch: Batch<ToThread>) => {
     for (const message of batch.m) {
-      if (!Array.isArray(message)) receive(message as Exclude<ToThread, RunWire>);
-      else if ((message as RunWire)[0] === 0) start(runOf(message as RunWire, batch));
+      if (!Array.isArray(message)) {
+        const other = message as Exclude<ToThread, RunWire>;
+        if (other.t === "batch") void invokeBatch(other, batch);
+        else receive(other);
+      } else if ((message as RunWire)[0] === 0) start(runOf(message as RunWire, batch));
       else if (!held && busy < init.slots) start(runOf(message as RunWire, batch), true);
       else waiting.push(runOf(message as RunWire, batch));
     }
@@ -145,7 +152,7 @@ async function serve(init: ThreadInit): Promise<void> {
     };
   }
 
-  function receive(message: Exclude<ToThread, RunWire>): void {
+  function receive(message: Exclude<ToThread, RunWire | { t: "batch" }>): void {
     switch (message.t) {
       case "abort": {
         const invocation = running.get(message.id);
@@ -232,6 +239,42 @@ async function serve(init: ThreadInit): Promise<void> {
     running.delete(id);
     if (outcome) held = true;
     post(outcome ? { t: "done", id, outcome } : type === "json" ? [1, id, output] : [1, id, output, type]);
+  }
+
+  /** A batch (`batch:`): each message settled first is reported as it happens, then the batch's end. */
+  async function invokeBatch(message: Extract<ToThread, { t: "batch" }>, arena: Batch<ToThread>): Promise<void> {
+    const { id } = message;
+    const state: Running = {};
+    running.set(id, state);
+    const items = message.items.map(([subject, seq, deliveryCount, timestamp, data, headers]) => {
+      const bytes = bytesIn(arena, data);
+      // A handler given raw bytes gets its own copy, not a view of the whole batch.
+      return { subject, seq, deliveryCount, timestamp, headers: headers || {}, data: init.encoding === "binary" ? bytes.slice() : bytes };
+    });
+    const first = items[0]!;
+    // What the thread's ctx is made from: the batch's id and trace; its one-event facts are not shown.
+    const run: Run = {
+      id,
+      subject: first.subject,
+      stream: "",
+      seq: first.seq,
+      deliveryCount: first.deliveryCount,
+      timestamp: first.timestamp,
+      data: new Uint8Array(0),
+      headers: {},
+      trace: message.trace,
+    };
+    const parent = remoteParent(message.trace);
+    const ran = await runBatchHandler(
+      loaded,
+      items,
+      init.encoding,
+      (index, how) => post({ t: "settle", id, index, how: wireSettle(how) }),
+      () => new ThreadContext(run, state, trace.getSpanContext(parent)),
+      (call) => context.with(parent, call),
+    );
+    running.delete(id);
+    post(ran.kind === "success" ? [1, id, 0] : { t: "done", id, outcome: { kind: "error", error: toWire(ran.error, errorMessage) } });
   }
 
   /** The delivery's span, as the parent of what the handler does (its own spans, its publishes). */
@@ -441,5 +484,20 @@ function jsonSafe(fields: Record<string, unknown>): Record<string, unknown> {
     ) as Record<string, unknown>;
   } catch {
     return { unserializable: true };
+  }
+}
+
+/** A batch message's settle, taken apart for the trip to the host. */
+function wireSettle(how: BatchSettle): WireSettle {
+  switch (how.kind) {
+    case "ack":
+    case "retry":
+      return how;
+    case "fail":
+      return { kind: "fail", error: toWire(how.error, errorMessage) };
+    case "undecodable":
+      return { kind: "undecodable", message: how.error.message };
+    case "invalid":
+      return { kind: "invalid", issues: (how.error as ValidationError).issues };
   }
 }

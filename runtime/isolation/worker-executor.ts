@@ -3,7 +3,7 @@ import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { CompiledTracing } from "../config/types.ts";
 import type { Gate } from "../contracts/gate.ts";
 import type { Outcome } from "../contracts/outcome.ts";
-import type { Executor, Invocation } from "../invoke/executor.ts";
+import type { BatchInvocation, Executor, Invocation } from "../invoke/executor.ts";
 import type { HostContext } from "../invoke/host-context.ts";
 import type { Deadline } from "../invoke/run.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
@@ -63,7 +63,8 @@ export class WorkerExecutor implements Executor {
   constructor(host: HostContext, options: WorkerExecutorOptions) {
     this.#host = host;
     this.#options = options;
-    this.waitingRoom = waitingRoom(host.fn.concurrency);
+    // A batch function's batches wait for a slot in the host (see `BatchInvoker`), not here.
+    this.waitingRoom = host.fn.batch ? 0 : waitingRoom(host.fn.concurrency);
     options.gate?.onClose(() => {
       this.#thread?.releaseWaiting();
       for (const thread of this.#retiring) thread.releaseWaiting();
@@ -80,6 +81,17 @@ export class WorkerExecutor implements Executor {
     // Spawned outside the delivery's trace context: the thread's events must not run in it.
     this.#thread ??= context.with(ROOT_CONTEXT, () => this.#spawn());
     return this.#thread.run(invocation, deadline);
+  }
+
+  runBatch(batch: BatchInvocation, deadline: Deadline): Promise<Outcome> {
+    clearTimeout(this.#idleTimer);
+    if (this.#closed) return Promise.resolve({ kind: "aborted" });
+    if (this.#thread?.suspect) {
+      this.#retiring.add(this.#thread);
+      this.#thread = undefined;
+    }
+    this.#thread ??= context.with(ROOT_CONTEXT, () => this.#spawn());
+    return this.#thread.runBatch(batch, deadline);
   }
 
   /**
@@ -132,6 +144,7 @@ export class WorkerExecutor implements Executor {
         logLevel: options.logLevel,
         ...(options.tracing ? { tracing: options.tracing } : {}),
         slots: fn.concurrency,
+        ...(fn.batch ? { batch: true as const } : {}),
       },
       memoryLimitMb: fn.memoryLimitMb,
       host: this.#host,

@@ -160,3 +160,66 @@ export interface EventSchema<Event> {
   safeParse?(input: unknown): { success: true; data: Event } | { success: false; error: unknown };
   "~standard"?: unknown;
 }
+
+/** Options of a batch message's `retry()`. */
+export interface RetryOptions {
+  /** Deliver it again after this long (a duration such as `"5s"`, or milliseconds) rather than after the function's backoff. */
+  delay?: string | number;
+}
+
+/**
+ * One event of a batch (`defineBatchFunction`). Settle it with `ack()`, `retry()` or
+ * `fail()`; the first settle wins and later ones are ignored. One the handler leaves
+ * unsettled is acked when the handler returns, and retried when it throws or times out.
+ */
+export interface BatchMessage<Event = unknown> {
+  /** The decoded (and, with a schema, validated) event. */
+  readonly data: Event;
+  readonly subject: string;
+  /** Stream sequence of the message (for a replay, the copy's in `JETFN_REPLAY`). */
+  readonly seq: number;
+  /** 1 on the first delivery, 2 on the first retry, and so on. */
+  readonly deliveryCount: number;
+  /** The message's NATS headers (first value of each). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** When the message was stored in the stream. */
+  readonly timestamp: Date;
+  /** Done with: acked now. */
+  ack(): void;
+  /**
+   * Deliver it again: after `delay`, or the function's backoff. It counts as an attempt: one
+   * on its last attempt is dead-lettered (attempts-exhausted).
+   */
+  retry(options?: RetryOptions): void;
+  /**
+   * It failed with `error`, settled as if a one-event handler had thrown it: a
+   * `NonRetryableError` is dead-lettered at once, a `RetryAfterError` retried after its
+   * delay, anything else retried with backoff until its attempts run out.
+   */
+  fail(error: unknown): void;
+}
+
+/** What a batch handler receives besides its messages: `ctx` without the one event's facts. */
+export interface BatchContext<Config = Record<string, unknown>> {
+  /** The function's name in `functions.yaml`. */
+  readonly function: string;
+  /** Aborts on the batch's timeout and on shutdown. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /** The batch's CONSUMER span (linked to each message's trace); spans you start nest under it. */
+  readonly span: Span;
+  /** The function's `config:` map from `functions.yaml`. */
+  readonly config: Config;
+  /** As `FunctionContext.publish`. */
+  publish(subject: string, data: unknown, options?: PublishOptions): Promise<PublishAck>;
+  /** As `FunctionContext.breaker`. */
+  breaker(name: string, options?: BreakerOptions): Breaker;
+  /** Resets the ack timer of every message of the batch (they are heartbeated anyway while the handler runs). */
+  working(): void;
+}
+
+/** A batch handler: settle messages one by one, or return (the rest are acked) or throw (the rest are retried). */
+export type BatchHandler<Event = unknown, Config = Record<string, unknown>> = (
+  messages: readonly BatchMessage<Event>[],
+  ctx: BatchContext<Config>,
+) => unknown;

@@ -170,6 +170,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly batchSize = new Histogram({
+    name: "jetfn_batch_size",
+    help: "Messages in each batch a batch function (batch:) ran, counted when the batch was handed over.",
+    labelNames: ["function"] as const,
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000],
+    registers: [this.registry],
+  });
+
   readonly debounced = new Counter({
     name: "jetfn_debounced_total",
     help: "Events of a debounced function taken by this host that will not run: a newer event of their key took their place.",
