@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
+import { type Endpoint, type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import { Empty, type MsgHdrs, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { propagation, ROOT_CONTEXT, SpanKind } from "@opentelemetry/api";
 import type { CompiledFunction } from "../config/types.ts";
@@ -84,23 +84,27 @@ export class JetfnService {
   readonly #service: Service;
   readonly #options: JetfnServiceOptions;
   readonly #log: Logger;
+  readonly #errors: EndpointErrors;
   #stopping = false;
 
-  private constructor(service: Service, options: JetfnServiceOptions) {
+  private constructor(service: Service, options: JetfnServiceOptions, errors: EndpointErrors) {
     this.#service = service;
     this.#options = options;
     this.#log = options.log;
+    this.#errors = errors;
   }
 
   /** Adds the service and its endpoints, and returns once the server has their subscriptions. */
   static async start(nc: NatsConnection, options: JetfnServiceOptions): Promise<JetfnService> {
+    const errors = new EndpointErrors();
     const service = await new Svcm(nc).add({
       name: SERVICE_NAME,
       version: JETFN_VERSION,
       description: "jetfn host: functions called by request/reply, and the host's status",
       metadata: { host: options.hostId, functions: options.names.join(",") },
+      statsHandler: async (endpoint) => errors.applyTo(endpoint),
     });
-    const served = new JetfnService(service, options);
+    const served = new JetfnService(service, options, errors);
     service.addEndpoint(STATUS_ENDPOINT, {
       subject: statusSubject(service.info().id),
       handler: (error, msg) => {
@@ -141,6 +145,7 @@ export class JetfnService {
       .then((status) => msg.respond(JSON.stringify(status)))
       .catch((error: unknown) => {
         this.#log.warn({ err: error }, "answering a status request failed");
+        this.#errors.count(STATUS_ENDPOINT, `status failed: ${(error as Error).message}`);
         try {
           msg.respondError(500, headerValue(`status failed: ${(error as Error).message}`));
         } catch {
@@ -175,6 +180,7 @@ export class JetfnService {
         encoded = this.#options.encode(result.value);
       } catch (error) {
         this.#log.warn({ function: fn.name, err: error }, "a call's return value cannot be encoded");
+        this.#errors.count(fn.name, `${CALL_STATUS.failed} function ${fn.name} returned a value that cannot be encoded`);
         return this.#send(fn, msg, () =>
           msg.respondError(CALL_STATUS.failed, `function ${fn.name} returned a value that cannot be encoded`),
         );
@@ -190,6 +196,7 @@ export class JetfnService {
       body = new TextEncoder().encode(JSON.stringify({ errors: result.issues }));
     }
     if (result.kind === "unavailable") h.set("Retry-After", String(Math.ceil(result.retryAfterMs / 1000)));
+    this.#errors.count(fn.name, `${CALL_STATUS[result.kind]} ${result.message}`);
     this.#send(fn, msg, () => msg.respondError(CALL_STATUS[result.kind], headerValue(result.message), body, { headers: h }));
   }
 
@@ -199,12 +206,46 @@ export class JetfnService {
       respond();
     } catch (error) {
       this.#log.warn({ function: fn.name, err: error }, "a call's reply could not be sent");
+      this.#errors.count(fn.name, `${CALL_STATUS.failed} the answer could not be sent: ${(error as Error).message}`);
       try {
         msg.respondError(CALL_STATUS.failed, headerValue(`function ${fn.name}'s answer could not be sent: ${(error as Error).message}`));
       } catch {
         // The connection is gone: the caller's request times out.
       }
     }
+  }
+}
+
+/**
+ * Error replies per endpoint, for `$SRV.STATS.jetfn`. The services API counts an error only
+ * when a handler throws synchronously; ours answer asynchronously with `respondError`, so
+ * its `num_errors` stayed 0 for every 4xx/5xx reply (the Go and Python services count
+ * those). Its stats handler, called per endpoint before each stats reply, hands the counts
+ * over.
+ */
+class EndpointErrors {
+  readonly #byEndpoint = new Map<string, { errors: number; last: string }>();
+
+  /** Counts one error reply of the endpoint `name`. */
+  count(name: string, message: string): void {
+    const entry = this.#byEndpoint.get(name);
+    if (entry) {
+      entry.errors++;
+      entry.last = message;
+    } else this.#byEndpoint.set(name, { errors: 1, last: message });
+  }
+
+  /** Sets the endpoint's `num_errors` and `last_error`; returns no `data`. */
+  applyTo(endpoint: Endpoint): undefined {
+    const entry = this.#byEndpoint.get((endpoint as { name?: string }).name ?? "");
+    // The handler's own stats object, which the stats reply is read from right after this:
+    // not in the API's types (3.0.0-25), so checked before it is written.
+    const stats = (endpoint as { stats?: { num_errors?: unknown; last_error?: unknown } }).stats;
+    if (!entry || typeof stats?.num_errors !== "number") return undefined;
+    // Synchronous throws (counted by the API itself) are not expected from our handlers; keep the larger.
+    stats.num_errors = Math.max(stats.num_errors, entry.errors);
+    stats.last_error = entry.last;
+    return undefined;
   }
 }
 
