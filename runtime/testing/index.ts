@@ -19,6 +19,7 @@ import type { CompiledFunction, CompiledRetry, Encoding } from "../config/types.
 import type { Delivery } from "../contracts/delivery.ts";
 import type { Outcome } from "../contracts/outcome.ts";
 import { Admission } from "../invoke/admission.ts";
+import { BatchInvoker } from "../invoke/batch-invoker.ts";
 import { Heartbeats } from "../invoke/heartbeats.ts";
 import { HostContext } from "../invoke/host-context.ts";
 import { InProcessExecutor } from "../invoke/in-process.ts";
@@ -27,7 +28,7 @@ import { MemoryStepStore } from "../invoke/memory-step-store.ts";
 import type { Settled } from "../invoke/settler.ts";
 import { StepJournal } from "../invoke/steps.ts";
 import { BreakerRegistry, type NamedBreaker } from "../resilience/breaker-registry.ts";
-import type { FunctionDefinition } from "../sdk/index.ts";
+import type { BatchFunctionDefinition, FunctionDefinition } from "../sdk/index.ts";
 import type { BreakerOptions, Handler } from "../sdk/types.ts";
 import { createLogger } from "../telemetry/logger.ts";
 import { Metrics } from "../telemetry/metrics.ts";
@@ -164,6 +165,7 @@ export async function invoke<Event, Result, Config = Record<string, unknown>>(
         : "invoke: expected defineFunction({ handler }) or an async function",
     );
   }
+  if (loaded.batch) throw new TypeError("invoke: a batch function (defineBatchFunction) runs on a batch: use invokeBatch(handler, events)");
   const fn = compiledFunction(options);
   const startedAt = Date.now();
   const now = options.now ?? (() => startedAt);
@@ -218,9 +220,10 @@ export async function invoke<Event, Result, Config = Record<string, unknown>>(
  * compiled by the host's own compiler (built-in defaults, durable and dead-letter names,
  * ack wait), so the test kit cannot drift from it. Its `config` is handed over as given.
  */
-function compiledFunction(options: InvokeOptions<unknown>): CompiledFunction {
+function compiledFunction(options: InvokeOptions<unknown>, extra: Record<string, unknown> = {}): CompiledFunction {
   const retry = options.retry ?? {};
   const entry = {
+    ...extra,
     name: options.function ?? "test",
     handler: "handler.ts",
     stream: options.stream ?? "TEST",
@@ -296,4 +299,91 @@ class TestBreakers extends BreakerRegistry {
     }
     return breaker;
   }
+}
+
+/** Options of {@link invokeBatch}: {@link InvokeOptions} for the whole batch, and each message's own facts. */
+export interface InvokeBatchOptions<Config = Record<string, unknown>>
+  extends Omit<InvokeOptions<Config>, "seq" | "deliveryCount" | "headers" | "output" | "steps"> {
+  /** Each message's `seq` (default its index + 1), `deliveryCount` (default 1) and `headers`, by index. */
+  messages?: readonly { seq?: number; deliveryCount?: number; headers?: Record<string, string> }[];
+}
+
+/** What jetfn would do with each message of the batch. */
+export interface InvokeBatchResult {
+  /** Per event, in the order given: how it ended (`success` for an acked one) and its one terminal action. */
+  messages: { outcome: Outcome; settlement: Settled }[];
+  /** Every publish, in order: the handler's `ctx.publish`es and the dead letters. */
+  published: PublishedMessage[];
+  /** Every log line at any level. */
+  logs: LogLine[];
+}
+
+/**
+ * Runs a batch function (`defineBatchFunction`) on one batch of `events` and tells what
+ * jetfn would do with each message: the host's own batch invoker (schema, the handler's
+ * `ack`/`retry`/`fail`, the batch's end, settlement and dead letters), without a broker.
+ *
+ * ```ts
+ * const { messages } = await invokeBatch(loadWarehouse, [{ orderId: "a" }, { orderId: 7 }]);
+ * expect(messages[1]!.settlement).toMatchObject({ action: "dead-letter", reason: "invalid" });
+ * ```
+ */
+export async function invokeBatch<Event, Config = Record<string, unknown>>(
+  handler: BatchFunctionDefinition<Event, Config> | { readonly default: BatchFunctionDefinition<Event, Config> },
+  events: readonly unknown[],
+  options: InvokeBatchOptions<Config> = {},
+): Promise<InvokeBatchResult> {
+  const exported = typeof handler === "object" && handler !== null && "default" in handler ? handler.default : handler;
+  const loaded = handlerOf(exported);
+  if (!loaded || loaded === "bad-schema" || !loaded.batch) {
+    throw new TypeError(
+      loaded === "bad-schema"
+        ? "invokeBatch: the handler's schema has no safeParse() or ~standard"
+        : "invokeBatch: expected defineBatchFunction({ handler })",
+    );
+  }
+  if (events.length === 0) throw new TypeError("invokeBatch: expected at least one event");
+  const fn = compiledFunction(options, { batch: { maxSize: Math.min(10_000, events.length) } });
+  const startedAt = Date.now();
+  const now = options.now ?? (() => startedAt);
+  const logs = new LogCapture();
+  const log = createLogger("trace", logs).child({ function: fn.name });
+  const publisher = new CapturingPublisher(options.publish);
+  metrics ??= new Metrics();
+  const host = new HostContext(fn, log, publisher, new TestBreakers(options.openBreakers ?? [], now));
+  const deliveries: Delivery[] = events.map((event, index) => {
+    const own = options.messages?.[index] ?? {};
+    return {
+      data: payload(event, fn.encoding),
+      subject: options.subject ?? "test",
+      headers: { ...own.headers },
+      stream: fn.stream,
+      seq: own.seq ?? index + 1,
+      deliveryCount: own.deliveryCount ?? 1,
+      timestamp: options.timestamp ?? new Date(now()),
+      ack() {},
+      nak() {},
+      term() {},
+      working() {},
+    };
+  });
+  const settled = new Map<Delivery, { outcome: Outcome; settlement: Settled }>();
+  const invoker = new BatchInvoker({
+    host,
+    executor: new InProcessExecutor(loaded, host),
+    admission: new Admission(undefined, undefined, now),
+    metrics,
+    stop: NO_SHUTDOWN,
+    heartbeats: Heartbeats.forAckWait(fn.ackWaitMs),
+    brokerRetry: BROKER_TRIES,
+    ...(options.random ? { random: options.random } : {}),
+    onSettled: (outcome, settlement, delivery) => settled.set(delivery, { outcome, settlement }),
+  });
+  await invoker.process(deliveries);
+  const messages = deliveries.map((delivery, index) => {
+    const found = settled.get(delivery);
+    if (!found) throw new Error(`invokeBatch: message ${index} was not settled; logged: ${JSON.stringify(logs.lines.at(-1))}`);
+    return found;
+  });
+  return { messages, published: publisher.published, logs: logs.lines };
 }

@@ -15,7 +15,8 @@ import type { Delivery } from "../../runtime/contracts/delivery.ts";
 import { BatchCollector } from "../../runtime/function/batch-collector.ts";
 import { runBatchHandler } from "../../runtime/invoke/batch-runner.ts";
 import { Heartbeats } from "../../runtime/invoke/heartbeats.ts";
-import { defineBatchFunction, type FunctionContext, NonRetryableError } from "../../runtime/sdk/index.ts";
+import { defineBatchFunction, defineFunction, type FunctionContext, NonRetryableError } from "../../runtime/sdk/index.ts";
+import { invoke, invokeBatch } from "../../runtime/testing/index.ts";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -194,6 +195,56 @@ describe("loadHandler: batch: and defineBatchFunction go together", () => {
     );
     await expect(loadHandler(fn(true), plainFile, dir)).rejects.toThrow(
       'load.ts: function load has batch: in functions.yaml; its export "default" must be `defineBatchFunction({ handler(messages, ctx) })`',
+    );
+  });
+});
+
+describe("jetfn/testing: invokeBatch", () => {
+  const Row = z.object({ n: z.number() });
+  const load = defineBatchFunction({
+    schema: Row,
+    async handler(messages, batchCtx) {
+      if (messages.some((m) => m.data.n < 0)) throw new Error("insert failed");
+      await batchCtx.publish("rows.loaded", { count: messages.length });
+      for (const m of messages) {
+        if (m.data.n === 2) m.retry({ delay: "5s" });
+        if (m.data.n === 3) m.fail(new NonRetryableError("row 3 refused"));
+      }
+    },
+  });
+
+  it("says how each message is settled: invalid before the batch, retried, failed, the rest acked", async () => {
+    const { messages, published } = await invokeBatch(load, [{ n: 1 }, { n: "x" }, { n: 2 }, { n: 3 }], {
+      messages: [{}, {}, {}, { headers: { "X-Tag": "three" } }],
+    });
+    expect(messages.map((m) => m.settlement.action)).toEqual(["ack", "dead-letter", "nak", "dead-letter"]);
+    expect(messages[1]!.settlement).toMatchObject({ reason: "invalid" });
+    expect(messages[2]!.settlement).toMatchObject({ delayMs: 5000 });
+    expect(messages[3]!.settlement).toMatchObject({ reason: "non-retryable", error: "NonRetryableError: row 3 refused" });
+    // The invalid one is dead-lettered before the batch runs.
+    expect(published.map((p) => p.subject)).toEqual(["jetfn.dlq.test", "rows.loaded", "jetfn.dlq.test"]);
+    expect(published[1]!.json()).toEqual({ count: 3 });
+    // Each dead letter alone, with its own bytes and headers.
+    expect(published[0]!.text()).toBe(JSON.stringify({ n: "x" }));
+    expect(published[2]!.text()).toBe(JSON.stringify({ n: 3 }));
+    expect(published[2]!.headers["X-Tag"]).toBe("three");
+  });
+
+  it("retries each unsettled message by its own delivery count when the handler throws, dead-lettering the exhausted one", async () => {
+    const { messages } = await invokeBatch(load, [{ n: -1 }, { n: 5 }], {
+      messages: [{ deliveryCount: 1 }, { deliveryCount: 3 }],
+      retry: { maxAttempts: 3 },
+    });
+    expect(messages[0]!.settlement).toMatchObject({ action: "nak", delayMs: 1000, error: "insert failed" });
+    expect(messages[1]!.settlement).toMatchObject({ action: "dead-letter", reason: "attempts-exhausted" });
+  });
+
+  it("refuses a one-event handler, and invoke() refuses a batch function", async () => {
+    await expect(invokeBatch(defineFunction({ handler: async () => {} }) as never, [{}])).rejects.toThrow(
+      "invokeBatch: expected defineBatchFunction({ handler })",
+    );
+    await expect(invoke(load as never, {})).rejects.toThrow(
+      "invoke: a batch function (defineBatchFunction) runs on a batch: use invokeBatch",
     );
   });
 });
