@@ -20,14 +20,16 @@ export default defineConfig({
           ...shared,
           name: "none",
           include: ["test/{integration,faults}/**/*.test.ts"],
-          // The delayed-event mover's and the ticker's own tests run no handler, and the rate
-          // limit's and the steps' cluster tests are about their buckets: once is enough.
+          // The delayed-event mover's and the ticker's own tests run no handler, the rate
+          // limit's and the steps' cluster tests are about their buckets, and the slow-link
+          // test about the host's connection: once is enough.
           exclude: [
             "test/integration/delayed.test.ts",
             "test/integration/delayed-scale.test.ts",
             "test/integration/ticker.test.ts",
             "test/faults/rate-limit-cluster.test.ts",
             "test/faults/steps-cluster.test.ts",
+            "test/faults/slow-link.test.ts",
           ],
           env: { JETFN_TEST_ISOLATION: "none" },
         },
