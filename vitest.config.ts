@@ -22,7 +22,7 @@ export default defineConfig({
           include: ["test/{integration,faults}/**/*.test.ts"],
           // The delayed-event mover's and the ticker's own tests run no handler, the rate
           // limit's and the steps' cluster tests are about their buckets, and the slow-link
-          // test about the host's connection: once is enough.
+          // and partition tests about the host's connection: once is enough.
           exclude: [
             "test/integration/delayed.test.ts",
             "test/integration/delayed-scale.test.ts",
@@ -30,6 +30,7 @@ export default defineConfig({
             "test/faults/rate-limit-cluster.test.ts",
             "test/faults/steps-cluster.test.ts",
             "test/faults/slow-link.test.ts",
+            "test/faults/partition.test.ts",
           ],
           env: { JETFN_TEST_ISOLATION: "none" },
         },
