@@ -91,6 +91,8 @@ export class FunctionRuntime {
   readonly #capacity: Capacity;
   /** Runs its batches (`batch:`). */
   readonly #batches?: BatchInvoker;
+  /** Where its loops' events gather into batches: each flushed when pulling stops. */
+  readonly #collectors: BatchCollector[] = [];
   /** Its fleet-wide `rateLimit:`. */
   readonly #limiter?: RateLimiter;
   /** Publishes its ticks (`schedule:`), with every other replica's ticker. */
@@ -175,6 +177,7 @@ export class FunctionRuntime {
         },
       });
       // Settled with its batch, one way or another (a nak hands it back too): nothing is pending here.
+      this.#collectors.push(collector);
       return (delivery: Delivery): Promise<ProcessResult> => collector.take(into(delivery)).then(() => "settled");
     };
     const run = batched() ?? limited((delivery: Delivery) => this.invoker.process(delivery));
@@ -263,6 +266,8 @@ export class FunctionRuntime {
   async stop(): Promise<void> {
     await this.#ticker?.stop();
     await this.#consumption.stop();
+    // Nothing more comes: a filling batch runs now rather than after its maxWait.
+    for (const collector of this.#collectors) collector.flush();
   }
 
   /** Resolves when every delivery and call taken has settled. */

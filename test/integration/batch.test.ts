@@ -251,3 +251,38 @@ describe("batch functions", () => {
     expect(count).toBeLessThan(200);
   }, 60_000);
 });
+
+describe("batch functions at shutdown", () => {
+  it("runs a filling batch as soon as the host stops pulling, not after its maxWait", async () => {
+    const dir = makeProject(
+      {
+        "functions.yaml": `
+streams:
+  - { name: JOBS_SD, subjects: ["sd.>"], storage: memory }
+  - { name: REC_BATCH, subjects: ["rec.>"], storage: memory }
+functions:
+  - name: stopping
+    handler: fns/load.ts
+    stream: JOBS_SD
+    subjects: ["sd.jobs"]
+    batch: { maxSize: 100, maxWait: 25s }
+    ackWait: 30s
+    config: { record: rec.stopping }
+`,
+      },
+      { fixtures: "batch" },
+    );
+    const started = await startHost(dir, nats.server.url);
+    for (let n = 0; n < 2; n++) await publish("sd.jobs", { n });
+    await waitFor(async () => (await nats.jsm.consumers.info("JOBS_SD", "jetfn_stopping")).num_ack_pending === 2, {
+      message: "both held by the filling batch",
+    });
+    const from = Date.now();
+    await started.host.shutdown();
+    expect(Date.now() - from).toBeLessThan(5000);
+    expect((await batches("stopping")).map((batch) => batch.rows.map((row) => row.n))).toEqual([[0, 1]]);
+    const info = await nats.jsm.consumers.info("JOBS_SD", "jetfn_stopping");
+    expect(info.num_ack_pending).toBe(0);
+    expect(info.num_pending).toBe(0);
+  });
+});
