@@ -21,8 +21,9 @@ export default defineConfig({
           name: "none",
           include: ["test/{integration,faults}/**/*.test.ts"],
           // The delayed-event mover's and the ticker's own tests run no handler, the rate
-          // limit's and the steps' cluster tests are about their buckets, and the slow-link
-          // and partition tests about the host's connection: once is enough.
+          // limit's and the steps' cluster tests are about their buckets, the slow-link
+          // and partition tests about the host's connection, and the rolling restart runs
+          // jetfn start processes as users do (worker isolation): once is enough.
           exclude: [
             "test/integration/delayed.test.ts",
             "test/integration/delayed-scale.test.ts",
@@ -31,6 +32,7 @@ export default defineConfig({
             "test/faults/steps-cluster.test.ts",
             "test/faults/slow-link.test.ts",
             "test/faults/partition.test.ts",
+            "test/faults/rolling-restart.test.ts",
           ],
           env: { JETFN_TEST_ISOLATION: "none" },
         },
