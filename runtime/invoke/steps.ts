@@ -167,12 +167,14 @@ export class StepJournal {
     const recordKey = stepRecordKey(fn, runId, name);
     const waitUntil = this.#monotonic() + (this.#options.waitMs ?? 2_000);
     const owner = `${this.#hostId}/${this.#nextOwner++}`;
-    for (;;) {
+    // A step reached for the first time (nearly every one) is claimed in one round trip:
+    // created first, and read only when its key exists. Undefined: another write came first.
+    let revision = await store.create(recordKey, this.#running(owner));
+    while (revision === undefined) {
       const entry = await store.get(recordKey);
       const found = entry && parseStepRecord(entry.value);
       const record = found && found.expiresAt > this.#now() ? found : undefined;
       if (record?.state === "done" || record?.state === "failed") return this.#replayed(record, span);
-      let revision: number | undefined;
       if (!entry) {
         revision = await store.create(recordKey, this.#running(owner));
       } else if (!record || this.#mayTakeOver(recordKey, entry.revision, record)) {
@@ -184,13 +186,11 @@ export class StepJournal {
         const now = this.#monotonic();
         if (now >= waitUntil) throw this.#busy(name, runId, this.#leaseLeft(recordKey, record, entry.revision), span);
         await sleep(Math.min(this.#options.pollMs ?? 100, waitUntil - now), run.signal);
-        continue;
       }
-      if (revision === undefined) continue; // another delivery wrote first: read again
-      this.#leases.forget(recordKey);
-      span.setAttribute("jetfn.step.replayed", false);
-      return this.#claim(name, recordKey, revision, span, run.parent, stepIdempotencyKey(fn, runId, name), owner);
     }
+    this.#leases.forget(recordKey);
+    span.setAttribute("jetfn.step.replayed", false);
+    return this.#claim(name, recordKey, revision, span, run.parent, stepIdempotencyKey(fn, runId, name), owner);
   }
 
   /** The event is handed back, without spending an attempt, while another delivery runs the step. */
@@ -364,10 +364,13 @@ export class StepJournal {
     const record: CompletionRecord = { state: "completed", at: now, expiresAt: now + this.fn.steps.ttlMs };
     try {
       const store = await this.#openStore();
-      const entry = await store.get(key);
       const value = JSON.stringify(record);
-      if (entry) await store.update(key, value, entry.revision);
-      else await store.create(key, value);
+      // Nearly always a new key: one round trip. Read and written over only when the run completed before.
+      if ((await store.create(key, value)) === undefined) {
+        const entry = await store.get(key);
+        if (entry) await store.update(key, value, entry.revision);
+        else await store.create(key, value);
+      }
     } catch (error) {
       this.#options.log?.warn({ err: error, run: runId }, "recording a run's completion failed; a redelivery would replay its steps");
     }
