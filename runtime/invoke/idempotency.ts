@@ -57,7 +57,10 @@ export interface IdempotencyGuardOptions {
   readonly now?: () => number;
   /** Monotonic clock, ms: how long a claim has been seen unchanged. */
   readonly monotonic?: () => number;
-  /** How long a delivery waits for another delivery's run of its key before it is handed back. @default 2000 */
+  /**
+   * How long a delivery waits for another delivery's run of its key before it is handed
+   * back; nothing heartbeats it meanwhile, so at most half its ack wait. @default 2000
+   */
   readonly waitMs?: number;
   /** Between reads of a key another delivery runs. @default 100 */
   readonly pollMs?: number;
@@ -125,7 +128,7 @@ export class IdempotencyGuard {
     const store = await this.#openStore();
     const run = runIdOf(delivery) ?? `${delivery.stream}:${delivery.seq}`;
     const owner = `${this.#hostId}/${this.#nextOwner++}`;
-    const waitUntil = this.#monotonic() + (this.#options.waitMs ?? 2_000);
+    const waitUntil = this.#monotonic() + Math.min(this.#options.waitMs ?? 2_000, this.#fn.ackWaitMs / 2);
     // A key seen for the first time is claimed in one round trip: create first, read only if it exists.
     let revision = await store.create(recordKey, this.#running(owner, run));
     while (revision === undefined) {

@@ -342,6 +342,18 @@ describe("StepJournal", () => {
     expect(new StepJournal({ fn: FN }).mayBeCompleted(delivery(2))).toBe(false);
   });
 
+  it("writes a completion record in one write, and over one the run wrote before (a run completed twice)", async () => {
+    const store = new MemoryStepStore();
+    const clock = new Clock();
+    const steps = journal(store, clock);
+    const key = completionRecordKey("pay", "ORDERS:1");
+    await steps.complete(run());
+    const first = JSON.parse(store.records.get(key)!) as { at: number };
+    clock.ms += 1_000;
+    await steps.complete(run());
+    expect(JSON.parse(store.records.get(key)!)).toMatchObject({ state: "completed", at: first.at + 1_000 });
+  });
+
   it("caps the result size by the server's max_payload", () => {
     const steps = new StepJournal({ fn: FN, store: async () => new MemoryStepStore(), maxPayload: () => 64 * 1024 });
     expect(steps.maxResultBytes).toBe(63 * 1024);
