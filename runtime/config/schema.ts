@@ -237,7 +237,6 @@ const BATCH_CONFLICTS = {
   debounce: "batch and debounce do not go together: a debounced key runs one event, its last",
   invoke: "batch and invoke: true do not go together: a synchronous call is one event with one answer",
   schedule: "batch and schedule do not go together: each tick runs on its own",
-  rateLimit: "batch and rateLimit do not go together (not built yet): a rate limit counts runs of one event each",
   idempotency: "batch and idempotency do not go together (not built yet): a business key is checked for one event's run",
 } as const;
 

@@ -156,13 +156,32 @@ export class FunctionRuntime {
     const perKey = fn.rateLimit?.key;
     const permits = () => (limiter && !perKey ? { permits: limiter.forLoop(), maxPulls: 1 } : {});
     const handBack = (delivery: Delivery, delayMs: number): ProcessResult => {
-      this.invoker.handBack(delivery, delayMs);
+      (this.#batches ?? this.invoker).handBack(delivery, delayMs);
       return "again";
     };
     const limited = (dispatch: (delivery: Delivery) => Promise<ProcessResult>) =>
       limiter && perKey ? limiter.perKey(perKey, dispatch, handBack) : dispatch;
-    // A batch function's events run in batches (`batch:`), each of its loops gathering its own.
-    const batches = fn.batch && new BatchInvoker({ host, executor: this.executor, admission: this.admission, metrics, stop, heartbeats });
+    // A batch function's events run in batches (`batch:`), each of its loops gathering its
+    // own; under a rate limit each event takes its permit before it joins a batch.
+    const batches =
+      fn.batch &&
+      new BatchInvoker({
+        host,
+        executor: this.executor,
+        admission: this.admission,
+        metrics,
+        stop,
+        heartbeats,
+        ...(limiter
+          ? {
+              onRetryAfter: (delayMs: number, held: readonly Delivery[]) => {
+                const interrupt = () => this.#consumption.interrupt();
+                if (perKey) for (const delivery of held) limiter.holdOff(delayMs, delivery, interrupt);
+                else limiter.holdOff(delayMs, undefined, interrupt);
+              },
+            }
+          : {}),
+      });
     this.#batches = batches || undefined;
     const batched = (into: (delivery: Delivery) => Delivery = (delivery) => delivery) => {
       if (!batches || !fn.batch) return undefined;
@@ -180,7 +199,7 @@ export class FunctionRuntime {
       this.#collectors.push(collector);
       return (delivery: Delivery): Promise<ProcessResult> => collector.take(into(delivery)).then(() => "settled");
     };
-    const run = batched() ?? limited((delivery: Delivery) => this.invoker.process(delivery));
+    const run = limited(batched() ?? ((delivery: Delivery) => this.invoker.process(delivery)));
     const debouncer = fn.debounce && this.#debouncerOf({ ...fn, debounce: fn.debounce });
     const events = fn.ordering
       ? new OrderedFunction({
@@ -205,7 +224,7 @@ export class FunctionRuntime {
     const replayLoop = new PullLoop(
       js,
       replays,
-      batched(replayed) ?? limited((delivery) => this.invoker.process(replayed(delivery))),
+      limited(batched(replayed) ?? ((delivery) => this.invoker.process(replayed(delivery)))),
       deps.log,
       {
         rebind: () => ensureConsumer(jsm, replays, deps.log),

@@ -4,7 +4,7 @@ import type { BatchSettle } from "../contracts/batch.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { errorMessage } from "../contracts/error-message.ts";
 import type { Outcome } from "../contracts/outcome.ts";
-import { RetryAfterError } from "../sdk/errors.ts";
+import { isRetryAfterError, RetryAfterError } from "../sdk/errors.ts";
 import type { FunctionMeters, Metrics } from "../telemetry/metrics.ts";
 import { type Admission, NO_BREAKERS } from "./admission.ts";
 import { AttemptLedger } from "./attempts.ts";
@@ -37,6 +37,12 @@ export interface BatchInvokerDeps {
   readonly brokerRetry?: CompiledRetry;
   /** Told each settled message's outcome and settlement. */
   readonly onSettled?: (outcome: Outcome, settlement: Settled, delivery: Delivery) => void;
+  /**
+   * Told when the handler said an API wants no calls for `delayMs` (a `RetryAfterError`
+   * thrown for the batch, or given to a message's `fail()`), with the messages it settled
+   * so: a rate limit holds the fleet off. A message's `retry({ delay })` is its own business.
+   */
+  readonly onRetryAfter?: (delayMs: number, messages: readonly Delivery[]) => void;
 }
 
 /** One batch on its way: which of its messages are settled, and the settlements under way. */
@@ -201,7 +207,10 @@ export class BatchInvoker {
             meters.acks.working++;
           }
         },
-        settle: (index, how) => this.#settleOne(running, index, outcomeOf(how), done),
+        settle: (index, how) => {
+          const outcome = outcomeOf(how);
+          if (this.#settleOne(running, index, outcome, done) && how.kind === "fail") this.#retryAfter(outcome, [messages[index]!]);
+        },
       },
     };
     meters.inflight++;
@@ -218,7 +227,8 @@ export class BatchInvoker {
       if (outcome.kind !== "success") span.setStatus({ code: SpanStatusCode.ERROR, message: describe(outcome) });
       // What the handler left unsettled is settled by how the batch ended.
       const rest = outcome.kind === "success" ? ACKED : outcome;
-      for (let i = 0; i < messages.length; i++) this.#settleOne(running, i, rest, done);
+      const unsettled = messages.filter((_, i) => this.#settleOne(running, i, rest, done));
+      this.#retryAfter(rest, unsettled);
       await Promise.all(running.settling);
     } finally {
       meters.inflight--;
@@ -226,9 +236,25 @@ export class BatchInvoker {
     }
   }
 
-  /** Settles message `index` of a running batch, unless it was settled before: the first settle wins. */
-  #settleOne(running: Running, index: number, outcome: Outcome, done: (delivery: Delivery) => void): void {
-    if (index < 0 || index >= running.messages.length || running.settled[index]) return;
+  /** A `RetryAfterError` the handler threw or failed messages with: told to `onRetryAfter`. */
+  #retryAfter(outcome: Outcome, messages: readonly Delivery[]): void {
+    if (messages.length === 0 || outcome.kind !== "error" || !isRetryAfterError(outcome.error)) return;
+    this.#deps.onRetryAfter?.(outcome.error.delayMs, messages);
+  }
+
+  /** Hands a message back unrun, to come again in `delayMs`, without spending an attempt (a rate limit's key waits). */
+  handBack(delivery: Delivery, delayMs: number): void {
+    delivery.nak(delayMs);
+    this.#attempts.spare(delivery);
+    this.#meters.acks.nak++;
+  }
+
+  /**
+   * Settles message `index` of a running batch, unless it was settled before (the first
+   * settle wins); says whether it settled it now.
+   */
+  #settleOne(running: Running, index: number, outcome: Outcome, done: (delivery: Delivery) => void): boolean {
+    if (index < 0 || index >= running.messages.length || running.settled[index]) return false;
     running.settled[index] = true;
     const delivery = running.messages[index]!;
     const counted = invocationOutcome(outcome);
@@ -243,6 +269,7 @@ export class BatchInvoker {
         running.breakerOpenMs,
       ).then(() => void done(delivery)),
     );
+    return true;
   }
 
   /** One message's settlement, as one event's would be: exactly one of ack, nak or dead letter. */

@@ -47,7 +47,7 @@ describe("loadConfig: batch:", () => {
     ]);
   });
 
-  it("reports batch with ordering, output, debounce, invoke: true, schedule, rateLimit or idempotency, saying why", () => {
+  it("reports batch with ordering, output, debounce, invoke: true, schedule or idempotency, saying why", () => {
     expect(
       errorsOf([
         ...ORDERS_STREAM,
@@ -60,7 +60,6 @@ describe("loadConfig: batch:", () => {
         ...FUNCTION_B,
         "    batch: { maxSize: 10 }",
         "    debounce: { key: id, period: 10s }",
-        "    rateLimit: { limit: 10 }",
         "    idempotency: { key: id }",
         "  - name: c",
         "    handler: functions/a.ts",
@@ -72,9 +71,8 @@ describe("loadConfig: batch:", () => {
       "functions.yaml:11:13 functions[0].output: batch and output do not go together: a batch handler returns nothing per event to publish (use ctx.publish)",
       "functions.yaml:12:13 functions[0].invoke: batch and invoke: true do not go together: a synchronous call is one event with one answer",
       "functions.yaml:18:15 functions[1].debounce: batch and debounce do not go together: a debounced key runs one event, its last",
-      "functions.yaml:19:16 functions[1].rateLimit: batch and rateLimit do not go together (not built yet): a rate limit counts runs of one event each",
-      "functions.yaml:20:18 functions[1].idempotency: batch and idempotency do not go together (not built yet): a business key is checked for one event's run",
-      "functions.yaml:24:15 functions[2].schedule: batch and schedule do not go together: each tick runs on its own",
+      "functions.yaml:19:18 functions[1].idempotency: batch and idempotency do not go together (not built yet): a business key is checked for one event's run",
+      "functions.yaml:23:15 functions[2].schedule: batch and schedule do not go together: each tick runs on its own",
     ]);
   });
 
