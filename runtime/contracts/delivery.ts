@@ -25,6 +25,13 @@ export interface Delivery {
    * can take the delivery away (unordered functions).
    */
   readonly revoked?: AbortSignal;
+  /**
+   * Whether the server gave this delivery up: its ack wait ran out with no ack nor heartbeat
+   * (this host stalled: a SIGSTOP, a long pause), and the server delivers the message again,
+   * here or to another replica. Such a delivery is not started, and nothing of it is settled.
+   * Absent where the question does not arise (a call, a test's delivery).
+   */
+  expired?(): boolean;
   ack(): void;
   nak(delayMs: number): void;
   term(): void;
@@ -80,6 +87,9 @@ export class DelegatingDelivery implements Delivery {
   }
   get revoked(): AbortSignal | undefined {
     return this.inner.revoked;
+  }
+  expired(): boolean {
+    return this.inner.expired?.() ?? false;
   }
   ack(): void {
     this.inner.ack();

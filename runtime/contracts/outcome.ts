@@ -15,9 +15,10 @@ export type Outcome =
    * bystander on a worker thread terminated for another invocation's hard timeout, or
    * released unrun from its thread's waiting room when the function paused or its breaker
    * opened, or revoked: its ordered function lost the partition's lease, and another
-   * replica runs the event (nothing of this run is sent).
+   * replica runs the event (nothing of this run is sent), or expired: its delivery's ack
+   * wait ran out while this host stalled, and the server delivers it again (nothing sent).
    */
-  | { readonly kind: "aborted"; readonly cause?: "shutdown" | "bystander" | "released" | "revoked" }
+  | { readonly kind: "aborted"; readonly cause?: "shutdown" | "bystander" | "released" | "revoked" | "expired" }
   /** Its worker thread ended under it: out of memory, `process.exit()`, an uncaught error. */
   | { readonly kind: "crashed"; readonly reason: CrashReason; readonly error: string }
   | { readonly kind: "undecodable"; readonly error: Error }

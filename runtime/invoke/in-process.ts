@@ -14,6 +14,9 @@ import type { HostContext } from "./host-context.ts";
 import type { Deadline } from "./run.ts";
 import type { StepBegin, StepEnd } from "./steps.ts";
 
+/** What a run its deadline refused to start resolves to (its deadline has settled it already). */
+const NOT_STARTED: Outcome = { kind: "aborted" };
+
 /**
  * `isolation: none`: the handler runs in the host's own thread. The fastest way, for code
  * you trust: a handler that spins or exhausts the heap stops the whole host.
@@ -29,7 +32,7 @@ export class InProcessExecutor implements Executor {
   }
 
   run(invocation: Invocation, deadline: Deadline): Promise<Outcome> {
-    deadline.start();
+    if (!deadline.start()) return Promise.resolve(NOT_STARTED);
     const host = this.#host;
     return runHandler(this.#loaded, invocation.delivery.data, host.fn.encoding, () => new InProcessContext(host, invocation, deadline));
   }

@@ -114,7 +114,9 @@ export class InvocationCore {
     const { executor, timeoutMs, stop, deliveries } = this.#deps;
     const unbeat = deliveries?.heartbeat ? deliveries.heartbeats.add(invocation.working) : undefined;
     try {
-      return await runWithTimeout((deadline) => executor.run(invocation, deadline), timeoutMs, stop, invocation.delivery.revoked);
+      const { delivery } = invocation;
+      const expired = delivery.expired && (() => delivery.expired!());
+      return await runWithTimeout((deadline) => executor.run(invocation, deadline), timeoutMs, stop, delivery.revoked, expired);
     } finally {
       unbeat?.();
     }

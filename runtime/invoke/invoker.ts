@@ -152,6 +152,9 @@ export class Invoker {
     // Its partition's lease was lost (an ordered function): another replica runs it, and
     // nothing of this run may be sent, not even a nak.
     if (delivery.revoked?.aborted) return this.#revoked(delivery, span);
+    // Its ack wait ran out while this host stalled: the server delivers it again, and a late
+    // ack or nak of this delivery would be taken for the next one's.
+    if ((outcome.kind === "aborted" && outcome.cause === "expired") || delivery.expired?.()) return this.#expired(delivery, span);
     const complete = outcome.kind === "success" ? this.#completion(delivery, invocation.stepped, key, outcome.value) : undefined;
     const settlement = await this.#settler.settle({
       delivery,
@@ -210,6 +213,17 @@ export class Invoker {
     this.#log.warn(
       { subject: delivery.subject, seq: delivery.seq, delivery_count: delivery.deliveryCount, ...traceFields(span) },
       "run cut off: this host lost the lease of the event's partition; nothing was sent, and its next owner runs it",
+    );
+    return "again";
+  }
+
+  /** Settles nothing: the server gave the delivery up (see `Delivery.expired`). */
+  #expired(delivery: Delivery, span: Span): ProcessResult {
+    span.setAttribute("jetfn.settlement", "none");
+    span.setStatus({ code: SpanStatusCode.ERROR, message: "expired: its ack wait ran out while this host stalled" });
+    this.#log.warn(
+      { subject: delivery.subject, seq: delivery.seq, delivery_count: delivery.deliveryCount, ...traceFields(span) },
+      "delivery expired: its ack wait ran out while this host stalled; nothing was sent, and the server delivers it again",
     );
     return "again";
   }

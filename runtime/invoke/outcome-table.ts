@@ -17,8 +17,8 @@ export function invocationOutcome(outcome: Outcome): InvocationOutcome | undefin
       return outcome.kind;
     case "aborted":
       // Handed back before it started (its function paused, or its breaker opened): it never
-      // ran. Revoked: the run belongs to the partition's next owner, which counts it.
-      if (outcome.cause === "released" || outcome.cause === "revoked") return undefined;
+      // ran. Revoked or expired: the run belongs to the event's next delivery, which counts it.
+      if (outcome.cause === "released" || outcome.cause === "revoked" || outcome.cause === "expired") return undefined;
       return outcome.cause === "bystander" ? "crashed" : "timeout";
     case "undecodable":
     case "invalid":
@@ -83,6 +83,10 @@ export function settle(
       if (outcome.cause === "revoked") {
         // Never sent (the delivery is fenced): the partition's next owner settles the event.
         return { action: "nak", delayMs: 0, error: "cut off: this host lost the lease of the event's partition" };
+      }
+      if (outcome.cause === "expired") {
+        // Never sent (the invoker settles nothing of it): the event's next delivery does.
+        return { action: "nak", delayMs: 0, error: "expired: its ack wait ran out while this host stalled" };
       }
       return outcome.cause === "bystander"
         ? {

@@ -183,9 +183,10 @@ export class PullLoop {
         if (want === 0) continue;
       }
       try {
+        const issuedAt = performance.now();
         const pull = await consumer.fetch({ max_messages: want, expires: PULL_EXPIRES_MS });
         this.#bound = true;
-        this.#pulls.set(pull, this.#receive(pull, want));
+        this.#pulls.set(pull, this.#receive(pull, want, issuedAt));
       } catch (error) {
         this.#budget.give(want);
         permits?.settle(want, 0);
@@ -199,8 +200,13 @@ export class PullLoop {
     return pullSize(this.#state);
   }
 
-  async #receive(pull: ConsumerMessages, asked: number): Promise<void> {
+  async #receive(pull: ConsumerMessages, asked: number, issuedAt: number): Promise<void> {
     const stopped = this.#stopping.signal;
+    // The server delivers a pull's messages before the pull expires: one read later than
+    // that plus the ack wait was due back at the server already, which delivers it again
+    // (to this host or another). Running it would run it twice; it is left to the server.
+    const staleAfter = issuedAt + PULL_EXPIRES_MS + this.#fn.ackWaitMs;
+    let stale = 0;
     let received = 0;
     const watchdog = setTimeout(() => {
       this.#log.warn({ received, asked }, "pull still open past its expiry: replacing it");
@@ -213,6 +219,9 @@ export class PullLoop {
         if (stopped.aborted) {
           msg.nak();
           this.#budget.give(1);
+        } else if (performance.now() > staleAfter) {
+          stale++;
+          this.#budget.give(1);
         } else {
           this.#start(msg);
         }
@@ -221,6 +230,12 @@ export class PullLoop {
     } catch (error) {
       if (!stopped.aborted) this.#failure = error;
     } finally {
+      if (stale > 0) {
+        this.#log.warn(
+          { stale, ack_wait_ms: this.#fn.ackWaitMs },
+          "messages read after their ack wait had run out (this host stalled): not run, the server delivers them again",
+        );
+      }
       clearTimeout(watchdog);
       this.#pulls.delete(pull);
       this.#budget.give(asked - received);
@@ -245,7 +260,7 @@ export class PullLoop {
   }
 
   #start(msg: JsMsg): void {
-    const running = this.#dispatch(new JsDelivery(msg, this.#acks)).finally(() => {
+    const running = this.#dispatch(new JsDelivery(msg, this.#acks, this.#fn.ackWaitMs)).finally(() => {
       this.#inflight.delete(running);
       this.#budget.give(1);
     });
@@ -276,12 +291,17 @@ export class PullLoop {
 class JsDelivery implements Delivery {
   readonly #msg: JsMsg;
   readonly #acks: AckBatch;
+  readonly #ackWaitMs: number;
   readonly headers: Readonly<Record<string, string>>;
   #timestamp?: Date;
+  /** Until when (performance.now()) the server waits for it: its ack wait from receipt or its last heartbeat. */
+  #aliveUntil: number;
 
-  constructor(msg: JsMsg, acks: AckBatch) {
+  constructor(msg: JsMsg, acks: AckBatch, ackWaitMs: number) {
     this.#msg = msg;
     this.#acks = acks;
+    this.#ackWaitMs = ackWaitMs;
+    this.#aliveUntil = performance.now() + ackWaitMs;
     // No prototype: a header named __proto__ is just a header.
     const headers = Object.create(null) as Record<string, string>;
     if (msg.headers) for (const key of msg.headers.keys()) headers[key] = msg.headers.get(key);
@@ -319,7 +339,14 @@ class JsDelivery implements Delivery {
     this.#acks.add(() => this.#msg.term());
   }
   working(): void {
+    const now = performance.now();
+    // Too late: the server gave it up (this host stalled) and delivers it again.
+    if (now > this.#aliveUntil) return;
+    this.#aliveUntil = now + this.#ackWaitMs;
     this.#msg.working();
+  }
+  expired(): boolean {
+    return performance.now() > this.#aliveUntil;
   }
 }
 

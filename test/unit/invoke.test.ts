@@ -60,6 +60,49 @@ describe("validate", () => {
 describe("runWithTimeout", () => {
   const never = new AbortController().signal;
 
+  it("takes a run that ended after its deadline, before its timer could fire (the process stalled), as a timeout", async () => {
+    const outcome = await runWithTimeout(
+      async (deadline) => {
+        deadline.start();
+        const until = performance.now() + 60;
+        while (performance.now() < until); // blocks the loop past the 20 ms timeout, as a SIGSTOP would
+        return { kind: "success", value: 1 };
+      },
+      20,
+      never,
+    );
+    expect(outcome).toEqual({ kind: "timeout", timeoutMs: 20 });
+  });
+
+  it("does not start a run whose delivery expired while it waited, and settles a run that ends after its delivery expired as expired", async () => {
+    let started: boolean | undefined;
+    const refused = await runWithTimeout(
+      async (deadline) => {
+        started = deadline.start();
+        return { kind: "success", value: 1 };
+      },
+      1000,
+      never,
+      undefined,
+      () => true,
+    );
+    expect(started).toBe(false);
+    expect(refused).toEqual({ kind: "aborted", cause: "expired" });
+    let expired = false;
+    const late = await runWithTimeout(
+      async (deadline) => {
+        deadline.start();
+        expired = true; // its ack wait ran out meanwhile
+        return { kind: "success", value: 1 };
+      },
+      1000,
+      never,
+      undefined,
+      () => expired,
+    );
+    expect(late).toEqual({ kind: "aborted", cause: "expired" });
+  });
+
   it("resolves with the run's outcome, or its rejection as an error", async () => {
     expect(await runWithTimeout(async () => ({ kind: "success", value: 7 }), 1000, never)).toEqual({ kind: "success", value: 7 });
     expect(await runWithTimeout(() => Promise.reject("a string"), 1000, never)).toEqual({ kind: "error", error: "a string" });
