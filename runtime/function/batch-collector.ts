@@ -6,8 +6,9 @@ import type { Heartbeats } from "../invoke/heartbeats.ts";
 interface Filling {
   readonly deliveries: Delivery[];
   bytes: number;
-  readonly done: Promise<void>;
-  resolve(ran: Promise<void>): void;
+  /** One promise for all its events (none made per event). */
+  readonly done: Promise<"settled">;
+  resolve(ran: Promise<"settled">): void;
   timer?: NodeJS.Timeout;
   unbeat?: () => void;
 }
@@ -37,8 +38,8 @@ export class BatchCollector {
     this.#options = options;
   }
 
-  /** Adds a delivery to the filling batch; resolves when its batch is settled. */
-  take(delivery: Delivery): Promise<void> {
+  /** Adds a delivery to the filling batch; resolves when its batch is settled (each message acked, handed back or dead-lettered). */
+  take(delivery: Delivery): Promise<"settled"> {
     const { maxSize, maxBytes } = this.#options.batch;
     const size = delivery.data.length;
     if (maxBytes !== undefined && this.#filling && this.#filling.bytes + size > maxBytes) this.flush();
@@ -56,12 +57,12 @@ export class BatchCollector {
     this.#filling = undefined;
     clearTimeout(filling.timer);
     filling.unbeat?.();
-    filling.resolve(this.#options.run(filling.deliveries));
+    filling.resolve(this.#options.run(filling.deliveries).then(settled));
   }
 
   #start(): Filling {
-    let resolve!: (ran: Promise<void>) => void;
-    const done = new Promise<void>((settle) => {
+    let resolve!: (ran: Promise<"settled">) => void;
+    const done = new Promise<"settled">((settle) => {
       resolve = settle;
     });
     const filling: Filling = { deliveries: [], bytes: 0, done, resolve };
@@ -74,4 +75,8 @@ export class BatchCollector {
     });
     return filling;
   }
+}
+
+function settled(): "settled" {
+  return "settled";
 }

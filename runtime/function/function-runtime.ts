@@ -197,7 +197,7 @@ export class FunctionRuntime {
       });
       // Settled with its batch, one way or another (a nak hands it back too): nothing is pending here.
       this.#collectors.push(collector);
-      return (delivery: Delivery): Promise<ProcessResult> => collector.take(into(delivery)).then(() => "settled");
+      return (delivery: Delivery): Promise<ProcessResult> => collector.take(into(delivery));
     };
     const run = limited(batched() ?? ((delivery: Delivery) => this.invoker.process(delivery)));
     const debouncer = fn.debounce && this.#debouncerOf({ ...fn, debounce: fn.debounce });

@@ -138,7 +138,7 @@ export class BatchInvoker {
       if (attempt > this.#fn.retry.maxAttempts) {
         const span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
         const outcome: Outcome = { kind: "exhausted", attempts: attempt };
-        poisoned.push(this.#settle(delivery, attempt, outcome, span, undefined, undefined).then(() => void done(delivery)));
+        poisoned.push(this.#settle(delivery, attempt, outcome, span, undefined, undefined, done));
       } else {
         runnable.push(delivery);
         attempts.push(attempt);
@@ -267,7 +267,8 @@ export class BatchInvoker {
         running.messageSpan,
         running.invocation.context,
         running.breakerOpenMs,
-      ).then(() => void done(delivery)),
+        done,
+      ),
     );
     return true;
   }
@@ -280,6 +281,7 @@ export class BatchInvoker {
     span: Span,
     context: BatchInvocation["context"] | undefined,
     breakerOpenMs: number | undefined,
+    done: (delivery: Delivery) => void,
   ): Promise<void> {
     try {
       const settlement = await this.#settler.settle({
@@ -296,6 +298,8 @@ export class BatchInvoker {
       this.#meters.endToEnd.observe(Math.max(0, Date.now() - delivery.timestamp.getTime()) / 1000);
     } catch (error) {
       this.#deps.host.log.error({ err: error, subject: delivery.subject, seq: delivery.seq }, "settling a batch message failed");
+    } finally {
+      done(delivery);
     }
   }
 

@@ -32,23 +32,29 @@ export async function runBatchHandler(
   call: CallBatchHandler = direct,
 ): Promise<BatchOutcome> {
   const messages: BatchMessage[] = [];
+  const schema = loaded.schema;
   try {
-    const events = await Promise.all(
-      items.map(async (item, index) => {
-        const decoded = decode(item.data, encoding);
-        if (!decoded.ok) {
-          settle(index, { kind: "undecodable", error: decoded.error });
-          return undefined;
-        }
-        if (!loaded.schema) return decoded;
-        const valid = await validate(loaded.schema, decoded.value);
-        if (!valid.ok) settle(index, { kind: "invalid", error: valid.error });
-        return valid.ok ? valid : undefined;
-      }),
-    );
-    events.forEach((event, index) => {
-      if (event) messages.push(new Message(items[index]!, event.value, index, settle));
-    });
+    // Decoded in one pass, without a promise per event: this runs for every message.
+    const decoded: unknown[] = new Array(items.length);
+    const ok: boolean[] = new Array(items.length);
+    for (let index = 0; index < items.length; index++) {
+      const result = decode(items[index]!.data, encoding);
+      ok[index] = result.ok;
+      if (result.ok) decoded[index] = result.value;
+      else settle(index, { kind: "undecodable", error: result.error });
+    }
+    if (schema) {
+      const checked = await Promise.all(decoded.map((value, index) => (ok[index] ? validate(schema, value) : undefined)));
+      checked.forEach((valid, index) => {
+        if (!valid) return;
+        if (valid.ok) decoded[index] = valid.value;
+        else settle(index, { kind: "invalid", error: valid.error });
+        ok[index] = valid.ok;
+      });
+    }
+    for (let index = 0; index < items.length; index++) {
+      if (ok[index]) messages.push(new Message(items[index]!, decoded[index], index, settle));
+    }
   } catch (error) {
     // A schema that throws is the handler's failure: the whole batch is retried.
     return { kind: "error", error };
@@ -87,31 +93,39 @@ function batchContext(ctx: FunctionContext): BatchContext {
   });
 }
 
-/** One event handed to a batch handler. */
+/** One event handed to a batch handler; its facts are read from its item when asked (most handlers read few). */
 class Message implements BatchMessage {
   readonly data: unknown;
-  readonly subject: string;
-  readonly seq: number;
-  readonly deliveryCount: number;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly #timestamp: number;
+  readonly #item: BatchItem;
   readonly #index: number;
   readonly #settle: (index: number, how: BatchSettle) => void;
   #settled = false;
 
   constructor(item: BatchItem, data: unknown, index: number, settle: (index: number, how: BatchSettle) => void) {
     this.data = data;
-    this.subject = item.subject;
-    this.seq = item.seq;
-    this.deliveryCount = item.deliveryCount;
-    this.headers = item.headers;
-    this.#timestamp = item.timestamp;
+    this.#item = item;
     this.#index = index;
     this.#settle = settle;
   }
 
+  get subject(): string {
+    return this.#item.subject;
+  }
+
+  get seq(): number {
+    return this.#item.seq;
+  }
+
+  get deliveryCount(): number {
+    return this.#item.deliveryCount;
+  }
+
+  get headers(): Readonly<Record<string, string>> {
+    return this.#item.headers;
+  }
+
   get timestamp(): Date {
-    return new Date(this.#timestamp);
+    return new Date(this.#item.timestamp);
   }
 
   ack(): void {

@@ -40,7 +40,7 @@ export class InProcessExecutor implements Executor {
   runBatch(batch: BatchInvocation, deadline: Deadline): Promise<Outcome> {
     deadline.start();
     const host = this.#host;
-    const items = batch.batch.map((delivery) => ({ ...itemOf(delivery), data: delivery.data }));
+    const items = batch.batch.map((delivery) => new DeliveryItem(delivery));
     return runBatchHandler(
       this.#loaded,
       items,
@@ -114,13 +114,30 @@ class InProcessContext extends BaseContext {
   }
 }
 
-/** A delivery's facts as a batch message shows them. */
-function itemOf(delivery: Delivery): Omit<BatchItem, "data"> {
-  return {
-    subject: delivery.subject,
-    seq: delivery.seq,
-    deliveryCount: delivery.deliveryCount,
-    headers: delivery.headers,
-    timestamp: delivery.timestamp.getTime(),
-  };
+/** A delivery as a batch message shows it, each fact read when asked. */
+class DeliveryItem implements BatchItem {
+  readonly #delivery: Delivery;
+
+  constructor(delivery: Delivery) {
+    this.#delivery = delivery;
+  }
+
+  get data(): Uint8Array {
+    return this.#delivery.data;
+  }
+  get subject(): string {
+    return this.#delivery.subject;
+  }
+  get seq(): number {
+    return this.#delivery.seq;
+  }
+  get deliveryCount(): number {
+    return this.#delivery.deliveryCount;
+  }
+  get headers(): Readonly<Record<string, string>> {
+    return this.#delivery.headers;
+  }
+  get timestamp(): number {
+    return this.#delivery.timestamp.getTime();
+  }
 }
