@@ -4,7 +4,7 @@
  *
  * From the bottom: sdk/ (what handler files import) -> contracts/ (shared types and
  * wire formats) -> schedule/ (cron) -> config/, resilience/, codec/ -> telemetry/, bundle/ -> invoke/ ->
- * isolation/, nats/ -> ordering/, ingress/, http/, testing/, cli/ -> function/ (one
+ * isolation/, nats/ -> ordering/, ingress/, http/, testing/, cli/ -> console/ -> function/ (one
  * function's runtime) -> host.ts, cli.ts, dev.ts. A module may import its own folder and
  * the folders its rule names; nothing in a folder imports the files at the top.
  */
@@ -58,6 +58,8 @@ module.exports = {
     layer("ingress", ["contracts", "sdk", "config", "codec", "telemetry", "http"]),
     layer("testing", ["contracts", "sdk", "config", "codec", "resilience", "telemetry", "bundle", "invoke"]),
     layer("cli", ["contracts", "sdk", "config", "codec", "telemetry", "nats"]),
+    // The web console's server (and, under web/, its page, which imports only console/ types and uPlot).
+    layer("console", ["contracts", "sdk", "config", "telemetry", "nats", "cli"]),
     layer("function", [
       "contracts",
       "sdk",

@@ -15,6 +15,7 @@ import { loadEnv } from "./config/env.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadConfig, loadProject } from "./config/load.ts";
 import { configWarnings } from "./config/warnings.ts";
+import { consoleSettings, runConsole } from "./console/command.ts";
 import { DelayError, resolveDeliverAt } from "./contracts/delayed.ts";
 import { runDev } from "./dev.ts";
 import { Host } from "./host.ts";
@@ -96,6 +97,8 @@ function run(line: CommandRun<typeof COMMANDS>): Promise<number> {
       return pauseOrResume("resume", positionals);
     case "status":
       return status(line.values);
+    case "console":
+      return runConsole(loadEnv(), consoleSettings(line.values, process.env));
   }
 }
 

@@ -191,6 +191,16 @@ export const COMMANDS = {
     },
     positionals: false,
   },
+  console: {
+    synopsis: "[--port 8090] [--host 127.0.0.1]",
+    summary:
+      "serve the web console: the fleet live, dead letters, pause and resume,\nredrive, replay; beyond loopback it needs JETFN_CONSOLE_TOKEN",
+    options: {
+      port: { type: "string", value: "port", description: "the port to listen on (default 8090; 0 for any free one)" },
+      host: { type: "string", value: "address", description: "the address to bind (default 127.0.0.1)" },
+    },
+    positionals: false,
+  },
 } as const satisfies Record<string, CommandSpec>;
 
 /** What the overview says besides the commands. */

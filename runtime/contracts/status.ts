@@ -56,6 +56,8 @@ export interface FunctionStatus {
   readonly brokerHold?: BrokerHoldStatus;
   /** Invocations on this host in the last 60 s: successes, and every other outcome. */
   readonly lastMinute: { readonly successes: number; readonly failures: number };
+  /** Running totals on this host since it started (absent from older hosts): the console diffs them for its charts. */
+  readonly totals?: FunctionTotals;
   /** Messages this host dead-lettered since it started. */
   readonly deadLettered: number;
   /** The function's dead-letter subject. */
@@ -65,6 +67,20 @@ export interface FunctionStatus {
    * `restarts` and `lastRestart`; `replaysWaiting`; for an ordered function, `ordering`.
    */
   readonly [detail: string]: unknown;
+}
+
+/** A function's invocations on one host since it started. */
+export interface FunctionTotals {
+  /** Settled invocations: `success` and `duplicate`, and every other outcome. */
+  readonly successes: number;
+  readonly failures: number;
+  /** `jetfn_invocation_duration_seconds`: bucket upper bounds (s), per-bucket counts (not cumulative; the last is +Inf), sum and count. */
+  readonly duration: {
+    readonly bounds: readonly number[];
+    readonly counts: readonly number[];
+    readonly sum: number;
+    readonly count: number;
+  };
 }
 
 /** One function in `jetfn status`: what its host said, and its dead letters held now. */

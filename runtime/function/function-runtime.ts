@@ -344,6 +344,7 @@ export class FunctionRuntime {
       breakers: breakers.statesOf(fn.name),
       ...(admission.brokerHold ? { brokerHold: admission.brokerHold } : {}),
       lastMinute: metrics.lastMinute(fn.name),
+      ...(metrics.totals(fn.name) ? { totals: metrics.totals(fn.name) } : {}),
       deadLettered: metrics.deadLettered(fn.name),
       deadLetter: fn.deadLetter,
       ...(fn.schedule

@@ -1,5 +1,6 @@
 import type { Counter, Gauge, LabelValues, Metric, Registry } from "prom-client";
 import type { InvocationOutcome } from "../contracts/outcome.ts";
+import type { FunctionTotals } from "../contracts/status.ts";
 import { MinuteRing, type RecentCounts } from "./recent.ts";
 
 /** `jetfn_acks_total{action}` values. */
@@ -21,6 +22,11 @@ export class HistogramChild {
     this.labels = labels;
     this.#bounds = bounds;
     this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  /** The buckets' upper bounds in seconds (the last bucket, +Inf, has none). */
+  get bounds(): readonly number[] {
+    return this.#bounds;
   }
 
   observe(seconds: number): void {
@@ -151,6 +157,8 @@ export class FunctionMeters {
   readonly duration: HistogramChild;
   readonly endToEnd: HistogramChild;
   readonly #recent = new MinuteRing();
+  /** Settled invocations since the host started (never folded): what {@link totals} reports. */
+  readonly #settled = { successes: 0, failures: 0 };
 
   constructor(name: string, histograms: { duration: BucketHistogram<"function">; endToEnd: BucketHistogram<"function"> }) {
     this.name = name;
@@ -161,7 +169,19 @@ export class FunctionMeters {
   /** Counts one settled invocation, and its part of the last minute. */
   invoked(outcome: InvocationOutcome): void {
     this.invocations[outcome]++;
-    this.#recent.add(outcome === "success" || outcome === "duplicate");
+    const success = outcome === "success" || outcome === "duplicate";
+    this.#recent.add(success);
+    if (success) this.#settled.successes++;
+    else this.#settled.failures++;
+  }
+
+  /** Running totals since the host started: a reader diffs two of them for any window (the console's charts). */
+  totals(): FunctionTotals {
+    const { duration } = this;
+    return {
+      ...this.#settled,
+      duration: { bounds: [...duration.bounds], counts: [...duration.counts], sum: duration.sum, count: duration.count },
+    };
   }
 
   /** The function's successes and failures in the last minute on this host. */

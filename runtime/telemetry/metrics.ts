@@ -2,6 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import { OUTPUT_FAILURE_REASONS } from "../contracts/broker.ts";
 import { DEAD_LETTER_REASONS } from "../contracts/dead-letter.ts";
 import type { CrashReason, InvocationOutcome } from "../contracts/outcome.ts";
+import type { FunctionTotals } from "../contracts/status.ts";
 import { JETFN_VERSION } from "../package-root.ts";
 import { type AckAction, BucketHistogram, FunctionMeters } from "./meters.ts";
 import type { RecentCounts } from "./recent.ts";
@@ -255,6 +256,11 @@ export class Metrics {
   /** The function's successes and failures in the last minute on this host. */
   lastMinute(fn: string): RecentCounts {
     return this.#meters.get(fn)?.lastMinute() ?? { successes: 0, failures: 0 };
+  }
+
+  /** The function's running totals on this host (successes, failures, the duration histogram). */
+  totals(fn: string): FunctionTotals | undefined {
+    return this.#meters.get(fn)?.totals();
   }
 
   /** Messages this host dead-lettered for the function since it started, every reason. */
