@@ -345,7 +345,6 @@ export class FunctionRuntime {
       ...(admission.brokerHold ? { brokerHold: admission.brokerHold } : {}),
       lastMinute: metrics.lastMinute(fn.name),
       ...(metrics.totals(fn.name) ? { totals: metrics.totals(fn.name) } : {}),
-      ...(metrics.totals(fn.name) ? { totals: metrics.totals(fn.name) } : {}),
       deadLettered: metrics.deadLettered(fn.name),
       deadLetter: fn.deadLetter,
       ...(fn.schedule
