@@ -17,7 +17,10 @@ let payments: PaymentClient | undefined;
 export default defineFunction({
   schema: Order,
   async handler(order, ctx) {
-    payments ??= new PaymentClient({ failureRate: Number(ctx.config.failureRate ?? 0) });
+    payments ??= new PaymentClient({
+      failureRate: Number(ctx.config.failureRate ?? 0),
+      ...(ctx.config.declineAbove !== undefined ? { declineAbove: Number(ctx.config.declineAbove) } : {}),
+    });
     const breaker = ctx.breaker("payment-api", { failureThreshold: 5, openFor: "10s" });
     const receipt = await ctx.step("charge", ({ key, signal }) =>
       breaker.execute(() => payments!.charge(order, { signal, idempotencyKey: key })),

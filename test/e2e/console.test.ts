@@ -107,12 +107,22 @@ describe("jetfn console", () => {
     await screenshots(page, "fleet");
   });
 
-  it("pauses a function on every host from the page, with its reason, and resumes it", async () => {
+  it("pauses a function on every host from the page (by keyboard), with its reason, and resumes it", async () => {
     await page.goto(url);
-    await row("audit").getByRole("button", { name: "Pause" }).click();
+    // Keyboard only: Escape cancels the dialog and gives focus back; Enter in the reason pauses.
+    await row("audit").getByRole("button", { name: "Pause" }).focus();
+    await page.keyboard.press("Enter");
     const dialog = page.getByRole("dialog", { name: "Pause audit" });
-    await dialog.getByLabel("Reason (shown to everyone)").fill("db repair");
-    await dialog.getByRole("button", { name: "Pause" }).click();
+    await poll(() => dialog.isVisible()).toBe(true);
+    await page.keyboard.press("Escape");
+    await poll(() => dialog.isVisible()).toBe(false);
+    expect(await page.evaluate("document.activeElement?.textContent")).toBe("Pause");
+    await page.keyboard.press("Enter");
+    await poll(() => dialog.getByLabel("Reason (shown to everyone)").evaluate((input) => input === input.ownerDocument.activeElement)).toBe(
+      true,
+    );
+    await page.keyboard.type("db repair");
+    await page.keyboard.press("Enter");
     for (const { base } of hosts) {
       await waitFor(async () => (await onHost(base, "audit")).paused, { timeout: 5000, message: `${base} shows audit paused` });
       expect(await onHost(base, "audit")).toMatchObject({ paused: true, pausedReason: "db repair" });
@@ -199,13 +209,17 @@ describe("jetfn console", () => {
     await waitFor(async () => (await successes()) === before + Number(counted), { message: `orders ran the ${counted} copies` });
   });
 
-  it("lists the hosts with their version, uptime and functions", async () => {
+  it("lists the hosts with their version, uptime, functions and worker-thread restarts with the reason", async () => {
     await page.goto(`${url}#/hosts`);
     const table = page.getByRole("table", { name: "Hosts" });
     await poll(() => table.getByRole("row").count()).toBe(3);
     const text = await table.textContent();
     expect(text).toContain("0.1.0");
     expect(text).toContain("orders (worker)");
+    expect(text).not.toContain("audit: 1");
+    // A handler that ends its thread: the page shows the restart and why, without a reload.
+    await nats.js.publish("con.audit", JSON.stringify({ id: "crash", amount: 1, crash: true }));
+    await poll(() => table.textContent()).toMatch(/audit: \d+, last exit/);
     await screenshots(page, "hosts");
   });
 
@@ -278,6 +292,10 @@ describe("jetfn console beyond loopback", () => {
       });
       expect(noCsrf.status).toBe(403);
       for (const { base } of hosts) expect((await onHost(base, "orders")).paused).toBe(false);
+      // Logging out ends the session on the server, not only in the browser.
+      await guest.getByRole("button", { name: "Log out" }).click();
+      await poll(async () => new URL(guest.url()).pathname).toBe("/login");
+      expect((await fetch(`${at}api/fleet`, { headers: { Cookie: `${cookie!.name}=${cookie!.value}` } })).status).toBe(401);
       await context.close();
     } finally {
       guarded.cli.child.kill("SIGTERM");

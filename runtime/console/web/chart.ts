@@ -10,17 +10,26 @@ const HEIGHT = 36;
  * failures per bucket, or its p99. The figures it draws are also in its accessible name.
  */
 export class Sparkline {
+  /** The chart: an image whose accessible name says what it draws. */
   readonly element: HTMLElement;
+  /** The chart with its caption, to put in the page. */
+  readonly figure: HTMLElement;
   readonly #plot: uPlot;
   readonly #kind: "throughput" | "p99";
 
   constructor(kind: "throughput" | "p99") {
     this.#kind = kind;
     this.element = h("div", { class: `spark ${kind}`, role: "img", "aria-label": "no data yet" });
+    this.figure = h(
+      "div",
+      { class: "spark-figure" },
+      h("span", { class: "spark-label", "aria-hidden": "true" }, kind === "throughput" ? "ok / failed per 10 s" : "p99"),
+      this.element,
+    );
     const series: uPlot.Series[] =
       kind === "throughput"
         ? [{}, { stroke: "#1a7f37", width: 1.5, fill: "rgba(26,127,55,0.12)" }, { stroke: "#cf222e", width: 1.5 }]
-        : [{}, { stroke: "#8250df", width: 1.5, spanGaps: true }];
+        : [{}, { stroke: "#8250df", width: 1.5, spanGaps: true, points: { show: true, size: 4, fill: "#8250df" } }];
     this.#plot = new uPlot(
       {
         width: WIDTH,

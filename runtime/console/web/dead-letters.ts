@@ -62,7 +62,7 @@ function actions(fn: string, chosen: () => number[], done: (message: string) => 
       "fieldset",
       {},
       h("legend", {}, "Redrive to"),
-      h("span", {}, toSubject, h("label", { for: toSubject.id }, "their subject")),
+      h("span", {}, toSubject, h("label", { for: toSubject.id }, "the original subject")),
       h("span", {}, toFunction, h("label", { for: toFunction.id }, `only ${fn}`)),
     ),
     h("button", { type: "button", onclick: () => void redrive() }, "Redrive"),
@@ -121,7 +121,7 @@ export async function deadLetterList(main: HTMLElement, fn: string, message?: st
         ? `${fn} has no dead letters.`
         : `${plural(letters.length, "dead letter")}${more ? " (the oldest 500 shown)" : ""}, oldest first.`,
       " ",
-      h("a", { href: `#/replay/${encodeURIComponent(fn)}` }, `Replay ${fn}'s events`),
+      h("a", { href: `#/replay/${encodeURIComponent(fn)}` }, `Replay events of ${fn}`),
     ),
     region,
     letters.length > 0 ? h("div", { class: "selection" }, all, h("label", { for: "select-all" }, "Select all"), count) : null,

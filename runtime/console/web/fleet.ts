@@ -107,7 +107,7 @@ export class FleetPage {
     append(cells.Function, [h("a", { href: `#/functions/${encodeURIComponent(name)}/dead-letters` }, name)]);
     const throughput = new Sparkline("throughput");
     const p99 = new Sparkline("p99");
-    append(cells["Last 10 minutes"], [throughput.element, p99.element]);
+    append(cells["Last 10 minutes"], [h("div", { class: "sparks" }, throughput.figure, p99.figure)]);
     return { tr, cells, throughput, p99 };
   }
 

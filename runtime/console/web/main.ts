@@ -2,7 +2,7 @@ import "uplot/dist/uPlot.min.css";
 import "./console.css";
 import type { FleetView } from "../view.ts";
 import { deadLetterDetail, deadLetterList } from "./dead-letters.ts";
-import { fill, getJson, h } from "./dom.ts";
+import { fill, getJson, h, postJson } from "./dom.ts";
 import { FleetPage } from "./fleet.ts";
 import { hostsPage } from "./hosts.ts";
 import { replayPage } from "./replay.ts";
@@ -87,6 +87,13 @@ function listen(): void {
   });
 }
 
+if (document.body.dataset.login === "required") {
+  const logout = async (): Promise<void> => {
+    await postJson("/logout", {}).catch(() => undefined);
+    location.assign("/login");
+  };
+  document.querySelector(".top")?.appendChild(h("button", { type: "button", class: "logout", onclick: () => void logout() }, "Log out"));
+}
 window.addEventListener("hashchange", render);
 render();
 listen();
