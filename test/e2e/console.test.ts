@@ -170,11 +170,34 @@ describe("jetfn console", () => {
     await poll(() => said()).toContain("Redriven 1 dead letter of orders");
   });
 
-  it("purges the selected dead letters after a confirmation that says how many", async () => {
+  it("redrives one to this function alone, and purges the selected after a confirmation that says how many", async () => {
     await Promise.all([1, 2, 3].map((n) => nats.js.publish("con.audit", JSON.stringify({ id: `a${n}`, amount: 1, fail: true }))));
     await waitFor(async () => (await deadLetters("audit")) === 3, { message: "3 dead letters of audit" });
     await page.goto(`${url}#/functions/audit/dead-letters`);
-    await poll(() => page.getByRole("table", { name: "Dead letters of audit" }).getByRole("row").count()).toBe(4);
+    const table = page.getByRole("table", { name: "Dead letters of audit" });
+    await poll(() => table.getByRole("row").count()).toBe(4);
+
+    // One sent to audit alone, as a replay of its event: it fails again and comes back marked so.
+    await table.getByRole("checkbox").first().check();
+    await page.getByLabel("only audit").check();
+    await page.getByRole("button", { name: "Redrive" }).click();
+    const redrive = page.getByRole("dialog", { name: "Redrive 1 dead letter?" });
+    expect(await redrive.textContent()).toContain("to audit alone");
+    await redrive.getByRole("button", { name: "Redrive 1" }).click();
+    await poll(() => said()).toContain("Redriven 1 dead letter of audit to audit alone");
+    const back = await waitFor(
+      async () => {
+        const rows = (await nats.jsm.streams.info("JETFN_DLQ", { subjects_filter: "jetfn.dlq.audit" })).state.subjects?.["jetfn.dlq.audit"];
+        if (rows !== 3) return undefined;
+        const last = await nats.jsm.streams.getMessage("JETFN_DLQ", { last_by_subj: "jetfn.dlq.audit" });
+        return last?.header?.get("Jetfn-Replay-Of") ? last : undefined;
+      },
+      { message: "the redriven one failed again as a replay of its event" },
+    );
+    expect(back.header!.get("Jetfn-Function")).toBe("audit");
+
+    await page.reload();
+    await poll(() => table.getByRole("row").count()).toBe(4);
     await page.getByLabel("Select all").check();
     await page.getByRole("button", { name: "Purge" }).click();
     const dialog = page.getByRole("dialog", { name: "Purge 3 dead letters?" });

@@ -4,10 +4,12 @@
  */
 import type { IncomingMessage } from "node:http";
 import { describe, expect, it } from "vitest";
+import type { CompiledFunction } from "../../runtime/config/types.ts";
 import { traceLink } from "../../runtime/console/actions.ts";
 import { ConsoleAuth, isLoopback } from "../../runtime/console/auth.ts";
+import { fleetView } from "../../runtime/console/fleet-view.ts";
 import { FunctionHistory, quantile } from "../../runtime/console/history.ts";
-import type { FunctionTotals } from "../../runtime/contracts/status.ts";
+import type { FleetFunctionStatus, FleetStatus, FunctionTotals } from "../../runtime/contracts/status.ts";
 
 const BOUNDS = [0.01, 0.1, 1];
 
@@ -93,5 +95,88 @@ describe("ConsoleAuth", () => {
   it("knows loopback addresses", () => {
     for (const host of ["127.0.0.1", "localhost", "::1", "[::1]", "127.1.2.3"]) expect(isLoopback(host)).toBe(true);
     for (const host of ["0.0.0.0", "10.0.0.1", "::", "example.com"]) expect(isLoopback(host)).toBe(false);
+  });
+});
+
+describe("fleetView", () => {
+  const fn = (name: string, extra: Partial<FleetFunctionStatus> = {}): FleetFunctionStatus => ({
+    name,
+    bound: true,
+    paused: false,
+    inflight: 1,
+    limit: 8,
+    breakers: {},
+    lastMinute: { successes: 3, failures: 1 },
+    deadLettered: 0,
+    deadLetter: `jetfn.dlq.${name}`,
+    ...extra,
+  });
+  const compiled = (name: string) => ({ name, stream: "S", subjects: [`s.${name}`] }) as unknown as CompiledFunction;
+
+  it("merges each function's hosts: sums, the worst breaker, the latest consumer sample, the pause and its reason", () => {
+    const status: FleetStatus = {
+      at: "2026-01-01T00:00:00.000Z",
+      hosts: [
+        {
+          id: "i1",
+          host: "a",
+          version: "0.1.0",
+          functions: [
+            fn("pay", { breaker: "closed", pending: 5, ackPending: 1, sampledAt: "2026-01-01T00:00:01Z", deadLetters: 2 }),
+            fn("mail", { rateLimit: { limit: 10, periodMs: 1000, perKey: true, waiting: 2 } }),
+          ],
+        },
+        {
+          id: "i2",
+          host: "b",
+          version: "0.1.0",
+          functions: [
+            fn("pay", {
+              breaker: "open",
+              breakers: { gateway: "half-open" },
+              pending: 7,
+              ackPending: 0,
+              sampledAt: "2026-01-01T00:00:03Z",
+              paused: true,
+              pausedReason: "db repair",
+              bound: false,
+              deadLetters: 2,
+              schedule: { nextTick: "2026-01-01T00:10:00.000Z" },
+            }),
+          ],
+        },
+        { id: "i3", host: "c", version: "0.0.9", functions: [], error: "no answer within 2000 ms" },
+      ],
+    };
+    const view = fleetView(status, [compiled("pay"), compiled("mail"), compiled("idle")], new Map(), {
+      servers: "nats://x",
+      now: 0,
+      stepMs: 10_000,
+    });
+    const [pay, mail, idle] = view.functions;
+    expect(pay).toMatchObject({
+      name: "pay",
+      hosts: ["a", "b"],
+      bound: false,
+      paused: true,
+      pausedReason: "db repair",
+      inflight: 2,
+      limit: 16,
+      pending: 7,
+      ackPending: 0,
+      breaker: "open, gateway half-open",
+      successes: 6,
+      failures: 2,
+      deadLetters: 2,
+      nextTick: "2026-01-01T00:10:00.000Z",
+    });
+    expect(pay).not.toHaveProperty("p99Ms");
+    expect(mail).toMatchObject({ hosts: ["a"], bound: true, paused: false, breaker: "-", rateLimit: "10/1s per key waiting" });
+    expect(idle).toMatchObject({ name: "idle", hosts: [], bound: false, inflight: 0, limit: 0, subjects: ["s.idle"] });
+    expect(view.hosts.map((h) => [h.host, h.error])).toEqual([
+      ["a", undefined],
+      ["b", undefined],
+      ["c", "no answer within 2000 ms"],
+    ]);
   });
 });
