@@ -97,7 +97,8 @@ describe("jetfn console", () => {
     await page.goto(url);
     await poll(() => page.getByRole("table", { name: "Functions of the fleet" }).isVisible()).toBe(true);
     for (const name of ["orders", "audit"]) await poll(() => row(name).isVisible()).toBe(true);
-    await poll(() => row("orders").locator('[data-label="Hosts"]').textContent()).toBe("2");
+    await poll(() => row("orders").locator('[data-label="Hosts"] .count').textContent()).toBe("2");
+    expect((await row("orders").locator('[data-label="Hosts"] .names').textContent())!.split(", ")).toHaveLength(2);
     await poll(() => row("orders").locator('[data-label="State"]').textContent()).toBe("running");
 
     await Promise.all(Array.from({ length: 6 }, (_, n) => nats.js.publish("con.orders", JSON.stringify({ id: `o${n}`, amount: 10 + n }))));

@@ -124,8 +124,15 @@ export class FleetPage {
     setText(c.State, state);
     c.State.className = fn.paused ? "paused" : fn.hosts.length === 0 || !fn.bound ? "warn" : "";
     c.State.title = fn.paused && fn.pausedAt ? `since ${fn.pausedAt}${fn.pausedBy ? ` by ${fn.pausedBy}` : ""}` : "";
-    setText(c.Hosts, fn.hosts.length === 0 ? "0" : `${fn.hosts.length}`);
-    c.Hosts.title = fn.hosts.join(", ");
+    const names = fn.hosts.join(", ");
+    if (c.Hosts.dataset.names !== names) {
+      c.Hosts.dataset.names = names;
+      fill(
+        c.Hosts,
+        h("span", { class: "count" }, String(fn.hosts.length)),
+        fn.hosts.length > 0 ? h("small", { class: "names" }, names) : null,
+      );
+    }
     setText(c["In flight"], `${fn.inflight} / ${fn.limit}`);
     setText(c["Pending / ack pending"], `${fn.pending ?? "-"} / ${fn.ackPending ?? "-"}`);
     setText(c.Breaker, fn.breaker);

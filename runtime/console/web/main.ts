@@ -17,6 +17,8 @@ const fleet = new FleetPage();
 let view: FleetView | undefined;
 let route = "";
 let shownHosts = "";
+/** When the last picture arrived, by this browser's clock. */
+let received = 0;
 
 /** What the hosts page shows, but for the uptimes that grow on every poll. */
 function hostsKey(fleetView: FleetView): string {
@@ -76,6 +78,7 @@ function listen(): void {
   });
   events.addEventListener("fleet", (event) => {
     view = JSON.parse((event as MessageEvent<string>).data) as FleetView;
+    received = Date.now();
     live.textContent = `live · ${new Date(view.at).toLocaleTimeString()}`;
     live.className = "live";
     if (route === "/") fleet.update(view);
@@ -94,6 +97,13 @@ if (document.body.dataset.login === "required") {
   };
   document.querySelector(".top")?.appendChild(h("button", { type: "button", class: "logout", onclick: () => void logout() }, "Log out"));
 }
+// The server sends a picture every 2 s: none for a while means the console lost the fleet (or NATS).
+setInterval(() => {
+  if (view && Date.now() - received > 8000) {
+    live.textContent = `stale · last ${new Date(view.at).toLocaleTimeString()}`;
+    live.className = "live warn";
+  }
+}, 2000);
 window.addEventListener("hashchange", render);
 render();
 listen();
