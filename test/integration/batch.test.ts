@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
+import { replayEvents } from "../../runtime/nats/replay-copies.ts";
 import { makeProject, scrape, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
@@ -19,6 +20,7 @@ interface Row {
   n: number;
   deliveryCount: number;
   seq: number;
+  subject: string;
 }
 interface BatchRecord {
   rows: Row[];
@@ -134,6 +136,19 @@ describe("batch functions", () => {
     expect(batch!.rows.map((row) => row.n)).toEqual([0, 1, 2]);
     expect(batch!.at - from).toBeGreaterThanOrEqual(350);
     expect(batch!.at - from).toBeLessThan(3000);
+
+    // Replayed (`jetfn replay`): the copies run in a batch of their own.
+    const fn = host!.config.functions.find((f) => f.name === "by-time")!;
+    const counts = await replayEvents(nats, fn, { from: { seq: batch!.rows[0]!.seq } }, host!.log);
+    expect(counts).toMatchObject({ published: 3 });
+    await waitFor(async () => (await batches("by-time")).length >= 2, { timeout: 10_000, message: "the replays' batch" });
+    const replayed = (await batches("by-time"))[1]!;
+    // Each copy shows its original's subject, as a replay does.
+    expect(replayed.rows.map((row) => [row.n, row.subject])).toEqual([
+      [0, "batch.by-time"],
+      [1, "batch.by-time"],
+      [2, "batch.by-time"],
+    ]);
   });
 
   it("settles each message as the handler says: retried, failed for good, failed and retried until exhausted, the rest acked", async () => {

@@ -13,9 +13,16 @@ import type { CompiledFunction } from "../../runtime/config/types.ts";
 import type { BatchItem, BatchSettle } from "../../runtime/contracts/batch.ts";
 import type { Delivery } from "../../runtime/contracts/delivery.ts";
 import { BatchCollector } from "../../runtime/function/batch-collector.ts";
+import { Admission } from "../../runtime/invoke/admission.ts";
+import { BatchInvoker } from "../../runtime/invoke/batch-invoker.ts";
 import { runBatchHandler } from "../../runtime/invoke/batch-runner.ts";
 import { Heartbeats } from "../../runtime/invoke/heartbeats.ts";
+import { HostContext } from "../../runtime/invoke/host-context.ts";
+import { BreakerRegistry } from "../../runtime/resilience/breaker-registry.ts";
 import { defineBatchFunction, defineFunction, type FunctionContext, NonRetryableError } from "../../runtime/sdk/index.ts";
+import { createLogger } from "../../runtime/telemetry/logger.ts";
+import { Metrics } from "../../runtime/telemetry/metrics.ts";
+import { CapturingPublisher } from "../../runtime/testing/capture.ts";
 import { invoke, invokeBatch } from "../../runtime/testing/index.ts";
 
 afterEach(() => {
@@ -246,5 +253,83 @@ describe("jetfn/testing: invokeBatch", () => {
     await expect(invoke(load as never, {})).rejects.toThrow(
       "invoke: a batch function (defineBatchFunction) runs on a batch: use invokeBatch",
     );
+  });
+});
+
+describe("BatchInvoker", () => {
+  const slow = defineBatchFunction({
+    async handler(messages, batchCtx) {
+      messages[0]!.ack();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      batchCtx.signal.throwIfAborted();
+    },
+  });
+
+  it("settles what the handler left when the batch's timeout passes, as timed out, keeping what it settled", async () => {
+    const { messages } = await invokeBatch(slow, [{ n: 1 }, { n: 2 }, { n: 3 }], { timeout: 50 });
+    expect(messages.map((m) => [m.outcome.kind, m.settlement.action])).toEqual([
+      ["success", "ack"],
+      ["timeout", "nak"],
+      ["timeout", "nak"],
+    ]);
+    expect(messages[1]!.settlement).toMatchObject({ delayMs: 1000, error: "timed out after 50ms" });
+  });
+
+  it("dead-letters a message past its attempts before the batch (the poison guard), handing over the rest", async () => {
+    const seen: number[][] = [];
+    const record = defineBatchFunction({
+      handler(messages) {
+        seen.push(messages.map((m) => m.seq));
+      },
+    });
+    const { messages } = await invokeBatch(record, [{}, {}], { messages: [{ deliveryCount: 6 }, { deliveryCount: 2 }] });
+    expect(messages[0]!.settlement).toMatchObject({ action: "dead-letter", reason: "attempts-exhausted" });
+    expect(messages[1]!.settlement).toMatchObject({ action: "ack" });
+    expect(seen).toEqual([[2]]);
+  });
+
+  it("hands a batch back unrun, its attempts spared, while the function is paused", async () => {
+    const fn = {
+      name: "paused",
+      concurrency: 1,
+      timeoutMs: 1000,
+      ackWaitMs: 5000,
+      retry: { maxAttempts: 1, backoff: "fixed", initialDelayMs: 1, maxDelayMs: 1, jitter: false },
+      deadLetter: "jetfn.dlq.paused",
+    } as unknown as CompiledFunction;
+    const host = new HostContext(fn, createLogger("silent"), new CapturingPublisher(), new BreakerRegistry());
+    const admission = new Admission(undefined);
+    admission.setPaused({ at: new Date().toISOString(), by: "test" });
+    const runBatch = vi.fn();
+    const invoker = new BatchInvoker({
+      host,
+      executor: { runBatch, run: vi.fn(), waitingRoom: 0, status: () => undefined, close: async () => {} },
+      admission,
+      metrics: new Metrics(),
+      stop: new AbortController().signal,
+      heartbeats: new Heartbeats(1000),
+    });
+    const naks: number[] = [];
+    const message = (seq: number, deliveryCount: number) =>
+      ({
+        seq,
+        stream: "S",
+        deliveryCount,
+        data: new Uint8Array(0),
+        headers: {},
+        nak: (ms: number) => naks.push(ms),
+        working() {},
+      }) as unknown as Delivery;
+    await invoker.process([message(1, 1), message(2, 1)]);
+    expect(runBatch).not.toHaveBeenCalled();
+    expect(naks).toHaveLength(2);
+    // Delivered again (count 2) with maxAttempts 1: not past its attempts, as the hand-back spent none.
+    admission.setPaused(undefined);
+    runBatch.mockResolvedValue({ kind: "success", value: undefined });
+    const acked: number[] = [];
+    const again = (seq: number) => ({ ...message(seq, 2), ack: () => acked.push(seq), timestamp: new Date() }) as unknown as Delivery;
+    await invoker.process([again(1), again(2)]);
+    expect(runBatch).toHaveBeenCalledTimes(1);
+    expect(acked).toEqual([1, 2]);
   });
 });
