@@ -181,7 +181,8 @@ export class ConsoleServer {
     res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-cache", Connection: "keep-alive" });
     res.write("retry: 2000\n\n");
     const push = (view: unknown): void => {
-      res.write(`event: fleet\ndata: ${JSON.stringify(view)}\n\n`);
+      // The first picture may arrive after the page went away.
+      if (!res.destroyed && !res.writableEnded) res.write(`event: fleet\ndata: ${JSON.stringify(view)}\n\n`);
     };
     const unsubscribe = feed.subscribe(push);
     const keepalive = setInterval(() => res.write(": keepalive\n\n"), KEEPALIVE_MS);
