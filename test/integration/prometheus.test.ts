@@ -60,6 +60,7 @@ const CONTRACT_METRICS = new Set([
   "jetfn_debounced_total",
   "jetfn_steps_total",
   "jetfn_step_duration_seconds",
+  "jetfn_batch_size",
 ]);
 
 /** The alerts of deploy/prometheus/alerts.yml, by name, sorted. */
