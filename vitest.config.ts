@@ -21,8 +21,8 @@ export default defineConfig({
           name: "none",
           include: ["test/{integration,faults}/**/*.test.ts"],
           // The delayed-event mover's and the ticker's own tests run no handler, the rate
-          // limit's and the steps' cluster tests are about their buckets, the slow-link
-          // and partition tests about the host's connection, and the rolling restart runs
+          // limit's and the steps' cluster tests are about their buckets, the slow-link,
+          // partition and minority-node tests about the host's connection, and the rolling restart runs
           // jetfn start processes as users do (worker isolation): once is enough.
           exclude: [
             "test/integration/delayed.test.ts",
@@ -33,6 +33,7 @@ export default defineConfig({
             "test/faults/slow-link.test.ts",
             "test/faults/partition.test.ts",
             "test/faults/rolling-restart.test.ts",
+            "test/faults/minority.test.ts",
           ],
           env: { JETFN_TEST_ISOLATION: "none" },
         },

@@ -19,6 +19,7 @@ import { openControlBucket, PauseWatch } from "./nats/control.ts";
 import { openDebounceKeys } from "./nats/debounce-keys.ts";
 import { DelayedMover } from "./nats/delayed-mover.ts";
 import { type EmbeddedOptions, type NatsEndpoint, resolveNats } from "./nats/embedded.ts";
+import { JetStreamWatch } from "./nats/jetstream-watch.ts";
 import { openLeaseBucket } from "./nats/leases.ts";
 import { provisionStreams } from "./nats/provision.ts";
 import { openRateCells } from "./nats/rate-cells.ts";
@@ -86,6 +87,8 @@ export class Host {
   #pauses?: PauseWatch;
   #poller?: ConsumerPoller;
   #replays?: ReplayWatch;
+  /** Moves the host to another server when no pull works through its own (a node cut off from its cluster). */
+  #jetstreamWatch?: JetStreamWatch;
   #mover?: DelayedMover;
   #tracing?: Tracing;
   #httpAddress?: AddressInfo;
@@ -192,6 +195,8 @@ export class Host {
       const debounceKeys = this.config.functions.some((fn) => fn.debounce) ? await openDebounceKeys(clients.nc, replicas) : undefined;
       const rateCells = this.config.functions.some((fn) => fn.rateLimit) ? await openRateCells(clients.nc, replicas) : undefined;
       this.#replays = new ReplayWatch(clients.jsm, this.log);
+      const jetstreamWatch = new JetStreamWatch({ nc: clients.nc, configured: this.#endpoint.servers.length, log: this.log });
+      this.#jetstreamWatch = jetstreamWatch;
       // Delayed events (`ctx.publish(..., { delay })`, `jetfn publish --delay`): every host
       // runs a mover; the one holding its lease moves the due events to their targets.
       this.#mover = new DelayedMover({
@@ -223,6 +228,7 @@ export class Host {
             ...(leases ? { leases } : {}),
             ...(debounceKeys ? { debounceKeys } : {}),
             ...(rateCells ? { rateCells } : {}),
+            pullHealth: jetstreamWatch,
             replicas,
             replayWatch: this.#replays,
             handler: this.#handlers.get(fn.name)!,
@@ -249,6 +255,7 @@ export class Host {
       // Every function's consumers at once, and each pulls as soon as its own are bound.
       await Promise.all(this.#running.map((runtime) => runtime.start()));
       this.#replays.start();
+      this.#jetstreamWatch.start();
       this.#service = await JetfnService.start(clients.nc, {
         hostId: this.hostId,
         names: this.config.functions.map((fn) => fn.name),
@@ -333,6 +340,7 @@ export class Host {
       uptimeMs: Date.now() - this.#startedAt.getTime(),
       state: this.#state,
       ready: this.ready(),
+      ...(this.#clients && !this.#clients.nc.isClosed() ? { server: this.#clients.nc.getServer() } : {}),
       functions,
     };
   }
@@ -381,6 +389,7 @@ export class Host {
     await this.#poller?.stop();
     await this.#pauses?.stop();
     await this.#replays?.stop();
+    await this.#jetstreamWatch?.stop();
     await this.#mover?.stop();
     const nc = this.#clients?.nc;
     if (nc && !nc.isClosed()) {

@@ -19,6 +19,8 @@ export interface HostStatus {
   readonly state: string;
   /** What `/readyz` answers. */
   readonly ready: boolean;
+  /** The NATS server this host is connected to now (`host:port`). */
+  readonly server?: string;
   readonly functions: readonly FunctionStatus[];
 }
 

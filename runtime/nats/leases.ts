@@ -22,6 +22,7 @@ import { FUNCTION_NAME } from "../config/schema.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { isConflict } from "./kv-cas.ts";
 import { leaseShare } from "./lease-share.ts";
+import { within } from "./within.ts";
 
 export type { KV };
 
@@ -98,14 +99,8 @@ class LeaseTimeoutError extends Error {
   override readonly name = "LeaseTimeoutError";
 }
 
-/** `promise`, or a rejection after `ms`; whatever it settles to later is dropped. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  promise.catch(() => {});
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new LeaseTimeoutError(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+function leaseTimeout(message: string): Error {
+  return new LeaseTimeoutError(message);
 }
 
 /** The `field` of a live entry's JSON value; "?" when unreadable (someone's, unknown whose). */
@@ -191,7 +186,7 @@ export class PartitionLeases {
   async start(): Promise<void> {
     if (this.#state !== "created") throw new Error(`partition leases of ${this.#fn} already started`);
     this.#state = "running";
-    await within(this.#kv.put(this.#memberKey, JSON.stringify({ host: this.#self })), this.#requestMs * 2, "membership");
+    await within(this.#kv.put(this.#memberKey, JSON.stringify({ host: this.#self })), this.#requestMs * 2, "membership", leaseTimeout);
     this.#tick();
     await this.#round;
     this.#timer = setInterval(() => this.#tick(), this.#ttl / 3);
@@ -254,7 +249,7 @@ export class PartitionLeases {
     this.#state = "stopping";
     // Leave first, so the others stop counting this host and take what it hands back.
     await this.#round;
-    await within(this.#kv.delete(this.#memberKey), this.#requestMs, "leave").catch((error: unknown) =>
+    await within(this.#kv.delete(this.#memberKey), this.#requestMs, "leave", leaseTimeout).catch((error: unknown) =>
       this.#log.debug({ err: error }, "could not delete the lease membership"),
     );
     for (const [p, holding] of this.#holdings) if (holding.state === "held") this.#release(p, "stop");
@@ -325,7 +320,7 @@ export class PartitionLeases {
 
   async #heartbeat(): Promise<void> {
     try {
-      await within(this.#kv.put(this.#memberKey, JSON.stringify({ host: this.#self })), this.#requestMs, "membership");
+      await within(this.#kv.put(this.#memberKey, JSON.stringify({ host: this.#self })), this.#requestMs, "membership", leaseTimeout);
     } catch (error) {
       this.#log.debug({ err: error }, "lease membership heartbeat failed");
     }
@@ -338,6 +333,7 @@ export class PartitionLeases {
         this.#kv.update(this.#key(p), this.#value, holding.revision, this.#requestMs),
         this.#requestMs,
         "renew",
+        leaseTimeout,
       );
       // Dropped meanwhile (deadline, or released): the key still names us, a later round sees it.
       if (this.#holdings.get(p) !== holding) return;
@@ -348,7 +344,7 @@ export class PartitionLeases {
       if (this.#holdings.get(p) !== holding) return;
       // Timeouts and disconnections: keep trying until the deadline.
       if (!isConflict(error)) return this.#log.debug({ err: error, partition: p }, "lease renewal failed");
-      const entry = await within(this.#kv.get(this.#key(p)), this.#requestMs, "read lease").catch(() => undefined);
+      const entry = await within(this.#kv.get(this.#key(p)), this.#requestMs, "read lease", leaseTimeout).catch(() => undefined);
       if (entry === undefined || this.#holdings.get(p) !== holding) return;
       const owner = holderOf(entry, "owner");
       // A renewal of ours that timed out landed after all: renew on top of it (the deadline stays).
@@ -368,14 +364,14 @@ export class PartitionLeases {
   async #unlease(p: number, revision: number): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        await within(this.#kv.delete(this.#key(p), { previousSeq: revision }), this.#requestMs, "delete lease");
+        await within(this.#kv.delete(this.#key(p), { previousSeq: revision }), this.#requestMs, "delete lease", leaseTimeout);
         this.#unleases.delete(p);
         this.#leaseSightings.delete(p);
         return;
       } catch (error) {
         if (!isConflict(error)) return this.#log.debug({ err: error, partition: p }, "could not delete a released lease");
       }
-      const entry = await within(this.#kv.get(this.#key(p)), this.#requestMs, "read lease").catch(() => undefined);
+      const entry = await within(this.#kv.get(this.#key(p)), this.#requestMs, "read lease", leaseTimeout).catch(() => undefined);
       if (entry === undefined) return;
       if (entry === null || holderOf(entry, "owner") !== this.#self) {
         this.#unleases.delete(p); // already gone, or someone else's
@@ -390,12 +386,19 @@ export class PartitionLeases {
     let keys: string[];
     try {
       const filter = `${KEY_SUBJECT_PREFIX}${this.#fn}.m.*`;
-      const info = await within(this.#jsm.streams.info(LEASE_STREAM, { subjects_filter: filter }), this.#requestMs, "list members");
+      const info = await within(
+        this.#jsm.streams.info(LEASE_STREAM, { subjects_filter: filter }),
+        this.#requestMs,
+        "list members",
+        leaseTimeout,
+      );
       keys = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(KEY_SUBJECT_PREFIX.length));
     } catch (error) {
       return this.#log.debug({ err: error }, "could not list lease members");
     }
-    const entries = await Promise.all(keys.map((key) => within(this.#kv.get(key), this.#requestMs, "read member").catch(() => undefined)));
+    const entries = await Promise.all(
+      keys.map((key) => within(this.#kv.get(key), this.#requestMs, "read member", leaseTimeout).catch(() => undefined)),
+    );
     const now = performance.now();
     const seen = new Map<string, Sighting>();
     keys.forEach((key, i) => {
@@ -420,7 +423,7 @@ export class PartitionLeases {
           s.holder === undefined
             ? this.#jsm.streams.purge(LEASE_STREAM, { filter: `${KEY_SUBJECT_PREFIX}${key}` })
             : this.#kv.delete(key, { previousSeq: s.revision });
-        return within(tidy, this.#requestMs, "tidy member").catch((error: unknown) =>
+        return within(tidy, this.#requestMs, "tidy member", leaseTimeout).catch((error: unknown) =>
           this.#log.debug({ err: error, member: key }, "could not tidy a lease member"),
         );
       }),
@@ -440,7 +443,7 @@ export class PartitionLeases {
       unheld.map(async (p) => {
         let entry: KvEntry | null;
         try {
-          entry = await within(this.#kv.get(this.#key(p)), this.#requestMs, "read lease");
+          entry = await within(this.#kv.get(this.#key(p)), this.#requestMs, "read lease", leaseTimeout);
         } catch (error) {
           return this.#log.debug({ err: error, partition: p }, "could not read a lease");
         }
@@ -494,7 +497,7 @@ export class PartitionLeases {
         reason === "free"
           ? this.#kv.create(this.#key(p), this.#value)
           : this.#kv.update(this.#key(p), this.#value, revision, this.#requestMs);
-      written = await within(write, this.#requestMs, "take lease");
+      written = await within(write, this.#requestMs, "take lease", leaseTimeout);
     } catch (error) {
       // A conflict: another host came first. Either way the next round reads the key again.
       return this.#log.debug({ err: error, partition: p, reason }, "could not take a lease");

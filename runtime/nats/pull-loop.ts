@@ -35,6 +35,16 @@ export interface PullLoopOptions {
    * is given back. Give it `maxPulls: 1`: open pulls hold their permits.
    */
   readonly permits?: Permits;
+  /** Told how each pull went. */
+  readonly health?: PullHealth;
+}
+
+/** Told how each pull went: the host's `JetStreamWatch` reads them. */
+export interface PullHealth {
+  /** A pull ended as pulls do: it expired, or it got what it asked for. */
+  ok(): void;
+  /** A pull, or finding its consumer, failed (missed heartbeats, a timeout, JetStream unavailable). */
+  failed(): void;
 }
 
 /** Where a rate-limited loop's permits come from (see `RateLimiter`): one per loop. */
@@ -227,6 +237,7 @@ export class PullLoop {
         }
       }
       this.#failures = 0;
+      this.#options.health?.ok();
     } catch (error) {
       if (!stopped.aborted) this.#failure = error;
     } finally {
@@ -249,6 +260,7 @@ export class PullLoop {
     this.#failure = undefined;
     this.#bound = false;
     this.#failures++;
+    this.#options.health?.failed();
     this.#log.warn({ err: error, failures: this.#failures }, "pull failed; re-binding the consumer");
     try {
       await this.#options.rebind();

@@ -16,6 +16,7 @@ import { performance } from "node:perf_hooks";
 import type { KV, KvEntry } from "@nats-io/kv";
 import type { Logger } from "../telemetry/logger.ts";
 import { isConflict } from "./kv-cas.ts";
+import { within } from "./within.ts";
 
 /** Options of {@link SingletonLease}. */
 export interface SingletonLeaseOptions {
@@ -36,16 +37,6 @@ interface Holding {
   revision: number;
   /** When the request behind our last successful write was sent (our clock). */
   sentAt: number;
-}
-
-/** `promise`, or a rejection after `ms` (what it settles to later is dropped). */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  promise.catch(() => {});
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 /** The owner named by a live entry; undefined for a missing or deleted key, "?" when unreadable. */

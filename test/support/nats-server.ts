@@ -11,6 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { type SpawnedChild, spawnChild } from "../../runtime/child-process.ts";
+import { FaultProxy } from "./fault-proxy.ts";
 import { freePorts } from "./free-port.ts";
 import { waitFor } from "./wait-for.ts";
 
@@ -67,8 +68,23 @@ export interface NatsCluster {
    * leader is elected and known). Useful after restarting nodes.
    */
   waitForJetStream(timeoutMs?: number): Promise<void>;
+  /**
+   * With `partitionable`: cuts node `i` off from the other nodes (its routes blackholed;
+   * clients still reach it), or ends every such cut. Absent otherwise.
+   */
+  cutOff?(i: number): void;
+  mend?(): void;
   /** Stops every node. */
   stop(): Promise<void>;
+}
+
+export interface StartNatsClusterOptions {
+  /**
+   * Every route between two nodes goes through a fault proxy of its own (and nodes
+   * advertise a cluster address nobody listens on, so gossip cannot route around them):
+   * {@link NatsCluster.cutOff} can then isolate a node from the others.
+   */
+  readonly partitionable?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -376,15 +392,23 @@ async function placesReplicatedStream(url: string, replicas: number): Promise<bo
  * node restarted alone comes back on the same ports. Resolves once every node accepts
  * connections and answers a JetStream request (a meta leader is elected), within 20 s.
  */
-export async function startNatsCluster(size = 3): Promise<NatsCluster> {
+export async function startNatsCluster(size = 3, options: StartNatsClusterOptions = {}): Promise<NatsCluster> {
   if (!Number.isInteger(size) || size < 1) throw new Error(`invalid cluster size ${size}`);
-  const ports = await freePorts(size * 2);
+  const ports = await freePorts(size * 2 + 1);
   const clientPorts = ports.slice(0, size);
-  const clusterPorts = ports.slice(size);
+  const clusterPorts = ports.slice(size, size * 2);
+  const nowhere = ports[size * 2]!;
   const routeUrl = (p: number | undefined): string => `nats://127.0.0.1:${p}`;
+  /** `from->to`: the proxy node `from` reaches node `to`'s cluster port through. */
+  const proxies = new Map<string, FaultProxy>();
+  if (options.partitionable) {
+    for (let from = 0; from < size; from++) {
+      for (let to = 0; to < size; to++) if (from !== to) proxies.set(`${from}->${to}`, await FaultProxy.start({ port: clusterPorts[to]! }));
+    }
+  }
   const started = await Promise.allSettled(
     clientPorts.map((clientPort, i) => {
-      const routes = clusterPorts.filter((_, j) => j !== i).map(routeUrl);
+      const routes = clusterPorts.flatMap((port, j) => (j === i ? [] : [routeUrl(proxies.get(`${i}->${j}`)?.port ?? port)]));
       const args = [
         "-n",
         `node${i}`,
@@ -393,6 +417,7 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
         "--cluster",
         routeUrl(clusterPorts[i]),
         ...(routes.length > 0 ? ["--routes", routes.join(",")] : []),
+        ...(options.partitionable ? ["--cluster_advertise", `127.0.0.1:${nowhere}`] : []),
       ];
       return launch(clientPort, { args });
     }),
@@ -400,6 +425,7 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
   const servers = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   const stop = async (): Promise<void> => {
     await Promise.all(servers.map((s) => s.stop()));
+    await Promise.all([...proxies.values()].map((proxy) => proxy.close()));
   };
   const failure = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failure) {
@@ -410,6 +436,16 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
     servers,
     urls: servers.map((s) => s.url),
     stop,
+    ...(options.partitionable
+      ? {
+          cutOff(i: number): void {
+            for (const [pair, proxy] of proxies) if (pair.startsWith(`${i}->`) || pair.endsWith(`->${i}`)) proxy.blackhole();
+          },
+          mend(): void {
+            for (const proxy of proxies.values()) proxy.heal();
+          },
+        }
+      : {}),
     async waitForJetStream(timeoutMs = CLUSTER_READY_TIMEOUT_MS): Promise<void> {
       const running = servers.filter((s) => s.running);
       await Promise.all(
