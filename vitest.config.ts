@@ -20,20 +20,28 @@ export default defineConfig({
           ...shared,
           name: "none",
           include: ["test/{integration,faults}/**/*.test.ts"],
-          // The delayed-event mover's and the ticker's own tests run no handler, the rate
-          // limit's and the steps' cluster tests are about their buckets, the slow-link,
-          // partition and minority-node tests about the host's connection, and the rolling restart runs
-          // jetfn start processes as users do (worker isolation): once is enough.
+          // Run once (in the worker project), as they are not about where handlers run: the
+          // delayed-event mover's, the ticker's, the leases' and the schedules' own tests; the
+          // NATS credentials; debounce's take and fire; the broker refusing outputs (settled
+          // by the host either way); the cluster tests (leaders, and the rate limit's and
+          // steps' buckets); the slow-link, partition and minority-node tests about the host's
+          // connection; and the rolling restart, run with jetfn start processes as users do.
           exclude: [
             "test/integration/delayed.test.ts",
             "test/integration/delayed-scale.test.ts",
             "test/integration/ticker.test.ts",
+            "test/integration/leases.test.ts",
+            "test/integration/schedule.test.ts",
+            "test/integration/auth.test.ts",
+            "test/integration/debounce.test.ts",
+            "test/integration/broker-full.test.ts",
+            "test/faults/cluster.test.ts",
             "test/faults/rate-limit-cluster.test.ts",
             "test/faults/steps-cluster.test.ts",
             "test/faults/slow-link.test.ts",
             "test/faults/partition.test.ts",
-            "test/faults/rolling-restart.test.ts",
             "test/faults/minority.test.ts",
+            "test/faults/rolling-restart.test.ts",
           ],
           env: { JETFN_TEST_ISOLATION: "none" },
         },
