@@ -206,7 +206,7 @@ const orderingSchema = z.strictObject({
 const debounceSchema = z
   .strictObject({
     key: eventKeySchema,
-    period: durationBetween(1000, "1s", MAX_DEBOUNCE_PERIOD_MS, "1d"),
+    period: durationBetween(1000, "1s", MAX_DEBOUNCE_PERIOD_MS, "24h"),
     maxWait: durationAtLeast(1000, "1s").optional(),
   })
   .check((ctx) => {

@@ -1,13 +1,13 @@
 import ms from "ms";
 
 /** A non-negative decimal number directly followed by one of the units we accept. */
-const DURATION = /^(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)$/;
+const DURATION = /^(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)$/;
 
 /**
  * jetfn's one duration grammar, for `functions.yaml`, the environment and the SDK
  * (`RetryAfterError("...", "30s")`, `ctx.breaker(name, { openFor: "10s" })`): `250ms`, `10s`,
- * `1.5s`, `5m`, `1h`, in milliseconds (rounded). Only a number directly followed by `ms`,
- * `s`, `m` or `h` is accepted: bare numbers (whose unit a reader would have to guess), words
+ * `1.5s`, `5m`, `1h`, `7d`, in milliseconds (rounded). Only a number directly followed by
+ * `ms`, `s`, `m`, `h` or `d` (24 hours) is accepted: bare numbers (whose unit a reader would have to guess), words
  * ("1 minute"), spaces and negative values throw a `RangeError`.
  */
 export function parseDuration(text: string): number {

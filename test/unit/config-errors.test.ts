@@ -308,8 +308,8 @@ describe("loadConfig: debounce:", () => {
       ]),
     ).toEqual([
       'functions.yaml:9:22 functions[0].debounce.key: expected a JSON path like customer.id, subject:2 or header:Name, got "subject:0"',
-      'functions.yaml:9:41 functions[0].debounce.period: expected a duration from 1s to 1d, got "100ms"',
-      'functions.yaml:14:34 functions[1].debounce.period: expected a duration from 1s to 1d, got "48h"',
+      'functions.yaml:9:41 functions[0].debounce.period: expected a duration from 1s to 24h, got "100ms"',
+      'functions.yaml:14:34 functions[1].debounce.period: expected a duration from 1s to 24h, got "48h"',
       "functions.yaml:19:48 functions[2].debounce.maxWait: maxWait must be at least the period",
       'functions.yaml:20:5 functions[3].stream: missing required key "stream"',
       'functions.yaml:20:5 functions[3].subjects: missing required key "subjects"',

@@ -12,11 +12,12 @@ describe("parseDuration", () => {
     ["5m", 300_000],
     ["1h", 3_600_000],
     ["2.5h", 9_000_000],
+    ["7d", 7 * 24 * 3_600_000],
   ])("parses %s", (text, expected) => {
     expect(parseDuration(text)).toBe(expected);
   });
 
-  it.each(["", "10", "ten", "-5s", "10 s", " 10s", "10S", "10sec", "1d", "1w", "s", "1.s", "1e3ms", "Infinitys"])("rejects %j", (text) => {
+  it.each(["", "10", "ten", "-5s", "10 s", " 10s", "10S", "10sec", "1D", "1w", "s", "1.s", "1e3ms", "Infinitys"])("rejects %j", (text) => {
     expect(() => parseDuration(text)).toThrow(`expected a duration like 10s, got ${JSON.stringify(text)}`);
   });
 });

@@ -55,10 +55,10 @@ describe("steps: in functions.yaml", () => {
   });
 
   it("reports a bad key or value at its place", () => {
-    expect(errorsOf(["functions:", ...FUNCTION_A, "    steps: { ttl: 7d, maxResultSize: 10, retain: true }"])).toEqual([
-      'functions.yaml:6:19 functions[0].steps.ttl: expected a duration like 10s, got "7d"',
-      "functions.yaml:6:38 functions[0].steps.maxResultSize: expected a size like 256MB, got 10",
-      'functions.yaml:6:42 functions[0].steps.retain: unknown key "retain"',
+    expect(errorsOf(["functions:", ...FUNCTION_A, "    steps: { ttl: 7days, maxResultSize: 10, retain: true }"])).toEqual([
+      'functions.yaml:6:19 functions[0].steps.ttl: expected a duration like 10s, got "7days"',
+      "functions.yaml:6:41 functions[0].steps.maxResultSize: expected a size like 256MB, got 10",
+      'functions.yaml:6:45 functions[0].steps.retain: unknown key "retain"',
     ]);
   });
 });
