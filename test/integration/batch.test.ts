@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../runtime/host.ts";
 import { replayEvents } from "../../runtime/nats/replay-copies.ts";
-import { makeProject, scrape, startHost, useNats } from "../support/project.ts";
+import { createHost, makeProject, scrape, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const nats = useNats();
@@ -299,5 +299,44 @@ functions:
     const info = await nats.jsm.consumers.info("JOBS_SD", "jetfn_stopping");
     expect(info.num_ack_pending).toBe(0);
     expect(info.num_pending).toBe(0);
+  });
+});
+
+describe("batch: and defineBatchFunction go together", () => {
+  /** Why `Host.create` refused a project with one function, `entry` (bundled and checked in the test's isolation mode). */
+  async function refusal(entry: string): Promise<Error | undefined> {
+    const dir = makeProject(
+      {
+        "functions.yaml": `
+streams:
+  - { name: JOBS_SHAPE, subjects: ["shape.>"], storage: memory }
+functions:
+${entry}`,
+        "fns/plain.ts": 'import { defineFunction } from "jetfn";\nexport default defineFunction({ async handler() {} });\n',
+      },
+      { fixtures: "batch" },
+    );
+    return createHost(dir, nats.server.url).then(
+      () => undefined,
+      (error: unknown) => error as Error,
+    );
+  }
+
+  it("fails the start when a batch: function's handler is not a batch function", async () => {
+    const failure = await refusal(
+      "  - { name: not-batch, handler: fns/plain.ts, stream: JOBS_SHAPE, subjects: [shape.a], batch: { maxSize: 10 } }\n",
+    );
+    expect(failure?.name).toBe("BundleError");
+    expect(failure?.message).toContain(
+      'fns/plain.ts: function not-batch has batch: in functions.yaml; its export "default" must be `defineBatchFunction({ handler(messages, ctx) })`',
+    );
+  });
+
+  it("fails the start when a batch function has no batch:", async () => {
+    const failure = await refusal("  - { name: batch-without, handler: fns/load.ts, stream: JOBS_SHAPE, subjects: [shape.b] }\n");
+    expect(failure?.name).toBe("BundleError");
+    expect(failure?.message).toContain(
+      'fns/load.ts: export "default" is a batch function (defineBatchFunction), and function batch-without has no batch: in functions.yaml',
+    );
   });
 });
