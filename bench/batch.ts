@@ -21,7 +21,7 @@
  * batches are for (a round trip dominates). Batches: maxSize 100, maxWait 100 ms.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -30,7 +30,7 @@ import { connect, nanos } from "@nats-io/transport-node";
 import { build } from "esbuild";
 import { freePort } from "../test/support/free-port.ts";
 import { startNatsServer } from "../test/support/nats-server.ts";
-import { choiceEnv, fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
+import { choiceEnv, cpuOf, fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
 
 const EVENTS = intEnv("BENCH_BATCH_EVENTS", 20_000);
 const ROUNDS = intEnv("BENCH_BATCH_ROUNDS", 2);
@@ -44,15 +44,6 @@ const PROJECT = path.join(REPO_ROOT, ".jetfn", "bench-batch");
 const BIN_DIR = path.join(PROJECT, "bin");
 const ROWS = ["jetfn-single", "jetfn-batch", "hand-single", "hand-batch"] as const;
 type Row = (typeof ROWS)[number];
-
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
-
-/** utime + stime of a process (every thread), in seconds. */
-function cpuOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
 
 function progress(text: string): void {
   process.stderr.write(`${text}\n`);

@@ -1,4 +1,6 @@
-/** Helpers the benchmark scripts share: their settings and their report's numbers. */
+/** Helpers the benchmark scripts share: their settings, the CPU they read, and their report's numbers. */
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import os from "node:os";
 
 /** An integer environment variable of a benchmark, at least `min`; a bad value exits 2. */
@@ -61,4 +63,15 @@ export function machineLines(serverVersion: string | undefined, where = " (same 
     `- node ${process.version}, nats-server ${serverVersion ?? "unknown"}${where}, ${os.platform()} ${os.arch()}`,
     `- CPU: ${cpus[0]?.model ?? "unknown"} (${cpus.length} logical cores), ${fmt(os.totalmem() / 2 ** 30, 1)} GiB RAM`,
   ];
+}
+
+/** Clock ticks a second, as /proc counts CPU time. */
+export const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
+
+/** utime + stime of a process (every thread), in seconds, from /proc/<pid>/stat. */
+export function cpuOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after "(comm)": state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }

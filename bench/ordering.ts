@@ -49,7 +49,7 @@ import { fileURLToPath } from "node:url";
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type NatsServer, startNatsServer } from "../test/support/nats-server.ts";
-import { choiceEnv, fmt, intEnv, listOf, machineLines, median, runBenchmark } from "./env.ts";
+import { CLK_TCK, choiceEnv, cpuOf, fmt, intEnv, listOf, machineLines, median, runBenchmark } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -76,7 +76,6 @@ const JETFN_BIN = path.join(REPO_ROOT, "bin", "jetfn.js");
 /** The throwaway project, under the repo's git-ignored `.jetfn/` so handlers resolve `jetfn`. */
 const PROJECT = path.join(REPO_ROOT, ".jetfn", "bench-ordering");
 const LOG_DIR = path.join(PROJECT, "logs");
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
 
 // ---------------------------------------------------------------------------------------
 // Scenarios
@@ -183,14 +182,6 @@ function freePort(): Promise<number> {
       server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
     });
   });
-}
-
-/** utime + stime of a process so far, in seconds (every thread). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces) in parentheses; utime is field 14.
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
 }
 
 async function get(url: string): Promise<{ status: number; body: string } | undefined> {
@@ -449,8 +440,8 @@ async function runScenario(env: Env, t: Target, label: string): Promise<Measurem
     if (sum(warm.perHost) !== WARMUP) throw new Error(`${label}: ${sum(warm.perHost)} runs before the backlog was released, not ${WARMUP}`);
 
     // 3. The clock runs from releasing the backlog until every durable has read and acked all of it.
-    const hostCpu0 = hosts.map((h) => cpuSeconds(h.pid));
-    const serverCpu0 = cpuSeconds(env.server.pid);
+    const hostCpu0 = hosts.map((h) => cpuOf(h.pid));
+    const serverCpu0 = cpuOf(env.server.pid);
     const machine0 = machineBusySeconds();
     const self0 = processCpuSeconds();
     const varz0 = await varz(env);
@@ -461,8 +452,8 @@ async function runScenario(env: Env, t: Target, label: string): Promise<Measurem
       await sleep(DRAIN_POLL_MS);
     }
     const t1 = performance.now();
-    const hostCpu = hosts.reduce((sum, h, i) => sum + cpuSeconds(h.pid) - hostCpu0[i]!, 0);
-    const serverCpu = cpuSeconds(env.server.pid) - serverCpu0;
+    const hostCpu = hosts.reduce((sum, h, i) => sum + cpuOf(h.pid) - hostCpu0[i]!, 0);
+    const serverCpu = cpuOf(env.server.pid) - serverCpu0;
     const varz1 = await varz(env);
     const otherCpu = machineBusySeconds() - machine0 - hostCpu - serverCpu - (processCpuSeconds() - self0);
 

@@ -48,7 +48,7 @@ import { build } from "esbuild";
 import { freePort } from "../test/support/free-port.ts";
 import { type NatsServer, startNatsServer } from "../test/support/nats-server.ts";
 import { type LatencyColumn, type RatioBar, renderChart } from "./chart.ts";
-import { fmt, intEnv, median, runBenchmark } from "./env.ts";
+import { cpuOf, fmt, intEnv, median, runBenchmark } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -222,20 +222,6 @@ function spawnLogged(name: string, args: string[], env: NodeJS.ProcessEnv, cwd: 
 
 // ---------------------------------------------------------------------------------------
 // /proc readings
-
-const CLK_TCK = (() => {
-  const answer = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
-  const value = Number(answer.stdout?.trim());
-  return Number.isFinite(value) && value > 0 ? value : 100;
-})();
-
-/** utime + stime of a process (every thread), in seconds. */
-function cpuOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after "(comm)": state is field 3, utime 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
 
 /** VmRSS and VmHWM (peak) of a process, in MiB. */
 function memoryOf(pid: number): { rssMb: number; peakMb: number } {

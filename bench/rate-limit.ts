@@ -20,8 +20,8 @@
  * pending and nothing un-acked. CPU is the jetfn process's (utime + stime, /proc) over that
  * time, per event.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -29,7 +29,7 @@ import { jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { freePort } from "../test/support/free-port.ts";
 import { startNatsServer } from "../test/support/nats-server.ts";
-import { choiceEnv, fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
+import { choiceEnv, cpuOf, fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
 
 const EVENTS = intEnv("BENCH_RL_EVENTS", 50_000);
 const ROUNDS = intEnv("BENCH_RL_ROUNDS", 2);
@@ -38,15 +38,6 @@ const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const PROJECT = path.join(REPO_ROOT, ".jetfn", "bench-rate-limit");
 const VARIANTS = ["plain", "limited"] as const;
 type Variant = (typeof VARIANTS)[number];
-
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
-
-/** utime + stime of a process (every thread), in seconds. */
-function cpuOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
 
 function progress(text: string): void {
   process.stderr.write(`${text}\n`);

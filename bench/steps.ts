@@ -51,7 +51,7 @@ import { connect, nanos } from "@nats-io/transport-node";
 import { build } from "esbuild";
 import { freePort } from "../test/support/free-port.ts";
 import { startNatsServer } from "../test/support/nats-server.ts";
-import { choiceEnv, fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
+import { choiceEnv, cpuOf, fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const JETFN_BIN = path.join(REPO_ROOT, "bin", "jetfn.js");
@@ -97,15 +97,6 @@ process.on("exit", () => {
 
 function progress(text: string): void {
   process.stderr.write(`${text}\n`);
-}
-
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
-
-/** User + system CPU of a process so far, µs. */
-function cpuOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
 }
 
 function spawnLogged(name: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; log: string } {
@@ -231,7 +222,12 @@ async function runRow(
       if (performance.now() - waited > 120_000) throw failed("the warm-up was not acked in 120 s");
     }
     const t0 = performance.now();
-    const [cpu0, server0, msgs0, writes0] = [cpuOf(child.pid!), cpuOf(env.serverPid), await inMsgs(env.monitor), await kvWrites(env.jsm)];
+    const [cpu0, server0, msgs0, writes0] = [
+      cpuOf(child.pid!) * 1e6,
+      cpuOf(env.serverPid) * 1e6,
+      await inMsgs(env.monitor),
+      await kvWrites(env.jsm),
+    ];
     polls = 0;
     let lastFloor = 0;
     let lastMove = performance.now();
@@ -249,7 +245,12 @@ async function runRow(
     }
     const seconds = (performance.now() - t0) / 1000;
     const own = polls + 1; // the consumer infos, and the step bucket's info above
-    const [cpu1, server1, msgs1, writes1] = [cpuOf(child.pid!), cpuOf(env.serverPid), await inMsgs(env.monitor), await kvWrites(env.jsm)];
+    const [cpu1, server1, msgs1, writes1] = [
+      cpuOf(child.pid!) * 1e6,
+      cpuOf(env.serverPid) * 1e6,
+      await inMsgs(env.monitor),
+      await kvWrites(env.jsm),
+    ];
     return {
       row,
       concurrency,

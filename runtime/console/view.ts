@@ -2,6 +2,7 @@
  * What the console's server sends its page (JSON over `/api/*` and server-sent events):
  * the one vocabulary of runtime/console/ and runtime/console/web/. Types only.
  */
+import type { DeadLetter } from "../nats/dead-letters.ts";
 
 /** The fleet page and the hosts page: everything one poll of the `jetfn` service found. */
 export interface FleetView {
@@ -81,20 +82,8 @@ export interface HostFunctionView {
   readonly lastRestart?: { readonly reason: string; readonly at: string; readonly error?: string };
 }
 
-/** One row of the dead-letter list. */
-export interface DeadLetterRow {
-  readonly dlqStream: string;
-  readonly dlqSeq: number;
-  readonly subject: string;
-  readonly stream: string;
-  readonly streamSeq: number;
-  readonly deliveries: number;
-  readonly reason: string;
-  readonly error: string;
-  readonly failedAt: string;
-  readonly size: number;
-  readonly replayOf?: string;
-}
+/** One row of the dead-letter list: a dead letter as `jetfn dlq list` shows it, its function known from the page. */
+export type DeadLetterRow = Omit<DeadLetter, "function">;
 
 /** One dead letter opened. */
 export interface DeadLetterPage extends DeadLetterRow {

@@ -6,6 +6,7 @@
  * no base64url character, so no run's records (`<function>.<base64url run id>.*`) share
  * the key, and `jetfn steps show` never lists one as a step.
  */
+import { jsonObject } from "./steps.ts";
 
 /** `idempotency.ttl` when the function does not set it: 24 hours. */
 export const DEFAULT_IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
@@ -53,14 +54,8 @@ export type IdempotencyRecord =
 
 /** Reads a record; undefined for one this version cannot read (treated as absent, and written over). */
 export function parseIdempotencyRecord(text: string): IdempotencyRecord | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== "object" || value === null) return undefined;
-  const record = value as Record<string, unknown>;
+  const record = jsonObject(text);
+  if (record === undefined) return undefined;
   if (typeof record.expiresAt !== "number" || typeof record.run !== "string") return undefined;
   if (record.state === "running")
     return typeof record.owner === "string" && typeof record.leaseMs === "number" ? (record as IdempotencyRecord) : undefined;

@@ -161,14 +161,8 @@ export function doneRecord(at: number, expiresAt: number, resultJson: string | u
 
 /** Reads a record; undefined for one this version cannot read (treated as absent, and overwritten). */
 export function parseStepRecord(text: string): StepRecord | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== "object" || value === null) return undefined;
-  const record = value as Record<string, unknown>;
+  const record = jsonObject(text);
+  if (record === undefined) return undefined;
   if (typeof record.expiresAt !== "number") return undefined;
   switch (record.state) {
     case "running":
@@ -203,4 +197,15 @@ export interface StepStore {
   update(key: string, value: string, revision: number): Promise<number | undefined>;
   /** Deletes the key if its last revision is `revision`; does nothing otherwise. */
   delete(key: string, revision: number): Promise<void>;
+}
+
+/** `text` as a JSON object; undefined when it is not JSON or not an object (a record this version cannot read). */
+export function jsonObject(text: string): Record<string, unknown> | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : undefined;
 }

@@ -208,23 +208,29 @@ export class Invoker {
 
   /** Settles nothing: the delivery is no longer this host's (see `Delivery.revoked`). */
   #revoked(delivery: Delivery, span: Span): ProcessResult {
-    span.setAttribute("jetfn.settlement", "none");
-    span.setStatus({ code: SpanStatusCode.ERROR, message: "cut off: the partition's lease was lost" });
-    this.#log.warn(
-      { subject: delivery.subject, seq: delivery.seq, delivery_count: delivery.deliveryCount, ...traceFields(span) },
+    return this.#unsent(
+      delivery,
+      span,
+      "cut off: the partition's lease was lost",
       "run cut off: this host lost the lease of the event's partition; nothing was sent, and its next owner runs it",
     );
-    return "again";
   }
 
   /** Settles nothing: the server gave the delivery up (see `Delivery.expired`). */
   #expired(delivery: Delivery, span: Span): ProcessResult {
-    span.setAttribute("jetfn.settlement", "none");
-    span.setStatus({ code: SpanStatusCode.ERROR, message: "expired: its ack wait ran out while this host stalled" });
-    this.#log.warn(
-      { subject: delivery.subject, seq: delivery.seq, delivery_count: delivery.deliveryCount, ...traceFields(span) },
+    return this.#unsent(
+      delivery,
+      span,
+      "expired: its ack wait ran out while this host stalled",
       "delivery expired: its ack wait ran out while this host stalled; nothing was sent, and the server delivers it again",
     );
+  }
+
+  /** Nothing of the delivery is sent (not even a nak): its span and the log say why. */
+  #unsent(delivery: Delivery, span: Span, status: string, message: string): ProcessResult {
+    span.setAttribute("jetfn.settlement", "none");
+    span.setStatus({ code: SpanStatusCode.ERROR, message: status });
+    this.#log.warn({ subject: delivery.subject, seq: delivery.seq, delivery_count: delivery.deliveryCount, ...traceFields(span) }, message);
     return "again";
   }
 

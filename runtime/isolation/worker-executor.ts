@@ -9,6 +9,9 @@ import type { Deadline } from "../invoke/run.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { HandlerThread, type ThreadEnd } from "./handler-thread.ts";
 
+/** What a run resolves to once the executor is closed. */
+const ABORTED: Outcome = { kind: "aborted" };
+
 export interface WorkerExecutorOptions {
   /** The worker entry; see `workerScript()`. */
   readonly script: string;
@@ -50,7 +53,8 @@ export class WorkerExecutor implements Executor {
   readonly waitingRoom: number;
   readonly #host: HostContext;
   readonly #options: WorkerExecutorOptions;
-  #thread?: HandlerThread;
+  /** The thread runs go to (see {@link #thread}). */
+  #current?: HandlerThread;
   /** Threads replaced while they may be stuck: each ends, or closes once idle. */
   readonly #retiring = new Set<HandlerThread>();
   #idleTimer?: NodeJS.Timeout;
@@ -66,32 +70,30 @@ export class WorkerExecutor implements Executor {
     // A batch function's batches wait for a slot in the host (see `BatchInvoker`), not here.
     this.waitingRoom = host.fn.batch ? 0 : waitingRoom(host.fn.concurrency);
     options.gate?.onClose(() => {
-      this.#thread?.releaseWaiting();
+      this.#current?.releaseWaiting();
       for (const thread of this.#retiring) thread.releaseWaiting();
     });
   }
 
   run(invocation: Invocation, deadline: Deadline): Promise<Outcome> {
-    clearTimeout(this.#idleTimer);
-    if (this.#closed) return Promise.resolve({ kind: "aborted" });
-    if (this.#thread?.suspect) {
-      this.#retiring.add(this.#thread);
-      this.#thread = undefined;
-    }
-    // Spawned outside the delivery's trace context: the thread's events must not run in it.
-    this.#thread ??= context.with(ROOT_CONTEXT, () => this.#spawn());
-    return this.#thread.run(invocation, deadline);
+    return this.#thread()?.run(invocation, deadline) ?? Promise.resolve(ABORTED);
   }
 
   runBatch(batch: BatchInvocation, deadline: Deadline): Promise<Outcome> {
+    return this.#thread()?.runBatch(batch, deadline) ?? Promise.resolve(ABORTED);
+  }
+
+  /** The thread the next run goes to: the current one, or a fresh one if it may be stuck; none once closed. */
+  #thread(): HandlerThread | undefined {
     clearTimeout(this.#idleTimer);
-    if (this.#closed) return Promise.resolve({ kind: "aborted" });
-    if (this.#thread?.suspect) {
-      this.#retiring.add(this.#thread);
-      this.#thread = undefined;
+    if (this.#closed) return undefined;
+    if (this.#current?.suspect) {
+      this.#retiring.add(this.#current);
+      this.#current = undefined;
     }
-    this.#thread ??= context.with(ROOT_CONTEXT, () => this.#spawn());
-    return this.#thread.runBatch(batch, deadline);
+    // Spawned outside the delivery's trace context: the thread's events must not run in it.
+    this.#current ??= context.with(ROOT_CONTEXT, () => this.#spawn());
+    return this.#current;
   }
 
   /**
@@ -103,12 +105,12 @@ export class WorkerExecutor implements Executor {
   async warm(): Promise<void> {
     this.#keepWarm = true;
     if (this.#closed) return;
-    const thread = (this.#thread ??= context.with(ROOT_CONTEXT, () => this.#spawn()));
-    while (!thread.ready && this.#thread === thread && !this.#closed) await sleep(10);
+    const thread = (this.#current ??= context.with(ROOT_CONTEXT, () => this.#spawn()));
+    while (!thread.ready && this.#current === thread && !this.#closed) await sleep(10);
   }
 
   status(): Record<string, unknown> {
-    const thread = this.#thread;
+    const thread = this.#current;
     return {
       isolation: "worker",
       thread: thread
@@ -123,7 +125,7 @@ export class WorkerExecutor implements Executor {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#idleTimer);
-    await Promise.all([this.#thread?.close(), ...[...this.#retiring].map((thread) => thread.close())]);
+    await Promise.all([this.#current?.close(), ...[...this.#retiring].map((thread) => thread.close())]);
   }
 
   #spawn(): HandlerThread {
@@ -159,15 +161,15 @@ export class WorkerExecutor implements Executor {
         clearTimeout(this.#idleTimer);
         if (this.#keepWarm) return;
         this.#idleTimer = setTimeout(() => {
-          if (this.#thread !== thread) return;
-          this.#thread = undefined;
+          if (this.#current !== thread) return;
+          this.#current = undefined;
           void thread.close();
         }, options.idleMs ?? 30_000);
         this.#idleTimer.unref();
       },
       onEnd: (thread, end) => {
         this.#retiring.delete(thread);
-        if (this.#thread === thread) this.#thread = undefined;
+        if (this.#current === thread) this.#current = undefined;
         if (!end) return;
         this.#restarts++;
         this.#lastEnd = { ...end, at: new Date().toISOString() };

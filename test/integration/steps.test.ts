@@ -36,6 +36,14 @@ functions:
   - { name: big, handler: fns/big.ts, stream: STEPS, subjects: [steps.big], steps: { maxResultSize: 2KB } }
   - { name: dated, handler: fns/dated.ts, stream: STEPS, subjects: [steps.dated] }
   - { name: slow, handler: fns/slow.ts, stream: TWICE, subjects: [twice.slow], concurrency: 4, output: out.slow }
+  # Its retry comes after its steps' ttl: the record is gone, and the step runs again.
+  - name: expiring
+    handler: fns/charge.ts
+    stream: STEPS
+    subjects: [steps.expiring]
+    output: out.expiring
+    steps: { ttl: 1s }
+    retry: { maxAttempts: 3, initialDelay: 1500ms, maxDelay: 1500ms, jitter: false }
 `;
   ({ host, baseUrl } = await startHost(makeProject({ "functions.yaml": yaml }, { fixtures: "steps" }), nats.server.url));
 });
@@ -67,6 +75,15 @@ async function deadLetter(fn: string, seq: number) {
 }
 
 describe("ctx.step", () => {
+  it("a step whose record's ttl ran out before the retry runs again, as documented", async () => {
+    const ack = await nats.js.publish("steps.expiring", JSON.stringify({ order: "o-9" }));
+    const out = await output("out.expiring");
+    // The second attempt ran the step again: its own result, and a second side effect.
+    expect(out.json()).toEqual({ receipt: "r-o-9", attempt: 2 });
+    const key = `expiring:STEPS:${ack.seq}:charge`;
+    expect(effectsOf("expiring")).toEqual([`expiring charge o-9 ${key}`, `expiring charge o-9 ${key}`]);
+  });
+
   it("a handler that throws after its step: the retry replays the step, whose side effect happened once", async () => {
     const ack = await nats.js.publish("steps.charge", JSON.stringify({ order: "o-1" }));
     const out = await output("out.charge");
