@@ -23,7 +23,7 @@ const KEYS = 40;
 const nats = useNats();
 afterEach(killCliHosts);
 
-it("3 replicas restarted one after another under 2,000 events a second: nothing lost, no key out of order", async () => {
+it(`3 replicas restarted one after another under ${RATE} events a second: nothing lost, no key out of order`, async () => {
   const history = path.join(mkdtempSync(path.join(tmpdir(), "jetfn-history-")), "history.jsonl");
   const dir = makeProject(
     {

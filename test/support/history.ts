@@ -88,28 +88,50 @@ export function judge(history: readonly HistoryLine[], published: readonly Publi
   }
   const all = [...runs.values()];
   const successes = new Map<string, number[]>();
-  for (const run of all) if (run.ok && run.end !== undefined) successes.set(run.id, [...(successes.get(run.id) ?? []), run.end]);
+  for (const run of all) {
+    if (!run.ok || run.end === undefined) continue;
+    const ends = successes.get(run.id);
+    if (ends) ends.push(run.end);
+    else successes.set(run.id, [run.end]);
+  }
   const lost = published.filter((event) => !successes.has(event.id)).map((event) => event.id);
   const succeeded = [...successes.values()].reduce((sum, ends) => sum + ends.length, 0);
 
   const orderViolations: string[] = [];
   const overlaps: string[] = [];
   const keys = new Map<string, string[]>();
-  for (const event of published) if (event.key !== undefined) keys.set(event.key, [...(keys.get(event.key) ?? []), event.id]);
-  const endOfHistory = Math.max(0, ...history.map((line) => line.at));
+  for (const event of published) {
+    if (event.key === undefined) continue;
+    const ids = keys.get(event.key);
+    if (ids) ids.push(event.id);
+    else keys.set(event.key, [event.id]);
+  }
+  const runsOf = new Map<string, Run[]>();
+  const runsOfKey = new Map<string, Run[]>();
+  for (const run of all) {
+    const byId = runsOf.get(run.id);
+    if (byId) byId.push(run);
+    else runsOf.set(run.id, [run]);
+    if (run.key === undefined) continue;
+    const byKey = runsOfKey.get(run.key);
+    if (byKey) byKey.push(run);
+    else runsOfKey.set(run.key, [run]);
+  }
+  let endOfHistory = 0;
+  for (const line of history) endOfHistory = Math.max(endOfHistory, line.at);
   for (const [key, ids] of keys) {
     for (let i = 1; i < ids.length; i++) {
       const before = successes.get(ids[i - 1]!);
       if (!before) continue; // lost: reported as such
       const firstSuccess = Math.min(...before);
-      for (const run of all.filter((r) => r.id === ids[i])) {
+      for (const run of runsOf.get(ids[i]!) ?? []) {
         if (run.start < firstSuccess)
           orderViolations.push(`${key}: ${ids[i]} started ${firstSuccess - run.start} ms before ${ids[i - 1]} first succeeded`);
       }
     }
     // Against the run of the key that ends last so far: any earlier one still running.
     let latest: Run | undefined;
-    for (const run of all.filter((r) => r.key === key).sort((a, b) => a.start - b.start)) {
+    for (const run of (runsOfKey.get(key) ?? []).sort((a, b) => a.start - b.start)) {
       const latestEnd = latest ? (latest.end ?? endOfHistory) : 0;
       if (latest && run.start < latestEnd) {
         overlaps.push(`${key}: ${run.id} (${run.run}) started ${latestEnd - run.start} ms before ${latest.id} (${latest.run}) ended`);
