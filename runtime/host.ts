@@ -195,8 +195,6 @@ export class Host {
       const debounceKeys = this.config.functions.some((fn) => fn.debounce) ? await openDebounceKeys(clients.nc, replicas) : undefined;
       const rateCells = this.config.functions.some((fn) => fn.rateLimit) ? await openRateCells(clients.nc, replicas) : undefined;
       this.#replays = new ReplayWatch(clients.jsm, this.log);
-      const jetstreamWatch = new JetStreamWatch({ nc: clients.nc, configured: this.#endpoint.servers.length, log: this.log });
-      this.#jetstreamWatch = jetstreamWatch;
       // Delayed events (`ctx.publish(..., { delay })`, `jetfn publish --delay`): every host
       // runs a mover; the one holding its lease moves the due events to their targets.
       this.#mover = new DelayedMover({
@@ -228,7 +226,6 @@ export class Host {
             ...(leases ? { leases } : {}),
             ...(debounceKeys ? { debounceKeys } : {}),
             ...(rateCells ? { rateCells } : {}),
-            pullHealth: jetstreamWatch,
             replicas,
             replayWatch: this.#replays,
             handler: this.#handlers.get(fn.name)!,
@@ -255,7 +252,19 @@ export class Host {
       // Every function's consumers at once, and each pulls as soon as its own are bound.
       await Promise.all(this.#running.map((runtime) => runtime.start()));
       this.#replays.start();
-      this.#jetstreamWatch.start();
+      // A host whose server cannot serve JetStream (a node cut off from its cluster) moves.
+      const probed = this.config.functions[0];
+      if (probed) {
+        this.#jetstreamWatch = new JetStreamWatch({
+          nc: clients.nc,
+          jsm: clients.jsm,
+          stream: probed.stream,
+          durable: probed.durable,
+          configured: this.#endpoint.servers.length,
+          log: this.log,
+        });
+        this.#jetstreamWatch.start();
+      }
       this.#service = await JetfnService.start(clients.nc, {
         hostId: this.hostId,
         names: this.config.functions.map((fn) => fn.name),

@@ -21,7 +21,7 @@ import type { DebounceKeys } from "../nats/debounce-keys.ts";
 import type { KvCells } from "../nats/kv-cas.ts";
 import type { KV } from "../nats/leases.ts";
 import { debounceConsumer, ensureConsumer, provisionConsumers, replayConsumer, scheduleConsumer } from "../nats/provision.ts";
-import { type PullHealth, PullLoop } from "../nats/pull-loop.ts";
+import { PullLoop } from "../nats/pull-loop.ts";
 import { type ReplayWatch, replayed, withReplays } from "../nats/replay-watch.ts";
 import { stepStoreOf } from "../nats/steps-bucket.ts";
 import { Ticker } from "../nats/ticker.ts";
@@ -51,8 +51,6 @@ export interface FunctionRuntimeDeps {
   readonly debounceKeys?: DebounceKeys;
   /** The `JETFN_RATE_LIMITS` bucket's cells, for a rate-limited function. */
   readonly rateCells?: KvCells<number>;
-  /** Told how each of its pulls went (the host's `JetStreamWatch`). */
-  readonly pullHealth?: PullHealth;
   /** How many replicas the KV buckets this host creates have (`JETFN_STEPS`). @default 1 */
   readonly replicas?: number;
   readonly replayWatch: ReplayWatch;
@@ -202,8 +200,6 @@ export class FunctionRuntime {
       return (delivery: Delivery): Promise<ProcessResult> => collector.take(into(delivery));
     };
     const run = limited(batched() ?? ((delivery: Delivery) => this.invoker.process(delivery)));
-    // Every pull loop tells the host's JetStreamWatch how its pulls go.
-    const health = deps.pullHealth ? { health: deps.pullHealth } : {};
     const debouncer = fn.debounce && this.#debouncerOf({ ...fn, debounce: fn.debounce });
     const events = fn.ordering
       ? new OrderedFunction({
@@ -217,10 +213,8 @@ export class FunctionRuntime {
           heartbeats,
           metrics,
           log: deps.log,
-          ...health,
         })
       : new PullLoop(js, fn, debouncer ? (delivery) => debouncer.take(delivery) : run, deps.log, {
-          ...health,
           rebind: () => ensureConsumer(jsm, fn, deps.log),
           admission: this.admission,
           budget: this.#capacity.live,
@@ -233,7 +227,6 @@ export class FunctionRuntime {
       limited(batched(replayed) ?? ((delivery) => this.invoker.process(replayed(delivery)))),
       deps.log,
       {
-        ...health,
         rebind: () => ensureConsumer(jsm, replays, deps.log),
         admission: gate,
         budget: this.#capacity.replays,
@@ -245,7 +238,6 @@ export class FunctionRuntime {
     const tickLoop =
       ticks &&
       new PullLoop(js, ticks, run, deps.log, {
-        ...health,
         rebind: () => ensureConsumer(jsm, ticks, deps.log),
         admission: this.admission,
         budget: this.#capacity.live,
@@ -257,7 +249,6 @@ export class FunctionRuntime {
       fires &&
       debouncer &&
       new PullLoop(js, fires, (delivery) => debouncer.fire(delivery, run), deps.log, {
-        ...health,
         rebind: () => ensureConsumer(jsm, fires, deps.log),
         admission: this.admission,
         budget: this.#capacity.live,

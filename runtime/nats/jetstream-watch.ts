@@ -1,19 +1,28 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../telemetry/logger.ts";
 import { Periodic } from "./periodic.ts";
-import type { PullHealth } from "./pull-loop.ts";
+import { within } from "./within.ts";
 
-/** How often the watch looks. */
-const LOOK_MS = 2000;
-/** How long pulls may fail with none working, while connected, before the host moves to another server. */
-const FAILING_FOR_MS = 10_000;
+/** JetStream's answer when it has no meta leader: "JetStream system temporarily unavailable". */
+const UNAVAILABLE = 10008;
+/** How often JetStream is asked about a consumer of the host's. */
+const PROBE_MS = 2000;
+/** How long a probe waits for its answer. */
+const PROBE_TIMEOUT_MS = 2000;
+/** Probes failed in a row, while connected, before the host moves to another server: about 10 s. */
+const FAILURES_BEFORE_MOVE = 5;
 /** Reconnects asked for in one move, and how long each may take to land elsewhere. */
 const MOVE_TRIES = 5;
 const MOVE_WAIT_MS = 2000;
 
 export interface JetStreamWatchOptions {
   readonly nc: NatsConnection;
+  readonly jsm: JetStreamManager;
+  /** A consumer of the host's: its info needs the cluster's meta leader, which a cut-off node cannot reach. */
+  readonly stream: string;
+  readonly durable: string;
   /** Servers in the host's own list (`NATS_URL`): unlike servers learned from the cluster, the client never drops them. */
   readonly configured: number;
   readonly log: Logger;
@@ -22,52 +31,65 @@ export interface JetStreamWatchOptions {
 /**
  * Notices a server that is up but cannot serve JetStream: a node cut off from the rest of its
  * cluster (the minority side of a partition) keeps its clients connected, and every pull
- * through it fails (missed heartbeats, timeouts, "JetStream system temporarily unavailable")
- * while the connection itself is healthy, so nothing in the client notices. Every pull loop
- * of the host reports to it ({@link PullHealth}); when pulls have failed and none has
- * worked for {@link FAILING_FOR_MS} while connected, and the client knows another server, it
- * reconnects: the client picks another server of the cluster (the majority's), where the
- * host goes on. A host whose pulls simply stopped (paused) is not moved: nothing failed.
+ * and API call through it fails, times out or waits in vain, while the connection itself is
+ * healthy, so nothing in the client notices. Every {@link PROBE_MS} this asks for the info
+ * of a consumer of the host's (any answer but "temporarily unavailable" will do, "not found"
+ * included: JetStream answered); after
+ * {@link FAILURES_BEFORE_MOVE} failures in a row while connected, and when the client knows
+ * another server, it reconnects: the client picks another server of the cluster (the
+ * majority's), where the host goes on.
  */
-export class JetStreamWatch implements PullHealth {
+export class JetStreamWatch {
   readonly #options: JetStreamWatchOptions;
-  readonly #looks = new Periodic(async () => this.#look());
-  #lastOk = performance.now();
-  #failedSinceOk = false;
+  readonly #probes = new Periodic(async () => this.#probe());
+  #failures = 0;
 
   constructor(options: JetStreamWatchOptions) {
     this.#options = options;
   }
 
-  ok(): void {
-    this.#lastOk = performance.now();
-    this.#failedSinceOk = false;
-  }
-
-  failed(): void {
-    this.#failedSinceOk = true;
-  }
-
-  start(intervalMs = LOOK_MS): void {
-    this.#looks.start(intervalMs);
+  start(intervalMs = PROBE_MS): void {
+    this.#probes.start(intervalMs);
   }
 
   stop(): Promise<void> {
-    return this.#looks.stop();
+    return this.#probes.stop();
   }
 
-  async #look(): Promise<void> {
-    const { nc, log } = this.#options;
-    if (nc.isClosed() || !this.#failedSinceOk || performance.now() - this.#lastOk < FAILING_FOR_MS) return;
-    // Looked at again a whole period from now, wherever the host is then.
-    this.ok();
-    const server = nc.getServer();
-    if (!this.#knowsAnotherServer()) {
-      log.warn({ server }, "no pull works through this server, and no other server is known: list every node of the cluster in NATS_URL");
+  async #probe(): Promise<void> {
+    const { nc, jsm, stream, durable, log } = this.#options;
+    if (nc.isClosed()) return;
+    try {
+      await within(jsm.consumers.info(stream, durable), PROBE_TIMEOUT_MS, `consumer ${stream} > ${durable} info`);
+      this.#failures = 0;
       return;
+    } catch (error) {
+      if (error instanceof JetStreamApiError && error.code !== UNAVAILABLE) {
+        this.#failures = 0;
+        return;
+      }
+      if (++this.#failures < FAILURES_BEFORE_MOVE) return;
+      this.#failures = 0;
+      const server = nc.getServer();
+      if (!this.#knowsAnotherServer()) {
+        log.warn(
+          { err: error, server },
+          "JetStream does not answer through this server, and no other server is known: list every node of the cluster in NATS_URL",
+        );
+        return;
+      }
+      log.warn(
+        { err: error, server },
+        "JetStream does not answer through this server while connected to it (cut off from its cluster?): moving to another server",
+      );
     }
-    log.warn({ server }, "no pull works through this server while connected to it (cut off from its cluster?): moving to another server");
-    // The client may pick the same server again: then it is asked again, a few times.
+    await this.#move();
+  }
+
+  /** Reconnects until the client is on another server (it may pick the same one again), a few times. */
+  async #move(): Promise<void> {
+    const { nc, log } = this.#options;
+    const server = nc.getServer();
     for (let tries = 0; tries < MOVE_TRIES && !nc.isClosed(); tries++) {
       await nc.reconnect().catch((error: unknown) => log.warn({ err: error }, "reconnecting failed"));
       const until = performance.now() + MOVE_WAIT_MS;

@@ -35,16 +35,6 @@ export interface PullLoopOptions {
    * is given back. Give it `maxPulls: 1`: open pulls hold their permits.
    */
   readonly permits?: Permits;
-  /** Told how each pull went. */
-  readonly health?: PullHealth;
-}
-
-/** Told how each pull went: the host's `JetStreamWatch` reads them. */
-export interface PullHealth {
-  /** A pull ended as pulls do: it expired, or it got what it asked for. */
-  ok(): void;
-  /** A pull, or finding its consumer, failed (missed heartbeats, a timeout, JetStream unavailable). */
-  failed(): void;
 }
 
 /** Where a rate-limited loop's permits come from (see `RateLimiter`): one per loop. */
@@ -213,9 +203,10 @@ export class PullLoop {
   async #receive(pull: ConsumerMessages, asked: number, issuedAt: number): Promise<void> {
     const stopped = this.#stopping.signal;
     // The server delivers a pull's messages before the pull expires: one read later than
-    // that plus the ack wait was due back at the server already, which delivers it again
-    // (to this host or another). Running it would run it twice; it is left to the server.
-    const staleAfter = issuedAt + PULL_EXPIRES_MS + this.#fn.ackWaitMs;
+    // that plus twice the ack wait (a margin for the server's own timing and a busy event
+    // loop) was given up by the server, which delivers it again (to this host or another).
+    // Running it would run it twice; it is left to the server.
+    const staleAfter = issuedAt + PULL_EXPIRES_MS + 2 * this.#fn.ackWaitMs;
     let stale = 0;
     let received = 0;
     const watchdog = setTimeout(() => {
@@ -237,7 +228,6 @@ export class PullLoop {
         }
       }
       this.#failures = 0;
-      this.#options.health?.ok();
     } catch (error) {
       if (!stopped.aborted) this.#failure = error;
     } finally {
@@ -260,7 +250,6 @@ export class PullLoop {
     this.#failure = undefined;
     this.#bound = false;
     this.#failures++;
-    this.#options.health?.failed();
     this.#log.warn({ err: error, failures: this.#failures }, "pull failed; re-binding the consumer");
     try {
       await this.#options.rebind();
@@ -306,14 +295,19 @@ class JsDelivery implements Delivery {
   readonly #ackWaitMs: number;
   readonly headers: Readonly<Record<string, string>>;
   #timestamp?: Date;
-  /** Until when (performance.now()) the server waits for it: its ack wait from receipt or its last heartbeat. */
+  /**
+   * Until when (performance.now()) the server surely still waits for it: twice its ack wait
+   * from receipt or its last heartbeat. Past one ack wait the server may already have given
+   * it up; the second is a margin for the server's timing and a busy event loop, so that
+   * only a real stall (a SIGSTOP, a long pause) expires a delivery.
+   */
   #aliveUntil: number;
 
   constructor(msg: JsMsg, acks: AckBatch, ackWaitMs: number) {
     this.#msg = msg;
     this.#acks = acks;
     this.#ackWaitMs = ackWaitMs;
-    this.#aliveUntil = performance.now() + ackWaitMs;
+    this.#aliveUntil = performance.now() + 2 * ackWaitMs;
     // No prototype: a header named __proto__ is just a header.
     const headers = Object.create(null) as Record<string, string>;
     if (msg.headers) for (const key of msg.headers.keys()) headers[key] = msg.headers.get(key);
@@ -354,7 +348,7 @@ class JsDelivery implements Delivery {
     const now = performance.now();
     // Too late: the server gave it up (this host stalled) and delivers it again.
     if (now > this.#aliveUntil) return;
-    this.#aliveUntil = now + this.#ackWaitMs;
+    this.#aliveUntil = now + 2 * this.#ackWaitMs;
     this.#msg.working();
   }
   expired(): boolean {

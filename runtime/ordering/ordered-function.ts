@@ -7,7 +7,7 @@ import type { Heartbeats } from "../invoke/heartbeats.ts";
 import type { NatsClients } from "../nats/clients.ts";
 import { type KV, PartitionLeases } from "../nats/leases.ts";
 import { ensureConsumer, partitionConsumer, rewindConsumer } from "../nats/provision.ts";
-import { type PullHealth, PullLoop } from "../nats/pull-loop.ts";
+import { PullLoop } from "../nats/pull-loop.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { PartitionFence } from "./fence.ts";
@@ -28,8 +28,6 @@ export interface OrderedFunctionDeps {
   readonly heartbeats: Heartbeats;
   readonly metrics: Metrics;
   readonly log: Logger;
-  /** Told how each partition's pulls went (the host's `JetStreamWatch`). */
-  readonly health?: PullHealth;
 }
 
 /** One owned partition: its durable's pull loop and its key lanes. */
@@ -227,7 +225,6 @@ export class OrderedFunction {
         // One pull at a time: deliveries are taken in stream order.
         maxPulls: 1,
         admission: this.#deps.admission,
-        ...(this.#deps.health ? { health: this.#deps.health } : {}),
         rebind: async () => {
           if (this.#leases.owns(partition)) await ensureConsumer(jsm, consumer, this.#log);
         },

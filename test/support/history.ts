@@ -12,7 +12,8 @@
  * - **overlaps** (for keyed events): two runs of one key at the same time.
  *
  * A run that started and never ended (its host killed, or cut off) counts for nothing but
- * `unfinished`; for overlaps it lasts until the end of the history.
+ * `unfinished`; for overlaps it lasts as long as its replica went on writing the history (a
+ * killed replica's run ends with it; a stalled one's goes on until it wrote its last line).
  */
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 
@@ -67,6 +68,7 @@ interface Run {
   readonly id: string;
   readonly key?: string;
   readonly run: string;
+  readonly replica: string;
   readonly start: number;
   end?: number;
   ok?: boolean;
@@ -77,7 +79,13 @@ export function judge(history: readonly HistoryLine[], published: readonly Publi
   const runs = new Map<string, Run>();
   for (const line of history) {
     if (line.kind === "start")
-      runs.set(line.run, { id: line.id, ...(line.key !== undefined ? { key: line.key } : {}), run: line.run, start: line.at });
+      runs.set(line.run, {
+        id: line.id,
+        ...(line.key !== undefined ? { key: line.key } : {}),
+        run: line.run,
+        replica: line.replica,
+        start: line.at,
+      });
   }
   for (const line of history) {
     const run = runs.get(line.run);
@@ -117,8 +125,10 @@ export function judge(history: readonly HistoryLine[], published: readonly Publi
     if (byKey) byKey.push(run);
     else runsOfKey.set(run.key, [run]);
   }
-  let endOfHistory = 0;
-  for (const line of history) endOfHistory = Math.max(endOfHistory, line.at);
+  /** Each replica's last line: when an unfinished run of it ended at the latest. */
+  const lastOf = new Map<string, number>();
+  for (const line of history) lastOf.set(line.replica, Math.max(lastOf.get(line.replica) ?? 0, line.at));
+  const endOf = (run: Run) => run.end ?? lastOf.get(run.replica) ?? run.start;
   for (const [key, ids] of keys) {
     for (let i = 1; i < ids.length; i++) {
       const before = successes.get(ids[i - 1]!);
@@ -132,11 +142,11 @@ export function judge(history: readonly HistoryLine[], published: readonly Publi
     // Against the run of the key that ends last so far: any earlier one still running.
     let latest: Run | undefined;
     for (const run of (runsOfKey.get(key) ?? []).sort((a, b) => a.start - b.start)) {
-      const latestEnd = latest ? (latest.end ?? endOfHistory) : 0;
+      const latestEnd = latest ? endOf(latest) : 0;
       if (latest && run.start < latestEnd) {
         overlaps.push(`${key}: ${run.id} (${run.run}) started ${latestEnd - run.start} ms before ${latest.id} (${latest.run}) ended`);
       }
-      if (!latest || (run.end ?? endOfHistory) > latestEnd) latest = run;
+      if (!latest || endOf(run) > latestEnd) latest = run;
     }
   }
   return {

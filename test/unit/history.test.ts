@@ -44,4 +44,20 @@ describe("history checker", () => {
     expect(verdict.overlaps).toEqual(["k: b (2) started 50 ms before a (1) ended", "k: d (4) started 50 ms before c (3) ended"]);
     expect(verdict.lost).toEqual(["c"]);
   });
+
+  it("ends an unfinished run with its replica's last line: a killed replica's run overlaps nothing after it", () => {
+    const killed = run("a", "1", 0, undefined, true, "k").map((line) => ({ ...line, replica: "r2" }));
+    const history = [
+      ...killed,
+      { ...run("z", "9", 5, 10)[0]!, replica: "r2" },
+      ...run("a", "2", 50, 60, true, "k"),
+      ...run("b", "3", 70, 80, true, "k"),
+    ];
+    const verdict = judge(history, [
+      { id: "a", key: "k" },
+      { id: "b", key: "k" },
+    ]);
+    expect(verdict.overlaps).toEqual([]);
+    expect(verdict.unfinished).toBe(2);
+  });
 });
