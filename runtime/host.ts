@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { loadRouteSchemas, type PreparedHandler } from "./bundle/load.ts";
 import { encode, encodedType } from "./codec/codec.ts";
 import { loadProject } from "./config/load.ts";
@@ -13,6 +14,7 @@ import { HttpServer } from "./http/server.ts";
 import { IngressServer } from "./ingress/server.ts";
 import { prepareHandlers } from "./isolation/check.ts";
 import { workerScript } from "./isolation/script.ts";
+import { isJetStreamUnavailable } from "./nats/broker-failures.ts";
 import { type NatsClients, openClients } from "./nats/clients.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
 import { openControlBucket, PauseWatch } from "./nats/control.ts";
@@ -187,13 +189,20 @@ export class Host {
       });
       this.#clients = clients;
       stillWanted();
-      await provisionStreams(clients.nc, clients.jsm, this.config, this.log);
+      await this.#whenAvailable("provisioning the streams", () => provisionStreams(clients.nc, clients.jsm, this.config, this.log));
       stillWanted();
-      const leases = this.config.functions.some((fn) => fn.ordering) ? await openLeaseBucket(clients.nc) : undefined;
+      const fns = this.config.functions;
+      const leases = fns.some((fn) => fn.ordering)
+        ? await this.#whenAvailable("opening JETFN_LEASES", () => openLeaseBucket(clients.nc))
+        : undefined;
       // The buckets a host creates are as replicated as the most replicated stream it declares.
       const replicas = Math.max(1, ...this.config.streams.map((stream) => stream.replicas));
-      const debounceKeys = this.config.functions.some((fn) => fn.debounce) ? await openDebounceKeys(clients.nc, replicas) : undefined;
-      const rateCells = this.config.functions.some((fn) => fn.rateLimit) ? await openRateCells(clients.nc, replicas) : undefined;
+      const debounceKeys = fns.some((fn) => fn.debounce)
+        ? await this.#whenAvailable("opening JETFN_DEBOUNCE_KEYS", () => openDebounceKeys(clients.nc, replicas))
+        : undefined;
+      const rateCells = fns.some((fn) => fn.rateLimit)
+        ? await this.#whenAvailable("opening JETFN_RATE_LIMITS", () => openRateCells(clients.nc, replicas))
+        : undefined;
       this.#replays = new ReplayWatch(clients.jsm, this.log);
       // Delayed events (`ctx.publish(..., { delay })`, `jetfn publish --delay`): every host
       // runs a mover; the one holding its lease moves the due events to their targets.
@@ -250,7 +259,7 @@ export class Host {
       await this.#pauses.start();
       stillWanted();
       // Every function's consumers at once, and each pulls as soon as its own are bound.
-      await Promise.all(this.#running.map((runtime) => runtime.start()));
+      await Promise.all(this.#running.map((runtime) => this.#whenAvailable(`starting ${runtime.fn.name}`, () => runtime.start())));
       this.#replays.start();
       // A host whose server cannot serve JetStream (a node cut off from its cluster) moves.
       const probed = this.config.functions[0];
@@ -291,6 +300,23 @@ export class Host {
       this.#state = "failed";
       await this.#release();
       throw error;
+    }
+  }
+
+  /**
+   * Runs `step` of the start-up, again while JetStream cannot answer for now (a host started
+   * during an election, or beside a node just restarted): 1 s, doubling to 5 s, until it works
+   * or the host is shut down. Any other failure fails the start at once.
+   */
+  async #whenAvailable<T>(what: string, step: () => Promise<T>): Promise<T> {
+    for (let waitMs = 1000; ; waitMs = Math.min(waitMs * 2, 5000)) {
+      try {
+        return await step();
+      } catch (error) {
+        if (this.#shutdown || !isJetStreamUnavailable(error)) throw error;
+        this.log.warn({ err: error, retry_in_ms: waitMs }, `${what}: JetStream cannot answer for now; trying again`);
+        await sleep(waitMs);
+      }
     }
   }
 

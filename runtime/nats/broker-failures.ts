@@ -48,3 +48,19 @@ export function brokerFailureOf(error: unknown, connected: boolean): BrokerFailu
   }
   return "refused";
 }
+
+/** JetStream's answer when it has no meta leader (an election under way, a node cut off from its cluster). */
+const JETSTREAM_UNAVAILABLE = 10008;
+
+/**
+ * Whether `error` says JetStream cannot answer for now, rather than that the request was
+ * wrong: "temporarily unavailable" (no meta leader), or a timeout. What a host starting
+ * during an election waits out. No responders is not: that is a server without JetStream.
+ */
+export function isJetStreamUnavailable(error: unknown): boolean {
+  for (let cause: unknown = error, depth = 0; cause instanceof Error && depth < 4; cause = cause.cause, depth++) {
+    if (cause instanceof JetStreamApiError) return cause.code === JETSTREAM_UNAVAILABLE;
+    if (cause instanceof TimeoutError) return true;
+  }
+  return false;
+}

@@ -44,6 +44,7 @@ export async function startCliHost(
   configFile: string,
   natsUrl: string,
   env: Record<string, string> = {},
+  readyWithinMs = 20_000,
 ): Promise<{ cli: CliProcess; base: string }> {
   const port = await freePort();
   const { cli, spawned } = spawnCli(
@@ -54,7 +55,7 @@ export async function startCliHost(
   started.push(spawned);
   const base = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, {
-    timeout: 20_000,
+    timeout: readyWithinMs,
     message: "jetfn start became ready",
   }).catch((error: Error) => {
     throw new Error(`${error.message}\n${cli.output()}`);

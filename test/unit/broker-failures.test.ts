@@ -1,7 +1,7 @@
 import { JetStreamApiError } from "@nats-io/jetstream";
 import { ClosedConnectionError, InvalidArgumentError, NoRespondersError, RequestError, TimeoutError } from "@nats-io/transport-node";
 import { expect, it } from "vitest";
-import { brokerFailureOf } from "../../runtime/nats/broker-failures.ts";
+import { brokerFailureOf, isJetStreamUnavailable } from "../../runtime/nats/broker-failures.ts";
 
 const apiError = (err_code: number, description: string) =>
   new JetStreamApiError({ code: err_code === 10054 ? 400 : 503, err_code, description });
@@ -22,4 +22,15 @@ it("reads the client's typed errors: the broker's failures, and the message's ow
   // Too large for the stream or the server: no retry helps.
   expect(brokerFailureOf(apiError(10054, "message size exceeds maximum allowed"), true)).toBeUndefined();
   expect(brokerFailureOf(InvalidArgumentError.format("payload", "max_payload size exceeded"), true)).toBeUndefined();
+});
+
+it("tells JetStream that cannot answer for now (an election: start-up waits) from a refusal or a server without it", () => {
+  expect(isJetStreamUnavailable(apiError(10008, "JetStream system temporarily unavailable"))).toBe(true);
+  expect(isJetStreamUnavailable(new Error("stream X: timeout", { cause: new TimeoutError() }))).toBe(true);
+  expect(isJetStreamUnavailable(apiError(10059, "stream not found"))).toBe(false);
+  const noResponders = new Error("jetstream is not enabled", {
+    cause: new RequestError("503", { cause: new NoRespondersError("$JS.API.INFO") }),
+  });
+  expect(isJetStreamUnavailable(noResponders)).toBe(false);
+  expect(isJetStreamUnavailable(new Error("something else"))).toBe(false);
 });
