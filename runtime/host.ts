@@ -218,7 +218,8 @@ export class Host {
           failed: (reason) => this.metrics.delayedFailures.inc({ reason }),
         },
       });
-      await this.#mover.start();
+      const mover = this.#mover;
+      await this.#whenAvailable("starting the delayed-event mover", () => mover.start());
       this.metrics.onDelayedScrape(() => this.#mover?.stats().waiting);
       const threads: ThreadSettings = {
         ...(this.#workerScript ? { script: this.#workerScript } : {}),
@@ -250,13 +251,21 @@ export class Host {
         );
       }
       // Before any pull: a function paused across the fleet starts paused here too.
-      this.#pauses = new PauseWatch({
-        kv: await openControlBucket(clients.nc),
-        functions: this.config.functions.map((fn) => fn.name),
-        apply: (name, pause) => this.#setPaused(name, pause),
-        log: this.log,
+      this.#pauses = await this.#whenAvailable("reading the pauses", async () => {
+        const pauses = new PauseWatch({
+          kv: await openControlBucket(clients.nc),
+          functions: this.config.functions.map((fn) => fn.name),
+          apply: (name, pause) => this.#setPaused(name, pause),
+          log: this.log,
+        });
+        try {
+          await pauses.start();
+          return pauses;
+        } catch (error) {
+          await pauses.stop().catch(() => {});
+          throw error;
+        }
       });
-      await this.#pauses.start();
       stillWanted();
       // Every function's consumers at once, and each pulls as soon as its own are bound.
       await Promise.all(this.#running.map((runtime) => this.#whenAvailable(`starting ${runtime.fn.name}`, () => runtime.start())));
