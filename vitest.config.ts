@@ -37,8 +37,9 @@ export default defineConfig({
           include: ["test/{integration,faults}/**/*.test.ts"],
           // Run once (in the worker project), as they are not about where handlers run: the
           // delayed-event mover's, the ticker's, the leases' and the schedules' own tests; the
-          // NATS credentials; debounce's take and fire; the broker refusing outputs (settled
-          // by the host either way); the cluster tests (leaders, and the rate limit's and
+          // NATS credentials; debounce's take and fire; the rate limits' permits; the HTTP
+          // ingress; the metrics and alerts; reconnecting; hosts killed, stopped or drained
+          // and the broker killed; the broker refusing outputs (settled by the host either way); the cluster tests (leaders, and the rate limit's and
           // steps' buckets); the slow-link, partition and minority-node tests about the host's
           // connection; and the rolling restart, run with jetfn start processes as users do.
           exclude: [
@@ -50,6 +51,12 @@ export default defineConfig({
             "test/integration/auth.test.ts",
             "test/integration/debounce.test.ts",
             "test/integration/broker-full.test.ts",
+            "test/integration/rate-limit.test.ts",
+            "test/integration/batch-rate-limit.test.ts",
+            "test/integration/ingress.test.ts",
+            "test/integration/prometheus.test.ts",
+            "test/integration/reconnect.test.ts",
+            "test/faults/host.test.ts",
             "test/faults/cluster.test.ts",
             "test/faults/rate-limit-cluster.test.ts",
             "test/faults/steps-cluster.test.ts",

@@ -250,7 +250,14 @@ describe("batch functions", () => {
       interval: 200,
       message: "every event acked",
     });
-    const info = await nats.jsm.consumers.info("JOBS_BATCH", "jetfn_bulk");
+    // The host counts an ack when it queues it; the server sees it a moment later.
+    const info = await waitFor(
+      async () => {
+        const found = await nats.jsm.consumers.info("JOBS_BATCH", "jetfn_bulk");
+        return found.num_pending === 0 && found.num_ack_pending === 0 ? found : undefined;
+      },
+      { timeout: 10_000, interval: 100, message: "the server has every ack" },
+    );
     expect(info.num_pending).toBe(0);
     expect(info.num_ack_pending).toBe(0);
     expect(info.num_redelivered).toBe(0);
