@@ -23,14 +23,13 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { cpSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect, nanos } from "@nats-io/transport-node";
 import { build } from "esbuild";
 import { freePort } from "../test/support/free-port.ts";
 import { startNatsServer } from "../test/support/nats-server.ts";
-import { choiceEnv, cpuOf, fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
+import { choiceEnv, fmt, intEnv, machineLines, median, runBenchmark, timeDrain } from "./env.ts";
 
 const EVENTS = intEnv("BENCH_BATCH_EVENTS", 20_000);
 const ROUNDS = intEnv("BENCH_BATCH_ROUNDS", 2);
@@ -149,23 +148,9 @@ async function main(): Promise<void> {
         });
       }
       try {
-        let started = 0;
-        let cpuAtStart = 0;
-        for (;;) {
-          const info = await jsm.consumers.info(stream, durable).catch(() => undefined);
-          if (info && started === 0 && info.delivered.stream_seq > 0) {
-            started = performance.now();
-            cpuAtStart = cpuOf(child.pid!);
-          }
-          if (info && started > 0 && info.num_pending === 0 && info.num_ack_pending === 0) {
-            if (info.num_redelivered > 0) progress(`  ${row}: ${info.num_redelivered} redelivered`);
-            break;
-          }
-          await sleep(5);
-        }
-        const seconds = (performance.now() - started) / 1000;
-        const cpu = cpuOf(child.pid!) - cpuAtStart;
-        const run = { row, perSecond: EVENTS / seconds, cpuUsPerEvent: (cpu * 1e6) / EVENTS };
+        const { perSecond, cpuUsPerEvent, redelivered } = await timeDrain(jsm, stream, durable, child.pid!, EVENTS, 5);
+        if (redelivered > 0) progress(`  ${row}: ${redelivered} redelivered`);
+        const run = { row, perSecond, cpuUsPerEvent };
         runs.push(run);
         progress(`round ${round + 1} ${row}: ${fmt(run.perSecond, 0)} events/s, ${fmt(run.cpuUsPerEvent, 1)} µs CPU/event`);
       } finally {

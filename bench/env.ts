@@ -2,6 +2,8 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import os from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { JetStreamManager } from "@nats-io/jetstream";
 
 /** An integer environment variable of a benchmark, at least `min`; a bad value exits 2. */
 export function intEnv(name: string, fallback: number, min = 1): number {
@@ -74,4 +76,39 @@ export function cpuOf(pid: number): number {
   // Fields after "(comm)": state is field 3, utime 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+/** What {@link timeDrain} measured of one drained stream. */
+export interface Drained {
+  readonly perSecond: number;
+  readonly cpuUsPerEvent: number;
+  readonly redelivered: number;
+}
+
+/**
+ * Times a consumer draining `events` already in its stream: from its first delivery until
+ * it reports nothing pending and nothing un-acked, with the CPU of the process `pid` meanwhile.
+ */
+export async function timeDrain(
+  jsm: JetStreamManager,
+  stream: string,
+  durable: string,
+  pid: number,
+  events: number,
+  pollMs = 20,
+): Promise<Drained> {
+  let started = 0;
+  let cpuAtStart = 0;
+  for (;;) {
+    const info = await jsm.consumers.info(stream, durable).catch(() => undefined);
+    if (info && started === 0 && info.delivered.stream_seq > 0) {
+      started = performance.now();
+      cpuAtStart = cpuOf(pid);
+    }
+    if (info && started > 0 && info.num_pending === 0 && info.num_ack_pending === 0) {
+      const seconds = (performance.now() - started) / 1000;
+      return { perSecond: events / seconds, cpuUsPerEvent: ((cpuOf(pid) - cpuAtStart) * 1e6) / events, redelivered: info.num_redelivered };
+    }
+    await sleep(pollMs);
+  }
 }

@@ -23,13 +23,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { freePort } from "../test/support/free-port.ts";
 import { startNatsServer } from "../test/support/nats-server.ts";
-import { choiceEnv, cpuOf, fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
+import { choiceEnv, fmt, intEnv, machineLines, median, runBenchmark, timeDrain } from "./env.ts";
 
 const EVENTS = intEnv("BENCH_RL_EVENTS", 50_000);
 const ROUNDS = intEnv("BENCH_RL_ROUNDS", 2);
@@ -97,20 +96,8 @@ async function main(): Promise<void> {
       });
       try {
         const durable = "jetfn_noop";
-        let started = 0;
-        let cpuAtStart = 0;
-        for (;;) {
-          const info = await jsm.consumers.info(stream, durable).catch(() => undefined);
-          if (info && started === 0 && info.delivered.stream_seq > 0) {
-            started = performance.now();
-            cpuAtStart = cpuOf(child.pid!);
-          }
-          if (info && started > 0 && info.num_pending === 0 && info.num_ack_pending === 0) break;
-          await sleep(20);
-        }
-        const seconds = (performance.now() - started) / 1000;
-        const cpu = cpuOf(child.pid!) - cpuAtStart;
-        const run = { variant, perSecond: EVENTS / seconds, cpuUsPerEvent: (cpu * 1e6) / EVENTS };
+        const { perSecond, cpuUsPerEvent } = await timeDrain(jsm, stream, durable, child.pid!, EVENTS);
+        const run = { variant, perSecond, cpuUsPerEvent };
         runs.push(run);
         progress(`round ${round + 1} ${variant}: ${fmt(run.perSecond, 0)} events/s, ${fmt(run.cpuUsPerEvent, 1)} µs CPU/event`);
       } finally {
