@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   AckPolicy,
   type ConsumerConfig,
@@ -238,24 +239,44 @@ export function partitionConsumer(fn: CompiledFunction, partition: number): Comp
   return { ...fn, durable: `${fn.durable}_p${partition}` };
 }
 
+/** Tries of a rewind's re-creation, and the pause before each next one (see {@link rewindConsumer}). */
+const REWIND_TRIES = 8;
+const REWIND_RETRY_MS = 1000;
+
 /**
  * Taking over a partition: if the durable holds messages delivered and not acked (its last
  * owner died or stalled with events in hand), it is re-created to start right after its ack
  * floor, so its unfinished events come first and in stream order, at once rather than after
  * their ack wait. Events acked beyond the floor run again: at-least-once, never out of order.
+ *
+ * Once the durable is deleted, it is re-created at that floor however many tries it takes
+ * (a host starting meanwhile may have created it as functions.yaml says, which is deleted
+ * again): re-created any other way, it would start elsewhere than the floor.
  * @returns whether it was rewound.
  */
-export async function rewindConsumer(jsm: JetStreamManager, fn: CompiledFunction, log: Logger): Promise<boolean> {
+export async function rewindConsumer(jsm: JetStreamManager, fn: CompiledFunction, log: Logger, signal?: AbortSignal): Promise<boolean> {
   const info = await jsm.consumers.info(fn.stream, fn.durable);
   if (info.num_ack_pending === 0) return false;
   const floor = info.ack_floor.stream_seq;
-  await jsm.consumers.delete(fn.stream, fn.durable);
-  await jsm.consumers.add(fn.stream, {
+  const rewound: ConsumerConfig = {
     ...info.config,
     deliver_policy: DeliverPolicy.StartSequence,
     opt_start_seq: floor + 1,
     opt_start_time: undefined,
-  });
+  };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await jsm.consumers.delete(fn.stream, fn.durable).catch((error: unknown) => {
+        if (!isNotFound(error)) throw error;
+      });
+      await jsm.consumers.add(fn.stream, rewound);
+      break;
+    } catch (error) {
+      if (attempt === REWIND_TRIES || signal?.aborted) throw provisionFailure(`rewinding consumer ${fn.durable}`, error);
+      log.warn({ err: error, durable: fn.durable, attempt }, "rewinding the partition's consumer failed; trying again");
+      await sleep(REWIND_RETRY_MS, undefined, { signal }).catch(() => {});
+    }
+  }
   log.info(
     { function: fn.name, durable: fn.durable, from_seq: floor + 1, unacked: info.num_ack_pending },
     "rewound the partition's consumer to its ack floor",
@@ -372,11 +393,17 @@ export async function ensureConsumer(jsm: JetStreamManager, fn: CompiledFunction
   if (!current) {
     try {
       await jsm.consumers.add(fn.stream, wanted);
+      log.info({ function: fn.name, stream: fn.stream, durable: fn.durable }, "created consumer");
+      return;
     } catch (error) {
-      throw provisionFailure(`creating consumer ${fn.durable} on ${fn.stream}`, error);
+      // Made meanwhile by another host (a takeover re-creating a partition's durable at its
+      // ack floor, which an add of another start cannot update): that one is kept.
+      current = await jsm.consumers.info(fn.stream, fn.durable).then(
+        (info) => info.config,
+        () => undefined,
+      );
+      if (!current) throw provisionFailure(`creating consumer ${fn.durable} on ${fn.stream}`, error);
     }
-    log.info({ function: fn.name, stream: fn.stream, durable: fn.durable }, "created consumer");
-    return;
   }
   // A partition's durable is rewound by start sequence on takeover (rewindConsumer).
   const rewound = fn.ordering !== undefined && current.deliver_policy === DeliverPolicy.StartSequence;

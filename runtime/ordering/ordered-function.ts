@@ -58,6 +58,9 @@ const HELD_PER_SLOT = 8;
  */
 const THREAD_END_MS = 1000;
 
+/** A partition's durable that could not be made or rewound (JetStream unavailable for now) is tried again this much later. */
+const BIND_RETRY_MS = 1000;
+
 /**
  * An ordered function on this host: the partitions it holds leases for, each read through
  * its own durable, its events in key lanes. Partitions move between replicas with their
@@ -189,6 +192,19 @@ export class OrderedFunction {
     return fn.isolation === "worker" ? THREAD_END_MS : fn.timeoutMs;
   }
 
+  /** Makes the partition's durable and rewinds it to its ack floor (see `rewindConsumer`); false when that failed. */
+  async #bind(consumer: CompiledFunction, partition: number, signal: AbortSignal): Promise<boolean> {
+    const { jsm } = this.#deps;
+    try {
+      await ensureConsumer(jsm, consumer, this.#log);
+      await rewindConsumer(jsm, consumer, this.#log, signal);
+      return true;
+    } catch (error) {
+      if (!signal.aborted) this.#log.warn({ err: error, partition }, "binding the partition's consumer failed; trying again");
+      return false;
+    }
+  }
+
   /** Starts pulling `partition`'s durable, after `waitMs` for a previous owner's runs to end. */
   #acquire(partition: number, waitMs: number): void {
     if (this.#owned.has(partition)) return;
@@ -241,11 +257,10 @@ export class OrderedFunction {
         if (owned?.loop === loop) owned.takeoverUntil = 0;
         if (!waited) return;
       }
-      try {
-        await ensureConsumer(jsm, consumer, this.#log);
-        await rewindConsumer(jsm, consumer, this.#log);
-      } catch (error) {
-        this.#log.warn({ err: error, partition }, "binding the partition's consumer failed; the pull loop retries");
+      // Not one event is pulled before the previous owner's unfinished ones come first: a
+      // loop started on a durable not rewound would run later events before them.
+      while (!(await this.#bind(consumer, partition, leaving.signal))) {
+        if (!(await sleep(BIND_RETRY_MS, true, { signal: leaving.signal }).catch(() => false))) return;
       }
       if (this.#owned.get(partition)?.loop === loop) loop.start();
     })();

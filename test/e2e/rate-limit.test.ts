@@ -1,7 +1,8 @@
 /**
  * A fleet-wide rate limit (`rateLimit: { limit: 50, period: 1s }`) on 3 `jetfn start`
  * processes, 1,000 events waiting: the fleet runs 45 to 55 a second over every 5-second
- * window, also after one replica is SIGKILLed mid-way; nothing waits in ack pending. Each
+ * window, also after one replica is SIGKILLed mid-way (what it had pulled comes back after
+ * a 7 s ack wait, within the run); nothing waits in ack pending. Each
  * run records when it started; the windows are read from those times.
  */
 import path from "node:path";
@@ -38,6 +39,8 @@ functions:
     stream: JOBS
     subjects: ["jobs.api"]
     concurrency: 20
+    # What the killed replica had pulled comes back after the ack wait (timeout + 5 s), while the others still run.
+    timeout: 2s
     rateLimit: { limit: 50, period: 1s }
     config: { record: rec.rl }
 `,

@@ -2,9 +2,14 @@
  * Provisioning against a real nats-server 2.9: streams and consumers created and updated
  * from functions.yaml, the dead-letter stream, and the errors that stop a start.
  */
+import path from "node:path";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
+import pino from "pino";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ProvisionError } from "../../runtime/nats/provision.ts";
+import { compileConfig } from "../../runtime/config/load.ts";
+import type { CompiledFunction } from "../../runtime/config/types.ts";
+import { ensureConsumer, ProvisionError, partitionConsumer, rewindConsumer } from "../../runtime/nats/provision.ts";
 import { createHost, makeProject, startHost, useNats } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
@@ -180,3 +185,89 @@ functions:
     expect(host.httpAddress).toBeUndefined();
   });
 });
+
+/**
+ * A takeover rewinds a partition's durable by deleting it and adding it again at its ack
+ * floor; a host starting meanwhile provisions the same durable. Each side's step is made to
+ * land in the other's window by a JetStreamManager whose `consumers` call does the other
+ * side's step first, once (the server is real).
+ */
+describe("a partition's durable provisioned while a takeover rewinds it", () => {
+  const quiet = pino({ level: "silent" });
+  async function orderedPartition(stream: string): Promise<CompiledFunction> {
+    const subject = `${stream.toLowerCase()}.e`;
+    await nats.jsm.streams.add({ name: stream, subjects: [subject], storage: "memory" });
+    for (let i = 0; i < 10; i++) await nats.js.publish(subject, JSON.stringify({ i }));
+    const yaml = `functions:\n  - { name: o, handler: fn.ts, stream: ${stream}, subjects: [${subject}], ordering: { key: "$.i", partitions: 2 } }\n`;
+    const config = compileConfig(yaml, path.join(project(yaml), "functions.yaml"));
+    return partitionConsumer(config.functions[0]!, 0);
+  }
+
+  /**
+   * `jsm` whose next `consumers[method]` call lets `other` land in its window: an add runs
+   * after `other`, a delete before it.
+   */
+  function interleaved(method: "add" | "delete", other: () => Promise<unknown>): JetStreamManager {
+    let done = false;
+    const consumers = new Proxy(nats.jsm.consumers, {
+      get(target, name) {
+        const value = Reflect.get(target, name);
+        if (typeof value !== "function") return value;
+        const call = (...args: unknown[]) => value.apply(target, args) as Promise<unknown>;
+        if (name !== method || done) return call;
+        return async (...args: unknown[]) => {
+          done = true;
+          if (method === "add") await other();
+          const result = await call(...args);
+          if (method === "delete") await other();
+          return result;
+        };
+      },
+    });
+    return new Proxy(nats.jsm, { get: (target, name) => (name === "consumers" ? consumers : Reflect.get(target, name)) });
+  }
+
+  /** Pulls 5 messages from the durable and acks the first 2: ack floor 2, 3 pending. */
+  async function holdSome(fn: CompiledFunction): Promise<void> {
+    const consumer = await nats.js.consumers.get(fn.stream, fn.durable);
+    const batch = await consumer.fetch({ max_messages: 5, expires: 2000 });
+    let n = 0;
+    for await (const m of batch) if (++n <= 2) await m.ackAck();
+  }
+
+  it("start-up keeps the durable a takeover re-created at its ack floor between its read and its add", async () => {
+    const fn = await orderedPartition("RW1");
+    const rewound = { ...partitionConfig(fn), deliver_policy: "by_start_sequence" as const, opt_start_seq: 3 };
+    await ensureConsumer(
+      interleaved("add", () => nats.jsm.consumers.add(fn.stream, rewound)),
+      fn,
+      quiet,
+    );
+    const info = await nats.jsm.consumers.info(fn.stream, fn.durable);
+    expect(info.config).toMatchObject({ deliver_policy: "by_start_sequence", opt_start_seq: 3 });
+  });
+
+  it("a rewind deletes again a durable that a host's start-up created as functions.yaml says in its window", async () => {
+    const fn = await orderedPartition("RW2");
+    await ensureConsumer(nats.jsm, fn, quiet);
+    await holdSome(fn);
+    const starting = interleaved("delete", () => ensureConsumer(nats.jsm, fn, quiet));
+    expect(await rewindConsumer(starting, fn, quiet)).toBe(true);
+    const info = await nats.jsm.consumers.info(fn.stream, fn.durable);
+    expect(info.config).toMatchObject({ deliver_policy: "by_start_sequence", opt_start_seq: 3 });
+    const first = await (await nats.js.consumers.get(fn.stream, fn.durable)).next({ expires: 2000 });
+    expect(first?.seq).toBe(3);
+    first?.ack();
+  });
+});
+
+function partitionConfig(fn: CompiledFunction) {
+  return {
+    durable_name: fn.durable,
+    ack_policy: "explicit" as const,
+    ack_wait: nanos(fn.ackWaitMs),
+    max_ack_pending: fn.maxAckPending,
+    max_deliver: -1,
+    filter_subject: fn.subjects[0]!,
+  };
+}
