@@ -239,8 +239,7 @@ export function partitionConsumer(fn: CompiledFunction, partition: number): Comp
   return { ...fn, durable: `${fn.durable}_p${partition}` };
 }
 
-/** Tries of a rewind's re-creation, and the pause before each next one (see {@link rewindConsumer}). */
-const REWIND_TRIES = 8;
+/** The pause before a rewind's re-creation is tried again (see {@link rewindConsumer}). */
 const REWIND_RETRY_MS = 1000;
 
 /**
@@ -249,12 +248,12 @@ const REWIND_RETRY_MS = 1000;
  * floor, so its unfinished events come first and in stream order, at once rather than after
  * their ack wait. Events acked beyond the floor run again: at-least-once, never out of order.
  *
- * Once the durable is deleted, it is re-created at that floor however many tries it takes
- * (a host starting meanwhile may have created it as functions.yaml says, which is deleted
- * again): re-created any other way, it would start elsewhere than the floor.
+ * Once the durable is deleted, it is re-created at that floor however many tries it takes,
+ * until `signal` aborts (a host starting meanwhile may have created it as functions.yaml
+ * says, which is deleted again): re-created any other way, it would start elsewhere.
  * @returns whether it was rewound.
  */
-export async function rewindConsumer(jsm: JetStreamManager, fn: CompiledFunction, log: Logger, signal?: AbortSignal): Promise<boolean> {
+export async function rewindConsumer(jsm: JetStreamManager, fn: CompiledFunction, log: Logger, signal: AbortSignal): Promise<boolean> {
   const info = await jsm.consumers.info(fn.stream, fn.durable);
   if (info.num_ack_pending === 0) return false;
   const floor = info.ack_floor.stream_seq;
@@ -272,7 +271,7 @@ export async function rewindConsumer(jsm: JetStreamManager, fn: CompiledFunction
       await jsm.consumers.add(fn.stream, rewound);
       break;
     } catch (error) {
-      if (attempt === REWIND_TRIES || signal?.aborted) throw provisionFailure(`rewinding consumer ${fn.durable}`, error);
+      if (signal.aborted) throw provisionFailure(`rewinding consumer ${fn.durable}`, error);
       log.warn({ err: error, durable: fn.durable, attempt }, "rewinding the partition's consumer failed; trying again");
       await sleep(REWIND_RETRY_MS, undefined, { signal }).catch(() => {});
     }

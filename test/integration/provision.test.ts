@@ -252,7 +252,7 @@ describe("a partition's durable provisioned while a takeover rewinds it", () => 
     await ensureConsumer(nats.jsm, fn, quiet);
     await holdSome(fn);
     const starting = interleaved("delete", () => ensureConsumer(nats.jsm, fn, quiet));
-    expect(await rewindConsumer(starting, fn, quiet)).toBe(true);
+    expect(await rewindConsumer(starting, fn, quiet, new AbortController().signal)).toBe(true);
     const info = await nats.jsm.consumers.info(fn.stream, fn.durable);
     expect(info.config).toMatchObject({ deliver_policy: "by_start_sequence", opt_start_seq: 3 });
     const first = await (await nats.js.consumers.get(fn.stream, fn.durable)).next({ expires: 2000 });
