@@ -185,38 +185,45 @@ describe("jetfn dlq list --reason --since", () => {
     const between = await boundary();
     await deadLetter("listed", ['{"id":"l-3"}', "not json"]);
 
-    expect((await list("listed")).length).toBe(4);
-    expect((await list("listed", "--reason", "undecodable")).map((l) => l.reason)).toEqual(["undecodable"]);
-    const rejected = await list("listed", "--reason", "non-retryable");
+    // Each listing is its own `jetfn dlq` process; they do not depend on each other.
+    const [all, undecodable, rejected, crashed, since, lastHour, future, combined, limited, everyUndecodable, badReason, badSince] =
+      await Promise.all([
+        list("listed"),
+        list("listed", "--reason", "undecodable"),
+        list("listed", "--reason", "non-retryable"),
+        list("listed", "--reason", "crashed"),
+        list("listed", "--since", between.toISOString()),
+        list("listed", "--since", "1h"),
+        list("listed", "--since", new Date(Date.now() + 60_000).toISOString()),
+        list("listed", "--since", between.toISOString(), "--reason", "non-retryable"),
+        list("listed", "--reason", "non-retryable", "--limit", "2"),
+        // Without a function: every function's, filtered alike.
+        list("--reason", "undecodable"),
+        dlq("list", "--reason", "broken"),
+        dlq("list", "--since", "yesterday"),
+      ]);
+    expect(all.length).toBe(4);
+    expect(undecodable.map((l) => l.reason)).toEqual(["undecodable"]);
     expect(rejected.map((l) => l.error).sort()).toEqual([
       "NonRetryableError: rejected order l-1",
       "NonRetryableError: rejected order l-2",
       "NonRetryableError: rejected order l-3",
     ]);
-    expect(await list("listed", "--reason", "crashed")).toEqual([]);
-
-    const since = await list("listed", "--since", between.toISOString());
+    expect(crashed).toEqual([]);
     expect(since.map((l) => l.reason).sort()).toEqual(["non-retryable", "undecodable"]);
     expect(since.find((l) => l.reason === "non-retryable")?.error).toBe("NonRetryableError: rejected order l-3");
-    expect(await list("listed", "--since", "1h")).toHaveLength(4);
-    expect(await list("listed", "--since", new Date(Date.now() + 60_000).toISOString())).toEqual([]);
+    expect(lastHour).toHaveLength(4);
+    expect(future).toEqual([]);
     // Filters combine, and --limit counts what matched.
-    expect((await list("listed", "--since", between.toISOString(), "--reason", "non-retryable")).map((l) => l.error)).toEqual([
-      "NonRetryableError: rejected order l-3",
-    ]);
-    expect(await list("listed", "--reason", "non-retryable", "--limit", "2")).toHaveLength(2);
-
-    // Without a function: every function's, filtered alike.
-    const everyUndecodable = await list("--reason", "undecodable");
+    expect(combined.map((l) => l.error)).toEqual(["NonRetryableError: rejected order l-3"]);
+    expect(limited).toHaveLength(2);
     expect(everyUndecodable.every((l) => l.reason === "undecodable")).toBe(true);
     expect(everyUndecodable.length).toBeGreaterThanOrEqual(1);
 
-    const badReason = await dlq("list", "--reason", "broken");
     expect(badReason.code).toBe(2);
     expect(badReason.output).toContain(
       "--reason expects one of non-retryable, attempts-exhausted, undecodable, invalid, crashed, step-too-large, step-not-json, got broken",
     );
-    const badSince = await dlq("list", "--since", "yesterday");
     expect(badSince.code).toBe(2);
     expect(badSince.output).toContain('--since expected an ISO date like 2024-05-01T14:30:00Z or a duration like 2h, got "yesterday"');
   });

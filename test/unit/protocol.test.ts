@@ -1,5 +1,5 @@
 import { MessageChannel } from "node:worker_threads";
-import { describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { errorMessage } from "../../runtime/contracts/error-message.ts";
 import { settle } from "../../runtime/invoke/outcome-table.ts";
 import { type Batch, BatchPort, type BytesRef, bytesIn } from "../../runtime/isolation/batch-port.ts";
@@ -61,8 +61,11 @@ describe("BatchPort", () => {
     port2.on("message", (batch: Batch<{ n: number; data: BytesRef }>) => received.push(batch));
     const outbox = new BatchPort<{ n: number; data: BytesRef }>(port1);
     const socketChunk = Buffer.from('xx{"a":1}{"b":22}yy');
+    // The clock stands still between the two sends, however busy the machine.
+    const clock = vi.spyOn(performance, "now").mockReturnValue(1000);
     outbox.send({ n: 1, data: outbox.bytes(socketChunk.subarray(2, 9)) });
     outbox.send({ n: 2, data: outbox.bytes(socketChunk.subarray(9, 17)) });
+    clock.mockRestore();
     await waitFor(() => received.length === 1);
     const [batch] = received;
     expect(batch!.m.map((m) => m.n)).toEqual([1, 2]);
@@ -171,6 +174,17 @@ class FakePort<T = string> {
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe("BatchPort with a fake port", () => {
+  // The clock stands still unless a test moves it: on a busy machine a turn of these tests
+  // can take longer than the 0.25 ms after which a batch leaves early.
+  let now = 1000;
+  beforeEach(() => {
+    now = 1000;
+    vi.spyOn(performance, "now").mockImplementation(() => now);
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
   it("posts nothing during the turn, then one batch of everything sent in it", async () => {
     const port = new FakePort();
     const outbox = new BatchPort<string>(port);
@@ -241,26 +255,20 @@ describe("BatchPort with a fake port", () => {
   });
 
   it("in a long turn, posts at once once the first message has waited more than 0.25 ms", async () => {
-    let now = 1000;
-    const clock = vi.spyOn(performance, "now").mockImplementation(() => now);
-    try {
-      const port = new FakePort();
-      const outbox = new BatchPort<string>(port);
-      outbox.send("a");
-      now += 0.25;
-      outbox.send("b");
-      expect(port.posts).toEqual([]);
-      now += 0.01;
-      outbox.send("c");
-      expect(port.posts.map((p) => p.value.m)).toEqual([["a", "b", "c"]]);
-      // The next message starts a new batch, which waits for the turn's end again.
-      outbox.send("d");
-      expect(port.posts).toHaveLength(1);
-      await nextTurn();
-      expect(port.posts.map((p) => p.value.m)).toEqual([["a", "b", "c"], ["d"]]);
-    } finally {
-      clock.mockRestore();
-    }
+    const port = new FakePort();
+    const outbox = new BatchPort<string>(port);
+    outbox.send("a");
+    now += 0.25;
+    outbox.send("b");
+    expect(port.posts).toEqual([]);
+    now += 0.01;
+    outbox.send("c");
+    expect(port.posts.map((p) => p.value.m)).toEqual([["a", "b", "c"]]);
+    // The next message starts a new batch, which waits for the turn's end again.
+    outbox.send("d");
+    expect(port.posts).toHaveLength(1);
+    await nextTurn();
+    expect(port.posts.map((p) => p.value.m)).toEqual([["a", "b", "c"], ["d"]]);
   });
 
   it("reads the payload's bytes when the batch leaves, and never again", async () => {
