@@ -2,9 +2,9 @@
  * The chart bench/process.ts writes (bench/results/process.svg): hand-written SVG, no
  * dependency. Two panels:
  *
- * 1. Throughput ratio per drained-backlog scenario: one horizontal bar per jetfn row, its
- *    msgs/s over the hand-written worker's of the same run (1.0 = as fast), with the
- *    issue's target marked where there is one.
+ * 1. Throughput ratio per drained-backlog scenario: one horizontal bar per row other than
+ *    the reference, its msgs/s over the reference's (the careful hand-written worker) of
+ *    the same run (1.0 = as fast), with the issue's target marked where there is one.
  * 2. Latency percentiles per rate (publish → output seen): per rate, one column per
  *    implementation, a bar up to p99 with p50 marked inside it and max above it, on a
  *    logarithmic axis in milliseconds.
@@ -16,7 +16,7 @@
 export interface RatioBar {
   /** e.g. `noop · 1 KB` */
   readonly group: string;
-  /** e.g. `none`, `worker, traced` */
+  /** e.g. `none`, `worker, traced`, `naive hand-written` */
   readonly label: string;
   /** Picks the colour. */
   readonly series: string;
@@ -42,6 +42,10 @@ export interface LatencyColumn {
 
 export interface ChartInput {
   readonly title: string;
+  /** What every ratio is taken against, e.g. "careful hand-written worker". */
+  readonly reference: string;
+  /** Whose targets the red marks are, e.g. "issue 21's target". */
+  readonly targets: string;
   /** Shown in red under the title (e.g. "smoke run on a loaded machine"). */
   readonly warning?: string;
   /** Lines under the title: the run's conditions. */
@@ -96,7 +100,7 @@ function ratioPanel(input: ChartInput, top: number, colors: Map<string, string>)
   const scaleMax = Math.ceil(maxRatio * 4) / 4;
   const x = (v: number): number => left + (v / scaleMax) * (right - left);
   out.push(
-    `<text x="20" y="${top + 18}" font-size="15" font-weight="600">Drained backlog: jetfn msgs/s ÷ hand-written worker msgs/s (same run)</text>`,
+    `<text x="20" y="${top + 18}" font-size="15" font-weight="600">Drained backlog: msgs/s ÷ the ${esc(input.reference)}'s msgs/s (same run)</text>`,
   );
   let y = top + 40;
   const plotTop = y;
@@ -132,13 +136,13 @@ function ratioPanel(input: ChartInput, top: number, colors: Map<string, string>)
     );
     out.push(`<text x="${gx}" y="${plotBottom + 14}" font-size="10" text-anchor="middle" fill="#555">${num(v, 2)}</text>`);
   }
-  out.push(`<text x="${r(x(1))}" y="${plotTop - 8}" font-size="10" text-anchor="middle" fill="#333">hand-written = 1.00</text>`);
+  out.push(`<text x="${r(x(1))}" y="${plotTop - 8}" font-size="10" text-anchor="middle" fill="#333">${esc(input.reference)} = 1.00</text>`);
   out.push(...rows);
   const legendY = plotBottom + 34;
   out.push(
     `<rect x="${left}" y="${legendY - 9}" width="14" height="10" fill="#777"/><text x="${left + 18}" y="${legendY}" font-size="11">tracing off</text>` +
       `<rect x="${left + 100}" y="${legendY - 9}" width="14" height="10" fill="#777" fill-opacity="0.45" stroke="#777"/><text x="${left + 118}" y="${legendY}" font-size="11">every span exported (OTLP/HTTP)</text>` +
-      `<line x1="${left + 330}" x2="${left + 330}" y1="${legendY - 10}" y2="${legendY + 2}" stroke="#c00" stroke-width="2"/><text x="${left + 336}" y="${legendY}" font-size="11">issue 10's target</text>`,
+      `<line x1="${left + 330}" x2="${left + 330}" y1="${legendY - 10}" y2="${legendY + 2}" stroke="#c00" stroke-width="2"/><text x="${left + 336}" y="${legendY}" font-size="11">${esc(input.targets)}</text>`,
   );
   return { svg: out.join("\n"), height: legendY + 16 - top };
 }
@@ -209,12 +213,18 @@ function latencyPanel(input: ChartInput, top: number, colors: Map<string, string
   });
   out.push(`<line x1="${left}" x2="${right}" y1="${plotBottom}" y2="${plotBottom}" stroke="#333"/>`);
   let lx = left;
-  const legendY = plotBottom + 44;
+  let legendY = plotBottom + 44;
   for (const s of input.series.filter((s) => columns.some((c) => c.series === s.key))) {
+    const width = 30 + s.name.length * 6.2;
+    // A legend wider than the plot goes on in a second line.
+    if (lx > left && lx + width > right) {
+      lx = left;
+      legendY += 16;
+    }
     out.push(
       `<rect x="${lx}" y="${legendY - 9}" width="14" height="10" fill="${s.color}"/><text x="${lx + 18}" y="${legendY}" font-size="11">${esc(s.name)}</text>`,
     );
-    lx += 30 + s.name.length * 6.2;
+    lx += width;
   }
   out.push(
     `<text x="${left}" y="${legendY + 18}" font-size="11" fill="#333">Bar: up to p99 (its value printed above the column). White line: p50. Thin line and tick above: max.</text>`,
