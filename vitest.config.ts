@@ -41,7 +41,8 @@ export default defineConfig({
           // ingress; the metrics and alerts; reconnecting; hosts killed, stopped or drained
           // and the broker killed; the broker refusing outputs (settled by the host either way); the cluster tests (leaders, and the rate limit's and
           // steps' buckets); the slow-link, partition and minority-node tests about the host's
-          // connection; and the rolling restart, run with jetfn start processes as users do.
+          // connection; the rolling restart, run with jetfn start processes as users do; and a
+          // start during an election.
           exclude: [
             "test/integration/delayed.test.ts",
             "test/integration/delayed-scale.test.ts",
@@ -64,6 +65,7 @@ export default defineConfig({
             "test/faults/partition.test.ts",
             "test/faults/minority.test.ts",
             "test/faults/rolling-restart.test.ts",
+            "test/faults/election-start.test.ts",
           ],
           env: { JETFN_TEST_ISOLATION: "none" },
         },

@@ -182,11 +182,17 @@ export class Host {
       this.#tracing = await installTracing(this.#env.tracing, this.log, handlersHere);
       this.#endpoint = await resolveNats(this.#env.natsUrl, this.config.rootDir, this.log, this.#embedded);
       stillWanted();
-      const clients = await openClients(this.#env, this.#endpoint.servers, this.log, (up) => {
-        // Pull requests do not survive a reconnect (their server may be gone): pull anew.
-        if (up && !this.#connected) for (const runtime of this.#running) runtime.interrupt();
-        this.#connected = up;
-      });
+      const clients = await openClients(
+        this.#env,
+        this.#endpoint.servers,
+        this.log,
+        (up) => {
+          // Pull requests do not survive a reconnect (their server may be gone): pull anew.
+          if (up && !this.#connected) for (const runtime of this.#running) runtime.interrupt();
+          this.#connected = up;
+        },
+        (request) => this.#whenAvailable("reaching JetStream", request),
+      );
       this.#clients = clients;
       stillWanted();
       await this.#whenAvailable("provisioning the streams", () => provisionStreams(clients.nc, clients.jsm, this.config, this.log));

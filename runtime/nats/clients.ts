@@ -17,12 +17,17 @@ export interface NatsClients {
   readonly publisher: BrokerPublisher;
 }
 
-/** Connects (see {@link connectNats}) and opens the JetStream clients on that connection. */
+/**
+ * Connects (see {@link connectNats}) and opens the JetStream clients on that connection,
+ * after one request that JetStream answers (a server without it fails here, saying so).
+ * `reachJetStream` runs that request: a host waits out an election with it.
+ */
 export async function openClients(
   env: CompiledEnv,
   servers: readonly string[],
   log: Logger,
   onConnected?: (connected: boolean) => void,
+  reachJetStream: (request: () => Promise<unknown>) => Promise<unknown> = (request) => request(),
 ): Promise<NatsClients> {
   let connected = true;
   const nc = await connectNats(env, servers, log, (up) => {
@@ -30,7 +35,14 @@ export async function openClients(
     onConnected?.(up);
   });
   const js = jetstream(nc);
-  return { nc, js, jsm: await jetstreamManager(nc), publisher: jetstreamPublisher(nc, js, () => connected) };
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  try {
+    await reachJetStream(() => jsm.getAccountInfo());
+  } catch (error) {
+    await nc.close().catch(() => {});
+    throw error;
+  }
+  return { nc, js, jsm, publisher: jetstreamPublisher(nc, js, () => connected) };
 }
 
 function jetstreamPublisher(nc: NatsConnection, js: JetStreamClient, connected: () => boolean): BrokerPublisher {
