@@ -35,6 +35,16 @@ export interface PullLoopOptions {
    * is given back. Give it `maxPulls: 1`: open pulls hold their permits.
    */
   readonly permits?: Permits;
+  /**
+   * An ordered partition's loop (with `maxPulls: 1`): its deliveries must reach `dispatch`
+   * in the consumer's order, none missing. One that never arrives (lost in transit when a
+   * pull ends at a reconnect or a stall, or read too late to run) would come back only after
+   * its ack wait, behind later events of its key. So a gap in the consumer's delivery
+   * sequence, or a delivery not run, makes the loop drop what follows, wait for what it
+   * dispatched to settle, and call `resync` (which rewinds the consumer to its ack floor,
+   * so that everything unsettled comes again, in order) before it pulls again.
+   */
+  readonly resync?: () => Promise<void>;
 }
 
 /** Where a rate-limited loop's permits come from (see `RateLimiter`): one per loop. */
@@ -92,6 +102,10 @@ export class PullLoop {
   readonly #pulls = new Map<ConsumerMessages, Promise<void>>();
   #failure?: unknown;
   #failures = 0;
+  /** With `resync`: the consumer delivery sequence the next delivery must have, once known. */
+  #nextDelivery?: number;
+  /** With `resync`: why the order broke, once it did; deliveries are dropped until the resync. */
+  #gap?: string;
   #wake?: () => void;
   #bound = false;
   #done?: Promise<void>;
@@ -220,9 +234,13 @@ export class PullLoop {
         if (stopped.aborted) {
           msg.nak();
           this.#budget.give(1);
+        } else if (this.#options.resync && !this.#inOrder(msg)) {
+          // Left unsettled: the resync's rewind delivers it again, in order.
+          this.#budget.give(1);
         } else if (performance.now() > staleAfter) {
           stale++;
           this.#budget.give(1);
+          if (this.#options.resync) this.#breakOrder("a delivery read after its ack wait ran out");
         } else {
           this.#start(msg);
         }
@@ -244,10 +262,56 @@ export class PullLoop {
     }
   }
 
+  /** Whether `msg` comes next in the consumer's order (an ordered loop); if not, the gap is noted. */
+  #inOrder(msg: JsMsg): boolean {
+    if (this.#gap !== undefined) return false;
+    const delivery = msg.info.deliverySequence;
+    if (this.#nextDelivery !== undefined && delivery !== this.#nextDelivery) {
+      this.#breakOrder(`delivery ${delivery} arrived where ${this.#nextDelivery} was due`);
+      return false;
+    }
+    this.#nextDelivery = delivery + 1;
+    return true;
+  }
+
+  /** Drops every later delivery and ends the open pull, until the resync in {@link #recover}. */
+  #breakOrder(why: string): void {
+    if (this.#gap !== undefined) return;
+    this.#gap = why;
+    this.#failure ??= new Error(why);
+    this.interrupt();
+    this.#notify();
+  }
+
+  /**
+   * After a delivery gap: the open pull ends, what ran settles, the consumer is rewound
+   * (tried until it works or the loop stops), and the order starts afresh.
+   */
+  async #resync(resync: () => Promise<void>, why: string): Promise<void> {
+    this.#log.warn({ why }, "a delivery went missing in transit: settling what runs, then rewinding the consumer");
+    await Promise.all(this.#pulls.values());
+    await this.settled();
+    for (let failures = 1; !this.#stopping.signal.aborted; failures++) {
+      try {
+        await resync();
+        break;
+      } catch (error) {
+        this.#log.warn({ err: error, failures }, "rewinding the consumer after a delivery gap failed; trying again");
+        await sleep(backoffDelay(REBIND_BACKOFF, failures), undefined, { signal: this.#stopping.signal }).catch(() => {});
+      }
+    }
+    this.#nextDelivery = undefined;
+    this.#gap = undefined;
+  }
+
   /** After a failed pull: log, re-create the consumer if it is gone, back off. */
   async #recover(): Promise<void> {
     const error = this.#failure;
     this.#failure = undefined;
+    if (this.#gap !== undefined && this.#options.resync) {
+      await this.#resync(this.#options.resync, this.#gap);
+      return;
+    }
     this.#bound = false;
     this.#failures++;
     this.#log.warn({ err: error, failures: this.#failures }, "pull failed; re-binding the consumer");

@@ -244,6 +244,11 @@ export class OrderedFunction {
         rebind: async () => {
           if (this.#leases.owns(partition)) await ensureConsumer(jsm, consumer, this.#log);
         },
+        resync: async () => {
+          if (!this.#leases.owns(partition)) return;
+          await ensureConsumer(jsm, consumer, this.#log);
+          await rewindConsumer(jsm, consumer, this.#log, leaving.signal);
+        },
       },
     );
     const started = (async () => {
