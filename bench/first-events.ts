@@ -92,10 +92,16 @@ function implLabel(impl: Impl): string {
   return `jetfn, isolation: ${impl.isolation}${where.length ? ` (${where.join(", ")})` : ""}`;
 }
 
+const described = new Map<string, string>();
+
 function describeCheckout(checkout: string): string {
+  const known = described.get(checkout);
+  if (known) return known;
   const head = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: checkout, encoding: "utf8" }).stdout?.trim() || "unknown";
   const dirty = spawnSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: checkout, encoding: "utf8" }).stdout?.trim();
-  return `commit ${head}${dirty ? " with uncommitted changes" : ""}`;
+  const description = `commit ${head}${dirty ? " with uncommitted changes" : ""}`;
+  described.set(checkout, description);
+  return description;
 }
 
 function implementations(): Impl[] {
@@ -320,7 +326,9 @@ async function runOnce(nc: NatsConnection, jsm: JetStreamManager, serverUrl: str
     while (k < total) {
       const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * RATE) + 1);
       while (k < due) {
-        if (k === firstCount || k === steadyFrom) {
+        // The first window's end, then the steady window's start (the same reading with no gap).
+        for (const edge of [firstCount, steadyFrom]) {
+          if (k !== edge) continue;
           cpuAt.push(cpuOf(pid));
           threadsAt.push(threadsCpu(pid));
         }
@@ -412,6 +420,7 @@ function table(results: RunResult[]): string {
       return hand ? [r.first.p99 - hand.first.p99] : [];
     });
     const ms = (v: number): string => fmt(v, 2);
+    const missing = runs.reduce((sum, r) => sum + r.first.missing + r.steady.missing, 0);
     rows.push(
       `| ${implLabel(impl)} | ${fmt(
         m((r) => r.readyMs),
@@ -421,7 +430,9 @@ function table(results: RunResult[]): string {
         1,
       )} | ${ms(m((r) => r.first.p50))} | ${ms(m((r) => r.first.p99))} | ${ms(Math.max(...runs.map((r) => r.first.max)))} | ${
         impl.kind === "hand" ? "–" : `${median(added) >= 0 ? "+" : ""}${ms(median(added))}`
-      } | ${ms(m((r) => r.steady.p50))} | ${ms(m((r) => r.steady.p99))} | ${ms(Math.max(...runs.map((r) => r.steady.max)))} | ${fmt(
+      } | ${ms(m((r) => r.steady.p50))} | ${ms(m((r) => r.steady.p99))} | ${ms(Math.max(...runs.map((r) => r.steady.max)))}${
+        missing ? ` (${fmt(missing, 0)} outputs never seen)` : ""
+      } | ${fmt(
         m((r) => r.first.p99 / r.steady.p99),
         1,
       )} |`,
