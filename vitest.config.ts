@@ -12,7 +12,7 @@ const shared = { testTimeout: 60_000, hookTimeout: 60_000 };
  * in `npm test`, which must stay under 10 minutes. The chaos run (project `chaos`) runs for
  * 60 s in `npm test`; `npm run chaos -- --minutes N` sets CHAOS_SECONDS to run it longer.
  */
-const LONG = ["test/faults/minority.test.ts"];
+const LONG = ["test/faults/minority.test.ts", "test/faults/rolling-restart.test.ts"];
 const long = process.env.JETFN_TEST_LONG === "1";
 
 export default defineConfig({
@@ -41,8 +41,9 @@ export default defineConfig({
           // ingress; the metrics and alerts; reconnecting; hosts killed, stopped or drained
           // and the broker killed; the broker refusing outputs (settled by the host either way); the cluster tests (leaders, and the rate limit's and
           // steps' buckets); the slow-link, partition and minority-node tests about the host's
-          // connection; the rolling restart, run with jetfn start processes as users do; and a
-          // start during an election.
+          // connection; the rolling restart, run with jetfn start processes as users do; a start
+          // during an election; the test servers themselves, provisioning, consumer lag,
+          // bundling, the embedded server, a failing trace export and the service's stats.
           exclude: [
             "test/integration/delayed.test.ts",
             "test/integration/delayed-scale.test.ts",
@@ -66,6 +67,13 @@ export default defineConfig({
             "test/faults/minority.test.ts",
             "test/faults/rolling-restart.test.ts",
             "test/faults/election-start.test.ts",
+            "test/integration/support.test.ts",
+            "test/integration/provision.test.ts",
+            "test/integration/consumer-lag.test.ts",
+            "test/integration/bundle.test.ts",
+            "test/integration/embedded.test.ts",
+            "test/integration/tracing-failure.test.ts",
+            "test/integration/service-stats.test.ts",
           ],
           env: { JETFN_TEST_ISOLATION: "none" },
         },
