@@ -8,11 +8,21 @@ import { defineConfig } from "vitest/config";
 const shared = { testTimeout: 60_000, hookTimeout: 60_000 };
 
 /**
- * Bad days that take a minute or more run in `npm run test:long` (JETFN_TEST_LONG=1), not
- * in `npm test`, which must stay under 10 minutes. The chaos run (project `chaos`) runs for
+ * Bad days that take a minute or more, and the fault tests of several processes or nodes
+ * that the chaos minute also covers, run in `npm run test:long` (JETFN_TEST_LONG=1), not in
+ * `npm test`, which must stay under 10 minutes. The chaos run (project `chaos`) runs for
  * 60 s in `npm test`; `npm run chaos -- --minutes N` sets CHAOS_SECONDS to run it longer.
  */
-const LONG = ["test/faults/minority.test.ts", "test/faults/rolling-restart.test.ts"];
+const LONG = [
+  "test/faults/minority.test.ts",
+  "test/faults/rolling-restart.test.ts",
+  "test/faults/partition.test.ts",
+  "test/faults/cluster.test.ts",
+  "test/faults/rate-limit-cluster.test.ts",
+  "test/faults/election-start.test.ts",
+  "test/e2e/schedule-replicas.test.ts",
+  "test/e2e/delayed-kill.test.ts",
+];
 const long = process.env.JETFN_TEST_LONG === "1";
 
 export default defineConfig({
