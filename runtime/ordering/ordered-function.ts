@@ -192,12 +192,16 @@ export class OrderedFunction {
     return fn.isolation === "worker" ? THREAD_END_MS : fn.timeoutMs;
   }
 
-  /** Makes the partition's durable and rewinds it to its ack floor (see `rewindConsumer`); false when that failed. */
+  /** Makes the partition's durable and rewinds it to its ack floor (see `rewindConsumer`). */
+  async #rewind(consumer: CompiledFunction, signal: AbortSignal): Promise<void> {
+    await ensureConsumer(this.#deps.jsm, consumer, this.#log);
+    await rewindConsumer(this.#deps.jsm, consumer, this.#log, signal);
+  }
+
+  /** {@link #rewind}; false when that failed. */
   async #bind(consumer: CompiledFunction, partition: number, signal: AbortSignal): Promise<boolean> {
-    const { jsm } = this.#deps;
     try {
-      await ensureConsumer(jsm, consumer, this.#log);
-      await rewindConsumer(jsm, consumer, this.#log, signal);
+      await this.#rewind(consumer, signal);
       return true;
     } catch (error) {
       if (!signal.aborted) this.#log.warn({ err: error, partition }, "binding the partition's consumer failed; trying again");
@@ -245,9 +249,7 @@ export class OrderedFunction {
           if (this.#leases.owns(partition)) await ensureConsumer(jsm, consumer, this.#log);
         },
         resync: async () => {
-          if (!this.#leases.owns(partition)) return;
-          await ensureConsumer(jsm, consumer, this.#log);
-          await rewindConsumer(jsm, consumer, this.#log, leaving.signal);
+          if (this.#leases.owns(partition)) await this.#rewind(consumer, leaving.signal);
         },
       },
     );
