@@ -26,10 +26,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect, nanos } from "@nats-io/transport-node";
-import { build } from "esbuild";
 import { freePort } from "../test/support/free-port.ts";
 import { startNatsServer } from "../test/support/nats-server.ts";
-import { choiceEnv, fmt, intEnv, machineLines, median, runBenchmark, timeDrain } from "./env.ts";
+import { bundleWorkers, choiceEnv, fmt, intEnv, machineLines, median, runBenchmark, timeDrain } from "./env.ts";
 
 const EVENTS = intEnv("BENCH_BATCH_EVENTS", 20_000);
 const ROUNDS = intEnv("BENCH_BATCH_ROUNDS", 2);
@@ -79,17 +78,7 @@ interface Run {
 
 async function main(): Promise<void> {
   mkdirSync(BIN_DIR, { recursive: true });
-  await build({
-    entryPoints: { "batch-worker": path.join(REPO_ROOT, "bench", "workers", "batch-worker.ts") },
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    packages: "external",
-    logLevel: "error",
-    outdir: BIN_DIR,
-    outExtension: { ".js": ".mjs" },
-  });
+  await bundleWorkers({ "batch-worker": path.join(REPO_ROOT, "bench", "workers", "batch-worker.ts") }, BIN_DIR);
   // Rebuilds the runtime's bundle if runtime/ changed, so no run's start-up does it.
   const help = spawnSync(process.execPath, [path.join(REPO_ROOT, "bin", "jetfn.js"), "help"], { stdio: "ignore" });
   if (help.status !== 0) throw new Error(`node bin/jetfn.js help exited with ${help.status}`);

@@ -4,6 +4,8 @@ import { readFileSync } from "node:fs";
 import os from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { build } from "esbuild";
 
 /** An integer environment variable of a benchmark, at least `min`; a bad value exits 2. */
 export function intEnv(name: string, fallback: number, min = 1): number {
@@ -111,4 +113,54 @@ export async function timeDrain(
     }
     await sleep(pollMs);
   }
+}
+
+/** Bundles the benchmark's own workers (`name` to entry file) into `outdir/<name>.mjs`, to run with plain `node`. */
+export async function bundleWorkers(entryPoints: Record<string, string>, outdir: string): Promise<void> {
+  await build({
+    entryPoints,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    packages: "external",
+    logLevel: "error",
+    outdir,
+    outExtension: { ".js": ".mjs" },
+  });
+}
+
+/** What {@link recordLatencies} has seen so far. */
+export interface Latencies {
+  /** Per event index: output seen − published, ms (one clock); NaN until seen. */
+  readonly values: Float64Array;
+  /** Events whose output was seen. */
+  readonly seen: number;
+  /** When the first output was seen (performance.now()), 0 before. */
+  readonly firstSeenAt: number;
+  readonly sub: Subscription;
+}
+
+/**
+ * Subscribes to `subject`, where echo handlers publish `{"t":<publish ms>,"k":<index>,...`,
+ * and records each of the `total` events' latency once, reading only the payload's head.
+ */
+export function recordLatencies(nc: NatsConnection, subject: string, total: number): Latencies {
+  const values = new Float64Array(total).fill(Number.NaN);
+  const decoder = new TextDecoder();
+  const state = { values, seen: 0, firstSeenAt: 0, sub: undefined as unknown as Subscription };
+  state.sub = nc.subscribe(subject, {
+    callback: (error, msg) => {
+      if (error) return;
+      const at = performance.now();
+      const head = /^\{"t":([0-9.e+-]+),"k":(\d+)/.exec(decoder.decode(msg.data.subarray(0, 64)));
+      if (!head) return;
+      const k = Number(head[2]);
+      if (k < total && Number.isNaN(values[k]!)) {
+        values[k] = at - Number(head[1]);
+        if (state.seen++ === 0) state.firstSeenAt = at;
+      }
+    },
+  });
+  return state;
 }

@@ -44,11 +44,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { AckPolicy, DeliverPolicy, type JetStreamManager, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
-import { build } from "esbuild";
 import { type SpawnedChild, spawnChild } from "../runtime/child-process.ts";
 import { freePort } from "../test/support/free-port.ts";
 import { startNatsServer } from "../test/support/nats-server.ts";
-import { CLK_TCK, cpuOf, fmt, intEnv, listOf, machineLines, median, runBenchmark } from "./env.ts";
+import { bundleWorkers, CLK_TCK, cpuOf, fmt, intEnv, listOf, machineLines, median, recordLatencies, runBenchmark } from "./env.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const ROUNDS = intEnv("BENCH_FIRST_ROUNDS", 3);
@@ -226,23 +225,8 @@ async function runOnce(nc: NatsConnection, jsm: JetStreamManager, serverUrl: str
   ] as const) {
     await jsm.streams.add({ name, subjects: [subj], storage: StorageType.Memory, num_replicas: 1 });
   }
-  const latencies = new Float64Array(total).fill(Number.NaN);
-  let seen = 0;
-  let firstSeenAt = 0;
-  const decoder = new TextDecoder();
-  const sub = nc.subscribe(outSubject, {
-    callback: (error, msg) => {
-      if (error) return;
-      const at = performance.now();
-      const head = /^\{"t":([0-9.e+-]+),"k":(\d+)/.exec(decoder.decode(msg.data.subarray(0, 64)));
-      if (!head) return;
-      const k = Number(head[2]);
-      if (k < total && Number.isNaN(latencies[k]!)) {
-        latencies[k] = at - Number(head[1]);
-        if (seen++ === 0) firstSeenAt = at;
-      }
-    },
-  });
+  const recorded = recordLatencies(nc, outSubject, total);
+  const { values: latencies, sub } = recorded;
   let child: SpawnedChild | undefined;
   try {
     await nc.flush();
@@ -343,7 +327,7 @@ async function runOnce(nc: NatsConnection, jsm: JetStreamManager, serverUrl: str
     cpuAt.push(cpuOf(pid));
     threadsAt.push(threadsCpu(pid));
     const deadline = performance.now() + DRAIN_TIMEOUT_MS;
-    while (seen < total && performance.now() < deadline) await sleep(10);
+    while (recorded.seen < total && performance.now() < deadline) await sleep(10);
 
     const timeline: number[] = [];
     for (let i = 0; i < firstCount; i++) {
@@ -355,7 +339,7 @@ async function runOnce(nc: NatsConnection, jsm: JetStreamManager, serverUrl: str
       impl,
       round,
       readyMs: readyAt - spawnedAt,
-      firstOutputMs: firstSeenAt ? firstSeenAt - t0 : Number.NaN,
+      firstOutputMs: recorded.firstSeenAt ? recorded.firstSeenAt - t0 : Number.NaN,
       first: windowOf(latencies, 0, firstCount),
       steady: windowOf(latencies, steadyFrom, total),
       timeline: Array.from(timeline, (v) => v ?? 0),
@@ -393,17 +377,7 @@ async function prepare(): Promise<void> {
     const help = spawnSync(process.execPath, [path.join(checkout, "bin", "jetfn.js"), "help"], { cwd: project, stdio: "ignore" });
     if (help.status !== 0) throw new Error(`node ${checkout}/bin/jetfn.js help exited with ${help.status}`);
   }
-  await build({
-    entryPoints: { handwritten: path.join(REPO_ROOT, "bench", "workers", "handwritten.ts") },
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    packages: "external",
-    logLevel: "error",
-    outdir: path.join(PROJECT, "bin"),
-    outExtension: { ".js": ".mjs" },
-  });
+  await bundleWorkers({ handwritten: path.join(REPO_ROOT, "bench", "workers", "handwritten.ts") }, path.join(PROJECT, "bin"));
 }
 
 function table(results: RunResult[]): string {

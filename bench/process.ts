@@ -46,11 +46,10 @@ import {
   StorageType,
 } from "@nats-io/jetstream";
 import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
-import { build } from "esbuild";
 import { freePort } from "../test/support/free-port.ts";
 import { type NatsServer, startNatsServer } from "../test/support/nats-server.ts";
 import { type LatencyColumn, type RatioBar, renderChart } from "./chart.ts";
-import { choiceEnv, cpuOf, fmt, intEnv, median, runBenchmark } from "./env.ts";
+import { bundleWorkers, choiceEnv, cpuOf, fmt, intEnv, median, recordLatencies, runBenchmark } from "./env.ts";
 
 // ---------------------------------------------------------------------------------------
 // Settings
@@ -737,23 +736,8 @@ async function runLatency(env: Env, rate: number, payload: Payload, impl: Impl, 
   const traced = impl.kind === "jetfn" && impl.tracing;
   const sinkPid = traced ? env.sink?.proc.pid : undefined;
   let proc: Proc | undefined;
-  const latencies = new Float64Array(total).fill(Number.NaN);
-  let seen = 0;
-  const decoder = new TextDecoder();
-  const sub = env.nc.subscribe(names.outSubject, {
-    callback: (error, msg) => {
-      if (error) return;
-      const at = performance.now();
-      // `{"t":<ms>,"k":<index>,...`: only the head is read, whatever the payload's size.
-      const head = /^\{"t":([0-9.e+-]+),"k":(\d+)/.exec(decoder.decode(msg.data.subarray(0, 64)));
-      if (!head) return;
-      const k = Number(head[2]);
-      if (k < total && Number.isNaN(latencies[k]!)) {
-        latencies[k] = at - Number(head[1]);
-        seen++;
-      }
-    },
-  });
+  const recorded = recordLatencies(env.nc, names.outSubject, total);
+  const { values: latencies, sub } = recorded;
   try {
     const spans0 = await sinkStats(traced ? env.sink : undefined);
     const started = await startWorker(env, names, "echo", impl, label);
@@ -782,7 +766,7 @@ async function runLatency(env: Env, rate: number, payload: Payload, impl: Impl, 
     }
     const windowEnd = performance.now();
     const deadline = performance.now() + LATENCY_DRAIN_TIMEOUT_MS;
-    while (seen < total && performance.now() < deadline) {
+    while (recorded.seen < total && performance.now() < deadline) {
       proc.check();
       await sleep(10);
     }
@@ -1184,17 +1168,10 @@ async function prepare(): Promise<void> {
   rmSync(PROJECT, { recursive: true, force: true });
   mkdirSync(LOG_DIR, { recursive: true });
   cpSync(HANDLERS_DIR, path.join(PROJECT, "fns"), { recursive: true });
-  await build({
-    entryPoints: { handwritten: path.join(WORKERS_DIR, "handwritten.ts"), "otlp-sink": path.join(WORKERS_DIR, "otlp-sink.ts") },
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    packages: "external",
-    logLevel: "error",
-    outdir: BIN_DIR,
-    outExtension: { ".js": ".mjs" },
-  });
+  await bundleWorkers(
+    { handwritten: path.join(WORKERS_DIR, "handwritten.ts"), "otlp-sink": path.join(WORKERS_DIR, "otlp-sink.ts") },
+    BIN_DIR,
+  );
   // Rebuilds the runtime's bundle if runtime/ changed, so no run's start-up does it.
   const help = spawnSync(process.execPath, [JETFN_BIN, "help"], { cwd: PROJECT, stdio: "ignore" });
   if (help.status !== 0) throw new Error(`node bin/jetfn.js help exited with ${help.status}`);

@@ -48,10 +48,9 @@ import {
   StorageType,
 } from "@nats-io/jetstream";
 import { connect, nanos } from "@nats-io/transport-node";
-import { build } from "esbuild";
 import { freePort } from "../test/support/free-port.ts";
 import { startNatsServer } from "../test/support/nats-server.ts";
-import { choiceEnv, cpuOf, fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
+import { bundleWorkers, choiceEnv, cpuOf, fmt, intEnv, machineLines, median, runBenchmark } from "./env.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const JETFN_BIN = path.join(REPO_ROOT, "bin", "jetfn.js");
@@ -339,17 +338,7 @@ async function prepare(): Promise<void> {
   rmSync(PROJECT, { recursive: true, force: true });
   mkdirSync(LOG_DIR, { recursive: true });
   cpSync(fileURLToPath(new URL("fixtures/steps", import.meta.url)), path.join(PROJECT, "fns"), { recursive: true });
-  await build({
-    entryPoints: { handwritten: fileURLToPath(new URL("workers/handwritten.ts", import.meta.url)) },
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    packages: "external",
-    logLevel: "error",
-    outdir: path.join(PROJECT, "bin"),
-    outExtension: { ".js": ".mjs" },
-  });
+  await bundleWorkers({ handwritten: fileURLToPath(new URL("workers/handwritten.ts", import.meta.url)) }, path.join(PROJECT, "bin"));
   // Rebuilds the runtime's bundle if runtime/ changed, so no row's start-up does it.
   const help = spawnSync(process.execPath, [JETFN_BIN, "help"], { cwd: PROJECT, stdio: "ignore" });
   if (help.status !== 0) throw new Error(`node bin/jetfn.js help exited with ${help.status}`);
