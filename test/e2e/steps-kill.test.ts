@@ -48,7 +48,8 @@ functions:
   const quick = path.join(dir, "functions.quick.yaml");
   writeFileSync(quick, yaml.replace("lingerMs: 30000", "lingerMs: 0"));
   const second = await startCliHost(quick, nats.server.url);
-  await waitFor(async () => (await scrape(second.base, 'jetfn_steps_total{function="pack",result="replayed"}')) === orders.length, {
+  // At least once each: with a 1 s ack wait, a busy machine may deliver one again meanwhile.
+  await waitFor(async () => (await scrape(second.base, 'jetfn_steps_total{function="pack",result="replayed"}')) >= orders.length, {
     timeout: 20_000,
     message: "every step replayed on the second host",
   });
