@@ -40,11 +40,23 @@ export interface PullLoopOptions {
    * in the consumer's order, none missing. One that never arrives (lost in transit when a
    * pull ends at a reconnect or a stall, or read too late to run) would come back only after
    * its ack wait, behind later events of its key. So a gap in the consumer's delivery
-   * sequence, or a delivery not run, makes the loop drop what follows, wait for what it
-   * dispatched to settle, and call `resync` (which rewinds the consumer to its ack floor,
-   * so that everything unsettled comes again, in order) before it pulls again.
+   * sequence, or a delivery not run, makes the loop drop what follows, call `resync.drop`
+   * (let go of what is held and not running), wait for what runs to settle, and call
+   * `resync.rewind` (rewind the consumer to its ack floor, so that everything unsettled
+   * comes again, in order) before it pulls again.
    */
-  readonly resync?: () => Promise<void>;
+  readonly resync?: Resync;
+}
+
+/** How an ordered loop starts its deliveries afresh after a gap (see {@link PullLoopOptions.resync}). */
+export interface Resync {
+  /**
+   * Lets go of every dispatched delivery not running. Held ones may wait for a delivery that
+   * only a pull after the rewind brings (a key's retry): waiting for them would never end.
+   */
+  readonly drop: () => void;
+  /** Rewinds the consumer to its ack floor. */
+  readonly rewind: () => Promise<void>;
 }
 
 /** Where a rate-limited loop's permits come from (see `RateLimiter`): one per loop. */
@@ -284,16 +296,17 @@ export class PullLoop {
   }
 
   /**
-   * After a delivery gap: the open pull ends, what ran settles, the consumer is rewound
-   * (tried until it works or the loop stops), and the order starts afresh.
+   * After a delivery gap: the open pull ends, what is held is let go, what runs settles, the
+   * consumer is rewound (tried until it works or the loop stops), and the order starts afresh.
    */
-  async #resync(resync: () => Promise<void>, why: string): Promise<void> {
+  async #resync(resync: Resync, why: string): Promise<void> {
     this.#log.warn({ why }, "a delivery went missing in transit: settling what runs, then rewinding the consumer");
     await Promise.all(this.#pulls.values());
+    resync.drop();
     await this.settled();
     for (let failures = 1; !this.#stopping.signal.aborted; failures++) {
       try {
-        await resync();
+        await resync.rewind();
         break;
       } catch (error) {
         this.#log.warn({ err: error, failures }, "rewinding the consumer after a delivery gap failed; trying again");

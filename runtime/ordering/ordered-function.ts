@@ -248,8 +248,11 @@ export class OrderedFunction {
         rebind: async () => {
           if (this.#leases.owns(partition)) await ensureConsumer(jsm, consumer, this.#log);
         },
-        resync: async () => {
-          if (this.#leases.owns(partition)) await this.#rewind(consumer, leaving.signal);
+        resync: {
+          drop: () => lanes.drop(),
+          rewind: async () => {
+            if (this.#leases.owns(partition)) await this.#rewind(consumer, leaving.signal);
+          },
         },
       },
     );

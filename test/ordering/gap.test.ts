@@ -30,6 +30,7 @@ functions:
     subjects: ["gap.entries"]
     timeout: 25s
     ordering: { key: account, partitions: 1, leaseTtl: 2s }
+    retry: { maxAttempts: 5, backoff: fixed, initialDelay: 3s, jitter: false }
     config: { record: rec.gap }
 `,
     },
@@ -42,14 +43,31 @@ afterAll(async () => {
   await host?.shutdown();
 });
 
-async function recorded(): Promise<number[]> {
+interface Run {
+  key: string;
+  i: number;
+  ok: boolean;
+}
+
+/** The indexes of `key`'s successful runs, in the order they ran. */
+async function recorded(key = "acct-1"): Promise<number[]> {
   const info = await nats.jsm.streams.info("REC_GAP");
   const order: number[] = [];
   for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-    const message = await nats.jsm.streams.getMessage("REC_GAP", { seq });
-    if (message) order.push(message.json<{ i: number }>().i);
+    const run = (await nats.jsm.streams.getMessage("REC_GAP", { seq }))?.json<Run>();
+    if (run?.key === key && run.ok) order.push(run.i);
   }
   return order;
+}
+
+/** Whether `key`'s entry `i` has failed once. */
+async function failed(key: string, i: number): Promise<boolean> {
+  const info = await nats.jsm.streams.info("REC_GAP");
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+    const run = (await nats.jsm.streams.getMessage("REC_GAP", { seq }))?.json<Run>();
+    if (run?.key === key && run.i === i && !run.ok) return true;
+  }
+  return false;
 }
 
 async function pause(paused: boolean): Promise<void> {
@@ -73,4 +91,24 @@ it("rewinds the partition's consumer on a gap in its deliveries, so the key's ev
   await waitFor(async () => (await recorded()).length >= 4, { timeout: 20_000, message: "entries 1 to 3 ran" });
   expect(await recorded()).toEqual([0, 1, 2, 3]);
   expect(logs.find((line) => String(line.msg).startsWith("a delivery went missing in transit"))).toBeDefined();
+});
+
+it("does not wait on events held behind a key's retry before it rewinds: they are let go and come again", async () => {
+  // Entry 0 fails once and waits 3 s for its retry; entry 1 waits behind it, in its lane.
+  const publish = (i: number, failTimes = 0) => nats.js.publish("gap.entries", JSON.stringify({ account: "acct-2", i, failTimes }));
+  await publish(0, 1);
+  await publish(1);
+  await waitFor(() => failed("acct-2", 0));
+
+  // Before the retry is due, another client takes entry 2's delivery: the retry's
+  // redelivery comes with a gap. The rewind must not wait for entry 1, which can only run
+  // after the retry the loop would then never pull.
+  await pause(true);
+  await publish(2);
+  const taken = await (await nats.js.consumers.get("GAP", "jetfn_apply_ledger_p0")).next({ expires: 2000 });
+  expect(taken?.json<{ i: number }>().i).toBe(2);
+  await pause(false);
+
+  await waitFor(async () => (await recorded("acct-2")).length >= 3, { timeout: 30_000, message: "entries 0 to 2 of acct-2 ran" });
+  expect(await recorded("acct-2")).toEqual([0, 1, 2]);
 });
