@@ -6,7 +6,8 @@
  * or SIGKILLed (then healed or restarted). At the end the history checker judges the whole
  * run: nothing lost, per-key order held, no two runs of a key at once; duplicates counted.
  *
- *   npm run chaos -- --minutes 10 [--seed 42]      (CHAOS_SECONDS / CHAOS_SEED underneath)
+ *   npm run chaos -- --minutes 10 [--seed 42]      (CHAOS_SECONDS / CHAOS_SEED underneath;
+ *                                                  `npm test` runs it for 60 s with seed 1)
  *
  * Each replica reaches the cluster through fault proxies of its own (one per node), and lists
  * all three in its NATS_URL. The load: 100 events a second, half to an unordered function,
@@ -26,7 +27,7 @@ import { type NatsCluster, startNatsCluster } from "../support/nats-server.ts";
 import { makeProject } from "../support/project.ts";
 import { waitFor } from "../support/wait-for.ts";
 
-/** `npm run chaos -- --minutes N` sets it. */
+/** 60 s in `npm test`; `npm run chaos -- --minutes N` sets it. */
 const SECONDS = Number(process.env.CHAOS_SECONDS) || 60;
 const SEED = Number(process.env.CHAOS_SEED) || 1;
 const RATE = 100;
