@@ -409,6 +409,12 @@ function table(results: RunResult[]): string {
       } | ${fmt(
         m((r) => r.first.p99 / r.steady.p99),
         1,
+      )} | ${fmt(
+        m((r) => r.cpuFirstUs),
+        0,
+      )} | ${fmt(
+        m((r) => r.cpuSteadyUs),
+        0,
       )} |`,
     );
   }

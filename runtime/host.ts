@@ -234,7 +234,14 @@ export class Host {
         ...(this.#env.tracing ? { tracing: this.#env.tracing } : {}),
         ...this.#isolation,
       };
+      // The first JETFN_WARM_THREADS worker functions start their thread now, so that their
+      // first events do not wait for one to start and load its bundle; the others start
+      // theirs on their first event. Bounded: each thread costs memory and start-up CPU, and
+      // a host may run many rarely used functions.
+      let warmed = 0;
       for (const fn of this.config.functions) {
+        const warm = fn.isolation === "worker" && warmed < this.#env.warmThreads;
+        if (warm) warmed++;
         this.#running.push(
           new FunctionRuntime({
             fn,
@@ -253,6 +260,7 @@ export class Host {
             stop: this.#stop.signal,
             now: () => Date.now() + this.#env.clockOffsetMs,
             onBreakerChange: (from, to) => this.#breakerChanged(fn.name, "function", from, to),
+            warm,
           }),
         );
       }

@@ -112,6 +112,11 @@ function envSchema(cwd: string) {
       1024 * 1024,
     ),
     JETFN_INGRESS_READ_TIMEOUT: checked(isDuration, durationMessage, parseDuration).default(10_000),
+    JETFN_WARM_THREADS: checked(
+      (value) => /^\d{1,4}$/.test(value),
+      (value) => `expected a whole number of threads like 4 (0: none), got ${describeValue(value)}`,
+      Number,
+    ).default(4),
     // For testing a fleet whose clocks disagree: this host's schedules see the time shifted.
     JETFN_TEST_CLOCK_OFFSET: checked(
       (value) => isDuration(value.replace(/^-/, "")),
@@ -245,6 +250,7 @@ export function loadEnv(env: Readonly<Record<string, string | undefined>> = proc
     ingressMaxBodyBytes: data.JETFN_INGRESS_MAX_BODY,
     ingressReadTimeoutMs: data.JETFN_INGRESS_READ_TIMEOUT,
     clockOffsetMs: data.JETFN_TEST_CLOCK_OFFSET,
+    warmThreads: data.JETFN_WARM_THREADS,
     logLevel: data.LOG_LEVEL,
   };
   const tracesEndpoint = tracesUrl(data.OTEL_EXPORTER_OTLP_ENDPOINT, data.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);

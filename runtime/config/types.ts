@@ -213,6 +213,11 @@ export interface CompiledEnv {
   readonly ingressMaxBodyBytes: number;
   /** A request not fully read within this gets 408 and its connection closed. @default 10s */
   readonly ingressReadTimeoutMs: number;
+  /**
+   * `JETFN_WARM_THREADS`: how many `isolation: worker` functions (the first in
+   * functions.yaml) start their handler thread before the host is ready. @default 4
+   */
+  readonly warmThreads: number;
   readonly logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
   /** Set only when an OTLP endpoint is configured: without one, no span is exported. */
   readonly tracing?: CompiledTracing;

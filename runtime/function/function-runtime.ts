@@ -69,6 +69,8 @@ export interface FunctionRuntimeDeps {
   readonly now: () => number;
   /** Told when the function's own breaker (`breaker:`) changes state. */
   readonly onBreakerChange: (from: BreakerState, to: BreakerState) => void;
+  /** Starts its handler thread (`isolation: worker`) before it pulls, not on its first event. */
+  readonly warm?: boolean;
 }
 
 /**
@@ -268,9 +270,13 @@ export class FunctionRuntime {
 
   /** Creates or updates its consumers, then starts pulling. */
   async start(): Promise<void> {
-    await provisionConsumers(this.#deps.clients.jsm, this.fn, this.#deps.log);
-    // A rate-limited function's handler is ready before its first permit is taken.
-    if (this.#limiter) await this.executor.warm?.();
+    // A rate-limited function's handler is ready before its first permit is taken; one
+    // chosen to be warm at start is ready before its first event, as its host is.
+    const keep = this.#limiter !== undefined;
+    await Promise.all([
+      provisionConsumers(this.#deps.clients.jsm, this.fn, this.#deps.log),
+      (keep || this.#deps.warm) && this.executor.warm?.({ keep }),
+    ]);
     await this.#consumption.start();
     // Once its consumers are bound: the ticks it publishes are read by them.
     await this.#ticker?.start();

@@ -57,8 +57,11 @@ export interface Executor {
    * The function's capacity counts them, and heartbeats every running delivery then.
    */
   readonly waitingRoom: number;
-  /** Makes it ready to run deliveries at once from now on (a worker thread started and kept); see `WorkerExecutor.warm`. */
-  warm?(): Promise<void>;
+  /**
+   * Makes it ready to run deliveries at once (a worker thread started); with `keep`, from
+   * then on, idle or not. See `WorkerExecutor.warm`.
+   */
+  warm?(options: { readonly keep: boolean }): Promise<void>;
   /** What `/functions` shows about how the function runs (its threads), if anything. */
   status(): Record<string, unknown> | undefined;
   /** Releases what the executor holds (threads). */

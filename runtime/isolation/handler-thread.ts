@@ -107,6 +107,9 @@ export class HandlerThread {
   #lastHeard = performance.now();
   #pinger?: NodeJS.Timeout;
   readonly ended: Promise<void>;
+  /** Resolves once the thread loaded the handler and can run (never, if it ends first: see {@link ended}). */
+  readonly started: Promise<void>;
+  #started!: () => void;
 
   constructor(options: HandlerThreadOptions) {
     this.#options = options;
@@ -127,6 +130,7 @@ export class HandlerThread {
       this.#error ??= error;
     });
     this.ended = new Promise((resolve) => this.#worker.once("exit", (code) => resolve(this.#exited(code))));
+    this.started = new Promise((resolve) => (this.#started = resolve));
     this.#startTimer = setTimeout(() => {
       const seconds = START_LIMIT_MS / 1000;
       this.#terminate({ reason: "load", error: `loading the handler in its worker thread did not finish within ${seconds}s` });
@@ -296,6 +300,7 @@ export class HandlerThread {
     switch (message.t) {
       case "ready":
         this.#ready = true;
+        this.#started();
         clearTimeout(this.#startTimer);
         for (const deadline of this.#starting) deadline.start();
         this.#starting = [];

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { CompiledTracing } from "../config/types.ts";
 import type { Gate } from "../contracts/gate.ts";
@@ -97,16 +96,19 @@ export class WorkerExecutor implements Executor {
   }
 
   /**
-   * Starts the function's thread now, resolving once it can run a delivery (or it ended), and
-   * keeps one from then on, idle or not. For a rate-limited function: a permit is spent when
-   * its event is pulled, and events pulled while a thread starts would all start at once
-   * when it is up, more than the limit allows in that moment.
+   * Starts the function's thread now, resolving once it can run a delivery (or it ended).
+   * Before a host says it is ready: its first events then do not wait for a thread to start
+   * and load the bundle (a few hundred milliseconds). Unused, the thread closes once idle
+   * for `idleMs`, unless `keep`: then one is kept from then on, idle or not. A rate-limited
+   * function keeps one: a permit is spent when its event is pulled, and events pulled while
+   * a thread starts would all start at once when it is up, more than the limit allows then.
    */
-  async warm(): Promise<void> {
-    this.#keepWarm = true;
+  async warm({ keep }: { readonly keep: boolean }): Promise<void> {
+    if (keep) this.#keepWarm = true;
     if (this.#closed) return;
     const thread = (this.#current ??= context.with(ROOT_CONTEXT, () => this.#spawn()));
-    while (!thread.ready && this.#current === thread && !this.#closed) await sleep(10);
+    await Promise.race([thread.started, thread.ended]);
+    if (this.#current === thread && thread.inflight === 0) this.#closeWhenIdle(thread);
   }
 
   status(): Record<string, unknown> {
@@ -126,6 +128,18 @@ export class WorkerExecutor implements Executor {
     this.#closed = true;
     clearTimeout(this.#idleTimer);
     await Promise.all([this.#current?.close(), ...[...this.#retiring].map((thread) => thread.close())]);
+  }
+
+  /** Closes the current thread after `idleMs` unless a run comes first (or it is kept warm). */
+  #closeWhenIdle(thread: HandlerThread): void {
+    clearTimeout(this.#idleTimer);
+    if (this.#keepWarm) return;
+    this.#idleTimer = setTimeout(() => {
+      if (this.#current !== thread) return;
+      this.#current = undefined;
+      void thread.close();
+    }, this.#options.idleMs ?? 30_000);
+    this.#idleTimer.unref();
   }
 
   #spawn(): HandlerThread {
@@ -158,14 +172,7 @@ export class WorkerExecutor implements Executor {
           if (!thread.suspect) void thread.close();
           return;
         }
-        clearTimeout(this.#idleTimer);
-        if (this.#keepWarm) return;
-        this.#idleTimer = setTimeout(() => {
-          if (this.#current !== thread) return;
-          this.#current = undefined;
-          void thread.close();
-        }, options.idleMs ?? 30_000);
-        this.#idleTimer.unref();
+        this.#closeWhenIdle(thread);
       },
       onEnd: (thread, end) => {
         this.#retiring.delete(thread);

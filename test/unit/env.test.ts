@@ -36,6 +36,7 @@ describe("loadEnv", () => {
       ingressMaxBodyBytes: 1024 * 1024,
       ingressReadTimeoutMs: 10_000,
       clockOffsetMs: 0,
+      warmThreads: 4,
       logLevel: "info",
     });
     expect(env.natsUrl).toBeUndefined();
@@ -65,6 +66,7 @@ describe("loadEnv", () => {
         JETFN_INGRESS_MAX_BODY: "64KB",
         JETFN_INGRESS_READ_TIMEOUT: "2s",
         JETFN_TEST_CLOCK_OFFSET: "-5s",
+        JETFN_WARM_THREADS: "0",
         LOG_LEVEL: "DEBUG",
       },
       dir,
@@ -89,6 +91,7 @@ describe("loadEnv", () => {
       ingressMaxBodyBytes: 64 * 1024,
       ingressReadTimeoutMs: 2000,
       clockOffsetMs: -5000,
+      warmThreads: 0,
       logLevel: "debug",
     });
     expect(Object.isFrozen(env.natsUrl)).toBe(true);
@@ -98,6 +101,7 @@ describe("loadEnv", () => {
     ["JETFN_HTTP_PORT", "abc", 'environment JETFN_HTTP_PORT: expected a port 0-65535, got "abc"'],
     ["JETFN_HTTP_PORT", "65536", 'environment JETFN_HTTP_PORT: expected a port 0-65535, got "65536"'],
     ["JETFN_SHUTDOWN_TIMEOUT", "30", 'environment JETFN_SHUTDOWN_TIMEOUT: expected a duration like 10s, got "30"'],
+    ["JETFN_WARM_THREADS", "all", 'environment JETFN_WARM_THREADS: expected a whole number of threads like 4 (0: none), got "all"'],
     ["LOG_LEVEL", "loud", 'environment LOG_LEVEL: expected one of trace, debug, info, warn, error, fatal, silent, got "loud"'],
     [
       "NATS_URL",
