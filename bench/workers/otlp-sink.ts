@@ -1,24 +1,17 @@
 /**
  * A discarding OTLP/HTTP receiver for bench/process.ts, in its own process: it answers
- * every `POST /v1/traces` with `{}` and keeps only counts. `GET /stats` answers
- * `{"requests":n,"bytes":n,"spans":n}` (totals since start). Spans are counted by the
- * occurrences of `"spanId"` in the JSON bodies @opentelemetry/exporter-trace-otlp-http
- * sends (parent ids are `"parentSpanId"`, so they do not match), without parsing them.
+ * every `POST /v1/traces` with an empty protobuf response and keeps only counts. `GET /stats`
+ * answers `{"requests":n,"bytes":n,"spans":n}` (totals since start). Spans are counted by
+ * walking the protobuf bodies jetfn's exporter sends, without decoding the spans.
  *
  * Prints its port on stdout once listening, on 127.0.0.1.
  */
 import { createServer } from "node:http";
+import { countSpans } from "../../test/support/otlp-protobuf.ts";
 
-const SPAN_ID = Buffer.from('"spanId"');
 let requests = 0;
 let bytes = 0;
 let spans = 0;
-
-function countSpans(body: Buffer): number {
-  let count = 0;
-  for (let at = body.indexOf(SPAN_ID); at !== -1; at = body.indexOf(SPAN_ID, at + SPAN_ID.length)) count++;
-  return count;
-}
 
 const server = createServer((req, res) => {
   if (req.method === "GET" && req.url === "/stats") {
@@ -33,8 +26,8 @@ const server = createServer((req, res) => {
     requests++;
     bytes += body.length;
     spans += countSpans(body);
-    res.writeHead(200, { "content-type": "application/json" });
-    res.end("{}");
+    res.writeHead(200, { "content-type": "application/x-protobuf" });
+    res.end();
   });
 });
 

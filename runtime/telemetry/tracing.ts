@@ -78,7 +78,7 @@ async function install(config: CompiledTracing | undefined, log: Logger): Promis
   if (!config) return { exporting: false, flush: async () => {} };
   const [sdk, { OTLPTraceExporter }, { resourceFromAttributes }] = await Promise.all([
     import("@opentelemetry/sdk-trace-base"),
-    import("@opentelemetry/exporter-trace-otlp-http"),
+    import("@opentelemetry/exporter-trace-otlp-proto"),
     import("@opentelemetry/resources"),
   ]);
   const exporter = new LoggedExporter(new OTLPTraceExporter({ url: config.endpoint }), config.endpoint, log);
@@ -89,7 +89,7 @@ async function install(config: CompiledTracing | undefined, log: Logger): Promis
   });
   trace.setGlobalTracerProvider(provider);
   recording = true;
-  log.info({ endpoint: config.endpoint, sampler: config.sampler }, "exporting traces over OTLP/HTTP");
+  log.info({ endpoint: config.endpoint, sampler: config.sampler }, "exporting traces over OTLP/HTTP (protobuf)");
   return {
     exporting: true,
     flush: async () => {

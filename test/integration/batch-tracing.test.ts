@@ -41,11 +41,6 @@ afterAll(async () => {
   await receiver?.close();
 });
 
-interface Link {
-  traceId: string;
-  spanId: string;
-}
-
 it("opens one span for the batch, linked to each message's trace, parent of what the handler publishes", async () => {
   const traces = ["5bf92f3577b34da6a3ce929d0e0e4731", "5bf92f3577b34da6a3ce929d0e0e4732", "5bf92f3577b34da6a3ce929d0e0e4733"];
   for (const [n, traceId] of traces.entries()) {
@@ -58,7 +53,7 @@ it("opens one span for the batch, linked to each message's trace, parent of what
   expect(batchSpan.attributes["messaging.batch.message_count"]).toBe(3);
   expect(batchSpan.attributes["jetfn.function"]).toBe("traced-batch");
   expect(traces).not.toContain(batchSpan.traceId);
-  const links = (batchSpan as unknown as { links?: Link[] }).links ?? [];
+  const links = batchSpan.links;
   expect(links.map((link) => link.traceId).sort()).toEqual(traces);
   expect(links.map((link) => link.spanId).sort()).toEqual(["00f067aa0ba902b0", "00f067aa0ba902b1", "00f067aa0ba902b2"]);
   const published = await waitFor(() => receiver.spans.find((span) => span.parentSpanId === batchSpan.spanId), {
