@@ -462,6 +462,11 @@ async function startJetfn(
       if (process.env[key]) childEnv[key] = process.env[key];
     }
   }
+  // BENCH_PROC_JETFN_ENV, e.g. "MALLOC_ARENA_MAX=2": more variables for each jetfn process.
+  for (const pair of process.env.BENCH_PROC_JETFN_ENV?.split(/\s+/).filter(Boolean) ?? []) {
+    const at = pair.indexOf("=");
+    if (at > 0) childEnv[pair.slice(0, at)] = pair.slice(at + 1);
+  }
   // BENCH_PROC_JETFN_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": a profile of each jetfn run.
   const nodeArgs = process.env.BENCH_PROC_JETFN_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
   const proc = spawnLogged(`${label} jetfn`, [...nodeArgs, JETFN_BIN, "start"], childEnv, PROJECT);
