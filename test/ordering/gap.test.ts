@@ -30,7 +30,7 @@ functions:
     subjects: ["gap.entries"]
     timeout: 25s
     ordering: { key: account, partitions: 1, leaseTtl: 2s }
-    retry: { maxAttempts: 5, backoff: fixed, initialDelay: 3s, jitter: false }
+    retry: { maxAttempts: 5, backoff: fixed, initialDelay: 5s, jitter: false }
     config: { record: rec.gap }
 `,
     },
@@ -74,6 +74,9 @@ async function pause(paused: boolean): Promise<void> {
   const kv = await openControlBucket(nats.nc);
   await writePause(kv, "apply-ledger", { paused, at: new Date().toISOString(), by: "gap.test" });
   await waitFor(() => host.functions()[0]?.paused === paused);
+  // A pull the host had open when it paused stays on the server until it expires (2 s),
+  // and would take the next event: the test's own client must be the only one waiting.
+  if (paused) await waitFor(async () => (await nats.jsm.consumers.info("GAP", "jetfn_apply_ledger_p0")).num_waiting === 0);
 }
 
 it("rewinds the partition's consumer on a gap in its deliveries, so the key's events still run in order", async () => {
@@ -94,7 +97,7 @@ it("rewinds the partition's consumer on a gap in its deliveries, so the key's ev
 });
 
 it("does not wait on events held behind a key's retry before it rewinds: they are let go and come again", async () => {
-  // Entry 0 fails once and waits 3 s for its retry; entry 1 waits behind it, in its lane.
+  // Entry 0 fails once and waits 5 s for its retry; entry 1 waits behind it, in its lane.
   const publish = (i: number, failTimes = 0) => nats.js.publish("gap.entries", JSON.stringify({ account: "acct-2", i, failTimes }));
   await publish(0, 1);
   await publish(1);
