@@ -394,6 +394,18 @@ async function placesReplicatedStream(url: string, replicas: number): Promise<bo
  */
 export async function startNatsCluster(size = 3, options: StartNatsClusterOptions = {}): Promise<NatsCluster> {
   if (!Number.isInteger(size) || size < 1) throw new Error(`invalid cluster size ${size}`);
+  // A port found free can be taken before its node binds it (by a fault proxy's own
+  // listener, or another test file): the whole cluster starts again on fresh ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startClusterOnce(size, options);
+    } catch (error) {
+      if (attempt >= 3 || !String((error as Error).message).includes("address already in use")) throw error;
+    }
+  }
+}
+
+async function startClusterOnce(size: number, options: StartNatsClusterOptions): Promise<NatsCluster> {
   const ports = await freePorts(size * 2 + 1);
   const clientPorts = ports.slice(0, size);
   const clusterPorts = ports.slice(size, size * 2);
