@@ -23,6 +23,8 @@ const LONG = [
   "test/e2e/schedule-replicas.test.ts",
   "test/e2e/delayed-kill.test.ts",
 ];
+/** What `npm run test:long` runs: those, and the long versions of three `npm test` files (the store full, the stop, the delayed events). */
+const LONG_RUN = [...LONG, "test/integration/broker-full.test.ts", "test/faults/sigstop.test.ts", "test/integration/delayed-scale.test.ts"];
 const long = process.env.JETFN_TEST_LONG === "1";
 
 export default defineConfig({
@@ -36,8 +38,7 @@ export default defineConfig({
         test: {
           ...shared,
           name: "worker",
-          include: ["test/{integration,faults,e2e,isolation,ordering}/**/*.test.ts"],
-          ...(long ? {} : { exclude: LONG }),
+          ...(long ? { include: LONG_RUN } : { include: ["test/{integration,faults,e2e,isolation,ordering}/**/*.test.ts"], exclude: LONG }),
         },
       },
       {

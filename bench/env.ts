@@ -5,7 +5,7 @@ import os from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { build } from "esbuild";
+import { type BuildOptions, build } from "esbuild";
 
 /** An integer environment variable of a benchmark, at least `min`; a bad value exits 2. */
 export function intEnv(name: string, fallback: number, min = 1): number {
@@ -115,16 +115,21 @@ export async function timeDrain(
   }
 }
 
+/** esbuild's options for code the benchmarks run with plain `node`: one ESM file, packages left to node_modules. */
+export const NODE_BUNDLE = {
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  packages: "external",
+  logLevel: "error",
+} as const satisfies BuildOptions;
+
 /** Bundles the benchmark's own workers (`name` to entry file) into `outdir/<name>.mjs`, to run with plain `node`. */
 export async function bundleWorkers(entryPoints: Record<string, string>, outdir: string): Promise<void> {
   await build({
+    ...NODE_BUNDLE,
     entryPoints,
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    packages: "external",
-    logLevel: "error",
     outdir,
     outExtension: { ".js": ".mjs" },
   });

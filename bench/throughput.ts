@@ -58,7 +58,7 @@ import { ensureRuntime } from "../bin/build-runtime.js";
 import type * as EnvModule from "../runtime/config/env.ts";
 import type * as HostModule from "../runtime/host.ts";
 import { type NatsServer, startNatsServer } from "../test/support/nats-server.ts";
-import { choiceEnv, fmt, intEnv, listOf, machineLines, median, runBenchmark } from "./env.ts";
+import { choiceEnv, fmt, intEnv, listOf, machineLines, median, NODE_BUNDLE, runBenchmark } from "./env.ts";
 import { type BenchConfig, type BenchReport, CHANNEL, now, SLEEP_MS } from "./fixtures/tally.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -75,12 +75,7 @@ const FIXTURES_DIR = fileURLToPath(new URL("fixtures", import.meta.url));
  */
 const runtimeBundle = path.join(await ensureRuntime(), "bench.mjs");
 await build({
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node20",
-  packages: "external",
-  logLevel: "error",
+  ...NODE_BUNDLE,
   stdin: {
     contents: 'export { Host } from "./runtime/host.ts"; export { loadEnv } from "./runtime/config/env.ts";',
     resolveDir: REPO_ROOT,

@@ -6,7 +6,7 @@
  */
 
 /** One span, attributes flattened, ids in hex (as the JSON encoding writes them). */
-export interface DecodedSpan {
+export interface ReceivedSpan {
   traceId: string;
   spanId: string;
   parentSpanId?: string;
@@ -82,8 +82,8 @@ function keyValue(bytes: Uint8Array, into: Record<string, string | number | bool
   into[key] = value;
 }
 
-function span(bytes: Uint8Array, serviceName: string | undefined): DecodedSpan {
-  const decoded: DecodedSpan = {
+function span(bytes: Uint8Array, serviceName: string | undefined): ReceivedSpan {
+  const decoded: ReceivedSpan = {
     traceId: "",
     spanId: "",
     name: "",
@@ -141,8 +141,8 @@ function span(bytes: Uint8Array, serviceName: string | undefined): DecodedSpan {
 }
 
 /** Every span of one request body, with its resource's `service.name`. */
-export function decodeSpans(body: Uint8Array): DecodedSpan[] {
-  const spans: DecodedSpan[] = [];
+export function decodeSpans(body: Uint8Array): ReceivedSpan[] {
+  const spans: ReceivedSpan[] = [];
   // ExportTraceServiceRequest: resource_spans 1. ResourceSpans: resource 1, scope_spans 2.
   for (const resourceSpans of fields(body)) {
     if (resourceSpans.field !== 1) continue;

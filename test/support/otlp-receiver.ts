@@ -1,9 +1,8 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { type DecodedSpan, decodeSpans } from "./otlp-protobuf.ts";
+import { decodeSpans, type ReceivedSpan } from "./otlp-protobuf.ts";
 
-/** One span as an OTLP/HTTP exporter sends it, attributes flattened, ids in hex. */
-export type ReceivedSpan = DecodedSpan;
+export type { ReceivedSpan };
 
 /**
  * A minimal OTLP/HTTP trace receiver: accepts `POST /v1/traces` in the protobuf encoding
