@@ -1,0 +1,236 @@
+/**
+ * An ordered function's forwarder (docs/ordering.md, "Design"). One host at a time holds
+ * the lease `<function>.forwarder` in `JETFN_LEASES` and reads the function's stream once,
+ * in order, through the function's own durable, and publishes each event to its partition's
+ * subject in `JETFN_ORDERED_<function>`; only after the PubAck is the original acked.
+ *
+ * The copies must land in the stream in the order of their originals, none missing before
+ * a later one. Publishes are pipelined, and each expects the stream's last sequence to be
+ * the one before it (`Nats-Expected-Last-Sequence`): the forwarder is the stream's only
+ * publisher, so it knows which sequence each copy gets. A copy that fails (a timeout, an
+ * election, a zombie forwarder that wrote meanwhile) makes every later one fail too, as none
+ * finds the sequence it expects: what landed is always a prefix. The forwarder then
+ * resyncs: it waits for what is in flight, rewinds its durable to its ack floor, reads the
+ * stream's last sequence, and publishes one at a time, each with `Nats-Msg-Id:
+ * <stream>:<seq>` of its original, while the stream answers "duplicate" (copies that landed
+ * before the failure and were not acked yet), then pipelined again.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import type { CompiledFunction, CompiledOrdering } from "../config/types.ts";
+import type { Delivery } from "../contracts/delivery.ts";
+import { eventKey } from "../contracts/event-key.ts";
+import type { Gate } from "../contracts/gate.ts";
+import { mustEscape, OrderedHeader, orderedStream, orderedSubject } from "../contracts/ordered.ts";
+import type { NatsClients } from "../nats/clients.ts";
+import type { KV } from "../nats/leases.ts";
+import { ensureConsumer, rewindConsumer } from "../nats/provision.ts";
+import { PullLoop } from "../nats/pull-loop.ts";
+import { SingletonLease } from "../nats/singleton-lease.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import { partitionOf } from "./key.ts";
+
+export interface ForwarderDeps {
+  readonly js: NatsClients["js"];
+  readonly jsm: NatsClients["jsm"];
+  /** The `JETFN_LEASES` bucket. */
+  readonly kv: KV;
+  readonly fn: CompiledFunction;
+  readonly hostId: string;
+  /** The function's admission: a paused function's events stay in its stream. */
+  readonly admission: Gate;
+  readonly log: Logger;
+}
+
+/** Copies in flight at once. */
+const WINDOW = 512;
+
+/** A durable that could not be bound (JetStream unavailable for now) is tried again this much later. */
+const BIND_RETRY_MS = 1000;
+
+/** The lease key of a function's forwarder (`<function>.p.<n>` and `<function>.m.<host>` are its partitions' and members'). */
+export function forwarderLeaseKey(fn: string): string {
+  return `${fn}.forwarder`;
+}
+
+/** Forwards an ordered function's events to their partitions while this host holds the forwarder's lease. */
+export class Forwarder {
+  readonly #deps: ForwarderDeps;
+  readonly #ordering: CompiledOrdering;
+  readonly #stream: string;
+  readonly #log: Logger;
+  readonly #lease: SingletonLease;
+  /** While held: the pull loop on the function's durable, and its start. */
+  #held: { loop: PullLoop; leaving: AbortController; started: Promise<void> } | undefined;
+  /** The last stream sequence handed out to a pipelined copy. */
+  #last = 0;
+  /** Publishing one at a time (after a bind or resync) until a copy lands that is no duplicate. */
+  #careful = true;
+  /** Copies waiting to be published one at a time, and the last of them. */
+  #queued = 0;
+  #tail: Promise<unknown> = Promise.resolve();
+  /** A copy failed: nothing more is published until the resync. */
+  #broken = false;
+  /** Copies published and acked, and resyncs after a failed copy, for status. */
+  #forwarded = 0;
+  #resyncs = 0;
+  /** Changes of holding, in order: each waits for the one before. */
+  #turn: Promise<void> = Promise.resolve();
+
+  constructor(deps: ForwarderDeps) {
+    this.#deps = deps;
+    this.#ordering = deps.fn.ordering!;
+    this.#stream = orderedStream(deps.fn.name);
+    this.#log = deps.log.child({ function: deps.fn.name, component: "forwarder" });
+    this.#lease = new SingletonLease({
+      kv: deps.kv,
+      key: forwarderLeaseKey(deps.fn.name),
+      hostId: deps.hostId,
+      ttlMs: this.#ordering.leaseTtlMs,
+      log: this.#log,
+      onChange: (held) => {
+        this.#turn = this.#turn.then(() => (held ? this.#begin() : this.#end()));
+      },
+    });
+  }
+
+  start(): void {
+    this.#lease.start();
+  }
+
+  /** Whether this host forwards now. */
+  get forwarding(): boolean {
+    return this.#held !== undefined;
+  }
+
+  /** Ends open pulls early (a reconnect): they are made anew. */
+  interrupt(): void {
+    this.#held?.loop.interrupt();
+  }
+
+  /** Stops forwarding, lets what is in flight land and be acked, and hands the lease on. */
+  async stop(): Promise<void> {
+    await this.#end();
+    await this.#lease.stop();
+    await this.#turn;
+  }
+
+  status(): Record<string, unknown> {
+    return { forwarding: this.forwarding, forwarded: this.#forwarded, resyncs: this.#resyncs };
+  }
+
+  #begin(): Promise<void> {
+    if (this.#held) return Promise.resolve();
+    const { fn, js, jsm, admission } = this.#deps;
+    const leaving = new AbortController();
+    const loop = new PullLoop(js, fn, (delivery) => this.#forward(delivery), this.#log, {
+      capacity: WINDOW,
+      // One pull at a time: events are forwarded in stream order.
+      maxPulls: 1,
+      admission,
+      rebind: () => ensureConsumer(jsm, fn, this.#log),
+      resync: { drop: () => {}, rewind: () => this.#bind(leaving.signal) },
+    });
+    const started = (async () => {
+      while (!leaving.signal.aborted) {
+        try {
+          await this.#bind(leaving.signal);
+          break;
+        } catch (error) {
+          if (!leaving.signal.aborted) this.#log.warn({ err: error }, "binding the forwarder's consumer failed; trying again");
+          await sleep(BIND_RETRY_MS, undefined, { signal: leaving.signal }).catch(() => {});
+        }
+      }
+      if (!leaving.signal.aborted) {
+        this.#log.info({ stream: this.#stream, from: this.#last }, "forwarding the function's events to its partitions");
+        loop.start();
+      }
+    })();
+    this.#held = { loop, leaving, started };
+    return Promise.resolve();
+  }
+
+  async #end(): Promise<void> {
+    const held = this.#held;
+    if (!held) return;
+    this.#held = undefined;
+    held.leaving.abort();
+    await held.started;
+    await held.loop.stop();
+    await held.loop.settled();
+  }
+
+  /**
+   * Before the first pull and after a failed copy: the durable rewound to its ack floor (what
+   * was forwarded and not acked comes again, and is found a duplicate), the stream's last
+   * sequence read, and copies published one at a time until one lands anew.
+   */
+  async #bind(signal: AbortSignal): Promise<void> {
+    const { fn, jsm } = this.#deps;
+    await ensureConsumer(jsm, fn, this.#log);
+    await rewindConsumer(jsm, fn, this.#log, signal);
+    this.#last = (await jsm.streams.info(this.#stream)).state.last_seq;
+    this.#careful = true;
+    this.#broken = false;
+  }
+
+  #forward(delivery: Delivery): Promise<void> {
+    if (this.#careful || this.#queued > 0) {
+      this.#queued++;
+      const sent = this.#tail.then(() => this.#publish(delivery, undefined)).finally(() => this.#queued--);
+      this.#tail = sent;
+      return sent;
+    }
+    return this.#publish(delivery, this.#last++);
+  }
+
+  /**
+   * Publishes one copy, expecting the stream's last sequence to be `expected` (pipelined), or
+   * the last one known (one at a time), and acks the original once it landed.
+   */
+  async #publish(delivery: Delivery, expected: number | undefined): Promise<void> {
+    if (this.#broken) return;
+    const one = expected === undefined;
+    const partition = partitionOf(eventKey(delivery, this.#ordering.key), this.#ordering.partitions);
+    try {
+      const ack = await this.#deps.js.publish(orderedSubject(this.#deps.fn.name, partition), delivery.data, {
+        headers: copyHeaders(delivery),
+        msgID: `${delivery.stream}:${delivery.seq}`,
+        expect: { lastSequence: one ? this.#last : expected },
+      });
+      if (one) {
+        if (!ack.duplicate) {
+          this.#last = ack.seq;
+          this.#careful = false;
+        }
+      } else if (ack.duplicate) {
+        // Landed before (a forwarder that stalled and woke): the later copies expect otherwise.
+        this.#break("a copy was found forwarded already");
+      }
+      delivery.ack();
+      this.#forwarded++;
+    } catch (error) {
+      this.#break(`forwarding failed: ${(error as Error).message}`);
+    }
+  }
+
+  #break(why: string): void {
+    if (this.#broken) return;
+    this.#broken = true;
+    this.#resyncs++;
+    this.#log.warn({ why }, "forwarding stopped; resyncing from the durable's ack floor");
+    this.#held?.loop.resync(why);
+  }
+}
+
+/** The copy's headers: the original's (`Nats-*` escaped), and where the original is. */
+function copyHeaders(delivery: Delivery) {
+  const headers = natsHeaders();
+  const original = delivery.headers;
+  for (const name in original) headers.set(mustEscape(name) ? OrderedHeader.Escaped + name : name, original[name]!);
+  headers.set(OrderedHeader.Subject, delivery.subject);
+  headers.set(OrderedHeader.Stream, delivery.stream);
+  headers.set(OrderedHeader.Seq, String(delivery.seq));
+  headers.set(OrderedHeader.Time, String(delivery.timestamp.getTime()));
+  return headers;
+}
