@@ -16,14 +16,14 @@
  * before the failure and were not acked yet), then pipelined again.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { headers as natsHeaders } from "@nats-io/transport-node";
 import type { CompiledFunction, CompiledOrdering } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { eventKey } from "../contracts/event-key.ts";
 import type { Gate } from "../contracts/gate.ts";
-import { mustEscape, OrderedHeader, orderedStream, orderedSubject } from "../contracts/ordered.ts";
+import { orderedStream, orderedSubject } from "../contracts/ordered.ts";
 import type { NatsClients } from "../nats/clients.ts";
 import type { KV } from "../nats/leases.ts";
+import { publishCopy } from "../nats/ordered-copy.ts";
 import { ensureConsumer, rewindConsumer } from "../nats/provision.ts";
 import { PullLoop } from "../nats/pull-loop.ts";
 import { SingletonLease } from "../nats/singleton-lease.ts";
@@ -193,11 +193,8 @@ export class Forwarder {
     const one = expected === undefined;
     const partition = partitionOf(eventKey(delivery, this.#ordering.key), this.#ordering.partitions);
     try {
-      const ack = await this.#deps.js.publish(orderedSubject(this.#deps.fn.name, partition), delivery.data, {
-        headers: copyHeaders(delivery),
-        msgID: `${delivery.stream}:${delivery.seq}`,
-        expect: { lastSequence: one ? this.#last : expected },
-      });
+      const subject = orderedSubject(this.#deps.fn.name, partition);
+      const ack = await publishCopy(this.#deps.js, subject, delivery, one ? this.#last : expected);
       if (one) {
         if (!ack.duplicate) {
           this.#last = ack.seq;
@@ -221,16 +218,4 @@ export class Forwarder {
     this.#log.warn({ why }, "forwarding stopped; resyncing from the durable's ack floor");
     this.#held?.loop.resync(why);
   }
-}
-
-/** The copy's headers: the original's (`Nats-*` escaped), and where the original is. */
-function copyHeaders(delivery: Delivery) {
-  const headers = natsHeaders();
-  const original = delivery.headers;
-  for (const name in original) headers.set(mustEscape(name) ? OrderedHeader.Escaped + name : name, original[name]!);
-  headers.set(OrderedHeader.Subject, delivery.subject);
-  headers.set(OrderedHeader.Stream, delivery.stream);
-  headers.set(OrderedHeader.Seq, String(delivery.seq));
-  headers.set(OrderedHeader.Time, String(delivery.timestamp.getTime()));
-  return headers;
 }
