@@ -239,7 +239,7 @@ async function provisionOrdered(jsm: JetStreamManager, fn: CompiledFunction, par
   if (forwardsOrdered(fn)) {
     await ensureOrderedStream(jsm, fn, log);
     await migrateToForwarding(jsm, fn, partitions, log);
-    await ensureConsumer(jsm, fn, log);
+    await ensureConsumer(jsm, forwarderConsumer(fn), log);
   }
   await Promise.all(Array.from({ length: partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log)));
 }
@@ -262,17 +262,30 @@ export function partitionConsumer(fn: CompiledFunction, partition: number): Comp
 }
 
 /**
- * How long `JETFN_ORDERED_<function>` remembers a copy's id: longer than a forwarder's
- * takeover (its lease's ttl and a rewind), which forwards again what the last one had
- * forwarded and not yet acked. The server keeps every id of the window in memory.
+ * The ack wait of a forwarder's durable: a copy lands in milliseconds, and an event whose ack
+ * was lost comes again this soon, well within the duplicate window, which finds its copy.
+ */
+const FORWARDER_ACK_WAIT_MS = 10_000;
+
+/** The function as its forwarder's durable (the function's own durable) sees it. */
+export function forwarderConsumer(fn: CompiledFunction): CompiledFunction {
+  return { ...fn, ackWaitMs: FORWARDER_ACK_WAIT_MS };
+}
+
+/**
+ * How long `JETFN_ORDERED_<function>` remembers a copy's id: longer than the forwarder's ack
+ * wait and a forwarder's takeover (its lease's ttl and a rewind), each of which forwards
+ * again what was forwarded and not yet acked. The server keeps every id of the window in
+ * memory. A copy forwarded again after it would run again, after the events forwarded
+ * between: a re-run, never one out of order.
  */
 function orderedDuplicateWindowMs(fn: CompiledFunction): number {
-  return Math.max(30_000, 3 * (fn.ordering?.leaseTtlMs ?? 10_000));
+  return Math.max(3 * FORWARDER_ACK_WAIT_MS, 3 * (fn.ordering?.leaseTtlMs ?? 10_000));
 }
 
 /**
  * Creates the function's `JETFN_ORDERED_<function>` when missing: a work queue (a copy is gone
- * once its partition acked it), with the function's stream's replicas.
+ * once its partition acked it), with the storage and replicas of the function's stream.
  */
 async function ensureOrderedStream(jsm: JetStreamManager, fn: CompiledFunction, log: Logger): Promise<void> {
   const name = orderedStream(fn.name);
@@ -283,8 +296,9 @@ async function ensureOrderedStream(jsm: JetStreamManager, fn: CompiledFunction, 
     if (!isNotFound(error)) throw provisionFailure(`stream ${name}`, error);
   }
   let replicas = 1;
+  let storage: StorageType = StorageType.File;
   try {
-    replicas = (await jsm.streams.info(fn.stream)).config.num_replicas;
+    ({ num_replicas: replicas, storage } = (await jsm.streams.info(fn.stream)).config);
   } catch (error) {
     if (!isNotFound(error)) throw provisionFailure(`stream ${fn.stream}`, error);
   }
@@ -293,7 +307,7 @@ async function ensureOrderedStream(jsm: JetStreamManager, fn: CompiledFunction, 
       name,
       subjects: [orderedSubjects(fn.name)],
       retention: RetentionPolicy.Workqueue,
-      storage: StorageType.File,
+      storage,
       num_replicas: replicas,
       duplicate_window: nanos(orderedDuplicateWindowMs(fn)),
     });
@@ -301,7 +315,7 @@ async function ensureOrderedStream(jsm: JetStreamManager, fn: CompiledFunction, 
     // Another host creating it meanwhile is no error: the server accepts the same config twice.
     throw provisionFailure(`creating stream ${name}`, error);
   }
-  log.info({ stream: name, function: fn.name, replicas }, "created stream");
+  log.info({ stream: name, function: fn.name, storage, replicas }, "created stream");
 }
 
 /**
@@ -320,7 +334,11 @@ async function migrateToForwarding(jsm: JetStreamManager, fn: CompiledFunction, 
   if (old.length === 0) return;
   const from = Math.min(...old.map((c) => c.ack_floor.stream_seq)) + 1;
   try {
-    await jsm.consumers.add(fn.stream, { ...desiredConsumer(fn), deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from });
+    await jsm.consumers.add(fn.stream, {
+      ...desiredConsumer(forwarderConsumer(fn)),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: from,
+    });
     for (const c of old) await jsm.consumers.delete(fn.stream, c.name);
   } catch (error) {
     throw provisionFailure(`moving ${fn.name}'s partitions to forwarding`, error);

@@ -24,7 +24,7 @@ import { orderedStream, orderedSubject } from "../contracts/ordered.ts";
 import type { NatsClients } from "../nats/clients.ts";
 import type { KV } from "../nats/leases.ts";
 import { publishCopy } from "../nats/ordered-copy.ts";
-import { ensureConsumer, rewindConsumer } from "../nats/provision.ts";
+import { ensureConsumer, forwarderConsumer, rewindConsumer } from "../nats/provision.ts";
 import { PullLoop } from "../nats/pull-loop.ts";
 import { SingletonLease } from "../nats/singleton-lease.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -56,6 +56,8 @@ export function forwarderLeaseKey(fn: string): string {
 /** Forwards an ordered function's events to their partitions while this host holds the forwarder's lease. */
 export class Forwarder {
   readonly #deps: ForwarderDeps;
+  /** The function as the forwarder's durable sees it. */
+  readonly #source: CompiledFunction;
   readonly #ordering: CompiledOrdering;
   readonly #stream: string;
   readonly #log: Logger;
@@ -79,6 +81,7 @@ export class Forwarder {
 
   constructor(deps: ForwarderDeps) {
     this.#deps = deps;
+    this.#source = forwarderConsumer(deps.fn);
     this.#ordering = deps.fn.ordering!;
     this.#stream = orderedStream(deps.fn.name);
     this.#log = deps.log.child({ function: deps.fn.name, component: "forwarder" });
@@ -121,14 +124,15 @@ export class Forwarder {
 
   #begin(): Promise<void> {
     if (this.#held) return Promise.resolve();
-    const { fn, js, jsm, admission } = this.#deps;
+    const { js, jsm, admission } = this.#deps;
+    const source = this.#source;
     const leaving = new AbortController();
-    const loop = new PullLoop(js, fn, (delivery) => this.#forward(delivery), this.#log, {
+    const loop = new PullLoop(js, source, (delivery) => this.#forward(delivery), this.#log, {
       capacity: WINDOW,
       // One pull at a time: events are forwarded in stream order.
       maxPulls: 1,
       admission,
-      rebind: () => ensureConsumer(jsm, fn, this.#log),
+      rebind: () => ensureConsumer(jsm, source, this.#log),
       resync: { drop: () => {}, rewind: () => this.#bind(leaving.signal) },
     });
     const started = (async () => {
@@ -166,22 +170,27 @@ export class Forwarder {
    * sequence read, and copies published one at a time until one lands anew.
    */
   async #bind(signal: AbortSignal): Promise<void> {
-    const { fn, jsm } = this.#deps;
-    await ensureConsumer(jsm, fn, this.#log);
-    await rewindConsumer(jsm, fn, this.#log, signal);
+    const { jsm } = this.#deps;
+    await ensureConsumer(jsm, this.#source, this.#log);
+    await rewindConsumer(jsm, this.#source, this.#log, signal);
     this.#last = (await jsm.streams.info(this.#stream)).state.last_seq;
     this.#careful = true;
     this.#broken = false;
   }
 
   #forward(delivery: Delivery): Promise<void> {
-    if (this.#careful || this.#queued > 0) {
-      this.#queued++;
-      const sent = this.#tail.then(() => this.#publish(delivery, undefined)).finally(() => this.#queued--);
-      this.#tail = sent;
-      return sent;
-    }
-    return this.#publish(delivery, this.#last++);
+    if (!this.#careful && this.#queued === 0) return this.#publish(delivery, this.#last++);
+    // Behind the copies published one at a time: once one lands anew, the rest go pipelined.
+    this.#queued++;
+    const turn = this.#tail
+      .then(async () => {
+        if (!this.#careful) return { sent: this.#publish(delivery, this.#last++) };
+        await this.#publish(delivery, undefined);
+        return undefined;
+      })
+      .finally(() => this.#queued--);
+    this.#tail = turn;
+    return turn.then((pipelined) => pipelined?.sent);
   }
 
   /**

@@ -197,11 +197,13 @@ describe("the forwarder's host", () => {
     forwarder.cli.child.kill("SIGKILL");
     await publishing;
     await waitFor(() => forwarding(other.base), { timeout: 10_000, message: "the other host forwards" });
-    await waitFor(async () => new Set((await runs("FC")).map((run) => `${run.key}:${run.i}`)).size === 400, {
+    // Keyed runs only: the stream of copies is the function's, and the test before left keyless writes of its own there.
+    const keyed = async () => (await runs("FC")).filter((run) => run.key !== undefined);
+    await waitFor(async () => new Set((await keyed()).map((run) => `${run.key}:${run.i}`)).size === 400, {
       timeout: 30_000,
       interval: 250,
       message: "every entry ran",
     });
-    expectKeyOrder(await runs("FC"), 10, 40);
+    expectKeyOrder(await keyed(), 10, 40);
   });
 });
