@@ -14,10 +14,10 @@
  * half to an ordered one (20 keys), published straight to the cluster with message ids (a
  * publish retried across an election is stored once).
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, expect, it } from "vitest";
 import { type CliProcess, killCliHosts, startCliHost } from "../support/cli.ts";
@@ -104,7 +104,12 @@ functions:
     const env = { LOG_LEVEL: "warn" };
     const replicas: Replica[] = [];
     // A replica started again just after a node's fault waits out the cluster's election.
-    const start = async (own: FaultProxy[]) => startCliHost(config, own.map((proxy) => proxy.url).join(","), env, 90_000);
+    const started: CliProcess[] = [];
+    const start = async (own: FaultProxy[]) => {
+      const host = await startCliHost(config, own.map((proxy) => proxy.url).join(","), env, 90_000);
+      started.push(host.cli);
+      return host;
+    };
     for (let r = 0; r < 3; r++) {
       const own = await Promise.all(cluster.servers.map((node) => FaultProxy.start({ port: node.port })));
       proxies.push(...own);
@@ -196,6 +201,29 @@ functions:
       `| ${SEED} | ${SECONDS} | ${applied.length} | ${verdict.published} | ${verdict.lost.length} | ${verdict.duplicates} | ${verdict.orderViolations.length} | ${verdict.overlaps.length} |`,
     ].join("\n");
     console.log(`chaos run, faults in order: ${applied.join(", ")}\n\n${table}\n`);
+    if (verdict.lost.length > 0 || verdict.orderViolations.length > 0) {
+      // What to look at afterwards: every replica's log (each start its own), and the consumers' state.
+      for (const [n, cli] of started.entries()) writeFileSync(path.join(path.dirname(history), `replica-start-${n}.log`), cli.output());
+      const jsm = await jetstreamManager(nc);
+      const consumers = [];
+      for await (const stream of jsm.streams.list()) {
+        for await (const info of jsm.consumers.list(stream.config.name)) {
+          const { name, num_pending, num_ack_pending, num_waiting, delivered, ack_floor } = info;
+          consumers.push({
+            stream: stream.config.name,
+            name,
+            num_pending,
+            num_ack_pending,
+            num_waiting,
+            delivered,
+            ack_floor,
+            state: stream.state,
+          });
+        }
+      }
+      writeFileSync(path.join(path.dirname(history), "consumers.json"), JSON.stringify(consumers, null, 2));
+      console.log(`replica logs and consumers' state in ${path.dirname(history)}`);
+    }
     if (verdict.orderViolations.length > 0) console.log(verdict.orderViolations.slice(0, 10).join("\n"));
     if (verdict.overlaps.length > 0) console.log(verdict.overlaps.slice(0, 10).join("\n"));
     expect(verdict.lost).toEqual([]);

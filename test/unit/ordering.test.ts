@@ -130,6 +130,22 @@ describe("key lanes", () => {
     keyLanes.close();
   });
 
+  it("starts an older event that arrives while a later one of its key runs (a copy forwarded again) once that one ends", async () => {
+    const { keyLanes, running, finish } = lanes();
+    keyLanes.add("a", delivery(5, "a"));
+    expect(running()).toEqual([5]);
+    keyLanes.add("a", delivery(3, "a"));
+    keyLanes.add("a", delivery(7, "a"));
+    expect(running()).toEqual([5]);
+    await finish(5);
+    expect(running()).toEqual([3]);
+    await finish(3);
+    expect(running()).toEqual([7]);
+    await finish(7);
+    expect(keyLanes.size).toBe(0);
+    keyLanes.close();
+  });
+
   it("keeps a handed-back event first in its key: its successors wait for its redelivery; other keys go on", async () => {
     const { keyLanes, running, finish } = lanes();
     const first = keyLanes.add("a", delivery(1, "a"));

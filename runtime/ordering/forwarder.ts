@@ -1,0 +1,230 @@
+/**
+ * An ordered function's forwarder (docs/ordering.md, "Design"). One host at a time holds
+ * the lease `<function>.forwarder` in `JETFN_LEASES` and reads the function's stream once,
+ * in order, through the function's own durable, and publishes each event to its partition's
+ * subject in `JETFN_ORDERED_<function>`; only after the PubAck is the original acked.
+ *
+ * The copies must land in the stream in the order of their originals, none missing before
+ * a later one. Publishes are pipelined, and each expects the stream's last sequence to be
+ * the one before it (`Nats-Expected-Last-Sequence`): the forwarder is the stream's only
+ * publisher, so it knows which sequence each copy gets. A copy that fails (a timeout, an
+ * election, a zombie forwarder that wrote meanwhile) makes every later one fail too, as none
+ * finds the sequence it expects: what landed is always a prefix. The forwarder then
+ * resyncs: it waits for what is in flight, rewinds its durable to its ack floor, reads the
+ * stream's last sequence, and publishes one at a time, each with `Nats-Msg-Id:
+ * <stream>:<seq>` of its original, while the stream answers "duplicate" (copies that landed
+ * before the failure and were not acked yet), then pipelined again.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { CompiledFunction, CompiledOrdering } from "../config/types.ts";
+import type { Delivery } from "../contracts/delivery.ts";
+import { eventKey } from "../contracts/event-key.ts";
+import type { Gate } from "../contracts/gate.ts";
+import { orderedStream, orderedSubject } from "../contracts/ordered.ts";
+import type { NatsClients } from "../nats/clients.ts";
+import type { KV } from "../nats/leases.ts";
+import { publishCopy } from "../nats/ordered-copy.ts";
+import { ensureConsumer, forwarderConsumer, rewindConsumer } from "../nats/provision.ts";
+import { PullLoop } from "../nats/pull-loop.ts";
+import { SingletonLease } from "../nats/singleton-lease.ts";
+import type { Logger } from "../telemetry/logger.ts";
+import { partitionOf } from "./key.ts";
+
+export interface ForwarderDeps {
+  readonly js: NatsClients["js"];
+  readonly jsm: NatsClients["jsm"];
+  /** The `JETFN_LEASES` bucket. */
+  readonly kv: KV;
+  readonly fn: CompiledFunction;
+  readonly hostId: string;
+  /** The function's admission: a paused function's events stay in its stream. */
+  readonly admission: Gate;
+  readonly log: Logger;
+}
+
+/** Copies in flight at once. */
+const WINDOW = 512;
+
+/** A durable that could not be bound (JetStream unavailable for now) is tried again this much later. */
+const BIND_RETRY_MS = 1000;
+
+/** The lease key of a function's forwarder (`<function>.p.<n>` and `<function>.m.<host>` are its partitions' and members'). */
+export function forwarderLeaseKey(fn: string): string {
+  return `${fn}.forwarder`;
+}
+
+/** Forwards an ordered function's events to their partitions while this host holds the forwarder's lease. */
+export class Forwarder {
+  readonly #deps: ForwarderDeps;
+  /** The function as the forwarder's durable sees it. */
+  readonly #source: CompiledFunction;
+  readonly #ordering: CompiledOrdering;
+  readonly #stream: string;
+  readonly #log: Logger;
+  readonly #lease: SingletonLease;
+  /** While held: the pull loop on the function's durable, and its start. */
+  #held: { loop: PullLoop; leaving: AbortController; started: Promise<void> } | undefined;
+  /** The last stream sequence handed out to a pipelined copy. */
+  #last = 0;
+  /** Publishing one at a time (after a bind or resync) until a copy lands that is no duplicate. */
+  #careful = true;
+  /** Copies waiting to be published one at a time, and the last of them. */
+  #queued = 0;
+  #tail: Promise<unknown> = Promise.resolve();
+  /** A copy failed: nothing more is published until the resync. */
+  #broken = false;
+  /** Copies published and acked, and resyncs after a failed copy, for status. */
+  #forwarded = 0;
+  #resyncs = 0;
+  /** Changes of holding, in order: each waits for the one before. */
+  #turn: Promise<void> = Promise.resolve();
+
+  constructor(deps: ForwarderDeps) {
+    this.#deps = deps;
+    this.#source = forwarderConsumer(deps.fn);
+    this.#ordering = deps.fn.ordering!;
+    this.#stream = orderedStream(deps.fn.name);
+    this.#log = deps.log.child({ function: deps.fn.name, component: "forwarder" });
+    this.#lease = new SingletonLease({
+      kv: deps.kv,
+      key: forwarderLeaseKey(deps.fn.name),
+      hostId: deps.hostId,
+      ttlMs: this.#ordering.leaseTtlMs,
+      log: this.#log,
+      onChange: (held) => {
+        this.#turn = this.#turn.then(() => (held ? this.#begin() : this.#end()));
+      },
+    });
+  }
+
+  start(): void {
+    this.#lease.start();
+  }
+
+  /** Whether this host forwards now. */
+  get forwarding(): boolean {
+    return this.#held !== undefined;
+  }
+
+  /** Ends open pulls early (a reconnect): they are made anew. */
+  interrupt(): void {
+    this.#held?.loop.interrupt();
+  }
+
+  /** Stops forwarding, lets what is in flight land and be acked, and hands the lease on. */
+  async stop(): Promise<void> {
+    await this.#end();
+    await this.#lease.stop();
+    await this.#turn;
+  }
+
+  status(): Record<string, unknown> {
+    return { forwarding: this.forwarding, forwarded: this.#forwarded, resyncs: this.#resyncs };
+  }
+
+  #begin(): Promise<void> {
+    if (this.#held) return Promise.resolve();
+    const { js, jsm, admission } = this.#deps;
+    const source = this.#source;
+    const leaving = new AbortController();
+    const loop = new PullLoop(js, source, (delivery) => this.#forward(delivery), this.#log, {
+      capacity: WINDOW,
+      // One pull at a time: events are forwarded in stream order.
+      maxPulls: 1,
+      admission,
+      rebind: () => ensureConsumer(jsm, source, this.#log),
+      resync: { drop: () => {}, rewind: () => this.#bind(leaving.signal) },
+    });
+    const started = (async () => {
+      while (!leaving.signal.aborted) {
+        try {
+          await this.#bind(leaving.signal);
+          break;
+        } catch (error) {
+          if (!leaving.signal.aborted) this.#log.warn({ err: error }, "binding the forwarder's consumer failed; trying again");
+          await sleep(BIND_RETRY_MS, undefined, { signal: leaving.signal }).catch(() => {});
+        }
+      }
+      if (!leaving.signal.aborted) {
+        this.#log.info({ stream: this.#stream, from: this.#last }, "forwarding the function's events to its partitions");
+        loop.start();
+      }
+    })();
+    this.#held = { loop, leaving, started };
+    return Promise.resolve();
+  }
+
+  async #end(): Promise<void> {
+    const held = this.#held;
+    if (!held) return;
+    this.#held = undefined;
+    held.leaving.abort();
+    await held.started;
+    await held.loop.stop();
+    await held.loop.settled();
+  }
+
+  /**
+   * Before the first pull and after a failed copy: the durable rewound to its ack floor (what
+   * was forwarded and not acked comes again, and is found a duplicate), the stream's last
+   * sequence read, and copies published one at a time until one lands anew.
+   */
+  async #bind(signal: AbortSignal): Promise<void> {
+    const { jsm } = this.#deps;
+    await ensureConsumer(jsm, this.#source, this.#log);
+    await rewindConsumer(jsm, this.#source, this.#log, signal);
+    this.#last = (await jsm.streams.info(this.#stream)).state.last_seq;
+    this.#careful = true;
+    this.#broken = false;
+  }
+
+  #forward(delivery: Delivery): Promise<void> {
+    if (!this.#careful && this.#queued === 0) return this.#publish(delivery, this.#last++);
+    // Behind the copies published one at a time: once one lands anew, the rest go pipelined.
+    this.#queued++;
+    const turn = this.#tail
+      .then(async () => {
+        if (!this.#careful) return { sent: this.#publish(delivery, this.#last++) };
+        await this.#publish(delivery, undefined);
+        return undefined;
+      })
+      .finally(() => this.#queued--);
+    this.#tail = turn;
+    return turn.then((pipelined) => pipelined?.sent);
+  }
+
+  /**
+   * Publishes one copy, expecting the stream's last sequence to be `expected` (pipelined), or
+   * the last one known (one at a time), and acks the original once it landed.
+   */
+  async #publish(delivery: Delivery, expected: number | undefined): Promise<void> {
+    if (this.#broken) return;
+    const one = expected === undefined;
+    const partition = partitionOf(eventKey(delivery, this.#ordering.key), this.#ordering.partitions);
+    try {
+      const subject = orderedSubject(this.#deps.fn.name, partition);
+      const ack = await publishCopy(this.#deps.js, subject, delivery, one ? this.#last : expected);
+      if (one) {
+        if (!ack.duplicate) {
+          this.#last = ack.seq;
+          this.#careful = false;
+        }
+      } else if (ack.duplicate) {
+        // Landed before (a forwarder that stalled and woke): the later copies expect otherwise.
+        this.#break("a copy was found forwarded already");
+      }
+      delivery.ack();
+      this.#forwarded++;
+    } catch (error) {
+      this.#break(`forwarding failed: ${(error as Error).message}`);
+    }
+  }
+
+  #break(why: string): void {
+    if (this.#broken) return;
+    this.#broken = true;
+    this.#resyncs++;
+    this.#log.warn({ why }, "forwarding stopped; resyncing from the durable's ack floor");
+    this.#held?.loop.resync(why);
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * Forwarded ordering (two partitions or more): the function's stream is read once, by the
+ * host holding the forwarder's lease, and each event is forwarded to its partition's subject
+ * in `JETFN_ORDERED_<function>`. Checked on a real nats-server: what the broker delivers per
+ * event, what the handler sees of its original, and the order kept when the forwarder's copies
+ * fail or its host dies.
+ */
+import path from "node:path";
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import { afterEach, describe, expect, it } from "vitest";
+import { orderedStream, orderedSubject } from "../../runtime/contracts/ordered.ts";
+import { killCliHosts, startCliHost } from "../support/cli.ts";
+import { makeProject, startHost, useNats } from "../support/project.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+const nats = useNats();
+afterEach(killCliHosts);
+
+const FUNCTION = "fwd";
+const DURABLE = "jetfn_fwd";
+
+interface Run {
+  key?: string;
+  i: number;
+  host: number;
+  start: number;
+  end: number;
+  subject: string;
+  seq: number;
+  msgId?: string;
+  trace?: string;
+}
+
+function project(stream: string, partitions: number): string {
+  const lower = stream.toLowerCase();
+  return makeProject({
+    "functions.yaml": `
+streams:
+  - { name: ${stream}, subjects: ["${lower}.>"], storage: memory }
+  - { name: REC_${stream}, subjects: ["rec.${lower}"], storage: memory }
+functions:
+  - name: ${FUNCTION}
+    handler: fns/rec.ts
+    stream: ${stream}
+    subjects: ["${lower}.entries.*"]
+    concurrency: 16
+    ordering: { key: account, partitions: ${partitions}, leaseTtl: 2s }
+    config: { record: rec.${lower} }
+`,
+    "fns/rec.ts": `
+import { defineFunction } from "jetfn";
+export default defineFunction({
+  async handler(entry: { account?: string; i: number; ms?: number }, ctx) {
+    const start = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, entry.ms ?? 1));
+    await ctx.publish(String(ctx.config.record), {
+      key: entry.account, i: entry.i, host: process.pid, start, end: Date.now(),
+      subject: ctx.subject, seq: ctx.seq, msgId: ctx.headers["Nats-Msg-Id"], trace: ctx.headers["X-Trace"],
+    });
+  },
+});
+`,
+  });
+}
+
+async function publishEntries(stream: string, keys: number, perKey: number, extra: object = {}): Promise<void> {
+  const lower = stream.toLowerCase();
+  for (let i = 0; i < perKey; i++) {
+    await Promise.all(
+      Array.from({ length: keys }, (_, k) =>
+        nats.js.publish(`${lower}.entries.${k}`, JSON.stringify({ account: `acct-${k}`, i, ...extra }), {
+          msgID: `entry-${k}-${i}`,
+          headers: traceHeader(`t-${k}-${i}`),
+        }),
+      ),
+    );
+  }
+}
+
+function traceHeader(value: string) {
+  const headers = natsHeaders();
+  headers.set("X-Trace", value);
+  return headers;
+}
+
+async function runs(stream: string): Promise<Run[]> {
+  const info = await nats.jsm.streams.info(`REC_${stream}`);
+  const found: Run[] = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+    const message = await nats.jsm.streams.getMessage(`REC_${stream}`, { seq });
+    if (message) found.push(message.json<Run>());
+  }
+  return found;
+}
+
+/** Every entry ran, and each key's entries started in order, each after the one before ended (re-runs allowed). */
+function expectKeyOrder(all: Run[], keys: number, perKey: number): void {
+  for (let k = 0; k < keys; k++) {
+    const list = all.filter((run) => run.key === `acct-${k}`).sort((a, b) => a.start - b.start);
+    for (let i = 0; i < perKey; i++) {
+      const first = list.find((run) => run.i === i);
+      expect(first, `acct-${k}: entry ${i} never ran`).toBeDefined();
+      const next = list.find((run) => run.i === i + 1);
+      if (next) expect(next.start, `acct-${k}: entry ${i + 1} started before entry ${i} ended`).toBeGreaterThanOrEqual(first!.end);
+    }
+  }
+}
+
+/** `/functions`' view of this host's forwarder. */
+async function forwarderStatus(base: string): Promise<{ forwarding: boolean; forwarded: number; resyncs: number }> {
+  const list = (await (await fetch(`${base}/functions`)).json()) as {
+    name: string;
+    ordering: { forwarder: { forwarding: boolean; forwarded: number; resyncs: number } };
+  }[];
+  return list.find((f) => f.name === FUNCTION)!.ordering.forwarder;
+}
+
+async function delivered(stream: string, durable: string): Promise<number> {
+  return (await nats.jsm.consumers.info(stream, durable)).delivered.consumer_seq;
+}
+
+describe("an ordered function with 8 partitions", () => {
+  it("is delivered each event twice (once to the forwarder, once to its partition), and its handler sees the original", async () => {
+    const { host } = await startHost(project("FA", 8), nats.server.url);
+    try {
+      await publishEntries("FA", 20, 20);
+      await waitFor(async () => (await runs("FA")).length >= 400, { timeout: 30_000, interval: 200, message: "400 runs" });
+      const all = await runs("FA");
+      expect(all).toHaveLength(400);
+      expectKeyOrder(all, 20, 20);
+      // The handler sees the original's subject, sequence and headers (its Nats-Msg-Id too).
+      const info = await nats.jsm.streams.info("FA");
+      for (const run of all) {
+        const k = run.key!.slice("acct-".length);
+        expect(run.subject).toBe(`fa.entries.${k}`);
+        expect(run.msgId).toBe(`entry-${k}-${run.i}`);
+        expect(run.trace).toBe(`t-${k}-${run.i}`);
+        expect(run.seq).toBeGreaterThanOrEqual(info.state.first_seq);
+        expect(run.seq).toBeLessThanOrEqual(info.state.last_seq);
+      }
+      expect(new Set(all.map((run) => run.seq)).size).toBe(400);
+      // The broker's deliveries: 400 to the forwarder, 400 over all partitions together.
+      expect(await delivered("FA", DURABLE)).toBe(400);
+      const perPartition = await Promise.all(Array.from({ length: 8 }, (_, p) => delivered(orderedStream(FUNCTION), `${DURABLE}_p${p}`)));
+      expect(perPartition.reduce((a, b) => a + b, 0)).toBe(400);
+      expect(perPartition.filter((n) => n > 0).length).toBeGreaterThan(1);
+      // Every copy was acked by its partition: the work queue is empty.
+      await waitFor(async () => (await nats.jsm.streams.info(orderedStream(FUNCTION))).state.messages === 0, {
+        message: "every copy acked",
+      });
+    } finally {
+      await host.shutdown();
+    }
+  });
+
+  it("resyncs when a copy lands out of its chain (another writer), and loses or reorders nothing", async () => {
+    const { host, baseUrl } = await startHost(project("FB", 8), nats.server.url);
+    try {
+      const publishing = publishEntries("FB", 10, 60);
+      // Writes of another publisher in the forwarded stream break the forwarder's chain of
+      // expected sequences, as a forwarder that stalled and woke would.
+      for (let n = 0; n < 5; n++) {
+        await new Promise((resolve) => setTimeout(resolve, 60));
+        await nats.js.publish(orderedSubject(FUNCTION, 0), JSON.stringify({ i: 1000 + n }));
+      }
+      await publishing;
+      await waitFor(async () => (await runs("FB")).filter((run) => run.key !== undefined).length >= 600, {
+        timeout: 30_000,
+        interval: 200,
+        message: "600 entries ran",
+      });
+      const all = (await runs("FB")).filter((run) => run.key !== undefined);
+      expectKeyOrder(all, 10, 60);
+      expect(new Set(all.map((run) => `${run.key}:${run.i}`)).size).toBe(600);
+      expect((await forwarderStatus(baseUrl)).resyncs).toBeGreaterThan(0);
+    } finally {
+      await host.shutdown();
+    }
+  });
+});
+
+describe("the forwarder's host", () => {
+  it("SIGKILLed midway: another replica forwards from its ack floor; every key keeps its order, nothing is lost", async () => {
+    const config = path.join(project("FC", 4), "functions.yaml");
+    const hosts = [await startCliHost(config, nats.server.url), await startCliHost(config, nats.server.url)];
+    const forwarding = async (base: string) => (await forwarderStatus(base)).forwarding;
+    const forwarder = await waitFor(
+      async () => {
+        for (const host of hosts) if (await forwarding(host.base)) return host;
+        return undefined;
+      },
+      { timeout: 10_000, message: "one host forwards" },
+    );
+    const other = hosts.find((host) => host !== forwarder)!;
+    const publishing = publishEntries("FC", 10, 40, { ms: 5 });
+    await waitFor(async () => (await runs("FC")).length >= 80, { timeout: 20_000, interval: 50 });
+    forwarder.cli.child.kill("SIGKILL");
+    await publishing;
+    await waitFor(() => forwarding(other.base), { timeout: 10_000, message: "the other host forwards" });
+    // Keyed runs only: the stream of copies is the function's, and the test before left keyless writes of its own there.
+    const keyed = async () => (await runs("FC")).filter((run) => run.key !== undefined);
+    await waitFor(async () => new Set((await keyed()).map((run) => `${run.key}:${run.i}`)).size === 400, {
+      timeout: 30_000,
+      interval: 250,
+      message: "every entry ran",
+    });
+    expectKeyOrder(await keyed(), 10, 40);
+  });
+});
