@@ -39,20 +39,28 @@ export const OrderedHeader = Object.freeze({
   Seq: "Jetfn-Ordered-Seq",
   /** When the original was stored (epoch ms). */
   Time: "Jetfn-Ordered-Time",
-  /**
-   * Prefixed to an original header named `Nats-*` (which the server would act on: a
-   * `Nats-Msg-Id` would dedupe the copy) or `Jetfn-Ordered-*`, and taken off again.
-   */
+  /** Prefixed to an original header that must not travel as it is (see {@link escapeName}). */
   Escaped: "Jetfn-Ordered-Orig-",
 });
 
 const OWN_PREFIX = "jetfn-ordered-";
 const ESCAPED_LOWER = OrderedHeader.Escaped.toLowerCase();
 
-/** Whether an original header must travel escaped: the server acts on `Nats-*`, and `Jetfn-Ordered-*` are the copy's own. */
-export function mustEscape(name: string): boolean {
+/**
+ * An original header's name on the copy. `Nats-*` are the server's (an original's
+ * `Nats-Msg-Id` would dedupe the copy), and `Jetfn-Ordered-*` the copy's own: both travel
+ * prefixed with `Jetfn-Ordered-Orig-`, and `Nats-` as `Nats_`, because the server finds a
+ * header by the first mention of its name anywhere in the block.
+ */
+export function escapeName(name: string): string {
   const lower = name.toLowerCase();
-  return lower.startsWith("nats-") || lower.startsWith(OWN_PREFIX);
+  if (lower.startsWith("nats-")) return `${OrderedHeader.Escaped}${name.slice(0, 4)}_${name.slice(5)}`;
+  return lower.startsWith(OWN_PREFIX) ? OrderedHeader.Escaped + name : name;
+}
+
+/** The original's name of an escaped header (without its prefix). */
+function unescapeName(escaped: string): string {
+  return /^nats_/i.test(escaped) ? `${escaped.slice(0, 4)}-${escaped.slice(5)}` : escaped;
 }
 
 /**
@@ -72,7 +80,7 @@ export function forwarded(copy: Delivery): Delivery {
     if (!lower.startsWith(OWN_PREFIX)) {
       // The copy's own (`Nats-Msg-Id`, `Nats-Expected-Last-Sequence`): the original's are escaped.
       if (!lower.startsWith("nats-")) headers[name] = value;
-    } else if (lower.startsWith(ESCAPED_LOWER)) headers[name.slice(ESCAPED_LOWER.length)] = value;
+    } else if (lower.startsWith(ESCAPED_LOWER)) headers[unescapeName(name.slice(ESCAPED_LOWER.length))] = value;
     else if (lower === "jetfn-ordered-subject") subject = value;
     else if (lower === "jetfn-ordered-stream") stream = value;
     else if (lower === "jetfn-ordered-seq") seq = Number(value);

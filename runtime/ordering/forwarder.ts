@@ -5,15 +5,16 @@
  * subject in `JETFN_ORDERED_<function>`; only after the PubAck is the original acked.
  *
  * The copies must land in the stream in the order of their originals, none missing before
- * a later one. Publishes are pipelined, and each expects the stream's last sequence to be
- * the one before it (`Nats-Expected-Last-Sequence`): the forwarder is the stream's only
- * publisher, so it knows which sequence each copy gets. A copy that fails (a timeout, an
- * election, a zombie forwarder that wrote meanwhile) makes every later one fail too, as none
- * finds the sequence it expects: what landed is always a prefix. The forwarder then
- * resyncs: it waits for what is in flight, rewinds its durable to its ack floor, reads the
- * stream's last sequence, and publishes one at a time, each with `Nats-Msg-Id:
- * <stream>:<seq>` of its original, while the stream answers "duplicate" (copies that landed
- * before the failure and were not acked yet), then pipelined again.
+ * a later one. Each copy's `Nats-Msg-Id` is where its original is (`<stream>:<seq>`).
+ * Publishes are pipelined, and each expects the stream's last message to be the copy before
+ * it (`Nats-Expected-Last-Msg-Id`). A copy that fails (a timeout, an election, another
+ * writer in between) makes every later one fail too, as none finds the copy it expects
+ * last: what landed is always in order, nothing missing before it. (A stream's last
+ * sequence would not do: a write of another in a failed copy's place would let the next
+ * copy through.) The forwarder then resyncs: it waits for what is in flight, rewinds its
+ * durable to its ack floor, reads the stream's last sequence, and publishes one at a time,
+ * each expecting that sequence, while the stream answers "duplicate" (copies that landed
+ * before the failure and were not acked yet); once one lands anew, pipelined again.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CompiledFunction, CompiledOrdering } from "../config/types.ts";
@@ -23,7 +24,7 @@ import type { Gate } from "../contracts/gate.ts";
 import { orderedStream, orderedSubject } from "../contracts/ordered.ts";
 import type { NatsClients } from "../nats/clients.ts";
 import type { KV } from "../nats/leases.ts";
-import { publishCopy } from "../nats/ordered-copy.ts";
+import { copyId, publishCopy } from "../nats/ordered-copy.ts";
 import { ensureConsumer, forwarderConsumer, rewindConsumer } from "../nats/provision.ts";
 import { PullLoop } from "../nats/pull-loop.ts";
 import { SingletonLease } from "../nats/singleton-lease.ts";
@@ -64,8 +65,10 @@ export class Forwarder {
   readonly #lease: SingletonLease;
   /** While held: the pull loop on the function's durable, and its start. */
   #held: { loop: PullLoop; leaving: AbortController; started: Promise<void> } | undefined;
-  /** The last stream sequence handed out to a pipelined copy. */
+  /** Publishing one at a time: the stream's last sequence. */
   #last = 0;
+  /** Pipelined: the id of the last copy sent, which the next one expects last. */
+  #lastId = "";
   /** Publishing one at a time (after a bind or resync) until a copy lands that is no duplicate. */
   #careful = true;
   /** Copies waiting to be published one at a time, and the last of them. */
@@ -179,12 +182,12 @@ export class Forwarder {
   }
 
   #forward(delivery: Delivery): Promise<void> {
-    if (!this.#careful && this.#queued === 0) return this.#publish(delivery, this.#last++);
+    if (!this.#careful && this.#queued === 0) return this.#publish(delivery, this.#chain(delivery));
     // Behind the copies published one at a time: once one lands anew, the rest go pipelined.
     this.#queued++;
     const turn = this.#tail
       .then(async () => {
-        if (!this.#careful) return { sent: this.#publish(delivery, this.#last++) };
+        if (!this.#careful) return { sent: this.#publish(delivery, this.#chain(delivery)) };
         await this.#publish(delivery, undefined);
         return undefined;
       })
@@ -193,25 +196,28 @@ export class Forwarder {
     return turn.then((pipelined) => pipelined?.sent);
   }
 
+  /** A pipelined copy's expectation: the copy sent before it. */
+  #chain(delivery: Delivery): { lastMsgID: string } {
+    const expect = { lastMsgID: this.#lastId };
+    this.#lastId = copyId(delivery);
+    return expect;
+  }
+
   /**
-   * Publishes one copy, expecting the stream's last sequence to be `expected` (pipelined), or
-   * the last one known (one at a time), and acks the original once it landed.
+   * Publishes one copy, pipelined behind the copy `expect` names, or alone, expecting the
+   * stream's last sequence as last read; acks the original once the copy landed (anew, or
+   * found a duplicate: it landed before).
    */
-  async #publish(delivery: Delivery, expected: number | undefined): Promise<void> {
+  async #publish(delivery: Delivery, expect: { lastMsgID: string } | undefined): Promise<void> {
     if (this.#broken) return;
-    const one = expected === undefined;
     const partition = partitionOf(eventKey(delivery, this.#ordering.key), this.#ordering.partitions);
     try {
       const subject = orderedSubject(this.#deps.fn.name, partition);
-      const ack = await publishCopy(this.#deps.js, subject, delivery, one ? this.#last : expected);
-      if (one) {
-        if (!ack.duplicate) {
-          this.#last = ack.seq;
-          this.#careful = false;
-        }
-      } else if (ack.duplicate) {
-        // Landed before (a forwarder that stalled and woke): the later copies expect otherwise.
-        this.#break("a copy was found forwarded already");
+      const ack = await publishCopy(this.#deps.js, subject, delivery, expect ?? { lastSequence: this.#last });
+      if (!expect && !ack.duplicate) {
+        this.#last = ack.seq;
+        this.#lastId = copyId(delivery);
+        this.#careful = false;
       }
       delivery.ack();
       this.#forwarded++;

@@ -5,6 +5,8 @@
  * event, what the handler sees of its original, and the order kept when the forwarder's copies
  * fail or its host dies.
  */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
@@ -16,8 +18,9 @@ import { waitFor } from "../support/wait-for.ts";
 const nats = useNats();
 afterEach(killCliHosts);
 
-const FUNCTION = "fwd";
-const DURABLE = "jetfn_fwd";
+/** Each test's own function (and so its own `JETFN_ORDERED_<function>`): nothing one leaves behind reaches another. */
+const functionOf = (stream: string) => `fwd-${stream.toLowerCase()}`;
+const durableOf = (stream: string) => `jetfn_fwd_${stream.toLowerCase()}`;
 
 interface Run {
   key?: string;
@@ -39,7 +42,7 @@ streams:
   - { name: ${stream}, subjects: ["${lower}.>"], storage: memory }
   - { name: REC_${stream}, subjects: ["rec.${lower}"], storage: memory }
 functions:
-  - name: ${FUNCTION}
+  - name: ${functionOf(stream)}
     handler: fns/rec.ts
     stream: ${stream}
     subjects: ["${lower}.entries.*"]
@@ -107,12 +110,12 @@ function expectKeyOrder(all: Run[], keys: number, perKey: number): void {
 }
 
 /** `/functions`' view of this host's forwarder. */
-async function forwarderStatus(base: string): Promise<{ forwarding: boolean; forwarded: number; resyncs: number }> {
+async function forwarderStatus(base: string, fn: string): Promise<{ forwarding: boolean; forwarded: number; resyncs: number }> {
   const list = (await (await fetch(`${base}/functions`)).json()) as {
     name: string;
     ordering: { forwarder: { forwarding: boolean; forwarded: number; resyncs: number } };
   }[];
-  return list.find((f) => f.name === FUNCTION)!.ordering.forwarder;
+  return list.find((f) => f.name === fn)!.ordering.forwarder;
 }
 
 async function delivered(stream: string, durable: string): Promise<number> {
@@ -140,12 +143,14 @@ describe("an ordered function with 8 partitions", () => {
       }
       expect(new Set(all.map((run) => run.seq)).size).toBe(400);
       // The broker's deliveries: 400 to the forwarder, 400 over all partitions together.
-      expect(await delivered("FA", DURABLE)).toBe(400);
-      const perPartition = await Promise.all(Array.from({ length: 8 }, (_, p) => delivered(orderedStream(FUNCTION), `${DURABLE}_p${p}`)));
+      expect(await delivered("FA", durableOf("FA"))).toBe(400);
+      const perPartition = await Promise.all(
+        Array.from({ length: 8 }, (_, p) => delivered(orderedStream(functionOf("FA")), `${durableOf("FA")}_p${p}`)),
+      );
       expect(perPartition.reduce((a, b) => a + b, 0)).toBe(400);
       expect(perPartition.filter((n) => n > 0).length).toBeGreaterThan(1);
       // Every copy was acked by its partition: the work queue is empty.
-      await waitFor(async () => (await nats.jsm.streams.info(orderedStream(FUNCTION))).state.messages === 0, {
+      await waitFor(async () => (await nats.jsm.streams.info(orderedStream(functionOf("FA")))).state.messages === 0, {
         message: "every copy acked",
       });
     } finally {
@@ -161,7 +166,7 @@ describe("an ordered function with 8 partitions", () => {
       // expected sequences, as a forwarder that stalled and woke would.
       for (let n = 0; n < 5; n++) {
         await new Promise((resolve) => setTimeout(resolve, 60));
-        await nats.js.publish(orderedSubject(FUNCTION, 0), JSON.stringify({ i: 1000 + n }));
+        await nats.js.publish(orderedSubject(functionOf("FB"), 0), JSON.stringify({ i: 1000 + n }));
       }
       await publishing;
       await waitFor(async () => (await runs("FB")).filter((run) => run.key !== undefined).length >= 600, {
@@ -172,7 +177,9 @@ describe("an ordered function with 8 partitions", () => {
       const all = (await runs("FB")).filter((run) => run.key !== undefined);
       expectKeyOrder(all, 10, 60);
       expect(new Set(all.map((run) => `${run.key}:${run.i}`)).size).toBe(600);
-      expect((await forwarderStatus(baseUrl)).resyncs).toBeGreaterThan(0);
+      expect((await forwarderStatus(baseUrl, functionOf("FB"))).resyncs).toBeGreaterThan(0);
+      // Each event was copied once (a copy forwarded again is found a duplicate): 600 copies and the 5 other writes.
+      expect((await nats.jsm.streams.info(orderedStream(functionOf("FB")))).state.last_seq).toBe(605);
     } finally {
       await host.shutdown();
     }
@@ -183,7 +190,7 @@ describe("the forwarder's host", () => {
   it("SIGKILLed midway: another replica forwards from its ack floor; every key keeps its order, nothing is lost", async () => {
     const config = path.join(project("FC", 4), "functions.yaml");
     const hosts = [await startCliHost(config, nats.server.url), await startCliHost(config, nats.server.url)];
-    const forwarding = async (base: string) => (await forwarderStatus(base)).forwarding;
+    const forwarding = async (base: string) => (await forwarderStatus(base, functionOf("FC"))).forwarding;
     const forwarder = await waitFor(
       async () => {
         for (const host of hosts) if (await forwarding(host.base)) return host;
@@ -195,14 +202,41 @@ describe("the forwarder's host", () => {
     const publishing = publishEntries("FC", 10, 40, { ms: 5 });
     await waitFor(async () => (await runs("FC")).length >= 80, { timeout: 20_000, interval: 50 });
     forwarder.cli.child.kill("SIGKILL");
+    const killedAt = Date.now();
     await publishing;
     await waitFor(() => forwarding(other.base), { timeout: 10_000, message: "the other host forwards" });
-    // Keyed runs only: the stream of copies is the function's, and the test before left keyless writes of its own there.
-    const keyed = async () => (await runs("FC")).filter((run) => run.key !== undefined);
+    const waitFrom = Date.now();
+    const keyed = () => runs("FC");
     await waitFor(async () => new Set((await keyed()).map((run) => `${run.key}:${run.i}`)).size === 400, {
       timeout: 30_000,
       interval: 250,
       message: "every entry ran",
+    }).catch(async (error: unknown) => {
+      // What to look at: both hosts' logs, the consumers' state, the entries that did not run.
+      const dir = mkdtempSync(path.join(tmpdir(), "jetfn-forwarder-"));
+      writeFileSync(path.join(dir, "forwarder.log"), forwarder.cli.output());
+      writeFileSync(path.join(dir, "other.log"), other.cli.output());
+      const ran = new Set((await keyed()).map((run) => `${run.key}:${run.i}`));
+      const missing = Array.from({ length: 400 }, (_, n) => `acct-${n % 10}:${Math.floor(n / 10)}`).filter((e) => !ran.has(e));
+      const consumers = await Promise.all([
+        nats.jsm.consumers.info("FC", durableOf("FC")),
+        ...[0, 1, 2, 3].map((p) => nats.jsm.consumers.info(orderedStream(functionOf("FC")), `${durableOf("FC")}_p${p}`)),
+      ]);
+      const copies = (await nats.jsm.streams.info(orderedStream(functionOf("FC")))).state;
+      const all = [];
+      for await (const c of nats.jsm.consumers.list(orderedStream(functionOf("FC"))))
+        all.push([c.name, c.config.filter_subject, c.num_pending, c.num_ack_pending]);
+      const left = [];
+      for (let seq = copies.first_seq; seq <= copies.last_seq && left.length < 30; seq++) {
+        const m = await nats.jsm.streams.getMessage(orderedStream(functionOf("FC")), { seq }).catch(() => undefined);
+        if (m) left.push([seq, m.subject, m.header.get("Jetfn-Ordered-Stream"), m.header.get("Jetfn-Ordered-Seq"), m.string()]);
+      }
+      const ends = (await keyed()).map((run) => run.end);
+      writeFileSync(
+        path.join(dir, "state.json"),
+        JSON.stringify({ missing, killedAt, waitFrom, lastEnd: Math.max(...ends), consumers, copies, all, left }, null, 2),
+      );
+      throw new Error(`${(error as Error).message}; logs and state in ${dir}`, { cause: error });
     });
     expectKeyOrder(await keyed(), 10, 40);
   });
