@@ -40,6 +40,7 @@ export interface ForwarderDeps {
   readonly hostId: string;
   /** The function's admission: a paused function's events stay in its stream. */
   readonly admission: Gate;
+  /** Already naming the function. */
   readonly log: Logger;
 }
 
@@ -87,7 +88,7 @@ export class Forwarder {
     this.#source = forwarderConsumer(deps.fn);
     this.#ordering = deps.fn.ordering!;
     this.#stream = orderedStream(deps.fn.name);
-    this.#log = deps.log.child({ function: deps.fn.name, component: "forwarder" });
+    this.#log = deps.log.child({ component: "forwarder" });
     this.#lease = new SingletonLease({
       kv: deps.kv,
       key: forwarderLeaseKey(deps.fn.name),
