@@ -18,6 +18,7 @@
  *   BENCH_ORDERED_CONCURRENCY  `concurrency:` of every function, per host (default 16, jetfn's)
  *   BENCH_ORDERED_ISOLATION    worker | none (default worker, jetfn's)
  *   BENCH_ORDERED_ONLY         comma list of scenario names (e.g. noop-ordered-h3)
+ *   BENCH_ORDERED_NODE_ARGS    extra node flags for the hosts (e.g. --cpu-prof --cpu-prof-dir=DIR)
  *
  * Method, per scenario: the backlog (`{"account":"acct-<k>","i":<n>}`, keys interleaved) is
  * published before any host starts, into a staging stream (not timed). The function's own
@@ -63,6 +64,8 @@ const PARTITIONS = intEnv("BENCH_ORDERED_PARTITIONS", 8);
 const CONCURRENCY = intEnv("BENCH_ORDERED_CONCURRENCY", 16);
 const ISOLATION = choiceEnv("BENCH_ORDERED_ISOLATION", ["worker", "none"], "worker");
 const ONLY = listOf("BENCH_ORDERED_ONLY");
+/** Extra node flags for the hosts (a profile: `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
+const NODE_ARGS = (process.env.BENCH_ORDERED_NODE_ARGS ?? "").split(" ").filter(Boolean);
 /** `ordering.leaseTtl`: jetfn's default. Lease rounds run every ttl/3. */
 const LEASE_TTL = "10s";
 const SLEEP_MS = 5;
@@ -270,7 +273,7 @@ function spawnHost(t: Target, server: NatsServer, n: number, port: number): Host
   const logFile = path.join(LOG_DIR, `${t.fn}-host${n}.log`);
   const logFd = openSync(logFile, "w");
   // The container's way: `node bin/jetfn.js start`, NODE_ENV=production, NATS_URL given.
-  const child = spawn(process.execPath, [JETFN_BIN, "start"], {
+  const child = spawn(process.execPath, [...NODE_ARGS, JETFN_BIN, "start"], {
     cwd: PROJECT,
     env: {
       PATH: process.env.PATH ?? "",

@@ -80,6 +80,8 @@ export class Forwarder {
   /** Copies published and acked, and resyncs after a failed copy, for status. */
   #forwarded = 0;
   #resyncs = 0;
+  /** The next turn's start, while copies wait for it (see {@link #nextTurn}). */
+  #turnStart: Promise<void> | undefined;
   /** Changes of holding, in order: each waits for the one before. */
   #turn: Promise<void> = Promise.resolve();
 
@@ -210,6 +212,8 @@ export class Forwarder {
    * found a duplicate: it landed before).
    */
   async #publish(delivery: Delivery, expect: { lastMsgID: string } | undefined): Promise<void> {
+    // The copies of one turn go out together, in order: one write to the socket, not one each.
+    await this.#nextTurn();
     if (this.#broken) return;
     const partition = partitionOf(eventKey(delivery, this.#ordering.key), this.#ordering.partitions);
     try {
@@ -225,6 +229,17 @@ export class Forwarder {
     } catch (error) {
       this.#break(`forwarding failed: ${(error as Error).message}`);
     }
+  }
+
+  /** Resolves at the next turn of the event loop: every copy waiting for it is published then. */
+  #nextTurn(): Promise<void> {
+    this.#turnStart ??= new Promise((resolve) =>
+      setImmediate(() => {
+        this.#turnStart = undefined;
+        resolve();
+      }),
+    );
+    return this.#turnStart;
   }
 
   #break(why: string): void {
