@@ -1,7 +1,8 @@
-import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
+import type { PubAck } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import type { Delivery } from "../contracts/delivery.ts";
 import { escapeName, OrderedHeader } from "../contracts/ordered.ts";
+import type { PubAcks } from "./pub-acks.ts";
 
 /** A copy's id (`Nats-Msg-Id`): where its original is. */
 export function copyId(delivery: Delivery): string {
@@ -14,7 +15,7 @@ export function copyId(delivery: Delivery): string {
  * {@link copyId}, expecting the stream's last sequence or last message id to be `expect`'s.
  */
 export function publishCopy(
-  js: JetStreamClient,
+  pubAcks: PubAcks,
   subject: string,
   delivery: Delivery,
   expect: { lastSequence: number } | { lastMsgID: string },
@@ -31,5 +32,5 @@ export function publishCopy(
   headers.set(OrderedHeader.Time, String(delivery.timestamp.getTime()));
   const original = delivery.headers;
   for (const name in original) headers.set(escapeName(name), original[name]!);
-  return js.publish(subject, delivery.data, { headers });
+  return pubAcks.publish(subject, delivery.data, headers);
 }

@@ -26,12 +26,14 @@ import type { NatsClients } from "../nats/clients.ts";
 import type { KV } from "../nats/leases.ts";
 import { copyId, publishCopy } from "../nats/ordered-copy.ts";
 import { ensureConsumer, forwarderConsumer, rewindConsumer } from "../nats/provision.ts";
+import { PubAcks } from "../nats/pub-acks.ts";
 import { PullLoop } from "../nats/pull-loop.ts";
 import { SingletonLease } from "../nats/singleton-lease.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import { partitionOf } from "./key.ts";
 
 export interface ForwarderDeps {
+  readonly nc: NatsClients["nc"];
   readonly js: NatsClients["js"];
   readonly jsm: NatsClients["jsm"];
   /** The `JETFN_LEASES` bucket. */
@@ -46,6 +48,9 @@ export interface ForwarderDeps {
 
 /** Copies in flight at once. */
 const WINDOW = 512;
+
+/** A copy whose PubAck has not come this long after it was sent counts as failed (the forwarder resyncs). */
+const PUBACK_TIMEOUT_MS = 5000;
 
 /** A durable that could not be bound (JetStream unavailable for now) is tried again this much later. */
 const BIND_RETRY_MS = 1000;
@@ -64,6 +69,8 @@ export class Forwarder {
   readonly #stream: string;
   readonly #log: Logger;
   readonly #lease: SingletonLease;
+  /** Where the copies' PubAcks come. */
+  readonly #pubAcks: PubAcks;
   /** While held: the pull loop on the function's durable, and its start. */
   #held: { loop: PullLoop; leaving: AbortController; started: Promise<void> } | undefined;
   /** Publishing one at a time: the stream's last sequence. */
@@ -88,6 +95,7 @@ export class Forwarder {
   constructor(deps: ForwarderDeps) {
     this.#deps = deps;
     this.#source = forwarderConsumer(deps.fn);
+    this.#pubAcks = new PubAcks(deps.nc, PUBACK_TIMEOUT_MS);
     this.#ordering = deps.fn.ordering!;
     this.#stream = orderedStream(deps.fn.name);
     this.#log = deps.log.child({ component: "forwarder" });
@@ -122,6 +130,7 @@ export class Forwarder {
     await this.#end();
     await this.#lease.stop();
     await this.#turn;
+    this.#pubAcks.close();
   }
 
   status(): Record<string, unknown> {
@@ -218,7 +227,7 @@ export class Forwarder {
     const partition = partitionOf(eventKey(delivery, this.#ordering.key), this.#ordering.partitions);
     try {
       const subject = orderedSubject(this.#deps.fn.name, partition);
-      const ack = await publishCopy(this.#deps.js, subject, delivery, expect ?? { lastSequence: this.#last });
+      const ack = await publishCopy(this.#pubAcks, subject, delivery, expect ?? { lastSequence: this.#last });
       if (!expect && !ack.duplicate) {
         this.#last = ack.seq;
         this.#lastId = copyId(delivery);

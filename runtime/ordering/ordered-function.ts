@@ -16,6 +16,7 @@ import { Forwarder } from "./forwarder.ts";
 import { KeyLanes, type RunResult, Slots } from "./lanes.ts";
 
 export interface OrderedFunctionDeps {
+  readonly nc: NatsClients["nc"];
   readonly js: NatsClients["js"];
   readonly jsm: NatsClients["jsm"];
   /** The `JETFN_LEASES` bucket. */
