@@ -205,7 +205,6 @@ export class FunctionRuntime {
     const debouncer = fn.debounce && this.#debouncerOf({ ...fn, debounce: fn.debounce });
     const events = fn.ordering
       ? new OrderedFunction({
-          nc: clients.nc,
           js,
           jsm,
           kv: deps.leases!,

@@ -213,7 +213,7 @@ export class KeyLanes {
         const at = lane.indexOf(entry);
         if (at !== -1) lane.splice(at, 1);
         if (lane.length === 0) this.#lanes.delete(key);
-        // Its head may be one that arrived while this ran (an older copy forwarded again): it starts now.
+        // Its head may be one that arrived while this ran, older in the stream (delivered again): it starts now.
         else if (lane[0]!.state === "waiting") this.#ready.add(key);
       }
     } else {
