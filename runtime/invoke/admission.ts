@@ -119,7 +119,8 @@ export class Admission implements Gate, BrokerWaits {
   /**
    * Pauses the function (`jetfn pause`) or, with `undefined`, resumes it. Paused, nothing
    * starts: nothing more is pulled, and deliveries already pulled or arriving in the open
-   * pulls (which end within 2 s) are handed back unrun; those running finish. Resumed, pulling starts again at once (unless a breaker still holds).
+   * pulls (which end within 2 s) are handed back unrun; those running finish. Resumed,
+   * pulling starts again at once (unless a breaker still holds).
    */
   setPaused(pause: Pause | undefined): void {
     const was = this.#paused;
