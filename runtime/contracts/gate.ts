@@ -9,7 +9,7 @@ export interface Gate {
   allowance(): number;
   /** True while only probes may start. */
   readonly probing: boolean;
-  /** `listener` runs whenever the gate closes: work queued and not started should be handed back. Returns its removal. */
+  /** `listener` runs whenever the gate closes: open pulls should end early. Returns its removal. */
   onClose(listener: () => void): () => void;
   /**
    * `listener` runs when an operator's pause or the broker's hold (outputs refused) ends:

@@ -69,7 +69,7 @@ export class Admission implements Gate, BrokerWaits {
     }
   }
 
-  /** `listener` runs whenever the gate closes: work queued and not started should be handed back. Returns its removal. */
+  /** `listener` runs whenever the gate closes: open pulls should end early. Returns its removal. */
   onClose(listener: () => void): () => void {
     this.#closeListeners.add(listener);
     return () => this.#closeListeners.delete(listener);
@@ -98,8 +98,8 @@ export class Admission implements Gate, BrokerWaits {
 
   /**
    * A publish of a delivery's output or dead letter was refused by the broker and will be
-   * retried in place: nothing new starts until every such wait has ended. Nothing more is
-   * pulled, and deliveries already pulled or still arriving are handed back unrun, as for a pause.
+   * retried in place: nothing new starts until every such wait has ended. Open pulls end
+   * early and deliveries already pulled are handed back unrun, as for a pause.
    */
   waitForBroker(reason: BrokerFailure): BrokerWait {
     return this.#broker.waitForBroker(reason);
@@ -118,9 +118,8 @@ export class Admission implements Gate, BrokerWaits {
 
   /**
    * Pauses the function (`jetfn pause`) or, with `undefined`, resumes it. Paused, nothing
-   * starts: nothing more is pulled, and deliveries already pulled or arriving in the open
-   * pulls (which end within 2 s) are handed back unrun; those running finish. Resumed,
-   * pulling starts again at once (unless a breaker still holds).
+   * starts: open pulls end early, and deliveries already pulled are handed back unrun;
+   * those running finish. Resumed, pulling starts again at once (unless a breaker still holds).
    */
   setPaused(pause: Pause | undefined): void {
     const was = this.#paused;

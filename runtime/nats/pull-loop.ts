@@ -14,8 +14,7 @@ export interface PullLoopOptions {
   /**
    * Whether the function's deliveries may start: nothing is pulled while its gate is
    * closed, only probes while its breaker is half-open. Each delivery is still admitted by
-   * the dispatcher, which hands back what arrives after the gate closed (pulls open then
-   * are read to their end).
+   * the dispatcher, which hands back what arrives after the gate closed.
    */
   readonly admission: Gate;
   /** The durable to pull from. @default the function's `durable` */
@@ -142,11 +141,7 @@ export class PullLoop {
     this.#dispatch = dispatch;
     this.#log = log.child({ function: fn.name });
     this.#options = options;
-    // A gate that closes does not end the open pulls: a pull ended here stays open on the
-    // server until it expires, and what the server sends it meanwhile counts as delivered and
-    // comes again only after its ack wait. They are read to their end (2 s at most) instead,
-    // and what they bring is handed back at once by the dispatcher, no attempt spent.
-    this.#unlisten = [options.admission.onOpen(() => this.#notify())];
+    this.#unlisten = [options.admission.onClose(() => this.interrupt()), options.admission.onOpen(() => this.#notify())];
     this.#state = new LoopState(options.admission, this.#budget, this.#pulls, options.maxPulls ?? MAX_PULLS);
   }
 
@@ -170,7 +165,7 @@ export class PullLoop {
     this.#bound = false;
   }
 
-  /** Ends the open pulls early (a reconnect, a stop): they are made anew. */
+  /** Ends the open pulls early (the gate closed, a reconnect): the server stops sending their messages. */
   interrupt(): void {
     for (const pull of this.#pulls.keys()) pull.stop();
   }

@@ -86,10 +86,8 @@ describe("jetfn pause and resume", () => {
     // None runs in the 5 s after the publish: absence takes the waiting.
     await sleep(Math.max(0, 5000 - (Date.now() - published)));
     expect(await runs("PZ", "record")).toBe(0);
-    // All 50 wait on the server. Pulls open at the pause are read to their end (at most 2 s)
-    // and what they brought was handed back at once: such events show as ack-pending.
     const held = await nats.jsm.consumers.info("PZ", "jetfn_record");
-    expect(held.num_pending + held.num_ack_pending).toBe(50);
+    expect([held.num_pending, held.num_ack_pending]).toEqual([50, 0]);
 
     // A restart does not resume: the new process reads the pause before it pulls, and is ready.
     a.cli.child.kill("SIGTERM");
@@ -165,26 +163,6 @@ describe("jetfn pause and resume", () => {
 
     expect((await control(config, "resume", "ordered")).code).toBe(0);
     await waitFor(async () => (await runs("PZO", "ordered")) === 20, { message: "the ordered function ran the 20 events after resume" });
-  });
-
-  it("runs events published as the pause begins right after the resume, not after their ack wait", async () => {
-    // A pull open at the pause is read to its end: an event the server sends it then is
-    // handed back at once. Ended early instead, such an event would wait out its 60 s ack wait.
-    const config = project(
-      "PZR",
-      "  - { name: quick, handler: record.ts, stream: PZR, subjects: [pzr.quick], output: pzrdone.quick, ackWait: 60s }\n",
-    );
-    const { base } = await startCliHost(config, nats.server.url);
-    for (let round = 1; round <= 5; round++) {
-      expect((await control(config, "pause", "quick")).code).toBe(0);
-      await waitFor(async () => (await functionView(base, "quick")).paused, { timeout: 2000 });
-      await Promise.all(Array.from({ length: 5 }, (_, n) => nats.js.publish("pzr.quick", JSON.stringify({ round, n }))));
-      expect((await control(config, "resume", "quick")).code).toBe(0);
-      await waitFor(async () => (await runs("PZR", "quick")) === 5 * round, {
-        timeout: 10_000,
-        message: `round ${round}: the 5 events ran within 10 s of the resume`,
-      });
-    }
   });
 
   it("refuses a function that functions.yaml does not have, naming it", async () => {
