@@ -194,9 +194,9 @@ functions:
  */
 describe("a partition's durable provisioned while a takeover rewinds it", () => {
   const quiet = pino({ level: "silent" });
-  async function orderedPartition(stream: string): Promise<CompiledFunction> {
+  async function orderedPartition(stream: string, retention: "limits" | "workqueue" = "limits"): Promise<CompiledFunction> {
     const subject = `${stream.toLowerCase()}.e`;
-    await nats.jsm.streams.add({ name: stream, subjects: [subject], storage: "memory" });
+    await nats.jsm.streams.add({ name: stream, subjects: [subject], storage: "memory", retention });
     for (let i = 0; i < 10; i++) await nats.js.publish(subject, JSON.stringify({ i }));
     const yaml = `functions:\n  - { name: o, handler: fn.ts, stream: ${stream}, subjects: [${subject}], ordering: { key: "$.i", partitions: 2 } }\n`;
     const config = compileConfig(yaml, path.join(project(yaml), "functions.yaml"));
@@ -255,6 +255,19 @@ describe("a partition's durable provisioned while a takeover rewinds it", () => 
     expect(await rewindConsumer(starting, fn, quiet, new AbortController().signal)).toBe(true);
     const info = await nats.jsm.consumers.info(fn.stream, fn.durable);
     expect(info.config).toMatchObject({ deliver_policy: "by_start_sequence", opt_start_seq: 3 });
+    const first = await (await nats.js.consumers.get(fn.stream, fn.durable)).next({ expires: 2000 });
+    expect(first?.seq).toBe(3);
+    first?.ack();
+  });
+
+  it("rewinds a durable on a work-queue stream with deliver all (the server refuses a start sequence there)", async () => {
+    const fn = await orderedPartition("RW3", "workqueue");
+    await ensureConsumer(nats.jsm, fn, quiet);
+    await holdSome(fn);
+    expect(await rewindConsumer(nats.jsm, fn, quiet, new AbortController().signal)).toBe(true);
+    const info = await nats.jsm.consumers.info(fn.stream, fn.durable);
+    expect(info.config.deliver_policy).toBe("all");
+    // The 2 acked are gone from the work queue: the first unfinished comes first.
     const first = await (await nats.js.consumers.get(fn.stream, fn.durable)).next({ expires: 2000 });
     expect(first?.seq).toBe(3);
     first?.ack();
