@@ -14,6 +14,7 @@ import { HttpServer } from "./http/server.ts";
 import { IngressServer } from "./ingress/server.ts";
 import { prepareHandlers } from "./isolation/check.ts";
 import { workerScript } from "./isolation/script.ts";
+import { threadStarts } from "./isolation/worker-executor.ts";
 import { isJetStreamUnavailable } from "./nats/broker-failures.ts";
 import { type NatsClients, openClients } from "./nats/clients.ts";
 import { ConsumerPoller } from "./nats/consumer-poller.ts";
@@ -231,6 +232,7 @@ export class Host {
         ...(this.#workerScript ? { script: this.#workerScript } : {}),
         rootDir: this.config.rootDir,
         logLevel: this.log.levelVal,
+        starts: threadStarts(),
         ...(this.#env.tracing ? { tracing: this.#env.tracing } : {}),
         ...this.#isolation,
       };

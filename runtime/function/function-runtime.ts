@@ -36,7 +36,7 @@ import { Debouncer } from "./debouncer.ts";
 import { RateLimiter } from "./rate-limiter.ts";
 
 /** What the host's handler threads share (see {@link WorkerExecutorOptions}). */
-export type ThreadSettings = Pick<WorkerExecutorOptions, "rootDir" | "logLevel" | "tracing" | "idleMs" | "graceMs"> & {
+export type ThreadSettings = Pick<WorkerExecutorOptions, "rootDir" | "logLevel" | "tracing" | "idleMs" | "graceMs" | "starts"> & {
   /** The thread's entry (see `workerScript()`); present when any function runs in worker threads. */
   readonly script?: string;
 };

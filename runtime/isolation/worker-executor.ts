@@ -1,4 +1,7 @@
+import { availableParallelism } from "node:os";
 import { context, ROOT_CONTEXT } from "@opentelemetry/api";
+import type { LimitFunction } from "p-limit";
+import pLimit from "p-limit";
 import type { CompiledTracing } from "../config/types.ts";
 import type { Gate } from "../contracts/gate.ts";
 import type { Outcome } from "../contracts/outcome.ts";
@@ -27,6 +30,22 @@ export interface WorkerExecutorOptions {
   readonly graceMs?: number;
   /** The function's admission: when it closes (pause, open breaker), deliveries waiting in the thread are handed back. */
   readonly gate?: Pick<Gate, "onClose">;
+  /**
+   * The host's turns to start a thread, shared by all its functions (see `threadStarts`):
+   * a thread holds its turn until it has loaded its bundle.
+   */
+  readonly starts: LimitFunction;
+}
+
+/**
+ * The turns a host gives its handler threads to start. Starting one (a V8 isolate, then the
+ * function's bundle) is CPU work: a host whose 200 worker functions each got their first
+ * event at once started 200 threads together, starved its own event loop (pulls missed their
+ * heartbeats, a lease went unrenewed) and took a minute to run the 200 events. As many start
+ * at once as the machine has cores; the others wait their turn, their runs with them.
+ */
+export function threadStarts(): LimitFunction {
+  return pLimit(Math.max(1, availableParallelism()));
 }
 
 /**
@@ -41,7 +60,8 @@ function waitingRoom(concurrency: number): number {
 
 /**
  * `isolation: worker`: the function's handler runs in a worker thread of its own, never in
- * the host's thread. One thread per function, started on its first delivery and closed
+ * the host's thread. One thread per function, started on its first delivery (once the host
+ * gives it a turn: see {@link threadStarts}) and closed
  * after it has been idle a while, runs that function's invocations concurrently (up to
  * its `concurrency`), as the host's thread would. A crash, an out-of-memory or a hard
  * timeout ends that thread only: the next delivery starts a fresh one. While a thread may
@@ -62,6 +82,10 @@ export class WorkerExecutor implements Executor {
   #closed = false;
   /** Set by {@link warm}: the thread is started at once, and not closed when idle. */
   #keepWarm = false;
+  /** Waiting for a turn to start a thread (see {@link threadStarts}). */
+  #awaitingTurn = false;
+  /** Runs (and warms) that came while the function waited for its turn: given the thread once it exists. */
+  readonly #queued: ((thread: HandlerThread | undefined) => void)[] = [];
 
   constructor(host: HostContext, options: WorkerExecutorOptions) {
     this.#host = host;
@@ -75,14 +99,28 @@ export class WorkerExecutor implements Executor {
   }
 
   run(invocation: Invocation, deadline: Deadline): Promise<Outcome> {
-    return this.#thread()?.run(invocation, deadline) ?? Promise.resolve(ABORTED);
+    return this.#send((thread) => thread.run(invocation, deadline));
   }
 
   runBatch(batch: BatchInvocation, deadline: Deadline): Promise<Outcome> {
-    return this.#thread()?.runBatch(batch, deadline) ?? Promise.resolve(ABORTED);
+    return this.#send((thread) => thread.runBatch(batch, deadline));
   }
 
-  /** The thread the next run goes to: the current one, or a fresh one if it may be stuck; none once closed. */
+  /**
+   * Sends a run to the function's thread. One that comes while the thread waits for its turn
+   * to start waits too, in order; its deadline starts only when the thread has started.
+   */
+  #send(send: (thread: HandlerThread) => Promise<Outcome>): Promise<Outcome> {
+    const thread = this.#thread();
+    if (thread) return send(thread);
+    if (this.#closed) return Promise.resolve(ABORTED);
+    return new Promise((resolve) => this.#queued.push((started) => resolve(started ? send(started) : ABORTED)));
+  }
+
+  /**
+   * The thread the next run goes to: the current one, or none yet while a fresh one waits for
+   * its turn to start (there is none, or the current one may be stuck); none once closed.
+   */
   #thread(): HandlerThread | undefined {
     clearTimeout(this.#idleTimer);
     if (this.#closed) return undefined;
@@ -90,9 +128,21 @@ export class WorkerExecutor implements Executor {
       this.#retiring.add(this.#current);
       this.#current = undefined;
     }
-    // Spawned outside the delivery's trace context: the thread's events must not run in it.
-    this.#current ??= context.with(ROOT_CONTEXT, () => this.#spawn());
+    if (!this.#current) this.#awaitTurn();
     return this.#current;
+  }
+
+  /** Starts a thread once the host gives a turn, hands it the runs that waited, and holds the turn until it has loaded. */
+  #awaitTurn(): void {
+    if (this.#awaitingTurn) return;
+    this.#awaitingTurn = true;
+    void this.#options.starts(async () => {
+      this.#awaitingTurn = false;
+      // Spawned outside any delivery's trace context: the thread's events must not run in it.
+      const thread = this.#closed ? undefined : (this.#current ??= context.with(ROOT_CONTEXT, () => this.#spawn()));
+      for (const waiter of this.#queued.splice(0)) waiter(thread);
+      if (thread) await Promise.race([thread.started, thread.ended]);
+    });
   }
 
   /**
@@ -106,7 +156,8 @@ export class WorkerExecutor implements Executor {
   async warm({ keep }: { readonly keep: boolean }): Promise<void> {
     if (keep) this.#keepWarm = true;
     if (this.#closed) return;
-    const thread = (this.#current ??= context.with(ROOT_CONTEXT, () => this.#spawn()));
+    const thread = this.#thread() ?? (await new Promise<HandlerThread | undefined>((resolve) => this.#queued.push(resolve)));
+    if (!thread) return;
     await Promise.race([thread.started, thread.ended]);
     if (this.#current === thread && thread.inflight === 0) this.#closeWhenIdle(thread);
   }
@@ -117,7 +168,9 @@ export class WorkerExecutor implements Executor {
       isolation: "worker",
       thread: thread
         ? { state: thread.stuck ? "stuck" : thread.ready ? "running" : "starting", inflight: thread.inflight, abandoned: thread.abandoned }
-        : { state: "idle" },
+        : this.#awaitingTurn
+          ? { state: "starting", inflight: this.#queued.length, abandoned: 0 }
+          : { state: "idle" },
       ...(this.#retiring.size > 0 ? { retiring: this.#retiring.size } : {}),
       restarts: this.#restarts,
       ...(this.#lastEnd ? { lastRestart: this.#lastEnd } : {}),
@@ -127,6 +180,7 @@ export class WorkerExecutor implements Executor {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#idleTimer);
+    for (const waiter of this.#queued.splice(0)) waiter(undefined);
     await Promise.all([this.#current?.close(), ...[...this.#retiring].map((thread) => thread.close())]);
   }
 
