@@ -31,9 +31,9 @@
  * backlog in, in order (about 0.1 s for 20,000 events here; the hosts consume meanwhile).
  * So the backlog reaches hosts that are all running with their partitions spread: none
  * runs events while the others start, and no partition moves with events in flight. The
- * clock stops when the server reports every durable of the function (`<durable>_p0..` for
- * an ordered one) with num_pending 0, num_ack_pending 0 and the ack floor at the last event
- * (polled every 50 ms); the hosts' /metrics must then count at least N successful runs.
+ * clock stops when the server reports every durable of the function (see `durables`) with
+ * num_pending 0, num_ack_pending 0 and the ack floor at the last event, and a forwarding
+ * ordered function's `JETFN_ORDERED_<function>` empty (polled every 50 ms); the hosts' /metrics must then count at least N successful runs.
  *
  * Over the same window: CPU (utime+stime) of every host process and of nats-server from
  * /proc/<pid>/stat; the messages nats-server received and sent (/varz in_msgs, out_msgs);
@@ -49,6 +49,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { orderedStream } from "../runtime/contracts/ordered.ts";
 import { type NatsServer, startNatsServer } from "../test/support/nats-server.ts";
 import { CLK_TCK, choiceEnv, cpuOf, fmt, intEnv, listOf, machineLines, median, runBenchmark } from "./env.ts";
 
@@ -168,9 +169,16 @@ function functionEntry(t: Target): string[] {
   ];
 }
 
-/** The durables whose state says the backlog is drained. */
-function durables(t: Target): string[] {
-  return t.scenario.ordered ? Array.from({ length: PARTITIONS }, (_, p) => `${t.durable}_p${p}`) : [t.durable];
+/**
+ * The durables whose state says the backlog is drained, and their streams: with one
+ * partition, `<durable>_p0` on the function's stream; with more, the forwarder's `<durable>`
+ * there and each partition's `<durable>_p<n>` on `JETFN_ORDERED_<function>`.
+ */
+function durables(t: Target): { stream: string; durable: string }[] {
+  if (!t.scenario.ordered) return [{ stream: t.stream, durable: t.durable }];
+  const partitions = Array.from({ length: PARTITIONS }, (_, p) => `${t.durable}_p${p}`);
+  if (PARTITIONS === 1) return [{ stream: t.stream, durable: partitions[0]! }];
+  return [{ stream: t.stream, durable: t.durable }, ...partitions.map((durable) => ({ stream: orderedStream(t.fn), durable }))];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -373,14 +381,20 @@ async function varz(env: Env): Promise<{ in_msgs: number; out_msgs: number }> {
   return JSON.parse(answer.body) as { in_msgs: number; out_msgs: number };
 }
 
-/** Every durable of the function has read and acked the stream up to `lastSeq`. */
+/**
+ * Every durable of the function has read and acked the stream up to `lastSeq`, and (with
+ * forwarding) every forwarded copy was acked: its work queue is empty.
+ */
 async function drained(jsm: JetStreamManager, t: Target, lastSeq: number): Promise<boolean> {
-  for (const durable of durables(t)) {
-    const info = await jsm.consumers.info(t.stream, durable).catch(() => undefined);
+  for (const { stream, durable } of durables(t)) {
+    const info = await jsm.consumers.info(stream, durable).catch(() => undefined);
+    if (info?.num_pending !== 0 || info.num_ack_pending !== 0) return false;
     // Before the backlog is sourced in there is nothing pending either: the ack floor says all were read.
-    if (info?.num_pending !== 0 || info.num_ack_pending !== 0 || info.ack_floor.stream_seq < lastSeq) return false;
+    if (stream === t.stream && info.ack_floor.stream_seq < lastSeq) return false;
   }
-  return true;
+  if (!t.scenario.ordered || PARTITIONS === 1) return true;
+  const copies = await jsm.streams.info(orderedStream(t.fn)).catch(() => undefined);
+  return copies?.state.messages === 0;
 }
 
 /**

@@ -205,6 +205,7 @@ export class FunctionRuntime {
     const debouncer = fn.debounce && this.#debouncerOf({ ...fn, debounce: fn.debounce });
     const events = fn.ordering
       ? new OrderedFunction({
+          nc: clients.nc,
           js,
           jsm,
           kv: deps.leases!,

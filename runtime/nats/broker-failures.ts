@@ -49,6 +49,13 @@ export function brokerFailureOf(error: unknown, connected: boolean): BrokerFailu
   return "refused";
 }
 
+/**
+ * A stream jetfn made itself and just found (an ordered function's `JETFN_ORDERED_<function>`)
+ * answered "not found": seen while a cluster elects after a node's fault. Waited out as
+ * JetStream being unavailable, never taken for a configuration error.
+ */
+export class StreamElecting extends Error {}
+
 /** JetStream's answer when it has no meta leader (an election under way, a node cut off from its cluster). */
 const JETSTREAM_UNAVAILABLE = 10008;
 
@@ -59,6 +66,7 @@ const JETSTREAM_UNAVAILABLE = 10008;
  */
 export function isJetStreamUnavailable(error: unknown): boolean {
   for (let cause: unknown = error, depth = 0; cause instanceof Error && depth < 4; cause = cause.cause, depth++) {
+    if (cause instanceof StreamElecting) return true;
     if (cause instanceof JetStreamApiError) return cause.code === JETSTREAM_UNAVAILABLE;
     if (cause instanceof TimeoutError) return true;
   }

@@ -1,5 +1,6 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { CompiledFunction } from "../config/types.ts";
+import { forwardsOrdered } from "../contracts/ordered.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { Periodic } from "./periodic.ts";
@@ -51,17 +52,7 @@ export class ConsumerPoller {
     await Promise.all(
       this.#functions.map(async (fn) => {
         try {
-          // An ordered function's partitions each read the whole stream: its backlog is the
-          // largest partition's, and what it holds un-acked is theirs together.
-          const durables = fn.ordering
-            ? Array.from({ length: fn.ordering.partitions }, (_, p) => partitionConsumer(fn, p).durable)
-            : [fn.durable];
-          const infos = await Promise.all(durables.map((durable) => this.#jsm.consumers.info(fn.stream, durable)));
-          const sample = {
-            pending: Math.max(...infos.map((info) => info.num_pending)),
-            ackPending: infos.reduce((sum, info) => sum + info.num_ack_pending, 0),
-            sampledAt: new Date(),
-          };
+          const sample = { ...(await this.#counts(fn)), sampledAt: new Date() };
           this.#samples.set(fn.name, sample);
           this.#metrics.consumerPending.set({ function: fn.name }, sample.pending);
           this.#metrics.consumerAckPending.set({ function: fn.name }, sample.ackPending);
@@ -70,5 +61,21 @@ export class ConsumerPoller {
         }
       }),
     );
+  }
+
+  /**
+   * A function's backlog and what it holds un-acked. An ordered function with one partition
+   * reads its stream through that partition's durable. With more, an event waits either in
+   * its stream (for the forwarder) or in one partition's subject: the backlog is their sum.
+   */
+  async #counts(fn: CompiledFunction): Promise<{ pending: number; ackPending: number }> {
+    const consumers = fn.ordering
+      ? [...(forwardsOrdered(fn) ? [fn] : []), ...Array.from({ length: fn.ordering.partitions }, (_, p) => partitionConsumer(fn, p))]
+      : [fn];
+    const infos = await Promise.all(consumers.map((c) => this.#jsm.consumers.info(c.stream, c.durable)));
+    return {
+      pending: infos.reduce((sum, info) => sum + info.num_pending, 0),
+      ackPending: infos.reduce((sum, info) => sum + info.num_ack_pending, 0),
+    };
   }
 }

@@ -14,9 +14,11 @@ import { type NatsConnection, nanos } from "@nats-io/transport-node";
 import { subjectCovers } from "../config/subjects.ts";
 import type { CompiledConfig, CompiledFunction, CompiledStream } from "../config/types.ts";
 import { DEBOUNCE_STREAM, DEBOUNCE_SUBJECTS, debounceDurable, debounceFilter } from "../contracts/debounce.ts";
+import { forwardsOrdered, ORDERED_STREAM_PREFIX, orderedStream, orderedSubject, orderedSubjects } from "../contracts/ordered.ts";
 import { REPLAY_DUPLICATE_WINDOW_MS, REPLAY_STREAM, REPLAY_SUBJECTS, replaySubject } from "../contracts/replay.ts";
 import { SCHEDULE_STREAM, SCHEDULE_SUBJECTS, scheduleSubject } from "../contracts/schedule.ts";
 import type { Logger } from "../telemetry/logger.ts";
+import { StreamElecting } from "./broker-failures.ts";
 
 /** Streams and consumers could not be made to match `functions.yaml`: fatal at start. */
 export class ProvisionError extends Error {
@@ -179,9 +181,7 @@ export async function provisionConsumers(jsm: JetStreamManager, fn: CompiledFunc
   const ticks = scheduleConsumer(fn);
   const fires = debounceConsumer(fn);
   const [events, replays, schedule, debounce] = await Promise.allSettled([
-    ordering
-      ? Promise.all(Array.from({ length: ordering.partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log)))
-      : ensureConsumer(jsm, fn, log),
+    ordering ? provisionOrdered(jsm, fn, ordering.partitions, log) : ensureConsumer(jsm, fn, log),
     ensureConsumer(jsm, replayConsumer(fn), log),
     ticks ? ensureConsumer(jsm, ticks, log) : undefined,
     fires ? ensureConsumer(jsm, fires, log) : undefined,
@@ -232,11 +232,122 @@ export function replayDurable(fn: string): string {
 }
 
 /**
- * An ordered function reads its stream through one durable per partition,
- * `<durable>_p<partition>`: the function as that partition's consumer sees it.
+ * An ordered function's consumers: with one partition, its durable `<durable>_p0` reads the
+ * stream; with more, the function's own durable reads it (the forwarder's) and each
+ * partition's durable reads its subject of `JETFN_ORDERED_<function>`, which is made here.
+ */
+async function provisionOrdered(jsm: JetStreamManager, fn: CompiledFunction, partitions: number, log: Logger): Promise<void> {
+  if (forwardsOrdered(fn)) {
+    await ensureOrderedStream(jsm, fn, log);
+    await migrateToForwarding(jsm, fn, partitions, log);
+    await ensureConsumer(jsm, forwarderConsumer(fn), log);
+  }
+  await Promise.all(Array.from({ length: partitions }, (_, p) => ensureConsumer(jsm, partitionConsumer(fn, p), log)));
+}
+
+/**
+ * One partition's durable, `<durable>_p<partition>`: the function as that consumer sees it.
+ * With one partition it reads the function's stream; with more, its own subject of the
+ * function's `JETFN_ORDERED_<function>` (the forwarder puts each event there).
  */
 export function partitionConsumer(fn: CompiledFunction, partition: number): CompiledFunction {
-  return { ...fn, durable: `${fn.durable}_p${partition}` };
+  const durable = `${fn.durable}_p${partition}`;
+  if (!forwardsOrdered(fn)) return { ...fn, durable };
+  return {
+    ...fn,
+    durable,
+    stream: orderedStream(fn.name),
+    subjects: [orderedSubject(fn.name, partition)],
+    deliverPolicy: { kind: "all" },
+  };
+}
+
+/**
+ * The ack wait of a forwarder's durable: a copy lands in milliseconds, and an event whose ack
+ * was lost comes again this soon, well within the duplicate window, which finds its copy.
+ */
+const FORWARDER_ACK_WAIT_MS = 10_000;
+
+/** The function as its forwarder's durable (the function's own durable) sees it. */
+export function forwarderConsumer(fn: CompiledFunction): CompiledFunction {
+  return { ...fn, ackWaitMs: FORWARDER_ACK_WAIT_MS };
+}
+
+/**
+ * How long `JETFN_ORDERED_<function>` remembers a copy's id: longer than the forwarder's ack
+ * wait and a forwarder's takeover (its lease's ttl and a rewind), each of which forwards
+ * again what was forwarded and not yet acked. The server keeps every id of the window in
+ * memory. A copy forwarded again after it would run again, after the events forwarded
+ * between: a re-run, never one out of order.
+ */
+function orderedDuplicateWindowMs(fn: CompiledFunction): number {
+  return Math.max(3 * FORWARDER_ACK_WAIT_MS, 3 * (fn.ordering?.leaseTtlMs ?? 10_000));
+}
+
+/**
+ * Creates the function's `JETFN_ORDERED_<function>` when missing: a work queue (a copy is gone
+ * once its partition acked it), with the storage and replicas of the function's stream.
+ */
+async function ensureOrderedStream(jsm: JetStreamManager, fn: CompiledFunction, log: Logger): Promise<void> {
+  const name = orderedStream(fn.name);
+  try {
+    await jsm.streams.info(name);
+    return;
+  } catch (error) {
+    if (!isNotFound(error)) throw provisionFailure(`stream ${name}`, error);
+  }
+  let replicas = 1;
+  let storage: StorageType = StorageType.File;
+  try {
+    ({ num_replicas: replicas, storage } = (await jsm.streams.info(fn.stream)).config);
+  } catch (error) {
+    if (!isNotFound(error)) throw provisionFailure(`stream ${fn.stream}`, error);
+  }
+  try {
+    await jsm.streams.add({
+      name,
+      subjects: [orderedSubjects(fn.name)],
+      retention: RetentionPolicy.Workqueue,
+      storage,
+      num_replicas: replicas,
+      duplicate_window: nanos(orderedDuplicateWindowMs(fn)),
+    });
+  } catch (error) {
+    // Another host creating it meanwhile is no error: the server accepts the same config twice.
+    throw provisionFailure(`creating stream ${name}`, error);
+  }
+  log.info({ stream: name, function: fn.name, storage, replicas }, "created stream");
+}
+
+/**
+ * Before forwarding, each partition's durable read the function's stream itself. The first
+ * start of this version makes the forwarder's durable start at the oldest of their ack
+ * floors (what no partition finished runs again: at least once, in order) and deletes them.
+ */
+async function migrateToForwarding(jsm: JetStreamManager, fn: CompiledFunction, partitions: number, log: Logger): Promise<void> {
+  const info = (durable: string) =>
+    jsm.consumers.info(fn.stream, durable).catch((error: unknown) => {
+      if (isNotFound(error)) return undefined;
+      throw provisionFailure(`consumer ${durable}`, error);
+    });
+  if (await info(fn.durable)) return;
+  const old = (await Promise.all(Array.from({ length: partitions }, (_, p) => info(`${fn.durable}_p${p}`)))).filter((c) => c !== undefined);
+  if (old.length === 0) return;
+  const from = Math.min(...old.map((c) => c.ack_floor.stream_seq)) + 1;
+  try {
+    await jsm.consumers.add(fn.stream, {
+      ...desiredConsumer(forwarderConsumer(fn)),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: from,
+    });
+    for (const c of old) await jsm.consumers.delete(fn.stream, c.name);
+  } catch (error) {
+    throw provisionFailure(`moving ${fn.name}'s partitions to forwarding`, error);
+  }
+  log.warn(
+    { function: fn.name, from_seq: from, deleted: old.map((c) => c.name) },
+    "ordered function moved to forwarding: its partitions' durables on its stream are replaced by one, from their oldest ack floor",
+  );
 }
 
 /** The pause before a rewind's re-creation is tried again (see {@link rewindConsumer}). */
@@ -404,7 +515,10 @@ export async function ensureConsumer(jsm: JetStreamManager, fn: CompiledFunction
         (info) => info.config,
         () => undefined,
       );
-      if (!current) throw provisionFailure(`creating consumer ${fn.durable} on ${fn.stream}`, error);
+      const what = `creating consumer ${fn.durable} on ${fn.stream}`;
+      if (!current && fn.stream.startsWith(ORDERED_STREAM_PREFIX) && isNotFound(error))
+        throw provisionFailure(what, new StreamElecting((error as Error).message, { cause: error }));
+      if (!current) throw provisionFailure(what, error);
     }
   }
   // A partition's durable is rewound by start sequence on takeover (rewindConsumer).

@@ -170,6 +170,14 @@ export class PullLoop {
     for (const pull of this.#pulls.keys()) pull.stop();
   }
 
+  /**
+   * With `resync`: starts deliveries afresh as after a gap (drops what follows, settles what
+   * runs, rewinds): a forwarder's copy that failed.
+   */
+  resync(why: string): void {
+    if (this.#options.resync) this.#breakOrder(why);
+  }
+
   /** Resolves when every dispatched delivery has settled. */
   async settled(): Promise<void> {
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);

@@ -3,6 +3,7 @@ import type { CompiledFunction, CompiledOrdering } from "../config/types.ts";
 import type { Delivery } from "../contracts/delivery.ts";
 import { eventKey } from "../contracts/event-key.ts";
 import type { Gate } from "../contracts/gate.ts";
+import { forwarded, forwardsOrdered } from "../contracts/ordered.ts";
 import type { Heartbeats } from "../invoke/heartbeats.ts";
 import type { NatsClients } from "../nats/clients.ts";
 import { type KV, PartitionLeases } from "../nats/leases.ts";
@@ -11,10 +12,11 @@ import { PullLoop } from "../nats/pull-loop.ts";
 import type { Logger } from "../telemetry/logger.ts";
 import type { Metrics } from "../telemetry/metrics.ts";
 import { PartitionFence } from "./fence.ts";
-import { partitionOf } from "./key.ts";
+import { Forwarder } from "./forwarder.ts";
 import { KeyLanes, type RunResult, Slots } from "./lanes.ts";
 
 export interface OrderedFunctionDeps {
+  readonly nc: NatsClients["nc"];
   readonly js: NatsClients["js"];
   readonly jsm: NatsClients["jsm"];
   /** The `JETFN_LEASES` bucket. */
@@ -80,6 +82,8 @@ export class OrderedFunction {
   readonly #leaving = new Set<Promise<void>>();
   /** The partitions being let go, by number: a lease lost meanwhile still revokes their runs. */
   readonly #left = new Map<number, Owned>();
+  /** With two partitions or more: reads the stream once and forwards each event to its partition. */
+  readonly #forwarder: Forwarder | undefined;
   #started = false;
 
   constructor(deps: OrderedFunctionDeps) {
@@ -90,6 +94,7 @@ export class OrderedFunction {
     this.#heartbeats = deps.heartbeats;
     const labels = { function: deps.fn.name };
     deps.metrics.partitionsOwned.set(labels, 0);
+    this.#forwarder = forwardsOrdered(deps.fn) ? new Forwarder({ ...deps, log: this.#log }) : undefined;
     this.#leases = new PartitionLeases({
       kv: deps.kv,
       function: deps.fn.name,
@@ -120,6 +125,7 @@ export class OrderedFunction {
   /** Joins the function's replicas: takes its share of the partitions. */
   async start(): Promise<void> {
     await this.#leases.start();
+    this.#forwarder?.start();
     this.#started = true;
   }
 
@@ -131,11 +137,15 @@ export class OrderedFunction {
   /** Ends open pulls early (a reconnect): they are made anew. */
   interrupt(): void {
     for (const { loop } of this.#owned.values()) loop.interrupt();
+    this.#forwarder?.interrupt();
   }
 
-  /** Stops pulling every partition; running events go on (see {@link settled}). */
+  /**
+   * Stops pulling every partition (running events go on: see {@link settled}) and forwarding
+   * (what is in flight lands first; another replica forwards from there).
+   */
   async stop(): Promise<void> {
-    await Promise.all([...this.#owned.values()].map(({ loop }) => loop.stop()));
+    await Promise.all([...[...this.#owned.values()].map(({ loop }) => loop.stop()), this.#forwarder?.stop()]);
   }
 
   /**
@@ -177,6 +187,7 @@ export class OrderedFunction {
         owners,
         replicas: this.#leases.members(),
         waiting,
+        ...(this.#forwarder ? { forwarder: this.#forwarder.status() } : {}),
         ...(Object.keys(takingOver).length > 0 ? { takingOver } : {}),
       },
     };
@@ -225,22 +236,17 @@ export class OrderedFunction {
       run: this.#deps.run,
     });
     const spec = this.#ordering.key;
-    const partitions = this.#ordering.partitions;
     const loop = new PullLoop(
       js,
-      fn,
-      (delivery) => {
-        const key = eventKey(delivery, spec);
-        // Every partition's durable sees every event: another partition's is acked at once.
-        if (partitionOf(key, partitions) !== partition) {
-          delivery.ack();
-          return Promise.resolve();
-        }
-        return lanes.add(key, fence.wrap(delivery));
-      },
+      consumer,
+      this.#forwarder
+        ? (delivery) => {
+            const original = forwarded(delivery);
+            return lanes.add(eventKey(original, spec), fence.wrap(original));
+          }
+        : (delivery) => lanes.add(eventKey(delivery, spec), fence.wrap(delivery)),
       this.#log,
       {
-        durable: consumer.durable,
         capacity: fn.concurrency * HELD_PER_SLOT,
         // One pull at a time: deliveries are taken in stream order.
         maxPulls: 1,

@@ -101,7 +101,7 @@ functions:
       { fixtures: "bad-day" },
     );
     const config = path.join(dir, "functions.yaml");
-    const env = { LOG_LEVEL: "warn" };
+    const env = { LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? "warn" };
     const replicas: Replica[] = [];
     // A replica started again just after a node's fault waits out the cluster's election.
     const started: CliProcess[] = [];

@@ -187,8 +187,9 @@ functions:
 });
 
 /**
- * A takeover rewinds a partition's durable by deleting it and adding it again at its ack
- * floor; a host starting meanwhile provisions the same durable. Each side's step is made to
+ * A takeover rewinds a partition's durable (with one partition, it reads the stream itself;
+ * a forwarder's durable is rewound the same way) by deleting it and adding it again at its
+ * ack floor; a host starting meanwhile provisions the same durable. Each side's step is made to
  * land in the other's window by a JetStreamManager whose `consumers` call does the other
  * side's step first, once (the server is real).
  */
@@ -198,7 +199,7 @@ describe("a partition's durable provisioned while a takeover rewinds it", () => 
     const subject = `${stream.toLowerCase()}.e`;
     await nats.jsm.streams.add({ name: stream, subjects: [subject], storage: "memory", retention });
     for (let i = 0; i < 10; i++) await nats.js.publish(subject, JSON.stringify({ i }));
-    const yaml = `functions:\n  - { name: o, handler: fn.ts, stream: ${stream}, subjects: [${subject}], ordering: { key: "$.i", partitions: 2 } }\n`;
+    const yaml = `functions:\n  - { name: o, handler: fn.ts, stream: ${stream}, subjects: [${subject}], ordering: { key: "$.i", partitions: 1 } }\n`;
     const config = compileConfig(yaml, path.join(project(yaml), "functions.yaml"));
     return partitionConsumer(config.functions[0]!, 0);
   }

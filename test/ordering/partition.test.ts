@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { orderedStream } from "../../runtime/contracts/ordered.ts";
 import { type CliProcess, killCliHosts, startCliHost } from "../support/cli.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { makeProject, useNats } from "../support/project.ts";
@@ -148,9 +149,12 @@ async function scenario(stream: string, isolation: "worker" | "none"): Promise<v
   // Every event acked on the server: each entry's run that counted was settled by its owner.
   await waitFor(
     async () => {
-      const infos = await Promise.all(
-        [0, 1, 2, 3].map((p) => nats.jsm.consumers.info(stream, `jetfn_${FUNCTION.replaceAll("-", "_")}_p${p}`)),
-      );
+      // The forwarder's durable on the stream, and each partition's on the function's forwarded copies.
+      const durable = `jetfn_${FUNCTION.replaceAll("-", "_")}`;
+      const infos = await Promise.all([
+        nats.jsm.consumers.info(stream, durable),
+        ...[0, 1, 2, 3].map((p) => nats.jsm.consumers.info(orderedStream(FUNCTION), `${durable}_p${p}`)),
+      ]);
       return infos.every((info) => info.num_pending === 0 && info.num_ack_pending === 0);
     },
     { timeout: 30_000, interval: 250, message: "every event acked" },

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Delivery } from "../../runtime/contracts/delivery.ts";
 import { eventKey, MISSING_KEY } from "../../runtime/contracts/event-key.ts";
+import { escapeName, forwarded } from "../../runtime/contracts/ordered.ts";
 import { Heartbeats } from "../../runtime/invoke/heartbeats.ts";
 import { PartitionFence } from "../../runtime/ordering/fence.ts";
 import { partitionOf } from "../../runtime/ordering/key.ts";
@@ -112,6 +113,33 @@ describe("partition fence", () => {
   });
 });
 
+describe("forwarded copies", () => {
+  it("carry the original's headers under names the server does not act on, and give them back as they were", () => {
+    const original = { "Nats-Msg-Id": "order-7", "nats-rollup": "sub", "Jetfn-Ordered-Seq": "mine", "X-Trace": "t1" };
+    const escaped = Object.keys(original).map(escapeName);
+    expect(escaped).toEqual([
+      "Jetfn-Ordered-Orig-Nats_Msg-Id",
+      "Jetfn-Ordered-Orig-nats_rollup",
+      "Jetfn-Ordered-Orig-Jetfn-Ordered-Seq",
+      "X-Trace",
+    ]);
+    // No name the server reads (Nats-*) appears anywhere in an escaped name.
+    for (const name of escaped) expect(name.toLowerCase()).not.toContain("nats-");
+    const copyHeaders: Record<string, string> = {
+      "Nats-Msg-Id": "S:42",
+      "Nats-Expected-Last-Msg-Id": "S:41",
+      "Jetfn-Ordered-Subject": "orders.created",
+      "Jetfn-Ordered-Stream": "ORDERS",
+      "Jetfn-Ordered-Seq": "42",
+      "Jetfn-Ordered-Time": "1700000000000",
+    };
+    for (const [name, value] of Object.entries(original)) copyHeaders[escapeName(name)] = value;
+    const seen = forwarded(delivery(9, "k", { headers: copyHeaders, stream: "JETFN_ORDERED_f", subject: "jetfn.ordered.f.0" }));
+    expect({ ...seen.headers }).toEqual(original);
+    expect([seen.subject, seen.stream, seen.seq, seen.timestamp.getTime()]).toEqual(["orders.created", "ORDERS", 42, 1700000000000]);
+  });
+});
+
 describe("key lanes", () => {
   it("runs one event per key at a time, in stream order, and different keys in parallel", async () => {
     const { keyLanes, running, finish } = lanes();
@@ -130,7 +158,7 @@ describe("key lanes", () => {
     keyLanes.close();
   });
 
-  it("starts an older event that arrives while a later one of its key runs (delivered again) once that one ends", async () => {
+  it("starts an older event that arrives while a later one of its key runs (a copy forwarded again) once that one ends", async () => {
     const { keyLanes, running, finish } = lanes();
     keyLanes.add("a", delivery(5, "a"));
     expect(running()).toEqual([5]);

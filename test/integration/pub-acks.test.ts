@@ -1,0 +1,49 @@
+/** PubAcks (runtime/nats/pub-acks.ts): JetStream publishes awaited through one subscription, on a real nats-server. */
+import { headers } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PubAckError, PubAcks } from "../../runtime/nats/pub-acks.ts";
+import { useNats } from "../support/project.ts";
+
+const nats = useNats();
+const data = new TextEncoder().encode("x");
+
+function withId(id: string, expect: Record<string, string> = {}) {
+  const h = headers();
+  h.set("Nats-Msg-Id", id);
+  for (const [name, value] of Object.entries(expect)) h.set(name, value);
+  return h;
+}
+
+describe("PubAcks", () => {
+  let acks: PubAcks;
+  beforeAll(async () => {
+    await nats.jsm.streams.add({ name: "PA", subjects: ["pa.>"], storage: "memory" });
+    acks = new PubAcks(nats.nc, 1000);
+  });
+  afterAll(() => acks.close());
+
+  it("resolves each publish with its own PubAck, many in flight at once, and says which were duplicates", async () => {
+    const sent = await Promise.all(Array.from({ length: 200 }, (_, n) => acks.publish("pa.a", data, withId(`m${n}`))));
+    expect(sent.map((ack) => ack.seq)).toEqual(Array.from({ length: 200 }, (_, n) => n + 1));
+    expect(sent.every((ack) => ack.stream === "PA" && !ack.duplicate)).toBe(true);
+    const again = await acks.publish("pa.a", data, withId("m7"));
+    expect([again.seq, again.duplicate]).toEqual([8, true]);
+  });
+
+  it("rejects a publish JetStream refuses with its error code, and one no stream takes with 503", async () => {
+    const refused = acks.publish("pa.a", data, withId("late", { "Nats-Expected-Last-Msg-Id": "not-the-last" }));
+    await expect(refused).rejects.toMatchObject({ name: "PubAckError", code: 10070 });
+    await expect(acks.publish("nowhere.a", data, withId("n"))).rejects.toBeInstanceOf(PubAckError);
+    await expect(acks.publish("nowhere.a", data, withId("n"))).rejects.toMatchObject({ code: 503 });
+  });
+
+  it("times a publish out when its PubAck does not come", async () => {
+    // A subject with a plain subscriber that never answers: the request stays unanswered.
+    const silent = nats.nc.subscribe("silent.a");
+    try {
+      await expect(acks.publish("silent.a", data, withId("s"))).rejects.toMatchObject({ code: 408 });
+    } finally {
+      silent.unsubscribe();
+    }
+  });
+});
