@@ -99,20 +99,18 @@ export class WorkerExecutor implements Executor {
   }
 
   run(invocation: Invocation, deadline: Deadline): Promise<Outcome> {
-    return this.#send((thread) => thread.run(invocation, deadline));
+    return this.#thread()?.run(invocation, deadline) ?? this.#whenStarted((thread) => thread.run(invocation, deadline));
   }
 
   runBatch(batch: BatchInvocation, deadline: Deadline): Promise<Outcome> {
-    return this.#send((thread) => thread.runBatch(batch, deadline));
+    return this.#thread()?.runBatch(batch, deadline) ?? this.#whenStarted((thread) => thread.runBatch(batch, deadline));
   }
 
   /**
-   * Sends a run to the function's thread. One that comes while the thread waits for its turn
-   * to start waits too, in order; its deadline starts only when the thread has started.
+   * A run that came while the function's thread waits for its turn to start: it waits too,
+   * in order, and its deadline starts only when the thread has started.
    */
-  #send(send: (thread: HandlerThread) => Promise<Outcome>): Promise<Outcome> {
-    const thread = this.#thread();
-    if (thread) return send(thread);
+  #whenStarted(send: (thread: HandlerThread) => Promise<Outcome>): Promise<Outcome> {
     if (this.#closed) return Promise.resolve(ABORTED);
     return new Promise((resolve) => this.#queued.push((started) => resolve(started ? send(started) : ABORTED)));
   }

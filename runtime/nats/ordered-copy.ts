@@ -47,7 +47,7 @@ export function publishCopy(
  */
 export async function copiedUpTo(jsm: JetStreamManager, stream: string, seq: number, since: number): Promise<number> {
   if (seq === 0) return 0;
-  const message = await jsm.streams.getMessage(stream, { seq });
-  if (!(Number(message?.header?.get(OrderedHeader.Time)) >= since)) return 0;
-  return Number(message?.header?.get(OrderedHeader.Seq)) || 0;
+  const header = (await jsm.streams.getMessage(stream, { seq }))?.header;
+  if (!(Number(header?.get(OrderedHeader.Time)) >= since)) return 0;
+  return Number(header?.get(OrderedHeader.Seq)) || 0;
 }

@@ -515,10 +515,12 @@ export async function ensureConsumer(jsm: JetStreamManager, fn: CompiledFunction
         (info) => info.config,
         () => undefined,
       );
-      const what = `creating consumer ${fn.durable} on ${fn.stream}`;
-      if (!current && fn.stream.startsWith(ORDERED_STREAM_PREFIX) && isNotFound(error))
-        throw provisionFailure(what, new StreamElecting((error as Error).message, { cause: error }));
-      if (!current) throw provisionFailure(what, error);
+      if (!current) {
+        // A copies' stream jetfn has just made, not found: its cluster is electing.
+        const electing = fn.stream.startsWith(ORDERED_STREAM_PREFIX) && isNotFound(error);
+        const cause = electing ? new StreamElecting((error as Error).message, { cause: error }) : error;
+        throw provisionFailure(`creating consumer ${fn.durable} on ${fn.stream}`, cause);
+      }
     }
   }
   // A partition's durable is rewound by start sequence on takeover (rewindConsumer).

@@ -119,6 +119,11 @@ async function forwarderStatus(base: string, fn: string): Promise<{ forwarding: 
   return list.find((f) => f.name === fn)!.ordering.forwarder;
 }
 
+/** Waits until the function ran `count` times (re-runs count). */
+async function ranTimes(stream: string, count: number): Promise<void> {
+  await waitFor(async () => (await runs(stream)).length >= count, { timeout: 30_000, interval: 200, message: `${count} runs` });
+}
+
 async function delivered(stream: string, durable: string): Promise<number> {
   return (await nats.jsm.consumers.info(stream, durable)).delivered.consumer_seq;
 }
@@ -128,7 +133,7 @@ describe("an ordered function with 8 partitions", () => {
     const { host } = await startHost(project("FA", 8), nats.server.url);
     try {
       await publishEntries("FA", 20, 20);
-      await waitFor(async () => (await runs("FA")).length >= 400, { timeout: 30_000, interval: 200, message: "400 runs" });
+      await ranTimes("FA", 400);
       const all = await runs("FA");
       expect(all).toHaveLength(400);
       expectKeyOrder(all, 20, 20);
@@ -203,7 +208,7 @@ describe("an event that comes to the forwarder again", () => {
     const { host } = await startHost(project("FD", 8), nats.server.url);
     try {
       await publishEntries("FD", 10, 5);
-      await waitFor(async () => (await runs("FD")).length >= 50, { timeout: 30_000, interval: 200, message: "50 runs" });
+      await ranTimes("FD", 50);
       await new Promise((resolve) => setTimeout(resolve, 2000));
       // The forwarder's durable made anew from the stream's start: all 50 originals come again.
       const durable = durableOf("FD");
@@ -227,7 +232,7 @@ describe("the function's stream deleted and added again", () => {
     const { host } = await startHost(project("FE", 8), nats.server.url);
     try {
       await publishEntries("FE", 10, 3);
-      await waitFor(async () => (await runs("FE")).length >= 30, { timeout: 30_000, interval: 200, message: "30 runs" });
+      await ranTimes("FE", 30);
       // Long enough for the forwarder to record how far its copies landed (every second).
       await new Promise((resolve) => setTimeout(resolve, 1500));
       const { config } = await nats.jsm.streams.info("FE");
@@ -235,7 +240,7 @@ describe("the function's stream deleted and added again", () => {
       await nats.jsm.streams.add(config);
       // Sequences 1 to 20 again, well inside the copies' duplicate window.
       await publishEntries("FE", 10, 2, { again: true });
-      await waitFor(async () => (await runs("FE")).length >= 50, { timeout: 30_000, interval: 200, message: "the 20 new entries ran" });
+      await ranTimes("FE", 50);
       expect(await runs("FE")).toHaveLength(50);
     } finally {
       await host.shutdown();

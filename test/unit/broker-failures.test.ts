@@ -1,7 +1,7 @@
 import { JetStreamApiError } from "@nats-io/jetstream";
 import { ClosedConnectionError, InvalidArgumentError, NoRespondersError, RequestError, TimeoutError } from "@nats-io/transport-node";
 import { expect, it } from "vitest";
-import { brokerFailureOf, isJetStreamUnavailable } from "../../runtime/nats/broker-failures.ts";
+import { brokerFailureOf, isJetStreamUnavailable, StreamElecting } from "../../runtime/nats/broker-failures.ts";
 
 const apiError = (err_code: number, description: string) =>
   new JetStreamApiError({ code: err_code === 10054 ? 400 : 503, err_code, description });
@@ -28,6 +28,11 @@ it("tells JetStream that cannot answer for now (an election: start-up waits) fro
   expect(isJetStreamUnavailable(apiError(10008, "JetStream system temporarily unavailable"))).toBe(true);
   expect(isJetStreamUnavailable(new Error("stream X: timeout", { cause: new TimeoutError() }))).toBe(true);
   expect(isJetStreamUnavailable(apiError(10059, "stream not found"))).toBe(false);
+  // Unless it is a stream jetfn has just made (an ordered function's copies): then it is an election.
+  const electing = new Error("creating consumer", {
+    cause: new StreamElecting("stream not found", { cause: apiError(10059, "stream not found") }),
+  });
+  expect(isJetStreamUnavailable(electing)).toBe(true);
   const noResponders = new Error("jetstream is not enabled", {
     cause: new RequestError("503", { cause: new NoRespondersError("$JS.API.INFO") }),
   });
