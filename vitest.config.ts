@@ -23,8 +23,17 @@ const LONG = [
   "test/e2e/schedule-replicas.test.ts",
   "test/e2e/delayed-kill.test.ts",
 ];
-/** What `npm run test:long` runs: those, and the long versions of three `npm test` files (the store full, the stop, the delayed events). */
-const LONG_RUN = [...LONG, "test/integration/broker-full.test.ts", "test/faults/sigstop.test.ts", "test/integration/delayed-scale.test.ts"];
+/**
+ * What `npm run test:long` runs: those, and the long versions of four `npm test` files (the
+ * store full, the stop, the delayed events, and the partition, which adds `isolation: none`).
+ */
+const LONG_RUN = [
+  ...LONG,
+  "test/integration/broker-full.test.ts",
+  "test/faults/sigstop.test.ts",
+  "test/integration/delayed-scale.test.ts",
+  "test/ordering/partition.test.ts",
+];
 const long = process.env.JETFN_TEST_LONG === "1";
 
 export default defineConfig({
@@ -49,7 +58,7 @@ export default defineConfig({
           // Run once (in the worker project), as they are not about where handlers run: the
           // delayed-event mover's, the ticker's, the leases' and the schedules' own tests; the
           // NATS credentials; debounce's take and fire; the rate limits' permits; the HTTP
-          // ingress; the metrics and alerts; reconnecting; hosts killed, stopped or drained
+          // ingress; the metrics and alerts; reconnecting; hosts killed, SIGSTOPped or drained
           // and the broker killed; the broker refusing outputs (settled by the host either way); the cluster tests (leaders, and the rate limit's and
           // steps' buckets); the slow-link, partition and minority-node tests about the host's
           // connection; the rolling restart, run with jetfn start processes as users do; a start
@@ -70,6 +79,7 @@ export default defineConfig({
             "test/integration/prometheus.test.ts",
             "test/integration/reconnect.test.ts",
             "test/faults/host.test.ts",
+            "test/faults/sigstop.test.ts",
             "test/faults/cluster.test.ts",
             "test/faults/rate-limit-cluster.test.ts",
             "test/faults/steps-cluster.test.ts",

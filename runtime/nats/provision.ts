@@ -359,15 +359,27 @@ const REWIND_RETRY_MS = 1000;
  * floor, so its unfinished events come first and in stream order, at once rather than after
  * their ack wait. Events acked beyond the floor run again: at-least-once, never out of order.
  *
+ * `done`, when the caller knows it (a forwarder: the last original whose copy landed), is
+ * where the caller's own record of what settled ends: the durable is rewound to start after
+ * it too whenever it delivered beyond it. The server's record of what is unacked is not
+ * enough on its own: nats-server 2.9 can lose it when the consumer's leader changes (a
+ * message delivered and never acked is then never delivered again).
+ *
  * Once the durable is deleted, it is re-created at that floor however many tries it takes,
  * until `signal` aborts (a host starting meanwhile may have created it as functions.yaml
  * says, which is deleted again): re-created any other way, it would start elsewhere.
  * @returns whether it was rewound.
  */
-export async function rewindConsumer(jsm: JetStreamManager, fn: CompiledFunction, log: Logger, signal: AbortSignal): Promise<boolean> {
+export async function rewindConsumer(
+  jsm: JetStreamManager,
+  fn: CompiledFunction,
+  log: Logger,
+  signal: AbortSignal,
+  done?: number,
+): Promise<boolean> {
   const info = await jsm.consumers.info(fn.stream, fn.durable);
-  if (info.num_ack_pending === 0) return false;
-  const floor = info.ack_floor.stream_seq;
+  const floor = Math.min(info.ack_floor.stream_seq, done ?? Number.POSITIVE_INFINITY);
+  if (info.num_ack_pending === 0 && info.delivered.stream_seq <= floor) return false;
   // A work queue's consumers must deliver all; what is acked there is gone, so all is what is unfinished.
   const workQueue = (await jsm.streams.info(fn.stream)).config.retention === RetentionPolicy.Workqueue;
   const rewound: ConsumerConfig = {
@@ -391,7 +403,13 @@ export async function rewindConsumer(jsm: JetStreamManager, fn: CompiledFunction
     }
   }
   log.info(
-    { function: fn.name, durable: fn.durable, from_seq: floor + 1, unacked: info.num_ack_pending },
+    {
+      function: fn.name,
+      durable: fn.durable,
+      from_seq: floor + 1,
+      unacked: info.num_ack_pending,
+      delivered_seq: info.delivered.stream_seq,
+    },
     "rewound the partition's consumer to its ack floor",
   );
   return true;

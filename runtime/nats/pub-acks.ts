@@ -20,6 +20,9 @@ export class PubAckError extends Error {
   }
 }
 
+/** {@link PubAckError.code} of a "duplicate" answer without a sequence: JetStream's JSStreamDuplicateMessageConflict. */
+export const STAGED_DUPLICATE = 10158;
+
 /**
  * Publishes to JetStream and awaits each PubAck through one subscription of its own. A
  * `js.publish` makes, per message, a request with its own timer, token and promise, and an
@@ -86,6 +89,11 @@ export class PubAcks {
         waiting.reject(
           new PubAckError(answer.error.description ?? "JetStream refused the message", answer.error.err_code ?? answer.error.code ?? 0),
         );
+      } else if (answer.duplicate === true && !(answer.seq > 0)) {
+        // A clustered stream's leader (nats-server 2.9) answers "duplicate" with sequence 0 for
+        // an id staged by a publish whose proposal is not applied yet, and may never be (its
+        // leader lost): nothing says the message is stored. Since 2.11 this is error 10158.
+        waiting.reject(new PubAckError("duplicate message id is in process (a duplicate with sequence 0)", STAGED_DUPLICATE));
       } else {
         waiting.resolve({ stream: answer.stream, seq: answer.seq, duplicate: answer.duplicate === true, domain: answer.domain } as PubAck);
       }

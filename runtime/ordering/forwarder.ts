@@ -27,7 +27,7 @@ import type { NatsClients } from "../nats/clients.ts";
 import type { KV } from "../nats/leases.ts";
 import { copiedUpTo, copyId, publishCopy } from "../nats/ordered-copy.ts";
 import { ensureConsumer, forwarderConsumer, rewindConsumer } from "../nats/provision.ts";
-import { PubAcks } from "../nats/pub-acks.ts";
+import { PubAckError, PubAcks, STAGED_DUPLICATE } from "../nats/pub-acks.ts";
 import { PullLoop } from "../nats/pull-loop.ts";
 import { SingletonLease } from "../nats/singleton-lease.ts";
 import type { Logger } from "../telemetry/logger.ts";
@@ -52,6 +52,9 @@ const WINDOW = 512;
 
 /** A copy whose PubAck has not come this long after it was sent counts as failed (the forwarder resyncs). */
 const PUBACK_TIMEOUT_MS = 5000;
+
+/** How long a resync waits after a copy's id was found staged, not stored (see STAGED_DUPLICATE). */
+const STAGED_RETRY_MS = 1000;
 
 /** A durable that could not be bound (JetStream unavailable for now) is tried again this much later. */
 const BIND_RETRY_MS = 1000;
@@ -93,6 +96,8 @@ export class Forwarder {
   #tail: Promise<unknown> = Promise.resolve();
   /** A copy failed: nothing more is published until the resync. */
   #broken = false;
+  /** A copy failed as a duplicate of one in process: the resync waits a little first. */
+  #staged = false;
   /**
    * The original whose copy landed last (anew, or found a duplicate). Copies land in the
    * order of their originals, none missing before a later one, so every original up to it
@@ -174,7 +179,16 @@ export class Forwarder {
         await ensureConsumer(jsm, source, this.#log);
         await this.#sameStream();
       },
-      resync: { drop: () => {}, rewind: () => this.#bind(leaving.signal) },
+      resync: {
+        drop: () => {},
+        rewind: async () => {
+          // A copy whose id the stream holds staged (see STAGED_DUPLICATE): its first publish
+          // lands, or the id stays staged until the duplicate window ends. Not at once again.
+          if (this.#staged) await sleep(STAGED_RETRY_MS, undefined, { signal: leaving.signal }).catch(() => {});
+          this.#staged = false;
+          await this.#bind(leaving.signal);
+        },
+      },
     });
     const started = (async () => {
       while (!leaving.signal.aborted) {
@@ -221,14 +235,14 @@ export class Forwarder {
     this.#recorded = 0;
   }
 
-  /** What a forwarder recorded of #landed, in this incarnation of the function's stream. */
-  async #recordedLanded(): Promise<number> {
+  /** What a forwarder recorded of #landed, in this incarnation of the function's stream; undefined without a record. */
+  async #recordedLanded(): Promise<number | undefined> {
     const entry = await this.#deps.kv.get(forwardedKey(this.#deps.fn.name));
     try {
       const recorded = entry?.json<{ stream?: unknown; landed?: unknown }>();
-      return recorded?.stream === this.#created && typeof recorded.landed === "number" ? recorded.landed : 0;
+      return recorded?.stream === this.#created && typeof recorded.landed === "number" ? recorded.landed : undefined;
     } catch {
-      return 0;
+      return undefined;
     }
   }
 
@@ -245,8 +259,10 @@ export class Forwarder {
   }
 
   /**
-   * Before the first pull and after a failed copy: the durable rewound to its ack floor (what
-   * was forwarded and not acked comes again, and is found a duplicate), the stream's last
+   * Before the first pull and after a failed copy: how far copies landed (this host's own
+   * count, what the forwarder before recorded, the stream's last copy), the durable rewound
+   * to start after that or its ack floor, whichever is earlier (what was forwarded and not
+   * acked comes again, and is acked as landed or found a duplicate), the stream's last
    * sequence read, and copies published one at a time until one lands anew.
    */
   async #bind(signal: AbortSignal): Promise<void> {
@@ -254,13 +270,18 @@ export class Forwarder {
     // Rewinding the durable under the host that holds the lease now would send it back too.
     if (signal.aborted || !this.#lease.held()) throw new Error("the forwarder's lease is no longer held");
     await ensureConsumer(jsm, this.#source, this.#log);
-    await rewindConsumer(jsm, this.#source, this.#log, signal);
     this.#last = (await jsm.streams.info(this.#stream)).state.last_seq;
     await this.#sameStream();
     // Another host may have forwarded further than this one knows (a takeover): what it
     // recorded last, and the stream's last copy if its partition has not taken it yet.
     const copied = await copiedUpTo(jsm, this.#stream, this.#last, this.#createdMs);
-    this.#landed = Math.max(this.#landed, await this.#recordedLanded(), copied);
+    const recorded = await this.#recordedLanded();
+    const known = this.#landed > 0 || recorded !== undefined || copied > 0;
+    this.#landed = Math.max(this.#landed, recorded ?? 0, copied);
+    // Whatever the durable delivered past that and says is acked came to a forwarder that may
+    // not have forwarded it (it lost its lease first); the server's word alone may be wrong
+    // (see rewindConsumer). Without any record (the first forwarder), its ack floor is all.
+    await rewindConsumer(jsm, this.#source, this.#log, signal, known ? this.#landed : undefined);
     this.#careful = true;
     this.#broken = false;
   }
@@ -324,6 +345,7 @@ export class Forwarder {
       delivery.ack();
       this.#forwarded++;
     } catch (error) {
+      if (error instanceof PubAckError && error.code === STAGED_DUPLICATE) this.#staged = true;
       this.#break(`forwarding failed: ${(error as Error).message}`);
     }
   }

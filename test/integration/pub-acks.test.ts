@@ -1,7 +1,7 @@
 /** PubAcks (runtime/nats/pub-acks.ts): JetStream publishes awaited through one subscription, on a real nats-server. */
 import { headers } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PubAckError, PubAcks } from "../../runtime/nats/pub-acks.ts";
+import { PubAckError, PubAcks, STAGED_DUPLICATE } from "../../runtime/nats/pub-acks.ts";
 import { useNats } from "../support/project.ts";
 
 const nats = useNats();
@@ -35,6 +35,21 @@ describe("PubAcks", () => {
     await expect(refused).rejects.toMatchObject({ name: "PubAckError", code: 10070 });
     await expect(acks.publish("nowhere.a", data, withId("n"))).rejects.toBeInstanceOf(PubAckError);
     await expect(acks.publish("nowhere.a", data, withId("n"))).rejects.toMatchObject({ code: 503 });
+  });
+
+  it("rejects a duplicate answer with sequence 0 (an id staged, not stored) as JetStream's 10158", async () => {
+    // What a nats-server 2.9 stream leader answers for an id whose first publish is in
+    // process: answered here by hand, as a server can be made to only by a race.
+    const answering = nats.nc.subscribe("staged.a", {
+      callback: (_, msg) => {
+        msg.respond('{"stream":"PA","seq":0,"duplicate": true}');
+      },
+    });
+    try {
+      await expect(acks.publish("staged.a", data, withId("d"))).rejects.toMatchObject({ name: "PubAckError", code: STAGED_DUPLICATE });
+    } finally {
+      answering.unsubscribe();
+    }
   });
 
   it("times a publish out when its PubAck does not come", async () => {

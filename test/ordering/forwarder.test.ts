@@ -227,6 +227,38 @@ describe("an event that comes to the forwarder again", () => {
   });
 });
 
+describe("events the forwarder's durable counts as acked that were never forwarded", () => {
+  it("are forwarded when a forwarder binds: it rewinds to where its copies landed, not to what the server says was acked", async () => {
+    const dir = project("FG", 4);
+    const first = await startHost(dir, nats.server.url);
+    await publishEntries("FG", 5, 4);
+    await ranTimes("FG", 20);
+    // Long enough for the forwarder to record how far its copies landed (every second).
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await first.host.shutdown();
+    // 20 more, delivered to the durable and acked there without a forwarder: what a consumer
+    // leader that lost its record of what is unacked (nats-server 2.9, a node killed) shows.
+    for (let i = 4; i < 8; i++) {
+      for (let k = 0; k < 5; k++) await nats.js.publish(`fg.entries.${k}`, JSON.stringify({ account: `acct-${k}`, i }));
+    }
+    const consumer = await nats.js.consumers.get("FG", durableOf("FG"));
+    const taken = await consumer.fetch({ max_messages: 20, expires: 2000 });
+    for await (const msg of taken) msg.ack();
+    await waitFor(async () => (await nats.jsm.consumers.info("FG", durableOf("FG"))).ack_floor.stream_seq === 40, {
+      message: "the durable counts all 40 acked",
+    });
+    const second = await startHost(dir, nats.server.url);
+    try {
+      await ranTimes("FG", 40);
+      const all = await runs("FG");
+      expect(new Set(all.map((run) => `${run.key}:${run.i}`)).size).toBe(40);
+      expectKeyOrder(all, 5, 8);
+    } finally {
+      await second.host.shutdown();
+    }
+  });
+});
+
 describe("the function's stream deleted and added again", () => {
   it("is forwarded from its start: its sequences begin again, and the copies of the one before count for nothing", async () => {
     const { host } = await startHost(project("FE", 8), nats.server.url);
