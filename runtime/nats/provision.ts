@@ -410,7 +410,7 @@ export async function rewindConsumer(
       unacked: info.num_ack_pending,
       delivered_seq: info.delivered.stream_seq,
     },
-    "rewound the partition's consumer to its ack floor",
+    "rewound the consumer to its ack floor, or to where its caller's record of what settled ends",
   );
   return true;
 }
